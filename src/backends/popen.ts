@@ -1,0 +1,64 @@
+// The seam between Process and the ways a child is started (Python: the `Popen` classes).
+// Nothing above backends/ touches child_process or worker_threads.
+
+/** What a child learns about itself before it rebuilds its Process object. */
+export interface ChildConfig {
+  name: string;
+  identity: number[];
+  daemon: boolean;
+  parentPid: number;
+  parentName: string;
+  /** Start method of the child itself, for its currentProcess(). */
+  method: 'spawn' | 'thread';
+}
+
+/** A started child: a process or a thread. */
+export interface Popen {
+  /** OS process id (for a thread, the pid of the process it lives in). */
+  readonly pid: number;
+  /** pid for a process, threadId for a thread. */
+  readonly ident: number;
+  /** null while running; exit code; -N after signal N (threads: see popen_thread.ts). */
+  readonly returncode: number | null;
+  /** Settles with the exit code when the child has ended. */
+  readonly exited: Promise<number>;
+  /** Resolves true when the child ended, false when `timeoutMs` passed first. */
+  wait(timeoutMs?: number): Promise<boolean>;
+  terminate(): void;
+  kill(): void;
+  /** Drop handles; the child must have ended. */
+  close(): void;
+}
+
+/** Resolve true when `exited` settles, false after `timeoutMs` (undefined: wait forever). */
+export function waitExit(exited: Promise<number>, timeoutMs: number | undefined): Promise<boolean> {
+  if (timeoutMs === undefined || !Number.isFinite(timeoutMs)) return exited.then(() => true);
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), Math.max(0, timeoutMs));
+    void exited.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/** The options of this Node process that a child must share (loaders such as tsx), less those that must not repeat. */
+export function inheritedExecArgv(execArgv: readonly string[] = process.execArgv): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const a = execArgv[i] as string;
+    // -e/-p carry the parent's own program; --inspect would fight over the port; --test and
+    // --watch belong to the runner that started the parent.
+    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print') {
+      i++;
+      continue;
+    }
+    if (/^--(eval|print|inspect|inspect-brk|inspect-port|debug|test|watch|experimental-test)/.test(a)) continue;
+    if (a === '--input-type' || a === '--debug-port') {
+      i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}

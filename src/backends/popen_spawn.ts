@@ -1,0 +1,108 @@
+// The 'spawn' start method: a fresh Node process running entry/spawn_main.js, like Python's
+// spawn runs a fresh interpreter. The child's stdout/stderr are the parent's.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+
+import { signalNumber } from '../platform.js';
+import { inheritedExecArgv, waitExit, type ChildConfig, type Popen } from './popen.js';
+
+const SPAWN_MAIN = path.join(__dirname, '..', 'entry', 'spawn_main.js');
+
+/** Message the parent sends once, right after spawning. */
+export interface StartMessage {
+  config: ChildConfig;
+  payload: Uint8Array;
+}
+
+const live = new Set<SpawnPopen>();
+let exitHookInstalled = false;
+
+/** Start a child process that rebuilds the Process from `payload` and runs it. */
+export function startSpawn(payload: Uint8Array, config: ChildConfig): Popen {
+  return new SpawnPopen(payload, config);
+}
+
+class SpawnPopen implements Popen {
+  readonly pid: number;
+  readonly exited: Promise<number>;
+  #child: ChildProcess | undefined;
+  #returncode: number | null = null;
+
+  constructor(payload: Uint8Array, config: ChildConfig) {
+    const child = spawn(process.execPath, [...inheritedExecArgv(), SPAWN_MAIN], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+      windowsHide: true,
+    });
+    this.#child = child;
+    this.pid = child.pid ?? -1;
+    this.exited = new Promise<number>((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.#returncode = code ?? -(signal ? (signalNumber(signal) ?? 1) : 1);
+        live.delete(this);
+        resolve(this.#returncode);
+      });
+      child.once('error', () => {
+        // spawn itself failed (e.g. EAGAIN): report it as an exit so that join() never hangs.
+        if (this.#returncode === null) {
+          this.#returncode = 1;
+          live.delete(this);
+          resolve(1);
+        }
+      });
+    });
+    // The channel only carries the start message; once sent it must not keep the parent alive.
+    child.send({ config, payload } satisfies StartMessage, () => child.channel?.unref());
+    if (config.daemon) {
+      // Daemon children never keep the parent alive; the exit hook terminates them.
+      child.unref();
+      child.channel?.unref();
+      live.add(this);
+      installExitHook();
+    }
+  }
+
+  get ident(): number {
+    return this.pid;
+  }
+
+  get returncode(): number | null {
+    return this.#returncode;
+  }
+
+  wait(timeoutMs?: number): Promise<boolean> {
+    return waitExit(this.exited, timeoutMs);
+  }
+
+  terminate(): void {
+    this.#signal('SIGTERM');
+  }
+
+  kill(): void {
+    this.#signal('SIGKILL');
+  }
+
+  #signal(sig: NodeJS.Signals): void {
+    if (this.#returncode !== null || !this.#child) return;
+    try {
+      this.#child.kill(sig);
+    } catch {
+      // Already gone: the exit event will report it.
+    }
+  }
+
+  close(): void {
+    this.#child?.removeAllListeners();
+    this.#child = undefined;
+  }
+}
+
+// Python's _exit_function terminates daemonic children when the parent exits. The children also
+// watch their IPC channel, which covers a parent killed by SIGKILL.
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const p of live) p.terminate();
+  });
+}

@@ -1,0 +1,115 @@
+// Start methods and contexts (Python: `multiprocessing.context`). A context is the whole API
+// bound to one start method: `ctx.Process` is a class, everything else a factory method.
+import { InvalidArgumentError, ProcessError } from './errors.js';
+import { cpuCount } from './platform.js';
+import {
+  activeChildren,
+  currentProcess,
+  markLibraryProcessClass,
+  parentProcess,
+  Process,
+  setDefaultMethodResolver,
+  type StartMethod,
+} from './process.js';
+
+const METHODS: readonly StartMethod[] = ['spawn', 'thread'];
+
+/** The API bound to one start method (Python: `SpawnContext`, ...). */
+export class BaseContext {
+  /** Process class whose children use this context's start method. */
+  readonly Process: typeof Process;
+  readonly #method: StartMethod;
+
+  /** @internal use getContext(method). */
+  constructor(method: StartMethod) {
+    this.#method = method;
+    const cls = { [`${method[0]!.toUpperCase()}${method.slice(1)}Process`]: class extends Process {} }[`${method[0]!.toUpperCase()}${method.slice(1)}Process`]!;
+    cls._startMethod = method;
+    markLibraryProcessClass(cls);
+    this.Process = cls;
+  }
+
+  /** The start method of this context. */
+  getStartMethod(): StartMethod {
+    return this.#method;
+  }
+
+  /** The context of `method` (the default one when omitted). @throws InvalidArgumentError for an unknown method. */
+  getContext(method?: StartMethod): BaseContext {
+    return getContext(method);
+  }
+
+  /** Every start method this platform supports. */
+  getAllStartMethods(): StartMethod[] {
+    return getAllStartMethods();
+  }
+
+  /** Number of CPUs this process may use. */
+  cpuCount(): number {
+    return cpuCount();
+  }
+
+  /** See the top-level `currentProcess`. */
+  currentProcess(): Process {
+    return currentProcess();
+  }
+
+  /** See the top-level `parentProcess`. */
+  parentProcess(): ReturnType<typeof parentProcess> {
+    return parentProcess();
+  }
+
+  /** See the top-level `activeChildren`. */
+  activeChildren(): Process[] {
+    return activeChildren();
+  }
+}
+
+const contexts = new Map<StartMethod, BaseContext>();
+let chosen: StartMethod | undefined;
+
+/**
+ * The context of a start method: `getContext('thread').Process`, `getContext('spawn').Lock()`.
+ * Without an argument, the default context (the method set by setStartMethod, else 'spawn').
+ * @throws InvalidArgumentError for a method other than 'spawn' or 'thread'.
+ */
+export function getContext(method?: StartMethod): BaseContext {
+  const m = method ?? getStartMethod();
+  if (!METHODS.includes(m)) throw new InvalidArgumentError(`cannot find context for '${String(m)}': start methods are ${METHODS.map((x) => `'${x}'`).join(', ')}`);
+  let ctx = contexts.get(m);
+  if (!ctx) contexts.set(m, (ctx = new BaseContext(m)));
+  return ctx;
+}
+
+/**
+ * Choose the default start method, once (as in Python), before starting processes.
+ * @throws ProcessError (ERR_MP_CONTEXT_SET) when it was already set, unless `force` is true.
+ * @throws InvalidArgumentError for an unknown method.
+ */
+export function setStartMethod(method: StartMethod | null, options: { force?: boolean } = {}): void {
+  if (chosen !== undefined && !options.force) throw new ProcessError('context has already been set', { code: 'ERR_MP_CONTEXT_SET' });
+  if (method === null && options.force) {
+    chosen = undefined;
+    return;
+  }
+  if (!METHODS.includes(method as StartMethod)) throw new InvalidArgumentError(`setStartMethod: unknown start method '${String(method)}'; use ${METHODS.map((x) => `'${x}'`).join(' or ')}`);
+  chosen = method as StartMethod;
+}
+
+/**
+ * The default start method. As in Python, asking fixes it to 'spawn' unless `allowNone` is true,
+ * in which case undefined means 'not chosen yet'.
+ */
+export function getStartMethod(allowNone?: false): StartMethod;
+export function getStartMethod(allowNone: true): StartMethod | undefined;
+export function getStartMethod(allowNone = false): StartMethod | undefined {
+  if (chosen === undefined && !allowNone) chosen = 'spawn';
+  return chosen;
+}
+
+/** Every start method this platform supports: ['spawn', 'thread']. */
+export function getAllStartMethods(): StartMethod[] {
+  return [...METHODS];
+}
+
+setDefaultMethodResolver(() => getStartMethod());

@@ -1,0 +1,15 @@
+// Entry of a 'thread' child: the same bootstrap as spawn_main, fed by workerData.
+import { threadId, workerData } from 'node:worker_threads';
+
+import type { ChildConfig } from '../backends/popen.js';
+import { bootstrapChild } from '../process.js';
+import '../index.js';
+
+const { config, payload } = workerData as { config: ChildConfig; payload: Uint8Array };
+bootstrapChild(config, payload, threadId).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`multiproc: thread bootstrap failed: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,159 @@
+// Error classes of multiproc. Python's names where Python has the concept; every class has a
+// stable `code` so callers can branch without matching message text.
+import { signalName } from './platform.js';
+
+/** Base of every error multiproc raises (Python: `multiprocessing.ProcessError`). */
+export class ProcessError extends Error {
+  /** Stable machine-readable code, e.g. `ERR_MP_ALREADY_STARTED`. */
+  readonly code: string;
+  constructor(message: string, options?: { code?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options?.code ?? 'ERR_MP_PROCESS';
+  }
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** A receive buffer was smaller than the message (Python: `BufferTooShort`). */
+export class BufferTooShort extends ProcessError {
+  constructor(message = 'buffer too short for the message', options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_BUFFER_TOO_SHORT', ...options });
+  }
+}
+
+/** The peer failed the authkey challenge (Python: `AuthenticationError`). */
+export class AuthenticationError extends ProcessError {
+  constructor(message = 'authentication failed', options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_AUTHENTICATION', ...options });
+  }
+}
+
+/** A wait ran out of time (Python: `multiprocessing.TimeoutError`). */
+export class TimeoutError extends ProcessError {
+  constructor(message = 'timed out', options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_TIMEOUT', ...options });
+  }
+}
+
+/** Nothing to take from a queue (Python: `queue.Empty`). */
+export class Empty extends ProcessError {
+  constructor(message = 'queue is empty', options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_EMPTY', ...options });
+  }
+}
+
+/** No room in a bounded queue (Python: `queue.Full`). */
+export class Full extends ProcessError {
+  constructor(message = 'queue is full', options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_FULL', ...options });
+  }
+}
+
+/** A barrier was aborted, reset or timed out while parties waited (Python: `BrokenBarrierError`). */
+export class BrokenBarrierError extends ProcessError {
+  constructor(message = 'barrier is broken', options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_BROKEN_BARRIER', ...options });
+  }
+}
+
+/** The other end of a connection is closed and nothing is left to read (Python: `EOFError`). */
+export class EOFError extends ProcessError {
+  constructor(message = 'the other end of the connection is closed', options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_EOF', ...options });
+  }
+}
+
+/** An error raised by a manager's referent, carrying its class name, message and stack (Python: `RemoteError`). */
+export class RemoteError extends ProcessError {
+  constructor(message = 'error in the remote process', options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_REMOTE', ...options });
+  }
+}
+
+/**
+ * A value cannot cross a process boundary (Python: `PicklingError`). `path` names where the value
+ * sits in what was sent, e.g. `args[1].cb`.
+ */
+export class NotTransferableError extends ProcessError {
+  readonly path: string;
+  constructor(path: string, problem: string, fix: string) {
+    super(`${path}: ${problem}. ${fix}`, { code: 'ERR_MP_NOT_TRANSFERABLE' });
+    this.path = path;
+  }
+}
+
+/**
+ * A worker (pool worker or process) died while it held a task. `exitcode` follows `Process.exitcode`:
+ * a negative number is the signal that killed it.
+ */
+export class WorkerDiedError extends ProcessError {
+  readonly exitcode: number | null;
+  readonly worker: string;
+  constructor(worker: string, exitcode: number | null, detail?: string) {
+    super(
+      `worker ${worker} died while running this task (${describeExit(exitcode)})${detail ? `: ${detail}` : ''}`,
+      { code: 'ERR_MP_WORKER_DIED' },
+    );
+    this.worker = worker;
+    this.exitcode = exitcode;
+  }
+}
+
+/** A wait was cancelled through an `AbortSignal`; `cause` is the signal's reason. */
+export class AbortError extends ProcessError {
+  constructor(message = 'the operation was aborted', options?: { cause?: unknown }) {
+    super(message, { code: 'ABORT_ERR', ...options });
+  }
+}
+
+/** An argument has the wrong type or value; the message names the argument and what it takes. */
+export class InvalidArgumentError extends TypeError {
+  readonly code = 'ERR_MP_INVALID_ARG';
+  override get name(): string {
+    return 'InvalidArgumentError';
+  }
+}
+
+/**
+ * The stack of an error raised in another process or thread, attached as `cause` to the error
+ * rebuilt locally (Python: `RemoteTraceback`).
+ */
+export class RemoteTraceback extends Error {
+  readonly code = 'ERR_MP_REMOTE_TRACEBACK';
+  constructor(remoteStack: string) {
+    super(`\n"""\n${remoteStack}\n"""`);
+    // The remote stack is the message; a local stack would only point at the rebuilding code.
+    this.stack = `RemoteTraceback: ${this.message}`;
+  }
+  override get name(): string {
+    return 'RemoteTraceback';
+  }
+}
+
+/** How an exit code reads in messages: `exit code 3`, `signal SIGKILL`. */
+export function describeExit(exitcode: number | null): string {
+  if (exitcode === null) return 'still running';
+  if (exitcode < 0) return `killed by signal ${signalName(-exitcode)}`;
+  return `exit code ${exitcode}`;
+}
+
+/** Library error classes by name, so an error raised in a child is rebuilt as the same class. */
+export const libraryErrors: ReadonlyMap<string, new (...args: never[]) => Error> = new Map<
+  string,
+  new (...args: never[]) => Error
+>([
+  ['ProcessError', ProcessError],
+  ['BufferTooShort', BufferTooShort],
+  ['AuthenticationError', AuthenticationError],
+  ['TimeoutError', TimeoutError],
+  ['Empty', Empty],
+  ['Full', Full],
+  ['BrokenBarrierError', BrokenBarrierError],
+  ['EOFError', EOFError],
+  ['RemoteError', RemoteError],
+  ['NotTransferableError', NotTransferableError],
+  ['WorkerDiedError', WorkerDiedError],
+  ['AbortError', AbortError],
+  ['InvalidArgumentError', InvalidArgumentError],
+]);

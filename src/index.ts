@@ -1,0 +1,23 @@
+// The public surface of multiproc: the default context's API, as Python's
+// `multiprocessing/__init__.py` copies it from `context._default_context`.
+export { BaseContext, getAllStartMethods, getContext, getStartMethod, setStartMethod } from './context.js';
+export {
+  AbortError,
+  AuthenticationError,
+  BrokenBarrierError,
+  BufferTooShort,
+  Empty,
+  EOFError,
+  Full,
+  InvalidArgumentError,
+  NotTransferableError,
+  ProcessError,
+  RemoteError,
+  RemoteTraceback,
+  TimeoutError,
+  WorkerDiedError,
+} from './errors.js';
+export { cpuCount } from './platform.js';
+export { activeChildren, currentProcess, ParentProcess, parentProcess, Process, type ProcessOptions, type StartMethod } from './process.js';
+export { registerType, type Reducer } from './reduction.js';
+export { isMainModule } from './util.js';
