@@ -423,6 +423,12 @@ export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, i
   } catch (err) {
     bootstrapping = false;
     reportError(config.name, err);
+    if ((err as { code?: string }).code === 'ERR_UNKNOWN_FILE_EXTENSION' && config.method === 'thread') {
+      process.stderr.write(
+        'multiproc: this worker thread cannot import TypeScript: on Node 20 loader hooks such as tsx\n' +
+          "do not reach worker threads. Use the 'spawn' start method, or compile the module to JavaScript.\n",
+      );
+    }
     return 1;
   }
   bootstrapping = false;

@@ -152,9 +152,12 @@ function findInEsmModule(fn: Function): FunctionRef | undefined {
     return undefined;
   }
   if (!url?.startsWith('file:')) return undefined;
+  const file = fileURLToPath(url);
+  // A CommonJS module was already searched by identity: its source says nothing more.
+  if (createRequire(__filename).cache[file]) return undefined;
   let text: string;
   try {
-    text = fs.readFileSync(fileURLToPath(url), 'utf8');
+    text = fs.readFileSync(file, 'utf8');
   } catch {
     return undefined;
   }
@@ -190,18 +193,21 @@ const ALWAYS_BOUND = new Set(['arguments', 'undefined', 'globalThis', 'NaN', 'In
 export function capturedIdentifiers(source: string): string[] {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const acorn = require('acorn') as typeof import('acorn');
-  const opts = { ecmaVersion: 'latest', allowAwaitOutsideFunction: true } as const;
-  let root: import('acorn').Node;
-  try {
-    root = acorn.parseExpressionAt(`(${source})`, 0, opts);
-  } catch {
-    try {
-      // Method shorthand (`run() {}`) parses only inside an object literal.
-      root = acorn.parseExpressionAt(`({${source}})`, 0, opts);
-    } catch {
-      return ['(unparsable source)'];
+  let root: import('acorn').Node | undefined;
+  // Module code first (import.meta parses only there), then sloppy script code; method shorthand
+  // (`run() {}`) parses only inside an object literal.
+  for (const text of [`(${source})`, `({${source}})`]) {
+    for (const sourceType of ['module', 'script'] as const) {
+      try {
+        root = acorn.parseExpressionAt(text, 0, { ecmaVersion: 'latest', sourceType, allowAwaitOutsideFunction: true });
+        break;
+      } catch {
+        // Try the next form.
+      }
     }
+    if (root) break;
   }
+  if (!root) return ['(unparsable source)'];
   const declared = new Set<string>();
   const used = new Set<string>();
   walk(root as unknown as AnyNode, declared, used, 0);
@@ -231,7 +237,7 @@ function walk(node: AnyNode, declared: Set<string>, used: Set<string>, depth: nu
       used.add(node.name as string);
       return;
     case 'ThisExpression':
-      if (depth <= 1) used.add('this');
+      if (depth === 0) used.add('this');
       return;
     case 'Super':
       used.add('super');
@@ -330,7 +336,9 @@ export async function loadFunction(ref: FunctionRef): Promise<Function> {
   if (hit) return hit;
   let fn: unknown;
   if (ref.kind === 'source') {
-    fn = vm.runInThisContext(`"use strict";(${asExpression(ref.source)})`, { filename: `multiproc:inline:${ref.name || 'anonymous'}` });
+    // new Function rather than vm: code compiled by vm cannot use import() without an
+    // experimental flag, and inline targets may well `await import('node:fs')`.
+    fn = (new Function(`"use strict"; return (${asExpression(ref.source)});`) as () => unknown)();
   } else if (ref.kind === 'cjs') {
     const exp = createRequire(ref.file)(ref.file) as Record<string, unknown>;
     fn = ref.exportName === null ? exp : exp[ref.exportName];

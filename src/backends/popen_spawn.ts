@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { signalNumber } from '../platform.js';
 import { inheritedExecArgv, waitExit, type ChildConfig, type Popen } from './popen.js';
 
-const SPAWN_MAIN = path.join(__dirname, '..', 'entry', 'spawn_main.js');
+const SPAWN_MAIN = path.join(__dirname, '..', 'entry', `spawn_main${path.extname(__filename)}`);
 
 /** Message the parent sends once, right after spawning. */
 export interface StartMessage {
@@ -27,8 +27,10 @@ class SpawnPopen implements Popen {
   readonly exited: Promise<number>;
   #child: ChildProcess | undefined;
   #returncode: number | null = null;
+  readonly #daemon: boolean;
 
   constructor(payload: Uint8Array, config: ChildConfig) {
+    this.#daemon = config.daemon;
     const child = spawn(process.execPath, [...inheritedExecArgv(), SPAWN_MAIN], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced',
@@ -71,7 +73,12 @@ class SpawnPopen implements Popen {
   }
 
   wait(timeoutMs?: number): Promise<boolean> {
-    return waitExit(this.exited, timeoutMs);
+    // A daemon child is unref'd so that it never keeps the parent alive, but someone waiting
+    // for it must keep the event loop running until it ends.
+    if (!this.#daemon || !this.#child) return waitExit(this.exited, timeoutMs);
+    const child = this.#child;
+    child.ref();
+    return waitExit(this.exited, timeoutMs).finally(() => child.unref());
   }
 
   terminate(): void {

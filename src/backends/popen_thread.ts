@@ -6,7 +6,14 @@ import { Worker } from 'node:worker_threads';
 
 import { inheritedExecArgv, waitExit, type ChildConfig, type Popen } from './popen.js';
 
-const THREAD_MAIN = path.join(__dirname, '..', 'entry', 'thread_main.js');
+const THREAD_MAIN = path.join(__dirname, '..', 'entry', `thread_main${path.extname(__filename)}`);
+
+let liveCount = 0;
+
+/** @internal Worker threads started by this thread that have not exited (for leak checks in tests). */
+export function liveThreads(): number {
+  return liveCount;
+}
 
 /** Start a worker thread that rebuilds the Process from `payload` and runs it. */
 export function startThread(payload: Uint8Array, config: ChildConfig): Popen {
@@ -20,8 +27,10 @@ class ThreadPopen implements Popen {
   #worker: Worker | undefined;
   #returncode: number | null = null;
   #stopCode: number | null = null;
+  readonly #daemon: boolean;
 
   constructor(payload: Uint8Array, config: ChildConfig) {
+    this.#daemon = config.daemon;
     const worker = new Worker(THREAD_MAIN, {
       workerData: { config, payload },
       execArgv: inheritedExecArgv(),
@@ -29,8 +38,10 @@ class ThreadPopen implements Popen {
     });
     this.#worker = worker;
     this.ident = worker.threadId;
+    liveCount++;
     this.exited = new Promise<number>((resolve) => {
       worker.once('exit', (code) => {
+        liveCount--;
         this.#returncode = this.#stopCode ?? code;
         resolve(this.#returncode);
       });
@@ -48,7 +59,11 @@ class ThreadPopen implements Popen {
   }
 
   wait(timeoutMs?: number): Promise<boolean> {
-    return waitExit(this.exited, timeoutMs);
+    // See SpawnPopen.wait: waiting on a daemon keeps the event loop alive meanwhile.
+    if (!this.#daemon || !this.#worker) return waitExit(this.exited, timeoutMs);
+    const worker = this.#worker;
+    worker.ref();
+    return waitExit(this.exited, timeoutMs).finally(() => worker.unref());
   }
 
   terminate(): void {

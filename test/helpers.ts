@@ -1,0 +1,86 @@
+// Shared by the test files: run one body on both backends, and check that a test leaves no
+// child process or worker thread behind.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe } from 'node:test';
+
+import { liveThreads } from '../src/backends/popen_thread.js';
+import { getContext, type BaseContext, type StartMethod } from '../src/index.js';
+import { childPids, pidAlive } from '../src/platform.js';
+
+export const METHODS: StartMethod[] = ['spawn', 'thread'];
+
+/** Run `body` once per start method, each in its own describe block with a leak check. */
+export function describeBackends(name: string, body: (ctx: BaseContext, method: StartMethod) => void): void {
+  for (const method of METHODS) {
+    describe(`${name} [${method}]`, () => {
+      afterEach(assertNoLeftovers);
+      body(getContext(method), method);
+    });
+  }
+}
+
+/** Fails when this process still has child processes or live worker threads. */
+export async function assertNoLeftovers(): Promise<void> {
+  // A child that was just reaped by Node may linger in /proc for a moment.
+  const deadline = Date.now() + 2000;
+  let pids = childPids();
+  while ((pids.length || liveThreads()) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    pids = childPids();
+  }
+  assert.deepEqual(pids, [], `child processes left behind: ${pids.join(', ')}`);
+  assert.equal(liveThreads(), 0, 'worker threads left behind');
+}
+
+/** A fresh temporary directory, removed when the process exits. */
+export function tmpDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-test-'));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Read a JSON file a child wrote. */
+export function readJson(file: string): unknown {
+  return JSON.parse(fs.readFileSync(file, 'utf8'));
+}
+
+export const fixture = (name: string): string => path.join(__dirname, 'fixtures', name);
+
+/** Run a script in a fresh node process; resolves with its output and exit status. */
+export function runNode(
+  args: string[],
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; onStdout?: (chunk: string, child: import('node:child_process').ChildProcess) => void } = {},
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; pid: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      options.onStdout?.(d, child);
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`node ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, options.timeoutMs ?? 30_000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, pid: child.pid ?? -1 });
+    });
+  });
+}
+
+/** Poll until `pid` is gone or `ms` passed; resolves with whether it is gone. */
+export async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (pidAlive(pid)) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+}

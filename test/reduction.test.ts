@@ -1,0 +1,125 @@
+// What crosses a boundary: round trips through dumps/loads (the same code both backends use),
+// the free-variable check, and how exports are found.
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+
+import { InvalidArgumentError, NotTransferableError, registerType, RemoteTraceback, TimeoutError } from '../src/index.js';
+import { dumps, loads } from '../src/reduction.js';
+import { capturedIdentifiers, exportedAs, reduceFunction } from '../src/whichmodule.js';
+import { fixture } from './helpers.js';
+
+type Types = typeof import('./fixtures/reduction_types.mjs');
+let types: Types;
+before(async () => {
+  types = (await import(pathToFileURL(fixture('reduction_types.mjs')).href)) as Types;
+});
+
+const roundTrip = async <T>(v: T): Promise<T> => (await loads(dumps(v))) as T;
+
+describe('reduction', () => {
+  test('plain structured data crosses unchanged, cycles and shared references included', async () => {
+    const shared = { s: 1 };
+    const v: Record<string, unknown> = { a: [1, 'x', null, true, 2n], d: new Date(5), m: new Map([['k', shared]]), set: new Set([shared]), buf: new Float64Array([1.5]) };
+    v.self = v;
+    const r = await roundTrip(v);
+    assert.equal(r.self, r);
+    assert.deepEqual(r.a, [1, 'x', null, true, 2n]);
+    assert.equal((r.m as Map<string, unknown>).get('k'), [...(r.set as Set<unknown>)][0]);
+    assert.ok(r.buf instanceof Float64Array);
+  });
+
+  test('functions: exported ones by reference, inline ones by value, inside containers and cycles', async () => {
+    const v: Record<string, unknown> = { f: types.double, g: (x: number) => x + 1, list: [types.default] };
+    v.me = v;
+    const r = await roundTrip(v);
+    assert.equal(r.f, types.double);
+    assert.equal((r.g as (x: number) => number)(1), 2);
+    assert.equal((r.list as unknown[])[0], types.default);
+    assert.equal(r.me, r);
+    assert.equal(reduceFunction(types.double, 'f').kind, 'esm');
+    assert.equal(reduceFunction(types.default, 'f').kind, 'esm');
+  });
+
+  test('errors rebuild as their own class with props and the remote stack as cause', async () => {
+    const e = new types.ValidationError('bad field', 'age');
+    const r = await roundTrip(e);
+    assert.ok(r instanceof types.ValidationError);
+    assert.equal(r.message, 'bad field');
+    assert.equal(r.field, 'age');
+    assert.equal(r.name, 'ValidationError');
+    assert.ok(r.cause instanceof RemoteTraceback);
+    assert.match((r.cause as Error).message, /ValidationError: bad field/);
+    const t = await roundTrip(new TimeoutError('slow'));
+    assert.ok(t instanceof TimeoutError);
+    assert.equal(t.code, 'ERR_MP_TIMEOUT');
+    const sys = Object.assign(new RangeError('r'), { code: 'ERR_X' });
+    const rs = await roundTrip(sys);
+    assert.ok(rs instanceof RangeError);
+    assert.equal((rs as RangeError & { code: string }).code, 'ERR_X');
+    class LocalError extends TypeError {}
+    const l = await roundTrip(new LocalError('not exported'));
+    assert.ok(l instanceof TypeError, 'falls back to the nearest built-in class');
+  });
+
+  test('registered and exported user classes cross as themselves', async () => {
+    const r = await roundTrip({ t: new types.Temperature(300) });
+    assert.ok(r.t instanceof types.Temperature);
+    assert.equal(r.t.kelvin, 300);
+    assert.throws(() => registerType(types.Temperature, {} as never), InvalidArgumentError);
+  });
+
+  test('refusals name the path of the value', () => {
+    const k = 1;
+    assert.throws(() => dumps({ a: [{ b: () => k }] }, 'args'), (e: unknown) => e instanceof NotTransferableError && e.path === 'args.a[0].b');
+    assert.throws(() => dumps(new Map([['x', Symbol('q')]]), 'v'), { path: 'v.get("x")' });
+    assert.throws(() => dumps({ w: new WeakMap() }, ''), { path: 'w' });
+    assert.throws(() => dumps(Math.max, ''), /native or bound/);
+    assert.throws(() => dumps(types.double.bind(null), ''), /native or bound/);
+  });
+
+  test('the free-variable check', () => {
+    const cases: [string, string[]][] = [
+      ['(x) => x * x', []],
+      ['(x) => Math.max(x, y)', ['y']],
+      ['function f(a, { b = c, ...rest }, [d]) { let e = a + b + d; return e + rest.z }', ['c']],
+      ['async (f) => { const fs = await import("node:fs"); return fs.readFileSync(f) }', []],
+      ['() => { n = 0 }', ['n']],
+      ['() => this.x', ['this']],
+      ['function () { return this.x }', []],
+      ['() => { try { q() } catch (err) { return err } }', ['q']],
+      ['(o) => o.prop.deep + o[key]', ['key']],
+      ['() => ({ a: 1, [k]: 2, b })', ['k', 'b']],
+      ['() => { class A extends Base { m() { return this } } return new A() }', ['Base']],
+      ['() => { lbl: for (;;) { break lbl } }', []],
+      ['() => require("fs")', ['require']],
+      ['run(x) { return x }', []],
+      ['() => import.meta.url', ['import.meta']],
+    ];
+    for (const [src, free] of cases) assert.deepEqual(capturedIdentifiers(src).sort(), free.sort(), src);
+  });
+
+  test('how exports are found in module source', () => {
+    const src = `
+      export function a() {}
+      export async function* gen() {}
+      export const b = () => 1, zz = 2;
+      function c() {}
+      function d() {}
+      export { c, d as dee };
+      export default function e() {}
+      export class F {}
+      export { x } from './other.js';
+    `;
+    assert.equal(exportedAs(src, 'a'), 'a');
+    assert.equal(exportedAs(src, 'gen'), 'gen');
+    assert.equal(exportedAs(src, 'b'), 'b');
+    assert.equal(exportedAs(src, 'c'), 'c');
+    assert.equal(exportedAs(src, 'd'), 'dee');
+    assert.equal(exportedAs(src, 'e'), 'default');
+    assert.equal(exportedAs(src, 'F'), 'F');
+    assert.equal(exportedAs(src, 'x'), undefined);
+    assert.equal(exportedAs(src, 'missing'), undefined);
+    assert.equal(exportedAs('function g() {}\nexport default g;\n', 'g'), 'default');
+  });
+});
