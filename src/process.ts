@@ -1,8 +1,6 @@
 // The Process class and the process-wide state around it (Python: `multiprocessing.process`).
 import { inspect } from 'node:util';
 
-import { startSpawn } from './backends/popen_spawn.js';
-import { startThread } from './backends/popen_thread.js';
 import type { ChildConfig, Popen } from './backends/popen.js';
 import { InvalidArgumentError, ProcessError } from './errors.js';
 import { pidAlive, signalName } from './platform.js';
@@ -127,7 +125,7 @@ export class Process {
       parentName: state(current).name,
       method,
     };
-    s.popen = method === 'thread' ? startThread(payload, config) : startSpawn(payload, config);
+    s.popen = startChild(method, payload, config);
     children.add(this);
     void s.popen.exited.then(() => children.delete(this));
   }
@@ -263,6 +261,14 @@ export class Process {
   [inspect.custom](): string {
     return this.toString();
   }
+}
+
+// Backends load on first use: node:worker_threads alone costs a child ~5 ms of start-up.
+function startChild(method: StartMethod, payload: Uint8Array, config: ChildConfig): Popen {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  if (method === 'thread') return (require('./backends/popen_thread.js') as typeof import('./backends/popen_thread.js')).startThread(payload, config);
+  return (require('./backends/popen_spawn.js') as typeof import('./backends/popen_spawn.js')).startSpawn(payload, config);
+  /* eslint-enable @typescript-eslint/no-require-imports */
 }
 
 function defaultNamePrefix(cls: Function): string {

@@ -1,5 +1,9 @@
 // Entry of a 'spawn' child (Python: `multiprocessing.spawn.spawn_main`): receive the start
 // message, rebuild the Process, run it, exit with its code.
+// Node 22+ can cache compiled code across processes; every child then starts faster.
+(nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
+import * as nodeModule from 'node:module';
+
 import type { StartMessage } from '../backends/popen_spawn.js';
 import { bootstrapChild, currentProcess } from '../process.js';
 // The whole library is loaded so that every type registered for transport can be rebuilt.
