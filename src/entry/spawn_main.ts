@@ -1,13 +1,17 @@
 // Entry of a 'spawn' child (Python: `multiprocessing.spawn.spawn_main`): receive the start
 // message, rebuild the Process, run it, exit with its code.
-// Node 22+ can cache compiled code across processes; every child then starts faster.
-(nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 import * as nodeModule from 'node:module';
 
 import type { StartMessage } from '../backends/popen_spawn.js';
-import { bootstrapChild, currentProcess } from '../process.js';
+
+// Node 22+ can cache compiled code across processes, so every later child starts faster. It
+// must be on before the library loads, hence the require()s below instead of imports.
+(nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
+/* eslint-disable @typescript-eslint/no-require-imports */
+const { bootstrapChild, currentProcess } = require('../process.js') as typeof import('../process.js');
 // The whole library is loaded so that every type registered for transport can be rebuilt.
-import '../index.js';
+require('../index.js');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 process.once('message', (msg: StartMessage) => {
   // A daemon dies with its parent, also when the parent was killed with SIGKILL: the IPC
