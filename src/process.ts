@@ -456,6 +456,15 @@ function reportError(name: string, err: unknown): void {
   process.stderr.write(`Process ${name}:\n${text}\n`);
 }
 
+// The main code has ended when the event loop runs dry (children never hold it): then, as
+// Python's exit function, terminate daemonic children and wait for all of them.
+process.on('beforeExit', () => {
+  for (const c of activeChildren()) {
+    if (c.daemon) c.terminate();
+    state(c).popen?.keepAlive();
+  }
+});
+
 /** Python's `util._exit_function`: terminate daemonic children, then wait for the others. */
 export async function exitFunction(): Promise<void> {
   for (const c of activeChildren()) if (c.daemon) c.terminate();

@@ -28,6 +28,35 @@ export interface Popen {
   kill(): void;
   /** Drop handles; the child must have ended. */
   close(): void;
+  /** Keep this process alive until the child ends (the exit sequence uses it). */
+  keepAlive(): void;
+}
+
+/**
+ * Who keeps the parent's event loop alive. Children never do by themselves, so that the end of
+ * the main code can be noticed ('beforeExit') and daemons terminated before the others are
+ * awaited, as Python's exit function does; a pending wait or the exit sequence holds it.
+ */
+export class Liveness {
+  #waits = 0;
+  #forever = false;
+  readonly #handle: { ref(): void; unref(): void };
+  constructor(handle: { ref(): void; unref(): void }) {
+    this.#handle = handle;
+    handle.unref();
+  }
+  /** Hold the loop open while `p` is pending. */
+  hold<T>(p: Promise<T>): Promise<T> {
+    if (this.#waits++ === 0 && !this.#forever) this.#handle.ref();
+    return p.finally(() => {
+      if (--this.#waits === 0 && !this.#forever) this.#handle.unref();
+    });
+  }
+  /** Hold the loop open until the handle closes. */
+  keep(): void {
+    this.#forever = true;
+    this.#handle.ref();
+  }
 }
 
 /** Resolve true when `exited` settles, false after `timeoutMs` (undefined: wait forever). */

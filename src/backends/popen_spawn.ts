@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 
 import { signalNumber } from '../platform.js';
-import { inheritedExecArgv, waitExit, type ChildConfig, type Popen } from './popen.js';
+import { inheritedExecArgv, Liveness, waitExit, type ChildConfig, type Popen } from './popen.js';
 
 const SPAWN_MAIN = path.join(__dirname, '..', 'entry', `spawn_main${path.extname(__filename)}`);
 
@@ -27,10 +27,9 @@ class SpawnPopen implements Popen {
   readonly exited: Promise<number>;
   #child: ChildProcess | undefined;
   #returncode: number | null = null;
-  readonly #daemon: boolean;
+  readonly #liveness: Liveness;
 
   constructor(payload: Uint8Array, config: ChildConfig) {
-    this.#daemon = config.daemon;
     const child = spawn(process.execPath, [...inheritedExecArgv(), SPAWN_MAIN], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced',
@@ -55,10 +54,9 @@ class SpawnPopen implements Popen {
     });
     // The channel only carries the start message; once sent it must not keep the parent alive.
     child.send({ config, payload } satisfies StartMessage, () => child.channel?.unref());
+    this.#liveness = new Liveness(child);
     if (config.daemon) {
-      // Daemon children never keep the parent alive; the exit hook terminates them.
-      child.unref();
-      child.channel?.unref();
+      // If this process ends abruptly (process.exit), daemons are terminated on 'exit'.
       live.add(this);
       installExitHook();
     }
@@ -73,12 +71,11 @@ class SpawnPopen implements Popen {
   }
 
   wait(timeoutMs?: number): Promise<boolean> {
-    // A daemon child is unref'd so that it never keeps the parent alive, but someone waiting
-    // for it must keep the event loop running until it ends.
-    if (!this.#daemon || !this.#child) return waitExit(this.exited, timeoutMs);
-    const child = this.#child;
-    child.ref();
-    return waitExit(this.exited, timeoutMs).finally(() => child.unref());
+    return this.#liveness.hold(waitExit(this.exited, timeoutMs));
+  }
+
+  keepAlive(): void {
+    this.#liveness.keep();
   }
 
   terminate(): void {

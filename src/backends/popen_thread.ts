@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { inheritedExecArgv, waitExit, type ChildConfig, type Popen } from './popen.js';
+import { inheritedExecArgv, Liveness, waitExit, type ChildConfig, type Popen } from './popen.js';
 
 const THREAD_MAIN = path.join(__dirname, '..', 'entry', `thread_main${path.extname(__filename)}`);
 
@@ -27,10 +27,9 @@ class ThreadPopen implements Popen {
   #worker: Worker | undefined;
   #returncode: number | null = null;
   #stopCode: number | null = null;
-  readonly #daemon: boolean;
+  readonly #liveness: Liveness;
 
   constructor(payload: Uint8Array, config: ChildConfig) {
-    this.#daemon = config.daemon;
     const worker = new Worker(THREAD_MAIN, {
       workerData: { config, payload },
       execArgv: inheritedExecArgv(),
@@ -51,7 +50,7 @@ class ThreadPopen implements Popen {
       // unhandled rejection after run returned). Print it as the thread's own stderr would.
       process.stderr.write(`Process ${config.name}:\n${(err as Error)?.stack ?? String(err)}\n`);
     });
-    if (config.daemon) worker.unref();
+    this.#liveness = new Liveness(worker);
   }
 
   get returncode(): number | null {
@@ -59,11 +58,11 @@ class ThreadPopen implements Popen {
   }
 
   wait(timeoutMs?: number): Promise<boolean> {
-    // See SpawnPopen.wait: waiting on a daemon keeps the event loop alive meanwhile.
-    if (!this.#daemon || !this.#worker) return waitExit(this.exited, timeoutMs);
-    const worker = this.#worker;
-    worker.ref();
-    return waitExit(this.exited, timeoutMs).finally(() => worker.unref());
+    return this.#liveness.hold(waitExit(this.exited, timeoutMs));
+  }
+
+  keepAlive(): void {
+    this.#liveness.keep();
   }
 
   terminate(): void {

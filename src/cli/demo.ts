@@ -1,0 +1,83 @@
+// `multiproc demo`: run the example programs, the TypeScript twins of the seed tutorials'
+// Process-level programs, one after another, each under a short heading.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** One example of the demo: its compiled file, what it shows and the seed program it twins. */
+export interface DemoExample {
+  /** Base name in examples/ (examples/<file>.mts, compiled to build/examples/<file>.mjs). */
+  file: string;
+  shows: string;
+  seed: string;
+}
+
+/**
+ * The examples in the order the demo runs them: first how to start and wait for processes,
+ * then what they do not share, who they are, how they end, and the main guard.
+ * examples/unguarded_main.mts is a fixture for the tests (it fails on purpose) and is left out.
+ */
+export const DEMO_EXAMPLES: readonly DemoExample[] = [
+  { file: 'start_process', shows: 'start a process with args and with a name', seed: 'seed 002 §2' },
+  { file: 'join_many', shows: 'join() four timed tasks: the total is the longest, not the sum', seed: 'seed 002 §3' },
+  { file: 'isolated_globals', shows: 'a child setting a module-level variable leaves the parent\'s alone', seed: 'seed 002 §4, seed 001 f1' },
+  { file: 'data_list', shows: 'five children append to their own copy of a list', seed: 'seed 000' },
+  { file: 'pid_ppid', shows: 'pid, ppid, name and currentProcess().pid', seed: 'seed 002 §5' },
+  { file: 'current_process', shows: 'currentProcess()/parentProcess() in the parent, a process child and a thread child', seed: 'seed 000, seed 002 §5' },
+  { file: 'subclass_run', shows: 'a Process subclass overriding run(), started 4 times', seed: 'seed 000' },
+  { file: 'terminate', shows: 'terminate(): isAlive() is true right after, false once it ended', seed: 'seed 002 §5, seed 003' },
+  { file: 'daemon_eunuch', shows: 'a daemon child (老太监) dies with the main process (皇帝)', seed: 'seed 002 §6' },
+  { file: 'daemon_pair', shows: 'a daemon and a normal child: only the normal one finishes', seed: 'seed 001' },
+  { file: 'main_guard', shows: 'why code that starts processes sits behind the main guard', seed: 'seed 003' },
+];
+
+/** Where the compiled examples are: build/examples, found from this file (build/src/cli/demo.js). */
+export function examplesDir(): string {
+  return path.resolve(__dirname, '..', '..', 'examples');
+}
+
+function runOne(file: string): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [file], { stdio: 'inherit' });
+    child.once('error', (err) => {
+      process.stderr.write(`multiproc demo: cannot run ${file}: ${err.message}\n`);
+      resolve(1);
+    });
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}
+
+/** Run the demo; resolves with the exit code for the CLI (0 when every example succeeded). */
+export async function demo(): Promise<number> {
+  const dir = examplesDir();
+  const missing = DEMO_EXAMPLES.filter((e) => !fs.existsSync(path.join(dir, `${e.file}.mjs`)));
+  if (missing.length === DEMO_EXAMPLES.length) {
+    process.stderr.write(
+      `multiproc demo: the compiled examples were not found in ${dir}.\n` +
+        'They are built from the examples/ folder of the source repository and are not part of the\n' +
+        'published package. In a checkout of the repository run `npm run build`, then `npm run demo`\n' +
+        '(or `npx multiproc demo`).\n',
+    );
+    return 1;
+  }
+  const started = Date.now();
+  const failed: string[] = [];
+  for (const [i, e] of DEMO_EXAMPLES.entries()) {
+    const file = path.join(dir, `${e.file}.mjs`);
+    process.stdout.write(`\n== ${i + 1}/${DEMO_EXAMPLES.length} ${e.file}: ${e.shows} (twin of ${e.seed})\n`);
+    if (!fs.existsSync(file)) {
+      process.stdout.write(`   (missing: ${file}; run \`npm run build\`)\n`);
+      failed.push(e.file);
+      continue;
+    }
+    const code = await runOne(file);
+    if (code !== 0) {
+      process.stdout.write(`   (${e.file} exited with code ${code})\n`);
+      failed.push(e.file);
+    }
+  }
+  const secs = ((Date.now() - started) / 1000).toFixed(1);
+  const ok = DEMO_EXAMPLES.length - failed.length;
+  process.stdout.write(`\ndemo: ${ok}/${DEMO_EXAMPLES.length} examples ran successfully in ${secs} s${failed.length ? `; failed: ${failed.join(', ')}` : ''}\n`);
+  return failed.length ? 1 : 0;
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// The `multiproc` command. Usage: multiproc <command>; see USAGE below.
+import { demo } from './demo.js';
+
+const USAGE = `Usage: multiproc <command>
+
+Commands:
+  demo    run the example programs (Python multiprocessing tutorials ported to TypeScript)
+  help    show this help
+`;
+
+type Command = (args: string[]) => Promise<number> | number;
+
+/** Every command by name. New commands are added here. */
+const COMMANDS: Record<string, Command> = {
+  demo: () => demo(),
+  help: () => {
+    process.stdout.write(USAGE);
+    return 0;
+  },
+  // map: to be added (`multiproc map ...`); register it here and describe it in USAGE.
+};
+
+// `multiproc demo | head`: a closed pipe ends the command quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === '--help' || name === '-h') return COMMANDS.help!(rest);
+  const command = name === undefined ? undefined : Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!command) {
+    process.stderr.write(name === undefined ? 'multiproc: missing command\n\n' : `multiproc: unknown command '${name}'\n\n`);
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  return command(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`multiproc: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

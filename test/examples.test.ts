@@ -1,0 +1,329 @@
+// Runs every compiled example (build/examples/*.mjs) as its own `node` process and checks its
+// output: the lines that matter, in order where the program makes the order certain, as a set
+// where it runs children concurrently. Every test also checks that no process the example
+// started outlives it (daemons included).
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+
+import { DEMO_EXAMPLES } from '../src/cli/demo.js';
+import { childPids, pidAlive } from '../src/platform.js';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const EXAMPLES = path.resolve(__dirname, '..', 'examples');
+const CLI = path.resolve(__dirname, '..', 'src', 'cli', 'main.js');
+const TIMEOUT_MS = 30_000;
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** stdout split into lines, without the empty last one. */
+  lines: string[];
+  /** pid of the example's main process. */
+  pid: number;
+  /** Every descendant of the example seen while it ran (sampled from /proc every 20 ms). */
+  descendants: Set<number>;
+}
+
+function descendantsOf(root: number): number[] {
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length) {
+    for (const c of childPids(queue.shift()!)) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
+}
+
+/** Run `node <args>` in its own process group; resolves once it exited and its stdio closed. */
+function runNode(args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const pid = child.pid!;
+    const descendants = new Set<number>();
+    const sample = setInterval(() => {
+      for (const p of descendantsOf(pid)) descendants.add(p);
+    }, 20);
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-pid, 'SIGKILL'); // the whole group: the example and whatever it started
+      } catch {
+        // already gone
+      }
+      reject(new Error(`node ${args.join(' ')} did not finish within ${TIMEOUT_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, TIMEOUT_MS);
+    child.once('error', reject);
+    // 'close' waits for stdout/stderr to close too: a leftover child holding them (a daemon that
+    // survived its parent) would keep them open, and its late output would land here.
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      clearInterval(sample);
+      const lines = stdout.split('\n');
+      if (lines.at(-1) === '') lines.pop();
+      resolve({ code, signal, stdout, stderr, lines, pid, descendants });
+    });
+  });
+}
+
+/** Every process the example started has ended, and none is left as a child of this one. */
+async function assertNothingLeft(run: Run, printed: number[] = []): Promise<void> {
+  const watched = [...new Set([...run.descendants, ...printed])].filter((p) => p !== process.pid && p !== run.pid);
+  const deadline = Date.now() + 2000;
+  let alive = watched.filter(pidAlive);
+  while ((alive.length || childPids().length) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    alive = watched.filter(pidAlive);
+  }
+  assert.deepEqual(alive, [], `processes started by the example still run: ${alive.join(', ')}`);
+  assert.deepEqual(childPids(), [], 'the test process has children left');
+}
+
+async function runExample(name: string): Promise<Run> {
+  const file = path.join(EXAMPLES, `${name}.mjs`);
+  assert.ok(fs.existsSync(file), `${file} is missing: build first (npx tsc -p tsconfig.json)`);
+  return runNode([file]);
+}
+
+function assertOk(run: Run): void {
+  assert.equal(run.stderr, '', `unexpected stderr:\n${run.stderr}`);
+  assert.equal(run.code, 0, `exit code ${run.code} (signal ${run.signal})\nstdout:\n${run.stdout}`);
+}
+
+/** `line` comes before `later` in the output (both present). */
+function assertBefore(lines: string[], line: string, later: string): void {
+  const a = lines.indexOf(line);
+  const b = lines.indexOf(later);
+  assert.ok(a >= 0, `missing line ${JSON.stringify(line)} in:\n${lines.join('\n')}`);
+  assert.ok(b >= 0, `missing line ${JSON.stringify(later)} in:\n${lines.join('\n')}`);
+  assert.ok(a < b, `${JSON.stringify(line)} should come before ${JSON.stringify(later)} in:\n${lines.join('\n')}`);
+}
+
+/** The capture groups of the one line matching `re`. */
+function match(lines: string[], re: RegExp): RegExpMatchArray {
+  const found = lines.map((l) => l.match(re)).filter((m): m is RegExpMatchArray => m !== null);
+  assert.equal(found.length, 1, `expected one line matching ${re} in:\n${lines.join('\n')}`);
+  return found[0]!;
+}
+
+const tested = new Set<string>();
+function exampleTest(name: string, fn: () => Promise<void>, options: { todo?: string } = {}): void {
+  tested.add(name);
+  test(`example ${name}`, options, fn);
+}
+
+exampleTest('isolated_globals', async () => {
+  const run = await runExample('isolated_globals');
+  assertOk(run);
+  // The child changed its own `n`; the parent's is still 100.
+  assert.deepEqual(run.lines, ['子进程: n = 0', '主进程: n = 100']);
+  await assertNothingLeft(run);
+});
+
+exampleTest('data_list', async () => {
+  const run = await runExample('data_list');
+  assertOk(run);
+  // Each child has its own one-element list; the order is up to the OS.
+  assert.deepEqual([...run.lines].sort(), ['[0]', '[1]', '[2]', '[3]', '[4]']);
+  await assertNothingLeft(run);
+});
+
+exampleTest('start_process', async () => {
+  const run = await runExample('start_process');
+  assertOk(run);
+  // start() returns at once: the parent prints before the children do.
+  assert.deepEqual(run.lines.slice(0, 2), ['主', 'names: Process-1, dahai-2']);
+  assert.equal(run.lines.length, 6);
+  assertBefore(run.lines, '大海 is running (process name: Process-1)', '大海 is done');
+  assertBefore(run.lines, '大海2 is running (process name: dahai-2)', '大海2 is done');
+  await assertNothingLeft(run);
+});
+
+exampleTest('join_many', async () => {
+  const run = await runExample('join_many');
+  assertOk(run);
+  assert.equal(run.lines.length, 9);
+  for (let i = 1; i <= 4; i++) assertBefore(run.lines, `大海${i} is running`, `大海${i} is done`);
+  // All four ran at the same time: about the longest (800 ms), well under the sum (2000 ms).
+  const m = match(run.lines, /^主 (\d+) ms \(sum of the sleeps: 2000 ms, longest: 800 ms\)$/);
+  assert.equal(run.lines.at(-1), m[0]);
+  const elapsed = Number(m[1]);
+  assert.ok(elapsed >= 800 && elapsed < 2000, `elapsed ${elapsed} ms should be between the longest (800) and the sum (2000)`);
+  await assertNothingLeft(run);
+});
+
+exampleTest('pid_ppid', async () => {
+  const run = await runExample('pid_ppid');
+  assertOk(run);
+  const [, name, childPid] = match(run.lines, /^parent: p\.name = (\S+), p\.pid = (\d+)$/);
+  assert.equal(name, 'Process-1');
+  assert.equal(run.lines[0], `parent: p.name = Process-1, p.pid = ${childPid}`);
+  // The child's ppid is the example's pid; p.pid, process.pid and currentProcess().pid agree.
+  assert.deepEqual(run.lines.slice(1), [
+    `child: ${childPid} is running, 爹是 ${run.pid}`,
+    `child: currentProcess().pid = ${childPid}, name = Process-1`,
+    `parent: 主 ${run.pid} 爹是 ${process.pid}, currentProcess().pid = ${run.pid}`,
+  ]);
+  await assertNothingLeft(run, [Number(childPid)]);
+});
+
+exampleTest('current_process', async () => {
+  const run = await runExample('current_process');
+  assertOk(run);
+  const [, spawnPid] = match(run.lines, /^spawn child: parentProcess\(\) = MainProcess \(pid \d+\), pid = (\d+)$/);
+  assert.notEqual(Number(spawnPid), run.pid);
+  const p = run.pid;
+  assert.deepEqual(run.lines, [
+    `parent: currentProcess() = <_MainProcess name='MainProcess' parent=None started>`,
+    `parent: parentProcess() = null, pid = ${p}`,
+    `spawn child: currentProcess() = <Process name='Process-1' parent=${p} started>`,
+    `spawn child: parentProcess() = MainProcess (pid ${p}), pid = ${spawnPid}`,
+    // The thread child lives in the example's own process.
+    `thread child: currentProcess() = <Process name='Worker-T' parent=${p} started>`,
+    `thread child: parentProcess() = MainProcess (pid ${p}), pid = ${p}`,
+    'exitcodes: spawn 0, thread 0',
+  ]);
+  await assertNothingLeft(run, [Number(spawnPid)]);
+});
+
+exampleTest('subclass_run', async () => {
+  const run = await runExample('subclass_run');
+  assertOk(run);
+  assert.equal(run.lines.length, 4, run.stdout);
+  const names = run.lines.map((l) => {
+    const m = l.match(/^current process <MyProcess name='(MyProcess-\d)' parent=(\d+) started>$/);
+    assert.ok(m, `unexpected line ${JSON.stringify(l)}`);
+    assert.equal(Number(m[2]), run.pid);
+    return m[1];
+  });
+  assert.deepEqual(names.sort(), ['MyProcess-1', 'MyProcess-2', 'MyProcess-3', 'MyProcess-4']);
+  await assertNothingLeft(run);
+});
+
+exampleTest('terminate', async () => {
+  const run = await runExample('terminate');
+  assertOk(run);
+  const [, childPid] = match(run.lines, /^name: Process-1, pid: (\d+)$/);
+  // The child is terminated right after start(); should it get to run first, it says so.
+  const parentLines = run.lines.filter((l) => l !== `${childPid} is running`);
+  assert.ok(run.lines.length - parentLines.length <= 1);
+  assert.deepEqual(parentLines, [
+    `name: Process-1, pid: ${childPid}`,
+    'right after terminate(): isAlive() = true',
+    'after join(): isAlive() = false, exitcode = -15',
+  ]);
+  assert.ok(!run.stdout.includes('is done'));
+  await assertNothingLeft(run, [Number(childPid)]);
+});
+
+exampleTest('daemon_eunuch', async () => {
+  const run = await runExample('daemon_eunuch');
+  assertOk(run);
+  // 老太监 (the daemon) is alive, 皇帝 (the main process) dies, and the daemon dies with him:
+  // '老太监正常死亡' (a natural death) never comes, and its process is gone.
+  const [, daemonPid] = match(run.lines, /^老太监活着 \(pid (\d+)\)$/);
+  // (The daemon has 800 ms to start and print; on a loaded machine it may print second.)
+  assert.deepEqual([...run.lines].sort(), [`老太监活着 (pid ${daemonPid})`, '皇帝正在死亡'].sort());
+  assert.ok(!run.stdout.includes('正常死亡'));
+  await assertNothingLeft(run, [Number(daemonPid)]);
+});
+
+exampleTest('daemon_pair', async () => {
+  const run = await runExample('daemon_pair');
+  assertOk(run);
+  // The daemon is terminated when the main code ends, before its 300 ms are up; the normal
+  // child is awaited and prints after '主进程结束'.
+  assert.deepEqual(run.lines, ['主进程结束', '普通子进程的代码']);
+  await assertNothingLeft(run);
+});
+
+exampleTest('main_guard', async () => {
+  const run = await runExample('main_guard');
+  assertOk(run);
+  const [, parentPid] = match(run.lines, /^module loaded in pid (\d+), main guard = true$/);
+  const [, childPid] = match(run.lines, /^module loaded in pid (\d+), main guard = false$/);
+  assert.equal(Number(parentPid), run.pid);
+  assert.notEqual(childPid, parentPid);
+  // The module runs twice (the child imports it), but only the parent starts a process.
+  assert.equal(run.lines.length, 4);
+  assert.equal(run.lines[0], `module loaded in pid ${parentPid}, main guard = true`);
+  assertBefore(run.lines, 'Finish', 'this is foo function');
+  assertBefore(run.lines, `module loaded in pid ${childPid}, main guard = false`, 'this is foo function');
+  assert.ok(run.descendants.size <= 1, `one child expected, saw ${[...run.descendants].join(', ')}`);
+  await assertNothingLeft(run, [Number(childPid)]);
+});
+
+exampleTest('unguarded_main', async () => {
+  const run = await runExample('unguarded_main');
+  // The parent itself is fine: it started one child, which failed while importing the module.
+  assert.equal(run.code, 0, `exit code ${run.code}\nstderr:\n${run.stderr}`);
+  const [, childPid] = match(run.lines, /^started child pid (\d+)$/);
+  assert.deepEqual(run.lines, [
+    `starting a process from pid ${run.pid}`,
+    `started child pid ${childPid}`,
+    // The child ran the unguarded top level too, and its start() was refused.
+    `starting a process from pid ${childPid}`,
+    'child exitcode 1',
+  ]);
+  assert.ok(!run.stdout.includes('this is foo function'));
+  // The child's error explains the bootstrapping phase and the main guard.
+  assert.match(run.stderr, /^Process Process-1:\nProcessError: An attempt has been made to start a new process before the\ncurrent process has finished its bootstrapping phase\./);
+  assert.match(run.stderr, /code that starts processes must sit behind the main guard/);
+  assert.match(run.stderr, /if \(isMainModule\(import\.meta\)\)/);
+  assert.match(run.stderr, /unguarded_main\.mjs/); // the stack points at the offending line
+  // No fork bomb: exactly one process was started.
+  assert.equal(run.lines.filter((l) => l.startsWith('starting a process')).length, 2);
+  assert.ok(run.descendants.size <= 1, `one child expected, saw ${[...run.descendants].join(', ')}`);
+  await assertNothingLeft(run, [Number(childPid)]);
+});
+
+test('every compiled example has a test, and the demo runs all but the fixture', () => {
+  const compiled = fs
+    .readdirSync(EXAMPLES)
+    .filter((f) => f.endsWith('.mjs'))
+    .map((f) => f.slice(0, -'.mjs'.length))
+    .sort();
+  assert.deepEqual(compiled, [...tested].sort(), 'build/examples/*.mjs and the tests here should match');
+  assert.deepEqual(
+    DEMO_EXAMPLES.map((e) => e.file).sort(),
+    compiled.filter((f) => f !== 'unguarded_main'),
+    'the demo should run every example except the unguarded_main fixture',
+  );
+});
+
+test('cli: help, unknown command, missing command', () => {
+  const help = spawnSync(process.execPath, [CLI, 'help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /^Usage: multiproc <command>/);
+  assert.match(help.stdout, /demo {4}run the example programs/);
+  const unknown = spawnSync(process.execPath, [CLI, 'frobnicate'], { encoding: 'utf8' });
+  assert.equal(unknown.status, 2);
+  assert.equal(unknown.stdout, '');
+  assert.match(unknown.stderr, /^multiproc: unknown command 'frobnicate'\n\nUsage: multiproc <command>/);
+  const none = spawnSync(process.execPath, [CLI], { encoding: 'utf8' });
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /Usage: multiproc <command>/);
+});
+
+test('cli: demo runs every example under a heading and ends with a summary', async () => {
+  const run = await runNode([CLI, 'demo']);
+  assert.equal(run.stderr, '');
+  assert.equal(run.code, 0, run.stdout);
+  const headings = run.lines.filter((l) => l.startsWith('== '));
+  assert.deepEqual(
+    headings.map((h) => h.match(/^== (\d+)\/(\d+) (\w+): .+ \(twin of seed .+\)$/)?.[3]),
+    DEMO_EXAMPLES.map((e) => e.file),
+  );
+  assert.match(run.lines.at(-1)!, new RegExp(`^demo: ${DEMO_EXAMPLES.length}/${DEMO_EXAMPLES.length} examples ran successfully in \\d+\\.\\d s$`));
+  assert.ok(!run.stdout.includes('unguarded_main'));
+  await assertNothingLeft(run);
+});
