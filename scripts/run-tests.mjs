@@ -8,7 +8,7 @@ const files = readdirSync('build/test')
   .filter((f) => f.endsWith('.test.js'))
   .filter((f) => filter.length === 0 || filter.some((x) => f.includes(x)))
   .map((f) => `build/test/${f}`);
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
 let code = r.status ?? 1;
 if (existsSync('/dev/shm')) {
   const ours = readdirSync('/dev/shm').filter((n) => /^(multiproc|mp-)/.test(n));

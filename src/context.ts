@@ -1,5 +1,6 @@
 // Start methods and contexts (Python: `multiprocessing.context`). A context is the whole API
 // bound to one start method: `ctx.Process` is a class, everything else a factory method.
+import { Barrier } from './barrier.js';
 import { InvalidArgumentError, ProcessError } from './errors.js';
 import { cpuCount } from './platform.js';
 import {
@@ -11,6 +12,7 @@ import {
   setDefaultMethodResolver,
   type StartMethod,
 } from './process.js';
+import { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './synchronize.js';
 
 const METHODS: readonly StartMethod[] = ['spawn', 'thread'];
 
@@ -62,6 +64,38 @@ export class BaseContext {
   /** See the top-level `activeChildren`. */
   activeChildren(): Process[] {
     return activeChildren();
+  }
+
+  // Factories, as Python's context methods. The shared objects work the same under every start
+  // method: processes and threads alike open their segments by name.
+
+  /** A new `Lock`. */
+  Lock(): Lock {
+    return new Lock();
+  }
+  /** A new `RLock`. */
+  RLock(): RLock {
+    return new RLock();
+  }
+  /** A new `Semaphore(value)`. */
+  Semaphore(value = 1): Semaphore {
+    return new Semaphore(value);
+  }
+  /** A new `BoundedSemaphore(value)`. */
+  BoundedSemaphore(value = 1): BoundedSemaphore {
+    return new BoundedSemaphore(value);
+  }
+  /** A new `Condition(lock?)`. */
+  Condition(lock?: Lock | RLock): Condition {
+    return new Condition(lock);
+  }
+  /** A new `Event`. */
+  Event(): Event {
+    return new Event();
+  }
+  /** A new `Barrier(parties, action?, timeout?)`. */
+  Barrier(parties: number, action?: (() => unknown) | null, timeout?: number | null): Barrier {
+    return new Barrier(parties, action, timeout);
   }
 }
 

@@ -20,4 +20,6 @@ export {
 export { cpuCount } from './platform.js';
 export { activeChildren, currentProcess, ParentProcess, parentProcess, Process, type ProcessOptions, type StartMethod } from './process.js';
 export { registerType, type Reducer } from './reduction.js';
+export { Barrier } from './barrier.js';
+export { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, type WaitOptions } from './synchronize.js';
 export { isMainModule } from './util.js';

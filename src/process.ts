@@ -45,6 +45,22 @@ let parent: ParentProcess | null = null;
 let bootstrapping = false;
 let defaultMethod: () => StartMethod = () => 'spawn';
 
+// The resource tracker's pipe to hand to children. resource_tracker.ts takes over the source
+// once loaded; until then only a pipe inherited from the parent can exist. (Not imported here:
+// a child that never touches shared memory should not pay for loading it.)
+let inheritedTrackerFd: number | undefined;
+let trackerFdSource: () => number | undefined = () => inheritedTrackerFd;
+
+/** @internal The tracker pipe this process inherited from its parent, if any. */
+export function parentTrackerFd(): number | undefined {
+  return inheritedTrackerFd;
+}
+
+/** @internal resource_tracker.ts says where the pipe to hand down comes from. */
+export function setTrackerFdSource(fn: () => number | undefined): void {
+  trackerFdSource = fn;
+}
+
 /** @internal context.ts tells Process how to find the default start method. */
 export function setDefaultMethodResolver(fn: () => StartMethod): void {
   defaultMethod = fn;
@@ -124,6 +140,7 @@ export class Process {
       parentPid: process.pid,
       parentName: state(current).name,
       method,
+      trackerFd: trackerFdSource(),
     };
     s.popen = startChild(method, payload, config);
     children.add(this);
@@ -411,6 +428,7 @@ export function isChild(): boolean {
  */
 export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, ident: number): Promise<number> {
   parent = new ParentProcess(config.parentName, config.parentPid, config.method === 'thread');
+  inheritedTrackerFd = config.trackerFd;
   const s = state(current);
   s.name = config.name;
   s.identity = config.identity;

@@ -264,6 +264,13 @@ export async function loads(buf: Uint8Array): Promise<unknown> {
   return rebuild(data, fns, new Map());
 }
 
+// A child loads the library's own types (locks, queues, ...) only when a message holds one:
+// requiring all of it up front would slow every process start.
+function loadLibraryTypes(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  require('./index.js');
+}
+
 function isPlaceholder(v: object): v is Placeholder {
   return Object.prototype.hasOwnProperty.call(v, MARK);
 }
@@ -321,7 +328,7 @@ function rebuild(v: unknown, fns: Map<FunctionRef, Function>, seen: Map<object, 
       return f;
     }
     case 'lib': {
-      const entry = byTag.get(v.tag);
+      const entry = byTag.get(v.tag) ?? (loadLibraryTypes(), byTag.get(v.tag));
       if (!entry) throw new NotTransferableError(`rebuild of ${v.tag}`, 'this process does not know the type', 'Import the module that defines it.');
       const obj = entry.reducer.rebuild(rebuild(v.state, fns, seen));
       seen.set(v, obj);

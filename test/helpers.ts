@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { afterEach, describe } from 'node:test';
 
 import { liveThreads } from '../src/backends/popen_thread.js';
+import { trackerPid } from '../src/resource_tracker.js';
 import { getContext, type BaseContext, type StartMethod } from '../src/index.js';
 import { childPids, pidAlive } from '../src/platform.js';
 
@@ -23,17 +24,37 @@ export function describeBackends(name: string, body: (ctx: BaseContext, method: 
   }
 }
 
-/** Fails when this process still has child processes or live worker threads. */
+/** Our children, less the resource tracker (which lives until this process ends, by design). */
+function ourChildren(): number[] {
+  const tracker = trackerPid();
+  return childPids().filter((p) => p !== tracker);
+}
+
+/** Segments in /dev/shm that this process created (their names start with its pid). */
+export function ourSegments(): string[] {
+  if (!fs.existsSync('/dev/shm')) return [];
+  const prefix = `mp-${process.pid.toString(36)}-`;
+  return fs.readdirSync('/dev/shm').filter((n) => n.startsWith(prefix));
+}
+
+/**
+ * Fails when this process still has child processes, live worker threads, or shared-memory
+ * segments it created that nothing references any more (garbage is collected first: run the
+ * tests with --expose-gc, as `npm test` does).
+ */
 export async function assertNoLeftovers(): Promise<void> {
-  // A child that was just reaped by Node may linger in /proc for a moment.
+  // A child that was just reaped by Node may linger in /proc for a moment, and finalizers run
+  // a little after a collection.
   const deadline = Date.now() + 2000;
-  let pids = childPids();
-  while ((pids.length || liveThreads()) && Date.now() < deadline) {
+  const collect = async (): Promise<void> => {
+    (globalThis as { gc?: () => void }).gc?.();
     await new Promise((r) => setTimeout(r, 20));
-    pids = childPids();
-  }
-  assert.deepEqual(pids, [], `child processes left behind: ${pids.join(', ')}`);
+  };
+  await collect();
+  while ((ourChildren().length || liveThreads() || ourSegments().length) && Date.now() < deadline) await collect();
+  assert.deepEqual(ourChildren(), [], `child processes left behind: ${ourChildren().join(', ')}`);
   assert.equal(liveThreads(), 0, 'worker threads left behind');
+  if ((globalThis as { gc?: () => void }).gc) assert.deepEqual(ourSegments(), [], 'shared-memory segments left behind');
 }
 
 /** A fresh temporary directory, removed when the process exits. */

@@ -10,6 +10,8 @@ export interface ChildConfig {
   parentName: string;
   /** Start method of the child itself, for its currentProcess(). */
   method: 'spawn' | 'thread';
+  /** The resource tracker's pipe in the child (fd number), when the parent has one. */
+  trackerFd?: number;
 }
 
 /** A started child: a process or a thread. */

@@ -30,8 +30,11 @@ class SpawnPopen implements Popen {
   readonly #liveness: Liveness;
 
   constructor(payload: Uint8Array, config: ChildConfig) {
+    // The resource tracker's pipe, if this process has one, is handed down as fd 4.
+    const trackerFd = config.trackerFd;
+    if (trackerFd !== undefined) config = { ...config, trackerFd: 4 };
     const child = spawn(process.execPath, [...inheritedExecArgv(), SPAWN_MAIN], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: trackerFd === undefined ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit', 'ipc', trackerFd],
       serialization: 'advanced',
       windowsHide: true,
     });

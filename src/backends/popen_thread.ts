@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { inheritedExecArgv, Liveness, waitExit, type ChildConfig, type Popen } from './popen.js';
+import { Liveness, waitExit, type ChildConfig, type Popen } from './popen.js';
 
 const THREAD_MAIN = path.join(__dirname, '..', 'entry', `thread_main${path.extname(__filename)}`);
 
@@ -32,7 +32,8 @@ class ThreadPopen implements Popen {
   constructor(payload: Uint8Array, config: ChildConfig) {
     const worker = new Worker(THREAD_MAIN, {
       workerData: { config, payload },
-      execArgv: inheritedExecArgv(),
+      // No execArgv: a Worker inherits the process's own, and rejects per-process flags
+      // (--expose-gc, ...) when they are passed explicitly.
       name: config.name,
     });
     this.#worker = worker;

@@ -9,8 +9,6 @@ import type { StartMessage } from '../backends/popen_spawn.js';
 (nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 /* eslint-disable @typescript-eslint/no-require-imports */
 const { bootstrapChild, currentProcess } = require('../process.js') as typeof import('../process.js');
-// The whole library is loaded so that every type registered for transport can be rebuilt.
-require('../index.js');
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 process.once('message', (msg: StartMessage) => {

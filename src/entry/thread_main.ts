@@ -3,7 +3,6 @@ import { threadId, workerData } from 'node:worker_threads';
 
 import type { ChildConfig } from '../backends/popen.js';
 import { bootstrapChild } from '../process.js';
-import '../index.js';
 
 const { config, payload } = workerData as { config: ChildConfig; payload: Uint8Array };
 bootstrapChild(config, payload, threadId).then(

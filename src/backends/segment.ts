@@ -1,0 +1,167 @@
+// Named shared-memory segments with a holder count, the storage every cross-process object
+// (locks, shared values, queues) lives in.
+//
+// Lifetime: cell 1 of the header counts holders — live wrappers in any process plus serialized
+// copies not yet opened. Creating counts 1; sending a segment counts 1 more, which the receiver
+// adopts; a wrapper that is garbage-collected, or still alive when its process exits, gives its
+// count back, and the one that reaches 0 unlinks the name. What crashes leave behind, the
+// resource tracker unlinks when the whole process tree is gone.
+import { randomBytes } from 'node:crypto';
+
+import { InvalidArgumentError } from '../errors.js';
+import * as tracker from '../resource_tracker.js';
+import { closeSegment, openSegment, unlinkSegment, type SegmentBuffer } from './native.js';
+
+/** Bytes reserved at the start of every segment: magic, holder count, user kind, spare. */
+export const HEADER_BYTES = 64;
+/** First Int32 cell after the header. */
+export const BASE = HEADER_BYTES / 4;
+
+/** What lives in a segment; checked when a receiver opens it by name. */
+export const KIND = {
+  Lock: 1,
+  RLock: 2,
+  Semaphore: 3,
+  Condition: 4,
+  Event: 5,
+  Barrier: 6,
+  Value: 7,
+  Array: 8,
+  Heap: 9,
+  Queue: 10,
+  Pipe: 11,
+} as const;
+
+// A shared object is rebuilt in a receiver through its public constructor; this carries the
+// opened segment there, so one constructor serves creating and opening.
+let adopting: Segment | undefined;
+
+/** Run `make` (which calls a shared object's constructor) with `seg` as the segment it adopts. */
+export function rebuildWith<T>(seg: Segment, make: () => T): T {
+  adopting = seg;
+  try {
+    return make();
+  } finally {
+    adopting = undefined;
+  }
+}
+
+/** In a shared object's constructor: the adopted segment, or a new one of `bytes` after the header. */
+export function segmentFor(bytes: number, kind: number): [Segment, boolean] {
+  const seg = adopting;
+  adopting = undefined;
+  return seg ? [seg, false] : [Segment.create(bytes, kind), true];
+}
+const MAGIC = 0x6d70726f; // 'mpro'
+const CELL_MAGIC = 0;
+const CELL_HOLDERS = 1;
+const CELL_KIND = 2;
+
+let counter = 0;
+const live = new Set<Segment>();
+let exitHookInstalled = false;
+
+// A wrapper collected without close() gives its count back. The held value must not reference
+// the Segment itself, or it would never be collected.
+const finalizer = new FinalizationRegistry<{ name: string; header: Int32Array }>((held) => release(held.name, held.header));
+
+/** A mapped, named segment; `i32` views the whole of it, header included. */
+export class Segment {
+  readonly name: string;
+  readonly size: number;
+  readonly buffer: SegmentBuffer;
+  /** Int32 cells over the whole segment; cells 0..15 are the header. */
+  readonly i32: Int32Array;
+  #closed = false;
+  readonly #held: { name: string; header: Int32Array };
+
+  private constructor(name: string, buffer: SegmentBuffer) {
+    this.name = name;
+    this.buffer = buffer;
+    this.size = buffer.byteLength;
+    this.i32 = new Int32Array(buffer);
+    this.#held = { name, header: new Int32Array(buffer, 0, HEADER_BYTES / 4) };
+    finalizer.register(this, this.#held, this);
+    live.add(new WeakRefSegment(this).ref as unknown as Segment);
+    installExitHook();
+  }
+
+  /**
+   * Create a segment of at least `bytes` usable bytes after the header, zero-filled, with a
+   * unique name. `kind` tags what lives in it, checked by `open`.
+   */
+  static create(bytes: number, kind: number): Segment {
+    if (!Number.isInteger(bytes) || bytes < 0) throw new InvalidArgumentError(`segment size must be an integer >= 0, got ${String(bytes)}`);
+    const name = `/mp-${process.pid.toString(36)}-${(++counter).toString(36)}-${randomBytes(4).toString('hex')}`;
+    const buffer = openSegment(name, HEADER_BYTES + bytes, true);
+    tracker.register(name);
+    const seg = new Segment(name, buffer);
+    Atomics.store(seg.i32, CELL_KIND, kind);
+    Atomics.store(seg.i32, CELL_HOLDERS, 1);
+    Atomics.store(seg.i32, CELL_MAGIC, MAGIC);
+    return seg;
+  }
+
+  /** Open a segment another process created and sent (adopting the count the sender added). */
+  static adopt(name: string, kind: number): Segment {
+    const seg = new Segment(name, openSegment(name, HEADER_BYTES, false));
+    if (Atomics.load(seg.i32, CELL_MAGIC) !== MAGIC || Atomics.load(seg.i32, CELL_KIND) !== kind) {
+      seg.close();
+      throw new InvalidArgumentError(`shared memory segment "${name}" does not hold the expected multiproc object`);
+    }
+    return seg;
+  }
+
+  /** Count one more holder for a copy about to be sent; the receiver adopts it. */
+  retainForSend(): string {
+    Atomics.add(this.i32, CELL_HOLDERS, 1);
+    return this.name;
+  }
+
+  /** Give this wrapper's count back now (unlinking if it was the last) and unmap. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    finalizer.unregister(this);
+    release(this.name, this.#held.header);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+}
+
+/** Holders left for a segment (for tests and diagnostics). */
+export function holders(seg: Segment): number {
+  return Atomics.load(seg.i32, CELL_HOLDERS);
+}
+
+function release(name: string, header: Int32Array): void {
+  if (header.length === 0) return;
+  if (Atomics.sub(header, CELL_HOLDERS, 1) === 1) {
+    try {
+      unlinkSegment(name);
+    } catch {
+      // Someone else unlinked it: nothing to do.
+    }
+    tracker.unregister(name);
+  }
+  closeSegment(header.buffer as SegmentBuffer);
+}
+
+// Python's Finalize at exit: wrappers still alive when this process or thread exits give their
+// counts back, so segments go as soon as their last user has ended.
+class WeakRefSegment {
+  readonly ref: WeakRef<Segment>;
+  constructor(seg: Segment) {
+    this.ref = new WeakRef(seg);
+  }
+}
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const ref of live as unknown as Set<WeakRef<Segment>>) ref.deref()?.close();
+  });
+}
