@@ -56,6 +56,10 @@ function ownerName(c: Int32Array, i: number): string {
   return pid === ME_PID ? `thread ${Atomics.load(c, i + 2) - 1}` : `process ${pid}`;
 }
 
+// Settled Promises shared by every fast path: an uncontended acquire allocates nothing.
+const RESOLVED_TRUE = Promise.resolve(true);
+const RESOLVED_FALSE = Promise.resolve(false);
+
 const releasedTooMany = (): ProcessError => new ProcessError('semaphore or lock released too many times', { code: 'ERR_MP_RELEASED_TOO_MANY' });
 
 /** What Lock, RLock, Semaphore and Condition share: acquire/release plus the `with` forms. */
@@ -110,8 +114,8 @@ export class Lock extends LockLike {
   }
   acquire(options?: WaitOptions): Promise<boolean> {
     const o = checkOptions(options, 'Lock.acquire');
-    if (mutexTryLock(this.#c, BASE)) return Promise.resolve(true);
-    if (!o.block) return Promise.resolve(false);
+    if (mutexTryLock(this.#c, BASE)) return RESOLVED_TRUE;
+    if (!o.block) return RESOLVED_FALSE;
     return mutexLock(this.#c, BASE, o.deadline, o.signal);
   }
   /** @throws ProcessError ERR_MP_RELEASED_TOO_MANY when it is not locked. */
@@ -211,8 +215,8 @@ export class Semaphore extends LockLike {
   }
   acquire(options?: WaitOptions): Promise<boolean> {
     const o = checkOptions(options, `${this.constructor.name}.acquire`);
-    if (semTryAcquire(this.#c, BASE)) return Promise.resolve(true);
-    if (!o.block) return Promise.resolve(false);
+    if (semTryAcquire(this.#c, BASE)) return RESOLVED_TRUE;
+    if (!o.block) return RESOLVED_FALSE;
     return semAcquire(this.#c, BASE, o.deadline, o.signal);
   }
   /** Add `n` (default 1), waking as many waiters. @throws ProcessError ERR_MP_RELEASED_TOO_MANY past a BoundedSemaphore's value. */

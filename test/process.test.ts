@@ -242,6 +242,15 @@ describe('the main process and contexts', () => {
     assert.match(String(currentProcess()), /^<_MainProcess name='MainProcess' parent=None started>$/);
   });
 
+  test('one library for import and require: the ESM face re-exports the CommonJS build', async () => {
+    const esm = (await import('multiproc')) as typeof import('../src/index.js');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const cjs = require('multiproc') as typeof import('../src/index.js');
+    assert.equal(esm.Process, cjs.Process);
+    assert.equal(esm.currentProcess(), currentProcess());
+    assert.equal(cjs.Process, Process);
+  });
+
   test('start methods: spawn is the default, set once, force to change', () => {
     assert.deepEqual(getAllStartMethods(), ['spawn', 'thread']);
     setStartMethod(null, { force: true });

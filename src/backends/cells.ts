@@ -176,12 +176,14 @@ export async function condWait(c: Int32Array, i: number, deadline: Deadline, sig
     const left = remaining(deadline);
     if (left === 0 || signal?.aborted) {
       // Leave: give our count back, or if a notify already took it, take the token it left.
-      for (;;) {
+      // Between a notifier's two steps both can read 0 for a moment: yield, never spin hot.
+      for (let n = 0; ; n++) {
         if (takeOne(c, i + 1)) {
           throwIfAborted(signal);
           return false;
         }
         if (takeOne(c, i + 2)) return true;
+        if (n > 100) await new Promise((r) => setTimeout(r, 1));
       }
     }
     try {
