@@ -12,6 +12,7 @@ import {
   setDefaultMethodResolver,
   type StartMethod,
 } from './process.js';
+import { RawArray, RawValue, SharedArray, Synchronized, SynchronizedArray, Value, type InputOf, type LockLike, type SyncOptions, type Typecode } from './sharedctypes.js';
 import { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './synchronize.js';
 
 const METHODS: readonly StartMethod[] = ['spawn', 'thread'];
@@ -96,6 +97,27 @@ export class BaseContext {
   /** A new `Barrier(parties, action?, timeout?)`. */
   Barrier(parties: number, action?: (() => unknown) | null, timeout?: number | null): Barrier {
     return new Barrier(parties, action, timeout);
+  }
+
+  /** A new shared `Value(typecode, value, { lock })`; `{ lock: false }` gives a `RawValue`. @throws InvalidArgumentError for a bad typecode, value or lock. */
+  Value<C extends Typecode>(typecode: C, value: InputOf<C> | undefined, options: { lock: false }): RawValue<C>;
+  Value<C extends Typecode>(typecode: C, value?: InputOf<C>, options?: { lock?: true | null | LockLike }): Synchronized<C>;
+  Value<C extends Typecode>(typecode: C, value?: InputOf<C>, options?: SyncOptions): Synchronized<C> | RawValue<C> {
+    return new Value(typecode, value, options as { lock?: true });
+  }
+  /** A new shared `Array(typecode, sizeOrValues, { lock })`; `{ lock: false }` gives a `RawArray`. @throws InvalidArgumentError for a bad typecode, size, value or lock. */
+  Array<C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>>, options: { lock: false }): RawArray<C>;
+  Array<C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>>, options?: { lock?: true | null | LockLike }): SynchronizedArray<C>;
+  Array<C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>>, options?: SyncOptions): SynchronizedArray<C> | RawArray<C> {
+    return new SharedArray(typecode, sizeOrValues, options as { lock?: true });
+  }
+  /** A new `RawValue(typecode, value)` (no lock). @throws InvalidArgumentError for a bad typecode or value. */
+  RawValue<C extends Typecode>(typecode: C, value?: InputOf<C>): RawValue<C> {
+    return new RawValue(typecode, value);
+  }
+  /** A new `RawArray(typecode, sizeOrValues)` (no lock). @throws InvalidArgumentError for a bad typecode, size or value. */
+  RawArray<C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>>): RawArray<C> {
+    return new RawArray(typecode, sizeOrValues);
   }
 }
 

@@ -22,4 +22,23 @@ export { activeChildren, currentProcess, ParentProcess, parentProcess, Process, 
 export { registerType, type Reducer } from './reduction.js';
 export { Barrier } from './barrier.js';
 export { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, type WaitOptions } from './synchronize.js';
+export {
+  Array,
+  RawArray,
+  RawValue,
+  SharedArray,
+  sizeOf,
+  Synchronized,
+  SynchronizedArray,
+  Value,
+  type BufOf,
+  type ElementOf,
+  type InputOf,
+  type LockLike,
+  type SharedArrayConstructor,
+  type SyncOptions,
+  type Typecode,
+  type ValueConstructor,
+} from './sharedctypes.js';
+export { ShareableList, SharedMemory, type Shareable, type ShareableListOptions, type SharedMemoryOptions } from './shared_memory.js';
 export { isMainModule } from './util.js';

@@ -93,7 +93,8 @@ export class Segment {
   static create(bytes: number, kind: number): Segment {
     if (!Number.isInteger(bytes) || bytes < 0) throw new InvalidArgumentError(`segment size must be an integer >= 0, got ${String(bytes)}`);
     const name = `/mp-${process.pid.toString(36)}-${(++counter).toString(36)}-${randomBytes(4).toString('hex')}`;
-    const buffer = openSegment(name, HEADER_BYTES + bytes, true);
+    // Whole Int32 cells (and 8-byte alignment for 64-bit views after the header).
+    const buffer = openSegment(name, HEADER_BYTES + Math.ceil(bytes / 8) * 8, true);
     tracker.register(name);
     const seg = new Segment(name, buffer);
     Atomics.store(seg.i32, CELL_KIND, kind);
