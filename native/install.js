@@ -22,4 +22,12 @@ if (!env.npm_config_nodedir) {
 }
 const bin = require.resolve('node-gyp-build/bin.js');
 const r = spawnSync(process.execPath, [bin], { cwd: __dirname, env, stdio: 'inherit' });
+if (r.status !== 0) {
+  process.stderr.write(
+    '\nmultiproc: the native addon (shared memory and futex waits) did not build.\n' +
+      'It needs a C++ compiler, make and python3: on Debian/Ubuntu `apt-get install g++ make python3`,\n' +
+      'on Fedora `dnf install gcc-c++ make python3`, on macOS `xcode-select --install`.\n' +
+      'Then run `npm rebuild multiproc` (or `npm ci` again).\n',
+  );
+}
 process.exit(r.status ?? 1);
