@@ -15,10 +15,15 @@ export class ProcessError extends Error {
   }
 }
 
-/** A receive buffer was smaller than the message (Python: `BufferTooShort`). */
+/**
+ * A receive buffer was smaller than the message (Python: `BufferTooShort`). `data` holds the
+ * whole message, which was consumed, as Python's `args[0]` does.
+ */
 export class BufferTooShort extends ProcessError {
-  constructor(message = 'buffer too short for the message', options?: { cause?: unknown }) {
-    super(message, { code: 'ERR_MP_BUFFER_TOO_SHORT', ...options });
+  readonly data: Uint8Array | undefined;
+  constructor(message = 'buffer too short for the message', options?: { cause?: unknown; data?: Uint8Array }) {
+    super(message, { code: 'ERR_MP_BUFFER_TOO_SHORT', cause: options?.cause });
+    this.data = options?.data;
   }
 }
 

@@ -1,5 +1,6 @@
 // The public surface of multiproc: the default context's API, as Python's
 // `multiprocessing/__init__.py` copies it from `context._default_context`.
+export { Connection, Pipe, wait, type Waitable } from './connection.js';
 export { BaseContext, getAllStartMethods, getContext, getStartMethod, setStartMethod } from './context.js';
 export {
   AbortError,

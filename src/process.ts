@@ -483,8 +483,16 @@ process.on('beforeExit', () => {
   }
 });
 
+const exitTasks: (() => Promise<void>)[] = [];
+
+/** @internal Work a child finishes before it exits (flushing messages still being sent). */
+export function registerExitTask(task: () => Promise<void>): void {
+  exitTasks.push(task);
+}
+
 /** Python's `util._exit_function`: terminate daemonic children, then wait for the others. */
 export async function exitFunction(): Promise<void> {
+  for (const task of exitTasks) await task();
   for (const c of activeChildren()) if (c.daemon) c.terminate();
   for (const c of activeChildren()) await c.join();
 }
