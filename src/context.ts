@@ -14,6 +14,8 @@ import {
 } from './process.js';
 import { RawArray, RawValue, SharedArray, Synchronized, SynchronizedArray, Value, type InputOf, type LockLike, type SyncOptions, type Typecode } from './sharedctypes.js';
 import { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './synchronize.js';
+import { Pipe, type Connection } from './connection.js';
+import { JoinableQueue, Queue, SimpleQueue } from './queues.js';
 
 const METHODS: readonly StartMethod[] = ['spawn', 'thread'];
 
@@ -97,6 +99,23 @@ export class BaseContext {
   /** A new `Barrier(parties, action?, timeout?)`. */
   Barrier(parties: number, action?: (() => unknown) | null, timeout?: number | null): Barrier {
     return new Barrier(parties, action, timeout);
+  }
+
+  /** Two connected ends, as `Pipe(duplex)`. */
+  Pipe(duplex = true): [Connection, Connection] {
+    return Pipe(duplex);
+  }
+  /** A new `Queue(maxsize)`. */
+  Queue<T = unknown>(maxsize = 0): Queue<T> {
+    return new Queue<T>(maxsize);
+  }
+  /** A new `JoinableQueue(maxsize)`. */
+  JoinableQueue<T = unknown>(maxsize = 0): JoinableQueue<T> {
+    return new JoinableQueue<T>(maxsize);
+  }
+  /** A new `SimpleQueue()`. */
+  SimpleQueue<T = unknown>(): SimpleQueue<T> {
+    return new SimpleQueue<T>();
   }
 
   /** A new shared `Value(typecode, value, { lock })`; `{ lock: false }` gives a `RawValue`. @throws InvalidArgumentError for a bad typecode, value or lock. */

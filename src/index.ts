@@ -41,5 +41,6 @@ export {
   type Typecode,
   type ValueConstructor,
 } from './sharedctypes.js';
+export { JoinableQueue, Queue, SimpleQueue } from './queues.js';
 export { ShareableList, SharedMemory, type Shareable, type ShareableListOptions, type SharedMemoryOptions } from './shared_memory.js';
 export { isMainModule } from './util.js';

@@ -9,7 +9,7 @@
 import * as v8 from 'node:v8';
 
 import { InvalidArgumentError, libraryErrors, NotTransferableError, RemoteTraceback } from './errors.js';
-import { loadFunction, reduceFunction, type FunctionRef } from './whichmodule.js';
+import { loadFunction, loadFunctionSync, reduceFunction, type FunctionRef } from './whichmodule.js';
 
 /** How a type reduces to transportable state, and how the receiver rebuilds it. */
 export interface Reducer<T extends object, S = unknown> {
@@ -262,6 +262,23 @@ export async function loads(buf: Uint8Array): Promise<unknown> {
   collectRefs(data, new Set(), (ref) => pending.push(loadFunction(ref).then((f) => void fns.set(ref, f))));
   await Promise.all(pending);
   return rebuild(data, fns, new Map());
+}
+
+/**
+ * `loads` without waiting, for calls that must not (Queue.getNowait). Returns undefined when a
+ * function or class it names needs an asynchronous import first; use `loads` then.
+ */
+export function loadsSync(buf: Uint8Array): { value: unknown } | undefined {
+  const [special, data] = v8.deserialize(buf) as [boolean, unknown];
+  if (!special) return { value: data };
+  const fns = new Map<FunctionRef, Function>();
+  let missing = false;
+  collectRefs(data, new Set(), (ref) => {
+    const f = loadFunctionSync(ref);
+    if (f) fns.set(ref, f);
+    else missing = true;
+  });
+  return missing ? undefined : { value: rebuild(data, fns, new Map()) };
 }
 
 // A child loads the library's own types (locks, queues, ...) only when a message holds one:

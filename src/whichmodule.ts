@@ -331,25 +331,47 @@ const loaded = new Map<string, Function>();
 
 /** Turn a FunctionRef back into the function (importing its module when by reference). */
 export async function loadFunction(ref: FunctionRef): Promise<Function> {
-  const key = ref.kind === 'cjs' ? `cjs:${ref.file}#${ref.exportName}` : ref.kind === 'esm' ? `${ref.url}#${ref.exportName}` : `src:${ref.source}`;
-  const hit = loaded.get(key);
+  const hit = loadFunctionSync(ref, false);
   if (hit) return hit;
-  let fn: unknown;
+  const esm = ref as Extract<FunctionRef, { kind: 'esm' }>;
+  const ns = (await import(esm.url)) as Record<string, unknown>;
+  return remember(ref, ns[esm.exportName], esm.exportName, esm.url);
+}
+
+/**
+ * The same without waiting: CommonJS and inline functions always, ES modules when already
+ * imported here or when Node can require() them (no top-level await). Returns undefined when
+ * only an asynchronous import would do (and `tryRequire` is false, or require failed).
+ */
+export function loadFunctionSync(ref: FunctionRef, tryRequire = true): Function | undefined {
+  const hit = loaded.get(keyOf(ref));
+  if (hit) return hit;
   if (ref.kind === 'source') {
     // new Function rather than vm: code compiled by vm cannot use import() without an
     // experimental flag, and inline targets may well `await import('node:fs')`.
-    fn = (new Function(`"use strict"; return (${asExpression(ref.source)});`) as () => unknown)();
-  } else if (ref.kind === 'cjs') {
-    const exp = createRequire(ref.file)(ref.file) as Record<string, unknown>;
-    fn = ref.exportName === null ? exp : exp[ref.exportName];
-    if (typeof fn !== 'function') throw notExported(ref.name, ref.exportName ?? 'module.exports', ref.file);
-  } else {
-    const ns = (await import(ref.url)) as Record<string, unknown>;
-    fn = ns[ref.exportName];
-    if (typeof fn !== 'function') throw notExported(ref.name, ref.exportName, ref.url);
+    return remember(ref, (new Function(`"use strict"; return (${asExpression(ref.source)});`) as () => unknown)(), 'inline', 'source');
   }
-  loaded.set(key, fn as Function);
-  return fn as Function;
+  if (ref.kind === 'cjs') {
+    const exp = createRequire(ref.file)(ref.file) as Record<string, unknown>;
+    return remember(ref, ref.exportName === null ? exp : exp[ref.exportName], ref.exportName ?? 'module.exports', ref.file);
+  }
+  if (!tryRequire) return undefined;
+  try {
+    const ns = createRequire(__filename)(fileURLToPath(ref.url)) as Record<string, unknown>;
+    return remember(ref, ns[ref.exportName], ref.exportName, ref.url);
+  } catch {
+    return undefined;
+  }
+}
+
+function keyOf(ref: FunctionRef): string {
+  return ref.kind === 'cjs' ? `cjs:${ref.file}#${ref.exportName}` : ref.kind === 'esm' ? `${ref.url}#${ref.exportName}` : `src:${ref.source}`;
+}
+
+function remember(ref: FunctionRef, fn: unknown, exportName: string, where: string): Function {
+  if (typeof fn !== 'function') throw notExported(ref.name, exportName, where);
+  loaded.set(keyOf(ref), fn);
+  return fn;
 }
 
 function asExpression(source: string): string {

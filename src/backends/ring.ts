@@ -40,8 +40,14 @@ export class Ring {
   readonly #data: Uint8Array;
   readonly #mask: number;
   readonly #cap: number;
+  readonly #tracked: boolean;
 
-  constructor(cells: Int32Array, base: number, data: Uint8Array, init: boolean) {
+  /**
+   * `tracked`: readers see EOF and writers a broken pipe when the other end has no live holder
+   * (pipes). An untracked ring (queues, whose every holder may read and write) never ends.
+   */
+  constructor(cells: Int32Array, base: number, data: Uint8Array, init: boolean, tracked = true) {
+    this.#tracked = tracked;
     this.#c = cells;
     this.#b = base;
     this.#data = data;
@@ -104,6 +110,7 @@ export class Ring {
 
   /** Whether any live process still holds `end` (dead holders are cleared on the way). */
   isOpen(end: End): boolean {
+    if (!this.#tracked) return true;
     const base = this.#b + (end === 'write' ? WRITERS : READERS);
     if (Atomics.load(this.#c, base + SLOTS) > 0) return true;
     let open = false;
