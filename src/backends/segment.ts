@@ -58,12 +58,19 @@ const CELL_HOLDERS = 1;
 const CELL_KIND = 2;
 
 let counter = 0;
-const live = new Set<Segment>();
+/** Every wrapper of this process not yet closed or collected, for the exit hook. */
+const live = new Set<WeakRef<Segment>>();
 let exitHookInstalled = false;
 
+interface Held {
+  name: string;
+  header: Int32Array;
+  ref: WeakRef<Segment> | undefined;
+}
+
 // A wrapper collected without close() gives its count back. The held value must not reference
-// the Segment itself, or it would never be collected.
-const finalizer = new FinalizationRegistry<{ name: string; header: Int32Array }>((held) => release(held.name, held.header));
+// the Segment itself (only weakly), or it would never be collected.
+const finalizer = new FinalizationRegistry<Held>((held) => release(held));
 
 /** A mapped, named segment; `i32` views the whole of it, header included. */
 export class Segment {
@@ -73,16 +80,17 @@ export class Segment {
   /** Int32 cells over the whole segment; cells 0..15 are the header. */
   readonly i32: Int32Array;
   #closed = false;
-  readonly #held: { name: string; header: Int32Array };
+  readonly #held: Held;
 
   private constructor(name: string, buffer: SegmentBuffer) {
     this.name = name;
     this.buffer = buffer;
     this.size = buffer.byteLength;
     this.i32 = new Int32Array(buffer);
-    this.#held = { name, header: new Int32Array(buffer, 0, HEADER_BYTES / 4) };
+    const ref = new WeakRef(this);
+    this.#held = { name, header: new Int32Array(buffer, 0, HEADER_BYTES / 4), ref };
     finalizer.register(this, this.#held, this);
-    live.add(new WeakRefSegment(this).ref as unknown as Segment);
+    live.add(ref);
     installExitHook();
   }
 
@@ -124,7 +132,7 @@ export class Segment {
     if (this.#closed) return;
     this.#closed = true;
     finalizer.unregister(this);
-    release(this.name, this.#held.header);
+    release(this.#held);
   }
 
   get closed(): boolean {
@@ -137,7 +145,12 @@ export function holders(seg: Segment): number {
   return Atomics.load(seg.i32, CELL_HOLDERS);
 }
 
-function release(name: string, header: Int32Array): void {
+let exiting = false;
+
+function release(held: Held): void {
+  const { name, header } = held;
+  if (held.ref) live.delete(held.ref);
+  held.ref = undefined;
   if (header.length === 0) return;
   if (Atomics.sub(header, CELL_HOLDERS, 1) === 1) {
     try {
@@ -147,22 +160,18 @@ function release(name: string, header: Int32Array): void {
     }
     tracker.unregister(name);
   }
-  closeSegment(header.buffer as SegmentBuffer);
+  // At exit the mapping goes with the process; unmapping now would pull memory from under
+  // other exit hooks (a pipe end detaching from its ring).
+  if (!exiting) closeSegment(header.buffer as SegmentBuffer);
 }
 
 // Python's Finalize at exit: wrappers still alive when this process or thread exits give their
 // counts back, so segments go as soon as their last user has ended.
-class WeakRefSegment {
-  readonly ref: WeakRef<Segment>;
-  constructor(seg: Segment) {
-    this.ref = new WeakRef(seg);
-  }
-}
-
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const ref of live as unknown as Set<WeakRef<Segment>>) ref.deref()?.close();
+    exiting = true;
+    for (const ref of [...live]) ref.deref()?.close();
   });
 }
