@@ -4,9 +4,10 @@
 import * as os from 'node:os';
 import { type BenchContext, type BenchDef, type Row, NOISY_PCT, round, waitQuiet } from './harness.js';
 import { benches as processBenches } from './process.bench.js';
+import { benches as synchronizeBenches } from './synchronize.bench.js';
 
 /** Every area's figures, in run order. A new area file adds its `benches` here. */
-const ALL: BenchDef[] = [...processBenches];
+const ALL: BenchDef[] = [...processBenches, ...synchronizeBenches];
 
 const USAGE = `usage: npm run bench -- [--quick] [--json] [FILTER]
   --quick   small sizes, the whole run in about a minute
@@ -99,6 +100,7 @@ function notes(row: Row): string {
   const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${x}%`);
   if (row.noisy) out.push(`noisy (foreign CPU ours ${pct(row.foreign_cpu_pct)}, anchor ${pct(row.anchor_foreign_cpu_pct)})`);
   if (row.goal !== undefined && row.ratio !== null) out.push(`goal >= ${row.goal}: ${row.ratio >= row.goal ? 'met' : 'MISSED'}`);
+  if (row.note) out.push(row.note);
   return out.join('; ');
 }
 

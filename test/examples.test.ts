@@ -262,6 +262,93 @@ exampleTest('main_guard', async () => {
   await assertNothingLeft(run, [Number(childPid)]);
 });
 
+exampleTest('lock_print', async () => {
+  const run = await runExample('lock_print');
+  assertOk(run);
+  // Both processes arrive ('进程来了') whenever they start; what each does under the lock
+  // ('进程N 拿到锁', sleep, 'N') is never interleaved with the other's.
+  assert.equal(run.lines.length, 6, run.stdout);
+  assert.equal(run.lines.filter((l) => l === '进程来了').length, 2);
+  assert.equal(run.lines[0], '进程来了');
+  const locked = run.lines.filter((l) => l !== '进程来了');
+  const first = locked[1];
+  assert.ok(first === '1' || first === '2', run.stdout);
+  const second = first === '1' ? '2' : '1';
+  assert.deepEqual(locked, [`进程${first} 拿到锁`, first, `进程${second} 拿到锁`, second]);
+  await assertNothingLeft(run);
+});
+
+exampleTest('tickets', async () => {
+  const run = await runExample('tickets');
+  assertOk(run);
+  assert.equal(run.lines.length, 21, run.stdout);
+  const buyers = Array.from({ length: 10 }, (_, i) => `路人${i}`);
+  // Each buyer searches once (concurrently: it sees 2, 1 or 0 tickets left, depending on when
+  // it read the file), then buys or is told there are none, in that order.
+  const outcomes = buyers.map((b) => {
+    const [, seen] = match(run.lines, new RegExp(`^${b} 查看到余票为(\\d)$`));
+    assert.ok(Number(seen) <= 2, `${b} saw ${seen} tickets`);
+    const bought = run.lines.indexOf(`${b} 购票成功`);
+    const none = run.lines.indexOf(`${b} 查看到没有票了`);
+    assert.ok((bought >= 0) !== (none >= 0), `${b} should either buy or see none:\n${run.stdout}`);
+    assert.ok(run.lines.indexOf(`${b} 查看到余票为${seen}`) < Math.max(bought, none), `${b} searched after buying`);
+    return bought >= 0;
+  });
+  // Exactly as many buyers succeed as there were tickets: no oversell, none left unsold.
+  assert.equal(outcomes.filter(Boolean).length, 2, run.stdout);
+  assert.equal(run.lines.at(-1), '最后余票为0 (2 tickets, 10 buyers)');
+  // The successful purchases come before every "none left" (the lock makes the purchases serial).
+  const lastBought = Math.max(...run.lines.map((l, i) => (l.endsWith(' 购票成功') ? i : -1)));
+  const firstNone = run.lines.findIndex((l) => l.endsWith(' 查看到没有票了'));
+  assert.ok(lastBought < firstNone, run.stdout);
+  await assertNothingLeft(run);
+});
+
+exampleTest('semaphore', async () => {
+  const run = await runExample('semaphore');
+  assertOk(run);
+  assert.equal(run.lines.length, 13, run.stdout);
+  // Every line is printed under the occupancy counter's lock, so replaying them gives the
+  // occupancy at each moment: never above 2, and each process goes in once and out once.
+  let inside = 0;
+  let most = 0;
+  const state = new Map<string, 'in' | 'out'>();
+  for (const line of run.lines.slice(0, -1)) {
+    const m = line.match(/^(进程[1-6]) (进来了|出去了) \(inside: (\d)\)$/);
+    assert.ok(m, `unexpected line ${JSON.stringify(line)}`);
+    const [, who, what, n] = m;
+    if (what === '进来了') {
+      assert.equal(state.get(who!), undefined, `${who} came in twice`);
+      state.set(who!, 'in');
+      inside += 1;
+    } else {
+      assert.equal(state.get(who!), 'in', `${who} went out without coming in`);
+      state.set(who!, 'out');
+      inside -= 1;
+    }
+    assert.equal(Number(n), inside, `occupancy printed by ${JSON.stringify(line)}`);
+    most = Math.max(most, inside);
+  }
+  assert.equal(state.size, 6);
+  assert.ok([...state.values()].every((s) => s === 'out'));
+  assert.ok(most >= 1 && most <= 2, `at most 2 inside, saw ${most}`);
+  assert.equal(run.lines.at(-1), `at most ${most} inside at once (Semaphore(2)); semaphore value now 2`);
+  await assertNothingLeft(run);
+});
+
+exampleTest('value_counter', async () => {
+  const run = await runExample('value_counter');
+  assertOk(run);
+  assert.equal(run.lines.length, 2, run.stdout);
+  // Under the lock the total is exact; without it increments are lost (usually thousands, but
+  // "none lost" is not impossible, so only <= is asserted).
+  assert.equal(run.lines[0], 'with the lock:    total = 8000 (expected 8000)');
+  const [, total, lost] = match(run.lines, /^without the lock: total = (\d+) \(expected 8000; (\d+) increments lost\)$/);
+  assert.ok(Number(total) <= 8000 && Number(total) > 0, `unlocked total ${total}`);
+  assert.equal(Number(total) + Number(lost), 8000);
+  await assertNothingLeft(run);
+});
+
 exampleTest('unguarded_main', async () => {
   const run = await runExample('unguarded_main');
   // The parent itself is fine: it started one child, which failed while importing the module.

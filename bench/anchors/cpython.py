@@ -6,8 +6,14 @@ Usage:  python3 cpython.py GROUP [--n N] [--reps R] [--warmup W] [--methods spaw
 Groups:
   start             N x (Process().start(); .join()) one after the other -> ms per process
   start_concurrent  start N processes, then join them all                -> ms (wall)
+  lock_uncontended  N x lock.acquire(); lock.release() / with lock:      -> pairs/s
+  lock_contended    2 fork children x N `with lock: v.value += 1`        -> incr/s
+  wake              N rounds: parent sets an Event / notifies a Condition,
+                    a fork child wakes                                   -> us (median round)
+  shm_attach        a child rebuilds a --n MB Array('d') argument (spawn,
+                    forkserver) / attaches SharedMemory by name (fork)   -> ms
 
-Prints one JSON line per start method:
+The start groups print one JSON line per start method:
   {"bench": "cpython_spawn", "unit": "ms/process", "value": <median>, "min", "max",
    "samples": [per repetition], "foreign_cpu_pct": [per repetition], "foreign_cpu_pct_all", ...}
 foreign_cpu_pct is the share of the whole machine (100 = all cores) used by processes outside
@@ -120,9 +126,278 @@ GROUPS = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# Synchronization and shared memory (bench/synchronize.bench.ts). Each group times its own
+# repetitions and prints one JSON line per variant. Children are started with the start method
+# named in the record; their targets are the module-level functions below (spawn and forkserver
+# children import this module by name, from the sys.path the parent passes them).
+# ---------------------------------------------------------------------------------------------
+
+def mono_us():
+    """CLOCK_MONOTONIC in microseconds: the same clock in every process (and in Node's hrtime)."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) / 1e3
+
+
+def _median(xs):
+    s = sorted(xs)
+    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+
+
+def _repeat(reps, rep):
+    """rep() reps times (more while the loop is shorter than MIN_LOOP_S, at most 10x), with the
+    foreign CPU of each repetition, as _driver_start does."""
+    samples, foreign = [], []
+    first = cpu_snapshot()
+    t0 = time.perf_counter()
+    while len(samples) < reps or (time.perf_counter() - t0 < MIN_LOOP_S and len(samples) < 10 * reps):
+        a = cpu_snapshot()
+        samples.append(rep())
+        foreign.append(foreign_cpu_pct(a, cpu_snapshot()))
+    return samples, foreign, foreign_cpu_pct(first, cpu_snapshot())
+
+
+def _emit(bench, unit, measured, **extra):
+    samples, foreign, foreign_all = measured
+    s = sorted(samples)
+    print(json.dumps({
+        "bench": bench,
+        "unit": unit,
+        "value": round(_median(samples), 4),
+        "min": round(s[0], 4),
+        "max": round(s[-1], 4),
+        "samples": [round(x, 4) for x in samples],
+        "foreign_cpu_pct": foreign,
+        "foreign_cpu_pct_all": foreign_all,
+        "python": sys.version.split()[0],
+        **extra,
+    }), flush=True)
+
+
+def _join_all(procs):
+    for p in procs:
+        p.join(120)
+        if p.exitcode != 0:
+            raise SystemExit(f"child {p.name} exited with {p.exitcode}")
+
+
+def _lock_uncontended(cfg):
+    import multiprocessing as mp
+    lock = mp.get_context("fork").Lock()
+    n = cfg["n"]
+    acq, rel = lock.acquire, lock.release
+
+    def acquire_release():
+        t0 = time.perf_counter()
+        for _ in range(n):
+            acq()
+            rel()
+        return n / (time.perf_counter() - t0)
+
+    def with_lock():
+        t0 = time.perf_counter()
+        for _ in range(n):
+            with lock:
+                pass
+        return n / (time.perf_counter() - t0)
+
+    for name, fn in (("cpython_lock_acquire_release", acquire_release), ("cpython_lock_with", with_lock)):
+        fn()    # warm-up
+        _emit(name, "pairs/s", _repeat(cfg["reps"], fn), pairs=n)
+
+
+def lock_incr(lock, counter, n, ready, go, ts, idx):
+    """Contended increments (the research script's target): ready, wait for go, n locked incrs."""
+    ready.set()
+    go.wait()
+    t0 = mono_us()
+    for _ in range(n):
+        with lock:
+            counter.value += 1
+    ts[2 * idx] = t0
+    ts[2 * idx + 1] = mono_us()
+
+
+def _lock_contended(cfg):
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    n = cfg["n"]
+    variants = {
+        # name: (make counter and lock, the pattern timed)
+        "separate_lock_raw_value": (lambda: (ctx.Value("i", 0, lock=False), ctx.Lock()),
+                                    "with lock: v.value += 1  (v = Value('i', lock=False))"),
+        "separate_lock_synchronized_value": (lambda: (lambda v: (v, ctx.Lock()))(ctx.Value("i", 0)),
+                                             "with lock: v.value += 1  (v = Value('i'))"),
+        "value_get_lock": (lambda: (lambda v: (v, v.get_lock()))(ctx.Value("i", 0)),
+                           "with v.get_lock(): v.value += 1"),
+    }
+    for variant, (make, pattern) in variants.items():
+        def rep(m=n):
+            counter, lk = make()
+            ts = ctx.RawArray("d", 4)
+            go = ctx.Event()
+            readys = [ctx.Event() for _ in range(2)]
+            ps = [ctx.Process(target=lock_incr, args=(lk, counter, m, readys[i], go, ts, i)) for i in range(2)]
+            for p in ps:
+                p.start()
+            for r in readys:
+                if not r.wait(60):
+                    raise SystemExit("a child did not become ready")
+            go.set()
+            _join_all(ps)
+            if counter.value != 2 * m:
+                raise SystemExit(f"{variant}: final count {counter.value}, expected {2 * m}")
+            return 2 * m / ((max(ts[1], ts[3]) - min(ts[0], ts[2])) / 1e6)
+        rep(min(n, 2000))   # warm-up
+        _emit(f"cpython_fork_{variant}", "incr/s", _repeat(cfg["reps"], rep), per_process=n, pattern=pattern)
+
+
+def event_waiter(ev, flags, woke, n):
+    for i in range(n):
+        ev.clear()
+        flags[0] = i + 1
+        ev.wait()
+        woke[i] = mono_us()
+
+
+def condition_waiter(cond, flags, woke, n):
+    with cond:
+        for i in range(n):
+            flags[0] = i + 1
+            while flags[1] <= i:
+                cond.wait()
+            woke[i] = mono_us()
+
+
+def _wake(cfg):
+    """Median µs from the parent's set()/notify() to the waiting child running again: the same
+    protocol as bench/synchronize.bench.ts (the parent waits until the child waits for the round,
+    sleeps 1 ms so that it blocks, then stamps and wakes it)."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    for primitive in ("event", "condition"):
+        def rep(rounds=cfg["n"]):
+            flags = ctx.RawArray("i", 2)
+            woke = ctx.RawArray("d", rounds)
+            sent = [0.0] * rounds
+            prim = ctx.Event() if primitive == "event" else ctx.Condition()
+            target = event_waiter if primitive == "event" else condition_waiter
+            p = ctx.Process(target=target, args=(prim, flags, woke, rounds))
+            p.start()
+            for i in range(rounds):
+                deadline = time.monotonic() + 60
+                while flags[0] < i + 1:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"the child never waited for round {i}")
+                    time.sleep(0.001)
+                time.sleep(0.001)
+                if primitive == "event":
+                    sent[i] = mono_us()
+                    prim.set()
+                else:
+                    with prim:
+                        flags[1] = i + 1
+                        sent[i] = mono_us()
+                        prim.notify()
+            _join_all([p])
+            return _median([woke[i] - sent[i] for i in range(rounds)])
+        rep(5)  # warm-up
+        _emit(f"cpython_fork_{primitive}_wake", "us", _repeat(cfg["reps"], rep), rounds=cfg["n"])
+
+
+_STAMPS = []
+
+
+def _stamp():
+    _STAMPS.append(mono_us())
+
+
+class Stamp:
+    """Unpickling one records the time: args (ts, Stamp(), arr, Stamp()) bracket arr's rebuild."""
+    def __reduce__(self):
+        return (_stamp, ())
+
+
+def attach_rebuild_child(ts, _before, arr, _after):
+    ts[0] = (_STAMPS[-1] - _STAMPS[-2]) / 1e3
+    ts[1] = arr[0] + arr[len(arr) - 1]
+
+
+def attach_named_child(name, ts):
+    from multiprocessing import shared_memory
+    t0 = mono_us()
+    shm = shared_memory.SharedMemory(name=name)
+    mv = shm.buf.cast("d")
+    ts[0] = (mono_us() - t0) / 1e3
+    ts[1] = mv[0] + mv[len(mv) - 1]
+    mv.release()
+    shm.close()
+
+
+def _shm_attach(cfg):
+    """ms for a child to get a usable view of a --n MB float64 array. spawn/forkserver: the
+    Array('d', lock=False) is a Process argument, timed from the unpickling of a marker just
+    before it to one just after (CPython passes the arena's fd through its resource sharer).
+    fork inherits the mapping and unpickles nothing, so its row is SharedMemory(name=...) plus a
+    cast view, timed in the child (the research script's 0.13-0.38 ms included an Event wake-up)."""
+    import ctypes
+    import multiprocessing as mp
+    from multiprocessing import shared_memory
+    n = cfg["n"] * 1_000_000 // 8
+    for method in ("spawn", "forkserver"):
+        ctx = mp.get_context(method)
+        arr = ctx.RawArray("d", n)
+        ctypes.memset(ctypes.addressof(arr), 0, n * 8)
+        arr[0] = 1.0
+        arr[n - 1] = 2.0
+
+        def rep():
+            ts = ctx.RawArray("d", 2)
+            p = ctx.Process(target=attach_rebuild_child, args=(ts, Stamp(), arr, Stamp()))
+            p.start()
+            _join_all([p])
+            if ts[1] != 3.0:
+                raise SystemExit(f"the child read {ts[1]}, expected 3")
+            return ts[0]
+        rep()   # warm-up (starts the fork server)
+        _emit(f"cpython_{method}_Array_arg_rebuild", "ms", _repeat(cfg["reps"], rep), MB=cfg["n"], method=method)
+        del arr
+    ctx = mp.get_context("fork")
+    shm = shared_memory.SharedMemory(create=True, size=n * 8)
+    try:
+        view = shm.buf.cast("d")
+        view[0] = 1.0
+        view[n - 1] = 2.0
+        view.release()
+
+        def rep():
+            ts = ctx.RawArray("d", 2)
+            p = ctx.Process(target=attach_named_child, args=(shm.name, ts))
+            p.start()
+            _join_all([p])
+            if ts[1] != 3.0:
+                raise SystemExit(f"the child read {ts[1]}, expected 3")
+            return ts[0]
+        rep()
+        _emit("cpython_fork_SharedMemory_attach", "ms", _repeat(cfg["reps"], rep), MB=cfg["n"], method="fork")
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+SYNC_GROUPS = {
+    "lock_uncontended": _lock_uncontended,
+    "lock_contended": _lock_contended,
+    "wake": _wake,
+    "shm_attach": _shm_attach,
+}
+
+
 def driver():
     import multiprocessing as mp
     cfg = json.loads(sys.argv[1])
+    if cfg["group"] in SYNC_GROUPS:
+        SYNC_GROUPS[cfg["group"]](cfg)
+        return
     fn, suffix, unit = GROUPS[cfg["group"]]
     n = cfg["n"]
     for method in cfg["methods"]:
@@ -158,8 +433,10 @@ def driver():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("group", choices=sorted(GROUPS))
-    ap.add_argument("--n", type=int, default=20, help="processes per repetition")
+    ap.add_argument("group", choices=sorted(GROUPS) + sorted(SYNC_GROUPS))
+    ap.add_argument("--n", type=int, default=20,
+                    help="processes per repetition (start groups); pairs, increments per process, "
+                         "rounds or MB (the others)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--methods", default="spawn,forkserver,fork")

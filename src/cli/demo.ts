@@ -14,7 +14,8 @@ export interface DemoExample {
 
 /**
  * The examples in the order the demo runs them: first how to start and wait for processes,
- * then what they do not share, who they are, how they end, and the main guard.
+ * then what they do not share, who they are, how they end, the main guard, and finally locks,
+ * a semaphore and a shared counter.
  * examples/unguarded_main.mts is a fixture for the tests (it fails on purpose) and is left out.
  */
 export const DEMO_EXAMPLES: readonly DemoExample[] = [
@@ -29,6 +30,10 @@ export const DEMO_EXAMPLES: readonly DemoExample[] = [
   { file: 'daemon_eunuch', shows: 'a daemon child (老太监) dies with the main process (皇帝)', seed: 'seed 002 §6' },
   { file: 'daemon_pair', shows: 'a daemon and a normal child: only the normal one finishes', seed: 'seed 001' },
   { file: 'main_guard', shows: 'why code that starts processes sits behind the main guard', seed: 'seed 003' },
+  { file: 'lock_print', shows: 'two processes print under one Lock: the locked prints never interleave', seed: 'seed 000' },
+  { file: 'tickets', shows: '10 buyers, a JSON file and a Lock: no ticket is sold twice', seed: 'seed 002 §7' },
+  { file: 'semaphore', shows: 'Semaphore(2): six processes, never more than two inside', seed: 'seed 003' },
+  { file: 'value_counter', shows: 'a shared Value counter: exact under its lock, short without it', seed: 'seed 001' },
 ];
 
 /** Where the compiled examples are: build/examples, found from this file (build/src/cli/demo.js). */
