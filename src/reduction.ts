@@ -70,14 +70,26 @@ function registered(obj: object): Entry | undefined {
  * @throws NotTransferableError naming the path of the first value that cannot cross.
  */
 export function dumps(value: unknown, where = 'value'): Buffer {
-  const special = scan(value, where, new Set());
-  const data = special ? reduce(value, where, new Map()) : value;
+  let special: boolean;
   try {
-    return v8.serialize([special, data]);
+    special = scan(value, undefined, undefined);
+  } catch (err) {
+    if (err !== REFUSED) throw err;
+    // Walk again, this time keeping paths, to say where the value that cannot cross sits.
+    scan(value, undefined, where);
+    throw err;
+  }
+  // Plain data is sent as it is; data with placeholders is wrapped, so loads() knows to rebuild.
+  const data = special ? { [ROOT]: reduce(value, where, new Map()) } : value;
+  try {
+    return v8.serialize(data);
   } catch (err) {
     throw new NotTransferableError(where, `holds a value structured clone cannot copy (${(err as Error).message})`, 'Send plain data, or register the type with registerType().');
   }
 }
+
+/** Key of the wrapper around data that holds placeholders. */
+const ROOT = '\u0000multiproc.root';
 
 const CLONEABLE = [Date, RegExp, ArrayBuffer, DataView, Boolean, Number, String] as const;
 
@@ -92,42 +104,51 @@ function isPlain(v: object): boolean {
   return proto === Object.prototype || proto === null;
 }
 
-// True when the walk must copy the value; throws for what can never cross.
-function scan(v: unknown, where: string, seen: Set<object>): boolean {
-  if (typeof v === 'function') return true;
-  if (typeof v === 'symbol') throw refuse(where, 'is a Symbol', 'Send its description string instead.');
-  if (typeof v !== 'object' || v === null) return false;
+// Thrown by the fast scan, which keeps no paths; dumps() then scans again with paths.
+const REFUSED = new Error('refused');
+
+// True when the walk must copy the value; throws for what can never cross. Without `where` it
+// builds no path strings (the common, fast case) and throws REFUSED instead of the real error.
+function scan(v: unknown, seen: Set<object> | undefined, where: string | undefined): boolean {
+  if (typeof v !== 'object' || v === null) {
+    if (typeof v === 'function') return true;
+    if (typeof v === 'symbol') throw where === undefined ? REFUSED : refuse(where, 'is a Symbol', 'Send its description string instead.');
+    return false;
+  }
+  if (ArrayBuffer.isView(v)) return false;
+  seen ??= new Set();
   if (seen.has(v)) return false;
   seen.add(v);
+  const at = (k: string | number): string | undefined => (where === undefined ? undefined : typeof k === 'number' ? `${where}[${k}]` : pathOf(where, k));
   if (Array.isArray(v)) {
     let special = false;
-    for (let i = 0; i < v.length; i++) if (scan(v[i], `${where}[${i}]`, seen)) special = true;
+    for (let i = 0; i < v.length; i++) if (scan(v[i], seen, at(i))) special = true;
     return special || Object.getPrototypeOf(v) !== Array.prototype;
   }
   if (isPlain(v)) {
     let special = false;
-    for (const key of Object.keys(v)) if (scan((v as Record<string, unknown>)[key], pathOf(where, key), seen)) special = true;
+    for (const key in v) if (Object.prototype.hasOwnProperty.call(v, key) && scan((v as Record<string, unknown>)[key], seen, at(key))) special = true;
     return special;
   }
   if (v instanceof Map) {
     let special = Object.getPrototypeOf(v) !== Map.prototype;
     for (const [k, val] of v) {
-      if (scan(k, `${where}.<key>`, seen)) special = true;
-      if (scan(val, `${where}.get(${describeKey(k)})`, seen)) special = true;
+      if (scan(k, seen, where === undefined ? undefined : `${where}.<key>`)) special = true;
+      if (scan(val, seen, where === undefined ? undefined : `${where}.get(${describeKey(k)})`)) special = true;
     }
     return special;
   }
   if (v instanceof Set) {
     let special = Object.getPrototypeOf(v) !== Set.prototype;
-    for (const item of v) if (scan(item, `${where}.<item>`, seen)) special = true;
+    for (const item of v) if (scan(item, seen, where === undefined ? undefined : `${where}.<item>`)) special = true;
     return special;
   }
   if (v instanceof SharedArrayBuffer) {
-    throw refuse(where, 'is a SharedArrayBuffer, which Node cannot share with another process', 'Use multiproc SharedMemory, Value or Array: they cross by name.');
+    throw where === undefined ? REFUSED : refuse(where, 'is a SharedArrayBuffer, which Node cannot share with another process', 'Use multiproc SharedMemory, Value or Array: they cross by name.');
   }
   if (isCloneableLeaf(v)) return false;
-  if (v instanceof Promise) throw refuse(where, 'is a Promise', 'Await it and send the result.');
-  if (v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) throw refuse(where, `is a ${v.constructor.name}`, 'Send a Map or Set of plain data instead.');
+  if (v instanceof Promise) throw where === undefined ? REFUSED : refuse(where, 'is a Promise', 'Await it and send the result.');
+  if (v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) throw where === undefined ? REFUSED : refuse(where, `is a ${v.constructor.name}`, 'Send a Map or Set of plain data instead.');
   return true;
 }
 
@@ -255,13 +276,18 @@ function describeKey(k: unknown): string {
 
 /** Deserialize what `dumps` produced, importing the modules of functions and classes it names. */
 export async function loads(buf: Uint8Array): Promise<unknown> {
-  const [special, data] = v8.deserialize(buf) as [boolean, unknown];
-  if (!special) return data;
+  const data = v8.deserialize(buf) as unknown;
+  if (!isWrapped(data)) return data;
+  const root = data[ROOT];
   const fns = new Map<FunctionRef, Function>();
   const pending: Promise<void>[] = [];
-  collectRefs(data, new Set(), (ref) => pending.push(loadFunction(ref).then((f) => void fns.set(ref, f))));
+  collectRefs(root, new Set(), (ref) => pending.push(loadFunction(ref).then((f) => void fns.set(ref, f))));
   await Promise.all(pending);
-  return rebuild(data, fns, new Map());
+  return rebuild(root, fns, new Map());
+}
+
+function isWrapped(data: unknown): data is { [ROOT]: unknown } {
+  return typeof data === 'object' && data !== null && Object.prototype.hasOwnProperty.call(data, ROOT);
 }
 
 /**
@@ -269,16 +295,17 @@ export async function loads(buf: Uint8Array): Promise<unknown> {
  * function or class it names needs an asynchronous import first; use `loads` then.
  */
 export function loadsSync(buf: Uint8Array): { value: unknown } | undefined {
-  const [special, data] = v8.deserialize(buf) as [boolean, unknown];
-  if (!special) return { value: data };
+  const data = v8.deserialize(buf) as unknown;
+  if (!isWrapped(data)) return { value: data };
+  const root = data[ROOT];
   const fns = new Map<FunctionRef, Function>();
   let missing = false;
-  collectRefs(data, new Set(), (ref) => {
+  collectRefs(root, new Set(), (ref) => {
     const f = loadFunctionSync(ref);
     if (f) fns.set(ref, f);
     else missing = true;
   });
-  return missing ? undefined : { value: rebuild(data, fns, new Map()) };
+  return missing ? undefined : { value: rebuild(root, fns, new Map()) };
 }
 
 // A child loads the library's own types (locks, queues, ...) only when a message holds one:

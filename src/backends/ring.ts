@@ -27,9 +27,22 @@ export const RING_HEADER_CELLS = READERS + SLOTS + 1;
 
 // A waiting peer re-checks that the other end still has a live holder this often.
 const LIVENESS_MS = 500;
-// A reader or writer polls the ring this many times before parking on the futex: a peer on
-// the other core often answers within microseconds, and parking costs a thread hop each way.
-const SPIN = 2000;
+// A reader or writer polls the ring this long (µs) before parking on the futex: a peer on the
+// other core often answers within microseconds, and parking costs a thread hop each way
+// (~10 µs to wake). MULTIPROC_SPIN_US tunes it (0: park at once, kinder to a busy machine).
+const SPIN_US = Number(process.env.MULTIPROC_SPIN_US ?? 20);
+
+/** Poll `ready` for up to SPIN_US microseconds; true as soon as it holds. */
+function spin(ready: () => boolean): boolean {
+  if (ready()) return true;
+  if (SPIN_US <= 0) return false;
+  const end = performance.now() + SPIN_US / 1000;
+  for (let n = 1; ; n++) {
+    if (ready()) return true;
+    // Read the clock only every 64 polls: it costs more than a poll.
+    if ((n & 63) === 0 && performance.now() > end) return false;
+  }
+}
 
 export type End = 'read' | 'write';
 
@@ -189,7 +202,7 @@ export class Ring {
   }
 
   async #waitRoom(need: number): Promise<void> {
-    for (let n = 0; n < SPIN; n++) if (this.#cap - this.used() >= need) return;
+    if (spin(() => this.#cap - this.used() >= need)) return;
     for (;;) {
       if (!this.isOpen('read')) throw new ProcessError('the other end of the pipe is closed: nobody will read this message', { code: 'ERR_MP_BROKEN_PIPE' });
       const tail = this.#load(TAIL);
@@ -277,7 +290,7 @@ export class Ring {
 
   // Wait for HEAD to move past `tail` (mid-message: the writer is alive or EOF is an error).
   async #waitBytes(tail: number): Promise<void> {
-    for (let n = 0; n < SPIN; n++) if (this.#load(HEAD) !== tail) return;
+    if (spin(() => this.#load(HEAD) !== tail)) return;
     const head = this.#load(HEAD);
     if (head !== tail) return;
     if (!this.isOpen('write')) throw new EOFError('the writer closed or died in the middle of a message');
@@ -291,7 +304,7 @@ export class Ring {
 
   /** Resolve true when data may be there, false at the deadline. @throws EOFError at the end. */
   async #waitData(deadline: Deadline, signal?: AbortSignal): Promise<boolean> {
-    for (let n = 0; n < SPIN; n++) if (this.used() >= 4) return true;
+    if (spin(() => this.used() >= 4)) return true;
     for (;;) {
       const head = this.#load(HEAD);
       if (((head - this.#load(TAIL)) >>> 0) >= 4) return true;
