@@ -1,14 +1,17 @@
 // Named shared-memory segments with a holder count, the storage every cross-process object
 // (locks, shared values, queues) lives in.
 //
-// Lifetime: cell 1 of the header counts holders — live wrappers in any process plus serialized
-// copies not yet opened. Creating counts 1; sending a segment counts 1 more, which the receiver
-// adopts; a wrapper that is garbage-collected, or still alive when its process exits, gives its
-// count back, and the one that reaches 0 unlinks the name. What crashes leave behind, the
-// resource tracker unlinks when the whole process tree is gone.
+// Lifetime: the header records the holders — the pid of each live wrapper, in any process, in a
+// slot of its own, plus a count of serialized copies not yet opened (and of wrappers that found
+// no free slot). Sending a segment counts 1 more, which the receiver adopts; a wrapper that is
+// closed, garbage-collected, or still alive when its process exits gives its hold back, clears
+// the slots of holders that died (a SIGKILLed process gives nothing back), and whoever finds no
+// holder left unlinks the name. The resource tracker unlinks what is left when the whole process
+// tree is gone (holders that were threads, stopped without their exit hooks, for instance).
 import { randomBytes } from 'node:crypto';
 
 import { InvalidArgumentError } from '../errors.js';
+import { pidAlive } from '../platform.js';
 import * as tracker from '../resource_tracker.js';
 import { closeSegment, openSegment, unlinkSegment, type SegmentBuffer } from './native.js';
 
@@ -54,8 +57,10 @@ export function segmentFor(bytes: number, kind: number): [Segment, boolean] {
 }
 const MAGIC = 0x6d70726f; // 'mpro'
 const CELL_MAGIC = 0;
-const CELL_HOLDERS = 1;
+const CELL_HOLDERS = 1; // copies in flight + holders without a slot
 const CELL_KIND = 2;
+const FIRST_SLOT = 3;
+const SLOTS = HEADER_BYTES / 4 - FIRST_SLOT;
 
 let counter = 0;
 /** Every wrapper of this process not yet closed or collected, for the exit hook. */
@@ -66,6 +71,15 @@ interface Held {
   name: string;
   header: Int32Array;
   ref: WeakRef<Segment> | undefined;
+  /** The header cell holding this wrapper's pid, or -1 when it is counted in CELL_HOLDERS. */
+  slot: number;
+}
+
+/** Take a holder slot for this process; -1 (and a count) when all are taken. */
+function takeSlot(header: Int32Array): number {
+  for (let s = FIRST_SLOT; s < FIRST_SLOT + SLOTS; s++) if (Atomics.compareExchange(header, s, 0, process.pid) === 0) return s;
+  Atomics.add(header, CELL_HOLDERS, 1);
+  return -1;
 }
 
 // A wrapper collected without close() gives its count back. The held value must not reference
@@ -88,7 +102,8 @@ export class Segment {
     this.size = buffer.byteLength;
     this.i32 = new Int32Array(buffer);
     const ref = new WeakRef(this);
-    this.#held = { name, header: new Int32Array(buffer, 0, HEADER_BYTES / 4), ref };
+    const header = new Int32Array(buffer, 0, HEADER_BYTES / 4);
+    this.#held = { name, header, ref, slot: takeSlot(header) };
     finalizer.register(this, this.#held, this);
     live.add(ref);
     installExitHook();
@@ -106,7 +121,6 @@ export class Segment {
     tracker.register(name);
     const seg = new Segment(name, buffer);
     Atomics.store(seg.i32, CELL_KIND, kind);
-    Atomics.store(seg.i32, CELL_HOLDERS, 1);
     Atomics.store(seg.i32, CELL_MAGIC, MAGIC);
     return seg;
   }
@@ -114,6 +128,8 @@ export class Segment {
   /** Open a segment another process created and sent (adopting the count the sender added). */
   static adopt(name: string, kind: number): Segment {
     const seg = new Segment(name, openSegment(name, HEADER_BYTES, false));
+    // Our slot is taken (constructor); the copy in flight is now us.
+    Atomics.sub(seg.i32, CELL_HOLDERS, 1);
     if (Atomics.load(seg.i32, CELL_MAGIC) !== MAGIC || Atomics.load(seg.i32, CELL_KIND) !== kind) {
       seg.close();
       throw new InvalidArgumentError(`shared memory segment "${name}" does not hold the expected multiproc object`);
@@ -140,9 +156,23 @@ export class Segment {
   }
 }
 
-/** Holders left for a segment (for tests and diagnostics). */
+/** Holders left for a segment: live slots plus counted copies (for tests and diagnostics). */
 export function holders(seg: Segment): number {
-  return Atomics.load(seg.i32, CELL_HOLDERS);
+  let n = Atomics.load(seg.i32, CELL_HOLDERS);
+  for (let s = FIRST_SLOT; s < FIRST_SLOT + SLOTS; s++) if (Atomics.load(seg.i32, s) !== 0) n++;
+  return n;
+}
+
+// Clear the slots of holders that died; true when no holder of any kind is left.
+function noHoldersLeft(header: Int32Array): boolean {
+  let left = Atomics.load(header, CELL_HOLDERS) > 0;
+  for (let s = FIRST_SLOT; s < FIRST_SLOT + SLOTS; s++) {
+    const pid = Atomics.load(header, s);
+    if (pid === 0) continue;
+    if (pid === process.pid || pidAlive(pid)) left = true;
+    else Atomics.compareExchange(header, s, pid, 0);
+  }
+  return !left;
 }
 
 let exiting = false;
@@ -152,7 +182,9 @@ function release(held: Held): void {
   if (held.ref) live.delete(held.ref);
   held.ref = undefined;
   if (header.length === 0) return;
-  if (Atomics.sub(header, CELL_HOLDERS, 1) === 1) {
+  if (held.slot >= 0) Atomics.compareExchange(header, held.slot, process.pid, 0);
+  else Atomics.sub(header, CELL_HOLDERS, 1);
+  if (noHoldersLeft(header)) {
     try {
       unlinkSegment(name);
     } catch {
