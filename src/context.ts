@@ -15,6 +15,7 @@ import {
 import { RawArray, RawValue, SharedArray, Synchronized, SynchronizedArray, Value, type InputOf, type LockLike, type SyncOptions, type Typecode } from './sharedctypes.js';
 import { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './synchronize.js';
 import { Pipe, type Connection } from './connection.js';
+import { Pool, ThreadPool, type PoolOptions } from './pool.js';
 import { JoinableQueue, Queue, SimpleQueue } from './queues.js';
 
 const METHODS: readonly StartMethod[] = ['spawn', 'thread'];
@@ -105,6 +106,15 @@ export class BaseContext {
   Pipe(duplex = true): [Connection, Connection] {
     return Pipe(duplex);
   }
+  /** A new `Pool(processes | options)` whose workers use this context's start method. */
+  Pool(processes?: number | null | Omit<PoolOptions, 'context'>): Pool {
+    return new Pool(typeof processes === 'object' && processes !== null ? { ...processes, context: this } : { processes, context: this });
+  }
+  /** A new `ThreadPool(processes | options)`: a pool of worker threads. */
+  ThreadPool(processes?: number | null | Omit<PoolOptions, 'context'>): ThreadPool {
+    return new ThreadPool(typeof processes === 'object' && processes !== null ? processes : { processes });
+  }
+
   /** A new `Queue(maxsize)`. */
   Queue<T = unknown>(maxsize = 0): Queue<T> {
     return new Queue<T>(maxsize);

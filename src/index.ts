@@ -41,6 +41,7 @@ export {
   type Typecode,
   type ValueConstructor,
 } from './sharedctypes.js';
+export { AsyncResult, IMapIterator, MapResult, Pool, ThreadPool, type AsyncOptions, type CallOptions, type MapOptions, type PoolOptions } from './pool.js';
 export { JoinableQueue, Queue, SimpleQueue } from './queues.js';
 export { ShareableList, SharedMemory, type Shareable, type ShareableListOptions, type SharedMemoryOptions } from './shared_memory.js';
 export { isMainModule } from './util.js';

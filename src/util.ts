@@ -38,3 +38,8 @@ function samePath(file: string, main: string): boolean {
   }
   return false;
 }
+
+/** Whether `x` can be iterated with `for await`. */
+export function isAsyncIterable(x: unknown): x is AsyncIterable<unknown> {
+  return x !== null && typeof x === 'object' && typeof (x as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+}

@@ -1,0 +1,679 @@
+// Pools of worker processes or threads (Python: `multiprocessing.pool`).
+//
+// Each worker is a daemonic Process with its own duplex Pipe. The pool hands tasks out itself
+// (at most DEPTH per worker: one running, one waiting behind it), so it always knows which task
+// each worker holds. Replies come back in the order the tasks were sent, so the first task a
+// worker holds is the one it is running. When a worker ends, the pool writes a marker into the
+// worker's reply ring from its own copy of the worker's end: everything the worker wrote before
+// dying is read first, then the marker. The running task then fails with WorkerDiedError, the
+// tasks waiting behind it go back to the front of the queue, and a new worker takes its place.
+// Every call therefore settles, whatever happens to the workers.
+import { inspect } from 'node:util';
+
+import type { BaseContext } from './context.js';
+import { Pipe, type Connection } from './connection.js';
+import { AbortError, InvalidArgumentError, ProcessError, TimeoutError, WorkerDiedError } from './errors.js';
+import { cpuCount } from './platform.js';
+import { isAsyncIterable } from './util.js';
+import type { Process, StartMethod } from './process.js';
+import { unlinkSegment } from './backends/native.js';
+import { dumps } from './reduction.js';
+import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './pool_results.js';
+import { APPLY, FUNC, MAP, poolWorker, STARMAP } from './pool_worker.js';
+
+export { AsyncResult, IMapIterator, MapResult } from './pool_results.js';
+import { reduceFunction } from './whichmodule.js';
+
+/** Tasks sent to one worker and not yet answered: the running one and one waiting. */
+const DEPTH = 2;
+const EXIT = new Uint8Array(0);
+
+type AnyFn = (...args: never[]) => unknown;
+
+/** Options of `new Pool({...})`, as Python's keyword arguments. */
+export interface PoolOptions {
+  /** Number of workers; defaults to `cpuCount()`. */
+  processes?: number | null;
+  /** Run in each worker when it starts (exported, or self-contained inline). */
+  initializer?: AnyFn | null;
+  /** Arguments for `initializer`. */
+  initargs?: readonly unknown[];
+  /** A worker is replaced by a fresh one after this many tasks (a map chunk counts as one). */
+  maxtasksperchild?: number | null;
+  /** The context (or start method) whose Process runs the workers; the default context when omitted. */
+  context?: BaseContext | StartMethod;
+}
+
+/** Control of one call beyond Python: a signal or a time limit stops it (see docs/pool.md). */
+export interface CallOptions {
+  /** Aborting it rejects the call with AbortError; a running task is stopped by replacing its worker. */
+  signal?: AbortSignal;
+  /** Milliseconds from the call; then the call rejects with TimeoutError, as for `signal`. */
+  timeout?: number;
+}
+
+/** Options of `applyAsync`, `mapAsync` and `starmapAsync`. */
+export interface AsyncOptions<T> extends CallOptions {
+  /** Called with the result once it is there, before `get()` resolves. */
+  callback?: ((result: T) => void) | null;
+  /** Called with the error once the call failed, before `get()` rejects. */
+  errorCallback?: ((error: unknown) => void) | null;
+}
+
+/** Options of `map`-like calls: Python's `chunksize` plus the call options. */
+export interface MapOptions extends CallOptions {
+  chunksize?: number | null;
+}
+
+
+interface Worker {
+  proc: Process;
+  /** The pool's end. */
+  conn: Connection;
+  /** The pool's copy of the worker's end: it writes the end-of-worker marker. */
+  child: Connection;
+  held: Job[];
+  sent: number;
+  known: Set<number>;
+  exitcode: number | null;
+  stopping: boolean;
+  finalized: Promise<void>;
+  /** Wakes the reader when a task is sent or the worker ended. */
+  wake: (() => void) | undefined;
+}
+
+
+const enum State {
+  RUN,
+  CLOSE,
+  TERMINATE,
+}
+const STATE_NAMES = ['RUN', 'CLOSE', 'TERMINATE'];
+
+function notRunning(): ProcessError {
+  return new ProcessError('Pool not running', { code: 'ERR_MP_POOL_NOT_RUNNING' });
+}
+
+function checkFunction(fn: unknown, what: string): asserts fn is AnyFn {
+  if (typeof fn !== 'function') throw new InvalidArgumentError(`${what}: func must be a function, got ${fn === null ? 'null' : typeof fn}`);
+}
+
+function checkCallOptions(o: CallOptions | undefined, what: string): void {
+  if (o === undefined) return;
+  if (typeof o !== 'object' || o === null) throw new InvalidArgumentError(`${what}: options must be an object`);
+  if (o.timeout !== undefined && (typeof o.timeout !== 'number' || Number.isNaN(o.timeout) || o.timeout < 0)) throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds >= 0`);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError(`${what}: signal must be an AbortSignal`);
+}
+
+function mapOptions(arg: number | MapOptions | null | undefined, what: string): MapOptions {
+  if (arg === undefined || arg === null) return {};
+  if (typeof arg === 'number') return { chunksize: arg };
+  checkCallOptions(arg, what);
+  return arg;
+}
+
+function checkChunksize(c: unknown, what: string): number | undefined {
+  if (c === undefined || c === null) return undefined;
+  if (typeof c !== 'number' || !Number.isInteger(c) || c < 1) throw new InvalidArgumentError(`${what}: chunksize must be an integer >= 1, got ${String(c)}`);
+  return c;
+}
+
+/** CPython's default chunksize for map: divmod(len, 4 * processes), plus one if there is a remainder. */
+export function defaultChunksize(length: number, processes: number): number {
+  if (length === 0) return 0;
+  const q = Math.floor(length / (processes * 4));
+  return length % (processes * 4) ? q + 1 : q;
+}
+
+
+function isIterable(x: unknown): x is Iterable<unknown> {
+  return x !== null && x !== undefined && typeof (x as Iterable<unknown>)[Symbol.iterator] === 'function';
+}
+
+function checkIterable(x: unknown, what: string): void {
+  if (!isIterable(x) && !isAsyncIterable(x)) throw new InvalidArgumentError(`${what}: iterable must be an iterable or async iterable, got ${x === null ? 'null' : typeof x}`);
+}
+
+function frame(id: number, kind: number, fnId: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + payload.length);
+  const h = new Int32Array(out.buffer, 0, 3);
+  h[0] = id;
+  h[1] = kind;
+  h[2] = fnId;
+  out.set(payload, 12);
+  return out;
+}
+
+
+/**
+ * A pool of worker processes (Python: `multiprocessing.Pool`). Results are Promises; a worker
+ * that dies fails only the task it was running (WorkerDiedError) and is replaced.
+ */
+export class Pool {
+  readonly #ctx: BaseContext;
+  readonly #size: number;
+  readonly #initializer: AnyFn | null;
+  readonly #initargs: readonly unknown[];
+  readonly #maxtasks: number | null;
+  #state = State.RUN;
+  #workers: Worker[] = [];
+  #pending: Job[] = [];
+  #pendingAt = 0;
+  readonly #owners = new Set<Owner>();
+  readonly #fnIds = new Map<unknown, { id: number; bytes: Uint8Array }>();
+  readonly #iterators = new Set<IMapIterator>();
+  #producers = 0;
+  #jobSeq = 0;
+  #workerSeq = 0;
+  #broken: ProcessError | undefined;
+  readonly #prefix: string;
+  readonly #ref = new WeakRef(this);
+  #hold: ReturnType<typeof setInterval> | undefined;
+
+  /**
+   * @throws InvalidArgumentError for a bad size, initializer, initargs, maxtasksperchild or context.
+   * @throws NotTransferableError when the initializer or its arguments cannot cross.
+   */
+  constructor(processes?: number | null | PoolOptions) {
+    const o: PoolOptions = typeof processes === 'object' && processes !== null ? processes : { processes };
+    const size = o.processes ?? cpuCount();
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 1) throw new InvalidArgumentError(`Pool(processes): the number of processes must be an integer >= 1, got ${String(size)}`);
+    if (o.initializer != null && typeof o.initializer !== 'function') throw new InvalidArgumentError('Pool({ initializer }): initializer must be a function');
+    const initargs = o.initargs ?? [];
+    if (!Array.isArray(initargs)) throw new InvalidArgumentError('Pool({ initargs }): initargs must be an array');
+    const maxtasks = o.maxtasksperchild ?? null;
+    if (maxtasks !== null && (typeof maxtasks !== 'number' || !Number.isInteger(maxtasks) || maxtasks < 1)) throw new InvalidArgumentError('Pool({ maxtasksperchild }): maxtasksperchild must be an integer >= 1');
+    this.#ctx = this.#resolveContext(o.context);
+    this.#size = size;
+    this.#initializer = o.initializer ?? null;
+    this.#initargs = initargs;
+    this.#maxtasks = maxtasks;
+    const method = this.#ctx.getStartMethod();
+    this.#prefix = `${method[0]!.toUpperCase()}${method.slice(1)}PoolWorker`;
+    // Refuse an initializer that cannot cross before anything starts.
+    if (this.#initializer) dumps([this.#initializer, initargs], 'initializer');
+    for (let i = 0; i < size; i++) this.#spawn();
+  }
+
+  #resolveContext(c: BaseContext | StartMethod | undefined): BaseContext {
+    // context.ts imports this module; load it lazily to keep the import order free.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { getContext } = require('./context.js') as typeof import('./context.js');
+    if (c === undefined) return getContext(this._defaultMethod());
+    if (typeof c === 'string') return getContext(c);
+    if (typeof c === 'object' && c !== null && typeof (c as BaseContext).getStartMethod === 'function') return c;
+    throw new InvalidArgumentError("Pool({ context }): context must be a context (getContext('spawn')) or a start method name");
+  }
+
+  /** @internal ThreadPool answers 'thread'. */
+  protected _defaultMethod(): StartMethod | undefined {
+    return undefined;
+  }
+
+  // ---- workers ------------------------------------------------------------------------------
+
+  #spawn(): void {
+    live.add(this.#ref);
+    const [conn, child] = Pipe(true);
+    const proc = new this.#ctx.Process({
+      target: poolWorker as AnyFn,
+      args: [child, this.#initializer, this.#initargs, this.#maxtasks],
+      daemon: true,
+      name: `${this.#prefix}-${++this.#workerSeq}`,
+    });
+    try {
+      proc.start();
+    } catch (err) {
+      conn.close();
+      child.close();
+      throw err;
+    }
+    const w: Worker = { proc, conn, child, held: [], sent: 0, known: new Set(), exitcode: null, stopping: false, finalized: undefined as unknown as Promise<void>, wake: undefined };
+    this.#workers.push(w);
+    void proc.sentinel.then((code) => {
+      w.exitcode = code;
+      // After everything the worker wrote: the marker that it is gone.
+      void w.child.send(null).catch(() => undefined);
+      w.wake?.();
+    });
+    w.finalized = this.#read(w);
+  }
+
+  async #read(w: Worker): Promise<void> {
+    for (;;) {
+      // An idle worker is not read: a pending read would keep the event loop alive, and a pool
+      // nobody uses must not keep the program running (its daemonic workers end with it).
+      while (w.held.length === 0 && w.exitcode === null) {
+        await new Promise<void>((r) => (w.wake = r));
+        w.wake = undefined;
+      }
+      let msg: [number, boolean, unknown] | null;
+      try {
+        msg = (await w.conn.recv()) as [number, boolean, unknown] | null;
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_MP_EOF') break;
+        // The reply could not be rebuilt here: that task fails.
+        msg = [w.held[0]?.id ?? -2, false, err];
+      }
+      if (msg === null) break;
+      const [id, ok, value] = msg;
+      if (id === -1) {
+        this.#breakPool(value);
+        continue;
+      }
+      const job = w.held.shift();
+      if (job) {
+        this.#owners.has(job.owner) && job.owner._onResult(job, ok, value);
+        if (job.owner.settled) this.#owners.delete(job.owner);
+      }
+      // The next task is running now: stop it if its call was cancelled meanwhile.
+      if (w.held[0]?.owner.cancelled) this.#kill(w);
+      this.#pump();
+      this.#maybeStop();
+      this.#updateHold();
+    }
+    this.#finalize(w);
+  }
+
+  #finalize(w: Worker): void {
+    const i = this.#workers.indexOf(w);
+    if (i >= 0) this.#workers.splice(i, 1);
+    const held = w.held;
+    w.held = [];
+    const head = held[0];
+    if (head && !head.owner.settled) {
+      head.owner._fail(new WorkerDiedError(w.proc.name, w.exitcode));
+      this.#owners.delete(head.owner);
+    }
+    // The tasks waiting behind it never started: another worker runs them.
+    const rest = held.slice(1).filter((j) => !j.owner.settled);
+    if (rest.length) this.#pending.splice(this.#pendingAt, 0, ...rest);
+    // A worker that was killed never gave back its hold on the pipe's segment: nobody will open
+    // it again, so its name goes now (the mappings go with the two ends closed below).
+    try {
+      unlinkSegment((w.child as unknown as { _reduce(): { name: string } })._reduce().name);
+    } catch {
+      // already gone
+    }
+    w.conn.close();
+    w.child.close();
+    try {
+      w.proc.close();
+    } catch {
+      // still reported running: nothing to release yet
+    }
+    if (this.#state === State.RUN || (this.#state === State.CLOSE && this.#hasWork())) {
+      try {
+        this.#spawn();
+      } catch (err) {
+        this.#breakPool(err);
+      }
+    }
+    this.#pump();
+    this.#maybeStop();
+    this.#updateHold();
+  }
+
+  #kill(w: Worker): void {
+    if (w.exitcode !== null) return;
+    try {
+      w.proc.kill();
+    } catch {
+      // already closed
+    }
+  }
+
+  #breakPool(err: unknown): void {
+    if (this.#state === State.TERMINATE) return;
+    this.#broken = new ProcessError('the pool initializer failed in a worker; the pool was terminated', { code: 'ERR_MP_POOL_INITIALIZER', cause: err });
+    this.#terminate(this.#broken);
+  }
+
+  // ---- dispatch -----------------------------------------------------------------------------
+
+  // Worker exits never hold the event loop (children do not), and idle readers do not read: while
+  // tasks are queued or running, this timer keeps the program alive until they settle.
+  #updateHold(): void {
+    const busy = this.#state !== State.TERMINATE && (this.#pendingAt < this.#pending.length || this.#workers.some((w) => w.held.length > 0));
+    if (busy && !this.#hold) this.#hold = setInterval(() => undefined, 1 << 30);
+    else if (!busy && this.#hold) {
+      clearInterval(this.#hold);
+      this.#hold = undefined;
+    }
+  }
+
+  #hasWork(): boolean {
+    if (this.#producers > 0) return true;
+    for (let i = this.#pendingAt; i < this.#pending.length; i++) if (!this.#pending[i]!.owner.settled) return true;
+    return this.#workers.some((w) => w.held.length > 0);
+  }
+
+  #nextJob(): Job | undefined {
+    while (this.#pendingAt < this.#pending.length) {
+      const j = this.#pending[this.#pendingAt++]!;
+      if (this.#pendingAt > 1024 && this.#pendingAt * 2 > this.#pending.length) {
+        this.#pending = this.#pending.slice(this.#pendingAt);
+        this.#pendingAt = 0;
+      }
+      if (!j.owner.settled) return j;
+    }
+    return undefined;
+  }
+
+  #pump(): void {
+    if (this.#state === State.TERMINATE) return;
+    for (let depth = 0; depth < DEPTH; depth++) {
+      for (const w of this.#workers) {
+        if (this.#pendingAt >= this.#pending.length) return;
+        if (w.exitcode !== null || w.stopping || w.held.length !== depth) continue;
+        if (this.#maxtasks !== null && w.sent >= this.#maxtasks) continue;
+        const job = this.#nextJob();
+        if (!job) return;
+        this.#send(w, job);
+      }
+    }
+  }
+
+  #send(w: Worker, job: Job): void {
+    if (!w.known.has(job.fnId)) {
+      w.known.add(job.fnId);
+      const fn = [...this.#fnIds.values()].find((f) => f.id === job.fnId)!;
+      void w.conn.sendBytes(fn.bytes).catch(() => undefined);
+    }
+    w.held.push(job);
+    w.sent++;
+    w.wake?.();
+    void w.conn.sendBytes(job.bytes).catch(() => undefined);
+  }
+
+  #fnId(fn: AnyFn): number {
+    const ref = reduceFunction(fn, 'func');
+    const key = ref.kind === 'source' ? `source:${ref.source}` : fn;
+    let entry = this.#fnIds.get(key);
+    if (!entry) {
+      const id = this.#fnIds.size + 1;
+      entry = { id, bytes: frame(0, FUNC, id, dumps(fn, 'func')) };
+      this.#fnIds.set(key, entry);
+    }
+    return entry.id;
+  }
+
+  #job(owner: Owner, kind: number, fnId: number, payload: unknown, index: number, where: string): Job {
+    const id = ++this.#jobSeq;
+    return { id, fnId, bytes: frame(id, kind, fnId, dumps(payload, where)), owner, index };
+  }
+
+  #submit(jobs: Job[]): void {
+    for (const j of jobs) this.#pending.push(j);
+    this.#pump();
+    this.#updateHold();
+  }
+
+  /** @internal Stop the tasks of a cancelled call that workers are running now. */
+  _stopRunning(owner: Owner): void {
+    this.#owners.delete(owner);
+    for (const w of this.#workers) if (w.held[0]?.owner === owner) this.#kill(w);
+    this.#maybeStop();
+  }
+
+  #check(): void {
+    if (this.#state !== State.RUN) {
+      if (this.#broken) throw new ProcessError('Pool not running: its initializer failed', { code: 'ERR_MP_POOL_NOT_RUNNING', cause: this.#broken.cause });
+      throw notRunning();
+    }
+  }
+
+  #arm(owner: Owner & { _cleanup: (() => void)[] }, o: CallOptions | undefined): void {
+    this.#owners.add(owner);
+    if (!o) return;
+    const cancel = (err: unknown): void => (owner instanceof IMapIterator ? owner._cancel(err, true) : (owner as AsyncResult)._cancel(err));
+    if (o.signal) {
+      const signal = o.signal;
+      if (signal.aborted) {
+        queueMicrotask(() => cancel(new AbortError('the call was aborted', { cause: signal.reason })));
+      } else {
+        const onAbort = (): void => cancel(new AbortError('the call was aborted', { cause: signal.reason }));
+        signal.addEventListener('abort', onAbort, { once: true });
+        owner._cleanup.push(() => signal.removeEventListener('abort', onAbort));
+      }
+    }
+    if (o.timeout !== undefined) {
+      const ms = o.timeout;
+      const timer = setTimeout(() => cancel(new TimeoutError(`the call did not finish within ${ms} ms`)), ms);
+      owner._cleanup.push(() => clearTimeout(timer));
+    }
+  }
+
+  // ---- the API ------------------------------------------------------------------------------
+
+  /**
+   * Run `fn(...args)` in a worker and resolve with its result (Python: `apply`).
+   * @throws ProcessError (ERR_MP_POOL_NOT_RUNNING) when the pool was closed or terminated.
+   */
+  apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: CallOptions): Promise<Awaited<R>> {
+    return this.applyAsync(fn, args, options).get();
+  }
+
+  /**
+   * Start `fn(...args)` in a worker; the AsyncResult settles with its result (Python: `apply_async`).
+   * @throws ProcessError (ERR_MP_POOL_NOT_RUNNING) when the pool was closed or terminated.
+   * @throws NotTransferableError when `fn` or `args` cannot cross, naming the path.
+   */
+  applyAsync<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: AsyncOptions<Awaited<R>>): AsyncResult<Awaited<R>> {
+    this.#check();
+    checkFunction(fn, 'applyAsync');
+    const a = args ?? [];
+    if (!Array.isArray(a)) throw new InvalidArgumentError('applyAsync(func, args): args must be an array (Python\'s args tuple)');
+    checkCallOptions(options, 'applyAsync');
+    const fnId = this.#fnId(fn as AnyFn);
+    const result = new AsyncResult<Awaited<R>>(options?.callback, options?.errorCallback);
+    result._pool = this;
+    const job = this.#job(result, APPLY, fnId, a, 0, 'args');
+    this.#arm(result, options);
+    this.#submit([job]);
+    return result;
+  }
+
+  /**
+   * `fn` applied to every item, in input order (Python: `map`). The iterable may be sync or
+   * async; it is read to its end first, as Python does. Default chunksize as CPython's.
+   */
+  map<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | MapOptions | null): Promise<Awaited<R>[]> {
+    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'map'), MAP, 'map').get() as Promise<Awaited<R>[]>;
+  }
+
+  /** As `map`, returning a MapResult (Python: `map_async`). */
+  mapAsync<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null): MapResult<Awaited<R>> {
+    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'mapAsync'), MAP, 'mapAsync') as MapResult<Awaited<R>>;
+  }
+
+  /** `fn(...args)` for every args array, in input order (Python: `starmap`). */
+  starmap<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A> | AsyncIterable<A>, chunksize?: number | MapOptions | null): Promise<Awaited<R>[]> {
+    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'starmap'), STARMAP, 'starmap').get() as Promise<Awaited<R>[]>;
+  }
+
+  /** As `starmap`, returning a MapResult (Python: `starmap_async`). */
+  starmapAsync<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A> | AsyncIterable<A>, chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null): MapResult<Awaited<R>> {
+    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'starmapAsync'), STARMAP, 'starmapAsync') as MapResult<Awaited<R>>;
+  }
+
+  #mapAsync(fn: AnyFn, iterable: unknown, o: MapOptions & AsyncOptions<unknown[]>, kind: number, what: string): MapResult<unknown> {
+    this.#check();
+    checkFunction(fn, what);
+    checkIterable(iterable, what);
+    const chunksize = checkChunksize(o.chunksize, what);
+    const fnId = this.#fnId(fn);
+    const result = new MapResult<unknown>(o.callback, o.errorCallback);
+    result._pool = this;
+    this.#arm(result, o);
+    const start = (items: unknown[]): void => {
+      if (result.settled) return;
+      const size = chunksize ?? defaultChunksize(items.length, this.#size);
+      const jobs: Job[] = [];
+      for (let i = 0, n = 0; i < items.length; i += size, n++) jobs.push(this.#job(result, kind, fnId, items.slice(i, i + size), i, 'iterable'));
+      result._setLength(items.length, jobs.length);
+      this.#submit(jobs);
+    };
+    if (isAsyncIterable(iterable)) {
+      this.#producers++;
+      void (async () => {
+        const items: unknown[] = [];
+        try {
+          for await (const x of iterable) {
+            if (result.settled) break;
+            items.push(x);
+          }
+          start(items);
+        } catch (err) {
+          result._fail(err);
+        } finally {
+          this.#producers--;
+          this.#maybeStop();
+        }
+      })();
+    } else {
+      start([...(iterable as Iterable<unknown>)]);
+    }
+    return result;
+  }
+
+  /**
+   * Results of `fn` over `iterable` as an async iterable, in input order (Python: `imap`). Lazy:
+   * the input is read as results are consumed. Default chunksize 1.
+   */
+  imap<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | MapOptions | null): IMapIterator<Awaited<R>> {
+    return this.#imap(fn as AnyFn, iterable, mapOptions(chunksize, 'imap'), true) as IMapIterator<Awaited<R>>;
+  }
+
+  /** As `imap`, in completion order (Python: `imap_unordered`). */
+  imapUnordered<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | MapOptions | null): IMapIterator<Awaited<R>> {
+    return this.#imap(fn as AnyFn, iterable, mapOptions(chunksize, 'imapUnordered'), false) as IMapIterator<Awaited<R>>;
+  }
+
+  #imap(fn: AnyFn, iterable: unknown, o: MapOptions, ordered: boolean): IMapIterator<unknown> {
+    const what = ordered ? 'imap' : 'imapUnordered';
+    this.#check();
+    checkFunction(fn, what);
+    checkIterable(iterable, what);
+    const chunksize = checkChunksize(o.chunksize, what) ?? 1;
+    const fnId = this.#fnId(fn);
+    const it = new IMapIterator<unknown>(this, ordered, Math.max(4, this.#size * DEPTH * 2));
+    this.#arm(it, o);
+    this.#iterators.add(it);
+    this.#producers++;
+    void it
+      ._produce(iterable as Iterable<unknown>, chunksize, (items, index) => this.#submit([this.#job(it, MAP, fnId, items, index, 'iterable')]))
+      .finally(() => {
+        this.#producers--;
+        this.#iterators.delete(it);
+        this.#maybeStop();
+      });
+    return it;
+  }
+
+  /** @internal Whether close() was called: imap producers then stop waiting for the consumer. */
+  get _closing(): boolean {
+    return this.#state !== State.RUN;
+  }
+
+  /** No more tasks: the workers exit once the queued work is done (Python: `close`). */
+  close(): void {
+    if (this.#state === State.RUN) {
+      this.#state = State.CLOSE;
+      for (const it of this.#iterators) it._wake();
+      this.#maybeStop();
+    }
+  }
+
+  #maybeStop(): void {
+    if (this.#state !== State.CLOSE || this.#hasWork()) return;
+    for (const w of this.#workers) {
+      if (w.stopping) continue;
+      w.stopping = true;
+      void w.conn.sendBytes(EXIT).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Stop the workers now (Python: `terminate`). Unlike Python, every call still pending settles:
+   * it rejects with ProcessError (ERR_MP_POOL_TERMINATED).
+   */
+  terminate(): void {
+    this.#terminate(new ProcessError('the pool was terminated before this call finished', { code: 'ERR_MP_POOL_TERMINATED' }));
+  }
+
+  #terminate(err: ProcessError): void {
+    if (this.#state === State.TERMINATE) return;
+    this.#state = State.TERMINATE;
+    this.#pending = [];
+    this.#pendingAt = 0;
+    for (const o of [...this.#owners]) o._fail(err);
+    this.#owners.clear();
+    this.#updateHold();
+    for (const w of this.#workers) {
+      w.stopping = true;
+      if (w.exitcode === null) {
+        try {
+          w.proc.terminate();
+        } catch {
+          // already closed
+        }
+      }
+    }
+  }
+
+  /**
+   * Wait until every worker has exited (Python: `join`).
+   * @throws ProcessError (ERR_MP_POOL_RUNNING) when neither close() nor terminate() was called.
+   */
+  async join(): Promise<void> {
+    if (this.#state === State.RUN) throw new ProcessError('the pool is still running: call close() or terminate() before join()', { code: 'ERR_MP_POOL_RUNNING' });
+    // Process.join holds the event loop while the workers exit; the readers then finish.
+    while (this.#workers.length) await Promise.all(this.#workers.map((w) => w.proc.join().catch(() => undefined).then(() => w.finalized)));
+  }
+
+  /** `await using pool = new Pool()`: terminate and join at the end of the block, as Python's `with`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.terminate();
+    await this.join();
+  }
+
+  /** @internal The worker Process objects (Python: `pool._pool`), for tests and diagnostics. */
+  get _pool(): Process[] {
+    return this.#workers.map((w) => w.proc);
+  }
+
+  /** @internal Number of workers the pool keeps. */
+  get _processes(): number {
+    return this.#size;
+  }
+
+  toString(): string {
+    return `<${this.constructor.name} state=${STATE_NAMES[this.#state]} pool_size=${this.#size}>`;
+  }
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+// Python's pool finalizer at exit: when the main code has ended (the event loop ran dry), an
+// idle pool that was never closed is terminated, so that its workers are not replaced as the
+// exit sequence stops them. (A pool with work still running keeps the loop alive itself.)
+const live = new Set<WeakRef<Pool>>();
+process.on('beforeExit', () => {
+  for (const ref of live) {
+    const pool = ref.deref();
+    live.delete(ref);
+    pool?.terminate();
+  }
+});
+
+/** A Pool whose workers are threads of this process (Python: `multiprocessing.pool.ThreadPool`). */
+export class ThreadPool extends Pool {
+  constructor(processes?: number | null | Omit<PoolOptions, 'context'>) {
+    super(typeof processes === 'object' && processes !== null ? { ...processes, context: 'thread' } : { processes, context: 'thread' });
+  }
+  protected override _defaultMethod(): StartMethod {
+    return 'thread';
+  }
+}

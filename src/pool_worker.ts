@@ -1,0 +1,96 @@
+// The loop a pool worker runs (Python: `multiprocessing.pool.worker`). It reads tasks from its
+// connection one at a time, in order, runs them and writes one reply per task. Functions arrive
+// once with an id and are cached; later tasks name only the id.
+import type { Connection } from './connection.js';
+import { NotTransferableError } from './errors.js';
+import { loads } from './reduction.js';
+
+/** @internal Task kinds. */
+export const APPLY = 0;
+export const MAP = 1;
+export const STARMAP = 2;
+/** @internal Not a task: the function with this id, sent once to each worker. */
+export const FUNC = 3;
+
+// A message to the worker: int32 id, kind, fnId, then the serialized payload. Empty: exit.
+/** @internal A reply: [id, ok, value or error]. id -1: the initializer failed. */
+export type ReplyMsg = [id: number, ok: boolean, value: unknown];
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+}
+
+async function run(kind: number, fn: AnyFn, payload: unknown): Promise<unknown> {
+  if (kind === APPLY) return fn(...(payload as unknown[]));
+  const items = payload as unknown[];
+  const out = new Array<unknown>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    let v = kind === MAP ? fn(items[i]) : fn(...(items[i] as unknown[]));
+    if (isThenable(v)) v = await v;
+    out[i] = v;
+  }
+  return out;
+}
+
+function send(conn: Connection, reply: ReplyMsg): void {
+  try {
+    void conn.send(reply);
+  } catch (err) {
+    // The value (or the error) cannot cross: that task fails, the worker goes on.
+    const e = err instanceof NotTransferableError
+      ? new NotTransferableError(reply[1] ? 'result' : 'error', `the task's ${reply[1] ? 'result' : 'error'} cannot be sent back (${err.message})`, 'Return plain data, or register the type with registerType().')
+      : new Error(String(err));
+    try {
+      void conn.send([reply[0], false, e]);
+    } catch {
+      void conn.send([reply[0], false, new Error(`the task's ${reply[1] ? 'result' : 'error'} cannot be sent back`)]);
+    }
+  }
+}
+
+/**
+ * @internal The target of every pool worker. Returns when told to exit, when `maxtasks` tasks
+ * are done, or when the initializer fails (which it reports first).
+ */
+export async function poolWorker(conn: Connection, initializer: AnyFn | null, initargs: unknown[], maxtasks: number | null): Promise<void> {
+  if (initializer) {
+    try {
+      const r = initializer(...initargs);
+      if (isThenable(r)) await r;
+    } catch (err) {
+      send(conn, [-1, false, err]);
+      return;
+    }
+  }
+  const fns = new Map<number, AnyFn>();
+  let done = 0;
+  while (maxtasks === null || done < maxtasks) {
+    let msg: Buffer;
+    try {
+      msg = await conn.recvBytes();
+    } catch {
+      return; // the pool is gone
+    }
+    if (msg.length === 0) return;
+    const id = msg.readInt32LE(0);
+    const kind = msg.readInt32LE(4);
+    const fnId = msg.readInt32LE(8);
+    let reply: ReplyMsg;
+    try {
+      const payload = await loads(msg.subarray(12));
+      if (kind === FUNC) {
+        fns.set(fnId, payload as AnyFn);
+        continue;
+      }
+      const f = fns.get(fnId);
+      if (!f) throw new Error(`pool worker: unknown function id ${fnId}`);
+      reply = [id, true, await run(kind, f, payload)];
+    } catch (err) {
+      reply = [id, false, err];
+    }
+    send(conn, reply);
+    done++;
+  }
+}
