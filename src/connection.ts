@@ -240,6 +240,11 @@ class PipeConnection extends Connection {
   protected _poll(timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
     return this.#in!.poll(timeoutMs, signal);
   }
+  /** @internal A message if one arrives within `timeoutMs`, blocking this thread meanwhile (see Ring.readBlocking). */
+  _recvBytesBlocking(timeoutMs: number): Uint8Array | null {
+    if (this.#closed || !this.#in) return null;
+    return this.#in.readBlocking(timeoutMs);
+  }
   protected _close(): void {
     this.#closed = true;
     ends.unregister(this);

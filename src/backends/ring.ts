@@ -7,7 +7,7 @@
 import { EOFError, ProcessError } from '../errors.js';
 import { pidAlive } from '../platform.js';
 import { deadlineOf, remaining, type Deadline } from './cells.js';
-import { futexWaitAsync, futexWake } from './native.js';
+import { futexWait, futexWaitAsync, futexWake } from './native.js';
 
 const HEAD = 0; // bytes committed by writers (wrapping u32)
 const TAIL = 1; // bytes released by readers (wrapping u32)
@@ -254,6 +254,30 @@ export class Ring {
         if (4 + len + ((4 - (len & 3)) & 3) > this.#cap) return this.#readStreamed(len);
       }
       if (!(await this.#waitData(deadline, signal))) return null;
+    }
+  }
+
+  /**
+   * Wait for a whole message blocking this thread (no event-loop hop on wake-up) for up to
+   * `timeoutMs`; null when none came or the next one is too large for the ring (read() it).
+   * For a loop that has nothing else to do, such as a pool worker between tasks.
+   */
+  readBlocking(timeoutMs: number): Uint8Array | null {
+    const end = performance.now() + timeoutMs;
+    for (;;) {
+      const m = this.tryRead();
+      if (m || this.used() >= 4) return m;
+      if (spin(() => this.used() >= 4)) continue;
+      const left = end - performance.now();
+      if (left <= 0 || !this.isOpen('write')) return null;
+      const head = this.#load(HEAD);
+      if (((head - this.#load(TAIL)) >>> 0) >= 4) continue;
+      Atomics.add(this.#c, this.#b + RWAIT, 1);
+      try {
+        futexWait(this.#c, this.#b + HEAD, head, left);
+      } finally {
+        Atomics.sub(this.#c, this.#b + RWAIT, 1);
+      }
     }
   }
 
