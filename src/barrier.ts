@@ -109,10 +109,10 @@ export class Barrier {
 
   // Wait on the condition with the mutex held: released while asleep, held again after.
   async #condWait(deadline: Deadline): Promise<boolean> {
-    condEnter(this.#c, C);
+    const slot = condEnter(this.#c, C);
     mutexUnlock(this.#c, M);
     try {
-      return await condWait(this.#c, C, deadline);
+      return await condWait(this.#c, C, slot, deadline);
     } finally {
       await mutexLock(this.#c, M, Infinity);
     }

@@ -68,13 +68,21 @@ export abstract class Connection {
     const n = size ?? bytes.length - offset;
     if (!Number.isInteger(n) || n < 0 || offset + n > bytes.length) throw new InvalidArgumentError(`sendBytes: size ${String(size)} from offset ${offset} is outside the buffer (length ${bytes.length})`);
     const view = bytes.subarray(offset, offset + n);
-    if (this.#pendingWrites === 0 && this._tryWrite(view)) return RESOLVED;
+    try {
+      if (this.#pendingWrites === 0 && this._tryWrite(view)) return RESOLVED;
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // Queued behind others: copied, since the caller may reuse its buffer once this returns.
     return this.#enqueueWrite(view.slice());
   }
 
   #enqueueWrite(msg: Uint8Array): Promise<void> {
-    if (this.#pendingWrites === 0 && this._tryWrite(msg)) return RESOLVED;
+    try {
+      if (this.#pendingWrites === 0 && this._tryWrite(msg)) return RESOLVED;
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this.#pendingWrites++;
     const p = this.#writing.then(() => this._write(msg));
     this.#writing = p.catch(() => undefined).finally(() => this.#pendingWrites--);
@@ -229,6 +237,8 @@ class PipeConnection extends Connection {
     return this.#closed;
   }
   protected _tryWrite(msg: Uint8Array): boolean {
+    // Closed everywhere: Python's BrokenPipeError (a dead reader is found by write()'s waits).
+    if (!this.#out!.hasHolders('read')) throw new ProcessError('the other end of the pipe is closed: nobody will read this message', { code: 'ERR_MP_BROKEN_PIPE' });
     return this.#out!.tryWrite(msg);
   }
   protected _write(msg: Uint8Array): Promise<void> {

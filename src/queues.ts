@@ -9,6 +9,7 @@ import { inspect } from 'node:util';
 import {
   checkTimeout,
   deadlineOf,
+  mutexIsMine,
   mutexLock,
   mutexTryLock,
   mutexUnlock,
@@ -45,6 +46,10 @@ const CAPACITY = 4 << 20;
 const feeders = new Set<Queue>();
 registerExitTask(async () => {
   for (const q of feeders) await q._flushForExit();
+});
+// A feeder cut short at exit (cancelJoinThread) must not take the writer lock with it.
+process.on('exit', () => {
+  for (const q of feeders) q._releaseWriterLock();
 });
 
 function parseMaxsize(maxsize: unknown): number {
@@ -253,6 +258,11 @@ export class Queue<T = unknown> {
   /** @internal */
   async _flushForExit(): Promise<void> {
     if (!this.#cancelJoin) await this.#flushing;
+  }
+
+  /** @internal */
+  _releaseWriterLock(): void {
+    if (mutexIsMine(this.#c, WLOCK)) mutexUnlock(this.#c, WLOCK);
   }
 
   /** @internal JoinableQueue counts the task. */

@@ -13,8 +13,8 @@ import { loadFunction, loadFunctionSync, reduceFunction, type FunctionRef } from
 
 /** How a type reduces to transportable state, and how the receiver rebuilds it. */
 export interface Reducer<T extends object, S = unknown> {
-  /** Return the state to send: structured-cloneable data, or values that reduce in turn. */
-  reduce(obj: T): S;
+  /** Return the state to send: structured-cloneable data, or values that reduce in turn. `where` names the value in errors. */
+  reduce(obj: T, where?: string): S;
   /** Rebuild the object from the state in the receiving process or thread. */
   rebuild(state: S): T;
 }
@@ -175,7 +175,7 @@ function reduce(v: unknown, where: string, seen: Map<object, unknown>): unknown 
       ? { [MARK]: 'lib', tag: entry.tag, state: undefined }
       : { [MARK]: 'obj', cls: reduceFunction(entry.cls, `${where} (class ${entry.cls.name})`, false), custom: true, state: undefined }) as Placeholder & { state: unknown };
     seen.set(v, ph);
-    ph.state = reduce(entry.reducer.reduce(v), where, seen);
+    ph.state = reduce(entry.reducer.reduce(v, where), where, seen);
     return ph;
   }
   if (v instanceof Error) return reduceError(v, where, seen);

@@ -6,6 +6,7 @@ import { inspect } from 'node:util';
 import {
   condEnter,
   condNotify,
+  condWaiters,
   checkTimeout,
   condWait,
   COND_CELLS,
@@ -113,7 +114,12 @@ export class Lock extends LockLike {
     this.#c = this.#seg.i32;
   }
   acquire(options?: WaitOptions): Promise<boolean> {
-    const o = checkOptions(options, 'Lock.acquire');
+    let o: ReturnType<typeof checkOptions>;
+    try {
+      o = checkOptions(options, 'Lock.acquire');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (mutexTryLock(this.#c, BASE)) return RESOLVED_TRUE;
     if (!o.block) return RESOLVED_FALSE;
     return mutexLock(this.#c, BASE, o.deadline, o.signal);
@@ -214,7 +220,12 @@ export class Semaphore extends LockLike {
     }
   }
   acquire(options?: WaitOptions): Promise<boolean> {
-    const o = checkOptions(options, `${this.constructor.name}.acquire`);
+    let o: ReturnType<typeof checkOptions>;
+    try {
+      o = checkOptions(options, `${this.constructor.name}.acquire`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (semTryAcquire(this.#c, BASE)) return RESOLVED_TRUE;
     if (!o.block) return RESOLVED_FALSE;
     return semAcquire(this.#c, BASE, o.deadline, o.signal);
@@ -281,11 +292,11 @@ export class Condition extends LockLike {
   async wait(timeout?: number, options: { signal?: AbortSignal } = {}): Promise<boolean> {
     const deadline = checkTimeout(timeout, 'Condition.wait');
     this.#checkOwned('wait');
-    condEnter(this.#c, BASE);
+    const slot = condEnter(this.#c, BASE);
     const lock = this.#lock;
     const count = lock instanceof RLock ? lock._releaseAll() : (lock.release(), 1);
     try {
-      return await condWait(this.#c, BASE, deadline, options.signal);
+      return await condWait(this.#c, BASE, slot, deadline, options.signal);
     } finally {
       if (lock instanceof RLock) await lock._reacquire(count);
       else await lock.acquire();
@@ -322,7 +333,7 @@ export class Condition extends LockLike {
     return this.#seg;
   }
   override toString(): string {
-    return `<Condition(${this.#lock}, ${Atomics.load(this.#c, BASE + 1)})>`;
+    return `<Condition(${this.#lock}, ${condWaiters(this.#c, BASE)})>`;
   }
   [inspect.custom](): string {
     return this.toString();

@@ -2,7 +2,7 @@
 // condition variable, each a few Int32 cells of a shared segment, driven by Atomics and woken by
 // the addon's non-private futex so that any process or thread mapping the cells takes part.
 // Waiting is asynchronous (a waiter thread parks it); the uncontended paths are a single CAS.
-import { AbortError, InvalidArgumentError } from '../errors.js';
+import { AbortError, InvalidArgumentError, ProcessError } from '../errors.js';
 import { pidAlive } from '../platform.js';
 import { futexWaitAsync, futexWake } from './native.js';
 
@@ -64,7 +64,11 @@ export async function mutexLock(c: Int32Array, i: number, deadline: Deadline, si
     if (Atomics.load(c, i) === 0 && mutexTryLock(c, i)) return true;
   }
   for (;;) {
-    throwIfAborted(signal);
+    if (signal?.aborted) {
+      // An unlock may have woken us as the abort came: pass its wake-up on.
+      if (Atomics.load(c, i) === 0) futexWake(c, i, 1);
+      throwIfAborted(signal);
+    }
     if (Atomics.exchange(c, i, 2) === 0) {
       Atomics.store(c, i + 1, ME_PID);
       Atomics.store(c, i + 2, meTid());
@@ -122,7 +126,11 @@ export function semTryAcquire(c: Int32Array, i: number): boolean {
 export async function semAcquire(c: Int32Array, i: number, deadline: Deadline, signal?: AbortSignal): Promise<boolean> {
   for (let n = 0; n < SPIN; n++) if (semTryAcquire(c, i)) return true;
   for (;;) {
-    throwIfAborted(signal);
+    if (signal?.aborted) {
+      // A release may have woken us as the abort came: pass its wake-up on to another waiter.
+      if (Atomics.load(c, i) > 0 && Atomics.load(c, i + 1) > 0) futexWake(c, i, 1);
+      throwIfAborted(signal);
+    }
     if (semTryAcquire(c, i)) return true;
     const left = remaining(deadline);
     if (left === 0) return false;
@@ -154,72 +162,89 @@ export function semRelease(c: Int32Array, i: number, n = 1): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Condition variable: cells [seq, waiters, tokens]. A waiter counts itself in `waiters`; notify(n)
-// moves up to n of that count into `tokens` and bumps `seq`; a waiter leaves by taking a token
-// (notified) or, on timeout, by taking its count back from `waiters`. waiters + tokens always
-// equals the number of waiters, so neither exit can fail for long. A waiter that arrives after a
-// notify may take a token meant for an earlier one; the earlier one then waits for the next
-// notify, which only looks like a spurious wake-up to the late one.
+// Condition variable: cells [seq, ticket, then COND_SLOTS x (state, ticket)]. A waiter takes a
+// slot while it holds the condition's lock (state WAITING, with the next ticket); notify(n),
+// also under the lock, marks the n oldest waiting slots SIGNALLED and wakes everyone on `seq`;
+// each waiter checks only its own slot. So a notify wakes exactly the waiters present when it
+// was called, oldest first, and a waiter that times out withdraws its slot (a notify cannot be
+// spent on it). The price is a bounded number of simultaneous waiters per condition.
 
-export const COND_CELLS = 3;
+/** Most waiters one condition (or barrier) can have at once. */
+export const COND_SLOTS = 256;
+export const COND_CELLS = 2 + 2 * COND_SLOTS;
+const FREE = 0;
+const WAITING = 1;
+const SIGNALLED = 2;
 
-/** Count the caller in; call before releasing the lock that protects the condition. */
-export function condEnter(c: Int32Array, i: number): void {
-  Atomics.add(c, i + 1, 1);
+/**
+ * Register as a waiter; call with the lock held, before releasing it. Returns the slot to pass
+ * to condWait. @throws ProcessError ERR_MP_TOO_MANY_WAITERS past COND_SLOTS waiters.
+ */
+export function condEnter(c: Int32Array, i: number): number {
+  const ticket = Atomics.add(c, i + 1, 1);
+  for (let s = 0; s < COND_SLOTS; s++) {
+    const at = i + 2 + 2 * s;
+    if (Atomics.compareExchange(c, at, FREE, WAITING) === FREE) {
+      Atomics.store(c, at + 1, ticket);
+      return at;
+    }
+  }
+  throw new ProcessError(`more than ${COND_SLOTS} waiters on one condition at once`, { code: 'ERR_MP_TOO_MANY_WAITERS' });
 }
 
 /** After condEnter and releasing the lock: resolves true when notified, false on timeout. */
-export async function condWait(c: Int32Array, i: number, deadline: Deadline, signal?: AbortSignal): Promise<boolean> {
+export async function condWait(c: Int32Array, i: number, slot: number, deadline: Deadline, signal?: AbortSignal): Promise<boolean> {
   for (;;) {
     const seq = Atomics.load(c, i);
-    if (takeOne(c, i + 2)) return true;
+    if (Atomics.load(c, slot) === SIGNALLED) {
+      Atomics.store(c, slot, FREE);
+      return true;
+    }
     const left = remaining(deadline);
     if (left === 0 || signal?.aborted) {
-      // Leave: give our count back, or if a notify already took it, take the token it left.
-      // Between a notifier's two steps both can read 0 for a moment: yield, never spin hot.
-      for (let n = 0; ; n++) {
-        if (takeOne(c, i + 1)) {
-          throwIfAborted(signal);
-          return false;
-        }
-        if (takeOne(c, i + 2)) return true;
-        if (n > 100) await new Promise((r) => setTimeout(r, 1));
+      // Withdraw, unless a notify got there first: then we were notified after all.
+      if (Atomics.compareExchange(c, slot, WAITING, FREE) === WAITING) {
+        throwIfAborted(signal);
+        return false;
       }
+      Atomics.store(c, slot, FREE);
+      return true;
     }
     try {
       await futexWaitAsync(c, i, seq, left, signal);
     } catch (err) {
-      // Aborted: the next turn leaves through the timeout path, keeping the counts right.
+      // Aborted: the next turn withdraws through the timeout path.
       if (!(err instanceof AbortError)) throw err;
     }
   }
 }
 
-function takeOne(c: Int32Array, j: number): boolean {
-  let v = Atomics.load(c, j);
-  while (v > 0) {
-    const seen = Atomics.compareExchange(c, j, v, v - 1);
-    if (seen === v) return true;
-    v = seen;
-  }
-  return false;
+/** How many are waiting on the condition now. */
+export function condWaiters(c: Int32Array, i: number): number {
+  let n = 0;
+  for (let s = 0; s < COND_SLOTS; s++) if (Atomics.load(c, i + 2 + 2 * s) === WAITING) n++;
+  return n;
 }
 
-/** Wake up to `n` waiters (all with Infinity); returns how many were signalled. */
+/** Wake the `n` longest-waiting waiters (call with the lock held); returns how many. */
 export function condNotify(c: Int32Array, i: number, n: number): number {
-  let w = Atomics.load(c, i + 1);
-  let k: number;
-  for (;;) {
-    k = Math.min(n, w);
-    if (k <= 0) return 0;
-    const seen = Atomics.compareExchange(c, i + 1, w, w - k);
-    if (seen === w) break;
-    w = seen;
+  if (n <= 0) return 0;
+  const waiting: [ticket: number, at: number][] = [];
+  for (let s = 0; s < COND_SLOTS; s++) {
+    const at = i + 2 + 2 * s;
+    if (Atomics.load(c, at) === WAITING) waiting.push([Atomics.load(c, at + 1), at]);
   }
-  Atomics.add(c, i + 2, k);
-  Atomics.add(c, i, 1);
-  futexWake(c, i, k);
-  return k;
+  if (waiting.length === 0) return 0;
+  // Oldest first; tickets wrap, so compare by difference.
+  waiting.sort((a, b) => (a[0] - b[0]) | 0);
+  let woken = 0;
+  for (const [, at] of waiting) {
+    if (woken >= n) break;
+    // A waiter timing out at this moment withdraws first; then the next one is taken.
+    if (Atomics.compareExchange(c, at, WAITING, SIGNALLED) === WAITING) woken++;
+  }
+  if (woken) wakeAll(c, i);
+  return woken;
 }
 
 /** Bump `seq` and wake everyone waiting on it (for flag-style waits such as Event). */

@@ -121,6 +121,14 @@ export class Ring {
     futexWake(this.#c, this.#b + (end === 'write' ? HEAD : TAIL));
   }
 
+  /** Whether anyone is recorded as holding `end` (no liveness check: cheap enough for every send). */
+  hasHolders(end: End): boolean {
+    if (!this.#tracked) return true;
+    const base = this.#b + (end === 'write' ? WRITERS : READERS);
+    for (let s = 0; s <= SLOTS; s++) if (Atomics.load(this.#c, base + s) !== 0) return true;
+    return false;
+  }
+
   /** Whether any live process still holds `end` (dead holders are cleared on the way). */
   isOpen(end: End): boolean {
     if (!this.#tracked) return true;
