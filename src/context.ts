@@ -15,6 +15,7 @@ import {
 import { RawArray, RawValue, SharedArray, Synchronized, SynchronizedArray, Value, type InputOf, type LockLike, type SyncOptions, type Typecode } from './sharedctypes.js';
 import { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './synchronize.js';
 import { Pipe, type Connection } from './connection.js';
+import { SyncManager, type ManagerOptions } from './managers.js';
 import { Pool, ThreadPool, type PoolOptions } from './pool.js';
 import { JoinableQueue, Queue, SimpleQueue } from './queues.js';
 
@@ -113,6 +114,11 @@ export class BaseContext {
   /** A new `ThreadPool(processes | options)`: a pool of worker threads. */
   ThreadPool(processes?: number | null | Omit<PoolOptions, 'context'>): ThreadPool {
     return new ThreadPool(typeof processes === 'object' && processes !== null ? processes : { processes });
+  }
+
+  /** A started `SyncManager` whose server process uses this context (Python: `ctx.Manager()`). */
+  Manager(options: ManagerOptions = {}): Promise<SyncManager> {
+    return new SyncManager({ ctx: this, ...options }).start();
   }
 
   /** A new `Queue(maxsize)`. */
