@@ -8,10 +8,18 @@ const files = readdirSync('build/test')
   .filter((f) => f.endsWith('.test.js'))
   .filter((f) => filter.length === 0 || filter.some((x) => f.includes(x)))
   .map((f) => `build/test/${f}`);
+// Segments from other programs (or earlier, killed runs) are not this run's business.
+const shm = () => (existsSync('/dev/shm') ? readdirSync('/dev/shm').filter((n) => /^(multiproc|mp-)/.test(n)) : []);
+const before = new Set(shm());
 const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
 let code = r.status ?? 1;
-if (existsSync('/dev/shm')) {
-  const ours = readdirSync('/dev/shm').filter((n) => /^(multiproc|mp-)/.test(n));
+{
+  // The resource tracker of the last test process may still be unlinking: give it a moment.
+  let ours = shm().filter((n) => !before.has(n));
+  for (let i = 0; i < 20 && ours.length; i++) {
+    spawnSync('sleep', ['0.1']);
+    ours = shm().filter((n) => !before.has(n));
+  }
   if (ours.length) {
     console.error(`shared-memory segments left in /dev/shm after the suite: ${ours.join(', ')}`);
     code = code || 1;
