@@ -257,11 +257,16 @@ export class Ring {
     for (;;) {
       const m = this.tryRead();
       if (m) return m;
+      // What must be there before tryRead can succeed: a header, then the whole message. (A
+      // message that is not whole yet can only come from a peer that died writing it; waiting
+      // for its bytes, not spinning on the header, keeps this loop from running hot.)
+      let need = 4;
       if (this.used() >= 4) {
         const len = this.#getU32(this.#load(TAIL));
-        if (4 + len + ((4 - (len & 3)) & 3) > this.#cap) return this.#readStreamed(len);
+        need = 4 + len + ((4 - (len & 3)) & 3);
+        if (need > this.#cap) return this.#readStreamed(len);
       }
-      if (!(await this.#waitData(deadline, signal))) return null;
+      if (!(await this.#waitData(deadline, signal, need))) return null;
     }
   }
 
@@ -335,15 +340,15 @@ export class Ring {
   }
 
   /** Resolve true when data may be there, false at the deadline. @throws EOFError at the end. */
-  async #waitData(deadline: Deadline, signal?: AbortSignal): Promise<boolean> {
-    if (spin(() => this.used() >= 4)) return true;
+  async #waitData(deadline: Deadline, signal?: AbortSignal, need = 4): Promise<boolean> {
+    if (spin(() => this.used() >= need)) return true;
     for (;;) {
       const head = this.#load(HEAD);
-      if (((head - this.#load(TAIL)) >>> 0) >= 4) return true;
+      if (((head - this.#load(TAIL)) >>> 0) >= need) return true;
       if (!this.isOpen('write')) {
         // A last message may have landed between the two loads.
-        if (this.used() >= 4) return true;
-        throw new EOFError();
+        if (this.used() >= need) return true;
+        throw new EOFError(this.used() > 0 ? 'the writer closed or died in the middle of a message' : undefined);
       }
       const left = remaining(deadline);
       if (left === 0) return false;
