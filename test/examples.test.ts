@@ -373,6 +373,195 @@ exampleTest('unguarded_main', async () => {
   await assertNothingLeft(run, [Number(childPid)]);
 });
 
+exampleTest('queue_write_read', async () => {
+  const run = await runExample('queue_write_read');
+  assertOk(run);
+  const [, writerPid] = match(run.lines, /^Process to write: (\d+)$/);
+  const [, readerPid] = match(run.lines, /^Process to read: (\d+)$/);
+  assert.notEqual(writerPid, readerPid);
+  assert.equal(run.lines.length, 9, run.stdout);
+  // The two children start concurrently; each value is put before it is got, and got in order.
+  const puts = run.lines.filter((l) => l.startsWith('Put '));
+  const gets = run.lines.filter((l) => l.startsWith('Get '));
+  assert.deepEqual(puts, ['Put A to queue...', 'Put B to queue...', 'Put C to queue...']);
+  assert.deepEqual(gets, ['Get A from queue.', 'Get B from queue.', 'Get C from queue.']);
+  for (const v of ['A', 'B', 'C']) assertBefore(run.lines, `Put ${v} to queue...`, `Get ${v} from queue.`);
+  assertBefore(run.lines, `Process to write: ${writerPid}`, 'Put A to queue...');
+  assertBefore(run.lines, `Process to read: ${readerPid}`, 'Get A from queue.');
+  // The parent waited (q.join()) until the reader printed all three, then terminated it.
+  assert.equal(run.lines.at(-1), 'reader terminated: exitcode = -15');
+  await assertNothingLeft(run, [Number(writerPid), Number(readerPid)]);
+});
+
+exampleTest('queue_bounded', async () => {
+  const run = await runExample('queue_bounded');
+  assertOk(run);
+  assert.deepEqual(run.lines, [
+    '篮子满了',
+    'full() = true, qsize() = 3',
+    'putNowait: Full',
+    'put with a 100 ms timeout: Full',
+    'a',
+    'b',
+    '{ a: 2 }',
+    '队列为空',
+    'empty() = true, qsize() = 0',
+    'get with a 100 ms timeout: Empty',
+    'get() waited for: c (from the child)',
+  ]);
+  await assertNothingLeft(run);
+});
+
+const COOKS: [string, string][] = [
+  ['大海', '包子'],
+  ['中海', '辣椒炒肉'],
+  ['小海', '土豆丝'],
+];
+const DISHES = COOKS.flatMap(([, food]) => Array.from({ length: 10 }, (_, i) => `${food}${i}`));
+
+/**
+ * The cooks' and eaters' lines of seed 002 §9/§10: every cook produced its 10 dishes in order,
+ * every dish was eaten exactly once, and each eater ate each cook's dishes in order (the queue is
+ * FIFO per producer). Returns the lines that are neither.
+ */
+function assertKitchen(lines: string[]): string[] {
+  const produced = new Map<string, string[]>();
+  const eaten = new Map<string, string[]>();
+  const rest: string[] = [];
+  for (const line of lines) {
+    let m = line.match(/^厨师(大海|中海|小海)生产了(\S+)$/);
+    if (m) {
+      produced.set(m[1]!, [...(produced.get(m[1]!) ?? []), m[2]!]);
+      continue;
+    }
+    m = line.match(/^吃货(夏洛|西施)吃了(\S+)$/);
+    if (m) {
+      eaten.set(m[1]!, [...(eaten.get(m[1]!) ?? []), m[2]!]);
+      continue;
+    }
+    rest.push(line);
+  }
+  for (const [cook, food] of COOKS) {
+    assert.deepEqual(produced.get(cook), Array.from({ length: 10 }, (_, i) => `${food}${i}`), `cook ${cook}:\n${lines.join('\n')}`);
+  }
+  const all = [...eaten.values()].flat();
+  assert.deepEqual([...all].sort(), [...DISHES].sort(), `every dish eaten exactly once:\n${lines.join('\n')}`);
+  for (const [eater, dishes] of eaten) {
+    for (const [, food] of COOKS) {
+      const idx = dishes.filter((d) => d.startsWith(food) && /^\d+$/.test(d.slice(food.length))).map((d) => Number(d.slice(food.length)));
+      assert.deepEqual(idx, [...idx].sort((a, b) => a - b), `${eater} ate ${food} out of order:\n${lines.join('\n')}`);
+    }
+  }
+  return rest;
+}
+
+exampleTest('producer_consumer', async () => {
+  const run = await runExample('producer_consumer');
+  assertOk(run);
+  assert.equal(run.lines.length, 61, run.stdout);
+  assert.deepEqual(assertKitchen(run.lines), ['主']);
+  // '主' comes once every cook has finished (the parent joined them); eaters may still be eating.
+  const main = run.lines.indexOf('主');
+  for (const [cook, food] of COOKS) assertBefore(run.lines, `厨师${cook}生产了${food}9`, '主');
+  assert.ok(main >= 30, run.stdout);
+  await assertNothingLeft(run);
+});
+
+exampleTest('joinable_queue', async () => {
+  const run = await runExample('joinable_queue');
+  assertOk(run);
+  assert.equal(run.lines.length, 61, run.stdout);
+  const rest = assertKitchen(run.lines);
+  // q.join() returned only after every dish was eaten (and taskDone()): '主' is the last line.
+  assert.equal(rest.length, 1, run.stdout);
+  assert.match(rest[0]!, /^主 \d+\.\d\d s$/);
+  assert.equal(run.lines.at(-1), rest[0]);
+  // The daemon eaters, still blocked in get(), were terminated when the main module ended.
+  await assertNothingLeft(run);
+});
+
+exampleTest('baozi', async () => {
+  const run = await runExample('baozi');
+  assertOk(run);
+  assert.equal(run.lines.length, 22, run.stdout);
+  const made = run.lines.filter((l) => l.endsWith('新鲜出炉'));
+  const eaten = run.lines.filter((l) => l.endsWith('被吃了'));
+  assert.deepEqual(made, Array.from({ length: 10 }, (_, i) => `大包子${i}号新鲜出炉`));
+  assert.deepEqual(eaten, Array.from({ length: 10 }, (_, i) => `大包子${i}号被吃了`));
+  // A bun is printed before it is put, so it is always made before it is eaten.
+  for (let i = 0; i < 10; i++) assertBefore(run.lines, `大包子${i}号新鲜出炉`, `大包子${i}号被吃了`);
+  // The producer's q.join() returns after the last taskDone(); the main process joined it.
+  assert.deepEqual(run.lines.slice(-3), ['大包子9号被吃了', '所有的任务都被处理了', '主进程结束']);
+  // The daemon eater was terminated when the main process ended.
+  await assertNothingLeft(run);
+});
+
+exampleTest('pipe', async () => {
+  const run = await runExample('pipe');
+  assertOk(run);
+  assert.deepEqual(run.lines, [
+    'poll() before sending: false',
+    'child got: {"greeting":"hello child","n":1}',
+    'parent got: {"reply":"hello parent","n":2}',
+    'parent got bytes: raw bytes',
+    'recv(): EOFError (the child closed its end)',
+    'child exitcode = 0',
+  ]);
+  await assertNothingLeft(run);
+});
+
+exampleTest('pool_apply_async', async () => {
+  const run = await runExample('pool_apply_async');
+  assertOk(run);
+  const tasks = run.lines.slice(0, -1);
+  assert.deepEqual(tasks.map((l) => l.replace(/ id>>>\d+$/, '')).sort(), ['进程0', '进程1', '进程2', '进程3', '进程4', '进程5']);
+  // Six tasks on five workers: at most five worker pids, none of them the parent's.
+  const pids = new Set(tasks.map((l) => Number(/id>>>(\d+)$/.exec(l)![1])));
+  assert.ok(pids.size >= 1 && pids.size <= 5);
+  assert.ok(!pids.has(run.pid));
+  assert.equal(run.lines.at(-1), 'end');
+  await assertNothingLeft(run, [...pids]);
+});
+
+exampleTest('pool_callbacks', async () => {
+  const run = await runExample('pool_callbacks');
+  assertOk(run);
+  const [, main] = match(run.lines, /^main pid (\d+)$/);
+  for (let i = 0; i < 3; i++) match(run.lines, new RegExp(`^apply: f1\\(${i}\\) ran in \\d+$`));
+  // The callbacks run in the parent, before get() returns the same results.
+  const callbacks = run.lines.filter((l) => l.startsWith('callback f2'));
+  assert.equal(callbacks.length, 3);
+  for (const l of callbacks) assert.match(l, new RegExp(`^callback f2 in ${main} got: f1\\([345]\\) ran in \\d+$`));
+  assertBefore(run.lines, 'applyAsync returned at once; the main code goes on', callbacks[0]!);
+  assert.deepEqual(run.lines.filter((l) => l.startsWith('get: ')).map((l) => l.slice(5)), ['f1(3)', 'f1(4)', 'f1(5)'].map((f) => callbacks.find((c) => c.includes(f))!.replace(/^.*got: /, '')));
+  await assertNothingLeft(run);
+});
+
+exampleTest('manager_dict', async () => {
+  const run = await runExample('manager_dict');
+  assertOk(run);
+  assert.equal(run.lines[0], 'Map(10) {');
+  for (let n = 0; n < 10; n++) assert.ok(run.lines.some((l) => new RegExp(`^\\s+${n} => 100,?$`).test(l)), `entry ${n}`);
+  await assertNothingLeft(run);
+});
+
+exampleTest('manager_lock', async () => {
+  const run = await runExample('manager_lock');
+  assertOk(run);
+  assert.equal(run.lines.at(-1), '90');
+  await assertNothingLeft(run);
+});
+
+exampleTest('manager_remote', async () => {
+  const run = await runExample('manager_remote');
+  assertOk(run);
+  match(run.lines, /^serving on 127\.0\.0\.1:\d+$/);
+  assertBefore(run.lines, run.lines.find((l) => l.startsWith('serving on'))!, 'crawler: 3 urls done');
+  const results = run.lines.slice(run.lines.indexOf('crawler: 3 urls done') + 1);
+  assert.deepEqual(results.sort(), ['https://a.example res...', 'https://b.example res...', 'https://c.example res...']);
+  await assertNothingLeft(run);
+});
+
 test('every compiled example has a test, and the demo runs all but the fixture', () => {
   const compiled = fs
     .readdirSync(EXAMPLES)

@@ -12,6 +12,15 @@ Groups:
                     a fork child wakes                                   -> us (median round)
   shm_attach        a child rebuilds a --n MB Array('d') argument (spawn,
                     forkserver) / attaches SharedMemory by name (fork)   -> ms
+  queue             fork producer -> fork consumer, --n ints end to end    -> msgs/s
+                    and --n2 items of 64 KiB bytes                       -> MB/s
+  jqueue            parent puts --n ints into a JoinableQueue, a fork
+                    child get+task_done, parent join()                   -> items/s
+                    and --n2 x (put one item; join())                     -> us/item
+  pipe              duplex Pipe ping-pong with an echoing fork child, --n
+                    round trips of an int / of 8 bytes                   -> us
+                    and --n2 blocks of 1 MiB child -> parent (duplex and
+                    simplex)                                             -> MB/s
 
 The start groups print one JSON line per start method:
   {"bench": "cpython_spawn", "unit": "ms/process", "value": <median>, "min", "max",
@@ -384,11 +393,234 @@ def _shm_attach(cfg):
         shm.unlink()
 
 
+# ---------------------------------------------------------------------------------------------
+# Queues and pipes (bench/ipc.bench.ts): the research script's method (bench_queue, bench_jqueue,
+# bench_pipe) with the fork context, Python 3.11's Linux default. Cross-process times are
+# mono_us() stamps, as in bench/ipc.bench.ts.
+# ---------------------------------------------------------------------------------------------
+
+def q_producer(q, n, size, ready, go, ts):
+    """Say ready, wait for go, put n items (ints, or one `size`-byte bytes object n times) and a
+    None; stamps the start and the moment the last put() returned (the feeder may still hold
+    items: process exit joins it, i.e. flushes everything)."""
+    payload = b"x" * size if size else None
+    put = q.put
+    ready.set()
+    go.wait()
+    t0 = mono_us()
+    if payload is None:
+        for i in range(n):
+            put(i)
+    else:
+        for _ in range(n):
+            put(payload)
+    put(None)
+    ts[0] = t0
+    ts[1] = mono_us()
+
+
+def q_consumer(q, ready, ts):
+    """Say ready, get until None; stamps the end and the count."""
+    get = q.get
+    cnt = 0
+    ready.set()
+    while True:
+        x = get()
+        if x is None:
+            break
+        cnt += 1
+    ts[2] = mono_us()
+    ts[3] = cnt
+
+
+def _start_wait(procs, readys):
+    for p in procs:
+        p.start()
+    for r in readys:
+        if not r.wait(60):
+            raise SystemExit("a child did not become ready")
+
+
+def _queue(cfg):
+    """Producer process -> consumer process, end to end (first put to last get): n ints
+    (msgs/s), and n2 items of 64 KiB bytes (MB/s)."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    for label, n, size in (("int", cfg["n"], 0), ("64KiB", cfg["n2"], 64 * 1024)):
+        def rep(m=n, size=size):
+            q = ctx.Queue()
+            ts = ctx.RawArray("d", 4)
+            r1, r2, go = ctx.Event(), ctx.Event(), ctx.Event()
+            prod = ctx.Process(target=q_producer, args=(q, m, size, r1, go, ts))
+            cons = ctx.Process(target=q_consumer, args=(q, r2, ts))
+            _start_wait([cons, prod], [r1, r2])
+            go.set()
+            _join_all([prod, cons])
+            if int(ts[3]) != m:
+                raise SystemExit(f"queue {label}: the consumer got {int(ts[3])} items, expected {m}")
+            q.close()
+            q.join_thread()
+            secs = (ts[2] - ts[0]) / 1e6
+            return m * size / secs / 1e6 if size else m / secs
+        rep(min(n, 2000))   # warm-up
+        if size:
+            _emit(f"cpython_fork_queue_{label}", "MB/s", _repeat(cfg["reps"], rep), items=n, item_bytes=size)
+        else:
+            _emit(f"cpython_fork_queue_{label}", "msgs/s", _repeat(cfg["reps"], rep), items=n)
+
+
+def jq_consumer(jq, ready):
+    get = jq.get
+    done = jq.task_done
+    ready.set()
+    while True:
+        x = get()
+        done()
+        if x is None:
+            break
+
+
+def _jqueue(cfg):
+    """JoinableQueue, parent producer -> child consumer (get + task_done): n puts then join()
+    (items/s, from the first put to join() returning), and n2 times put(one item); join()
+    (us per item)."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    n, m = cfg["n"], cfg["n2"]
+
+    def session(fn):
+        jq = ctx.JoinableQueue()
+        ready = ctx.Event()
+        c = ctx.Process(target=jq_consumer, args=(jq, ready))
+        _start_wait([c], [ready])
+        try:
+            return fn(jq)
+        finally:
+            jq.put(None)
+            jq.join()
+            _join_all([c])
+            jq.close()
+            jq.join_thread()
+
+    def throughput(jq, k=n):
+        put = jq.put
+        t0 = time.perf_counter()
+        for i in range(k):
+            put(i)
+        jq.join()
+        return k / (time.perf_counter() - t0)
+
+    def roundtrip(jq, k=m):
+        for i in range(min(50, k)):     # warm-up, as the research script
+            jq.put(i)
+            jq.join()
+        t0 = time.perf_counter()
+        for i in range(k):
+            jq.put(i)
+            jq.join()
+        return (time.perf_counter() - t0) / k * 1e6
+
+    session(lambda jq: throughput(jq, min(n, 2000)))    # warm-up
+    _emit("cpython_fork_jqueue_put_taskdone_join", "items/s", _repeat(cfg["reps"], lambda: session(throughput)), items=n)
+    _emit("cpython_fork_jqueue_put_join_roundtrip", "us", _repeat(cfg["reps"], lambda: session(roundtrip)), items=m)
+
+
+def pipe_echo(conn, n, raw, ready):
+    ready.set()
+    if raw:
+        rb, sb = conn.recv_bytes, conn.send_bytes
+        for _ in range(n):
+            sb(rb())
+    else:
+        r, s = conn.recv, conn.send
+        for _ in range(n):
+            s(r())
+    conn.close()
+
+
+def pipe_blaster(conn, nblocks, size, ready, go):
+    buf = bytes(size)
+    sb = conn.send_bytes
+    ready.set()
+    go.wait()
+    for _ in range(nblocks):
+        sb(buf)
+    conn.close()
+
+
+PIPE_WARM = 200
+
+
+def _pipe(cfg):
+    """Duplex Pipe to an echoing child: us per round trip of send(int)/recv() and of
+    send_bytes(8 bytes)/recv_bytes(), n round trips after PIPE_WARM untimed ones; then n2 blocks of
+    1 MiB one way, child -> parent, duplex (socketpair) and simplex (os.pipe), MB/s."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    n = cfg["n"]
+    for raw, label in ((False, "int"), (True, "8B")):
+        def rep(raw=raw):
+            a, b = ctx.Pipe(duplex=True)
+            ready = ctx.Event()
+            p = ctx.Process(target=pipe_echo, args=(b, n + PIPE_WARM, raw, ready))
+            _start_wait([p], [ready])
+            b.close()
+            if raw:
+                msg = b"12345678"
+                sb, rb = a.send_bytes, a.recv_bytes
+                for _ in range(PIPE_WARM):
+                    sb(msg)
+                    rb()
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    sb(msg)
+                    rb()
+            else:
+                snd, rcv = a.send, a.recv
+                for i in range(PIPE_WARM):
+                    snd(i)
+                    rcv()
+                t0 = time.perf_counter()
+                for i in range(n):
+                    snd(i)
+                    rcv()
+            us = (time.perf_counter() - t0) / n * 1e6
+            _join_all([p])
+            a.close()
+            return us
+        _emit(f"cpython_fork_pipe_pingpong_{label}", "us", _repeat(cfg["reps"], rep), roundtrips=n)
+    nb, size = cfg["n2"], 1 << 20
+    for duplex in (True, False):
+        def rep(duplex=duplex):
+            rx, tx = ctx.Pipe(duplex=duplex)
+            ready, go = ctx.Event(), ctx.Event()
+            p = ctx.Process(target=pipe_blaster, args=(tx, nb, size, ready, go))
+            _start_wait([p], [ready])
+            tx.close()
+            rb = rx.recv_bytes
+            t0 = time.perf_counter()
+            go.set()
+            got = 0
+            for _ in range(nb):
+                got += len(rb())
+            secs = time.perf_counter() - t0
+            if got != nb * size:
+                raise SystemExit(f"pipe: got {got} bytes, expected {nb * size}")
+            _join_all([p])
+            rx.close()
+            return got / secs / 1e6
+        _emit(f"cpython_fork_pipe_{'duplex' if duplex else 'simplex'}_1MiB", "MB/s", _repeat(cfg["reps"], rep),
+              blocks=nb, transport="socketpair" if duplex else "os.pipe")
+
+
 SYNC_GROUPS = {
     "lock_uncontended": _lock_uncontended,
     "lock_contended": _lock_contended,
     "wake": _wake,
     "shm_attach": _shm_attach,
+    "queue": _queue,
+    "jqueue": _jqueue,
+    "pipe": _pipe,
 }
 
 
@@ -437,11 +669,14 @@ def main():
     ap.add_argument("--n", type=int, default=20,
                     help="processes per repetition (start groups); pairs, increments per process, "
                          "rounds or MB (the others)")
+    ap.add_argument("--n2", type=int, default=0,
+                    help="second size: 64 KiB items (queue), put+join round trips (jqueue), "
+                         "1 MiB blocks (pipe)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--methods", default="spawn,forkserver,fork")
     args = ap.parse_args()
-    cfg = {"group": args.group, "n": args.n, "reps": args.reps, "warmup": args.warmup,
+    cfg = {"group": args.group, "n": args.n, "n2": args.n2, "reps": args.reps, "warmup": args.warmup,
            "methods": args.methods.split(",")}
     main_program = f"import sys; sys.path.insert(0, {HERE!r}); import cpython; cpython.driver()"
     argv = [sys.executable] + (["-S"] if sys.flags.no_site else []) + ["-c", main_program, json.dumps(cfg)]

@@ -14,8 +14,8 @@ export interface DemoExample {
 
 /**
  * The examples in the order the demo runs them: first how to start and wait for processes,
- * then what they do not share, who they are, how they end, the main guard, and finally locks,
- * a semaphore and a shared counter.
+ * then what they do not share, who they are, how they end, the main guard, then locks,
+ * a semaphore and a shared counter, and finally queues and a pipe.
  * examples/unguarded_main.mts is a fixture for the tests (it fails on purpose) and is left out.
  */
 export const DEMO_EXAMPLES: readonly DemoExample[] = [
@@ -34,6 +34,17 @@ export const DEMO_EXAMPLES: readonly DemoExample[] = [
   { file: 'tickets', shows: '10 buyers, a JSON file and a Lock: no ticket is sold twice', seed: 'seed 002 §7' },
   { file: 'semaphore', shows: 'Semaphore(2): six processes, never more than two inside', seed: 'seed 003' },
   { file: 'value_counter', shows: 'a shared Value counter: exact under its lock, short without it', seed: 'seed 001' },
+  { file: 'queue_write_read', shows: 'a writer and an endless reader share a Queue; the reader is terminated', seed: 'seed 000' },
+  { file: 'queue_bounded', shows: 'Queue(3): full, Full, Empty, and a get() that waits for a child', seed: 'seed 002 §8' },
+  { file: 'producer_consumer', shows: 'three cooks, two eaters, one Queue, ended by null sentinels', seed: 'seed 002 §9' },
+  { file: 'joinable_queue', shows: 'the same with a JoinableQueue: daemon eaters, taskDone() and q.join()', seed: 'seed 002 §10' },
+  { file: 'baozi', shows: 'a baker and a daemon eater of 包子 around a JoinableQueue(30)', seed: 'seed 001' },
+  { file: 'pipe', shows: 'a Pipe: messages both ways, bytes, then EOFError once the child closed', seed: 'seed 003' },
+  { file: 'pool_apply_async', shows: 'Pool(5) runs 6 applyAsync tasks, then close() and join()', seed: 'seed 000' },
+  { file: 'pool_callbacks', shows: 'apply (one at a time) vs applyAsync with a callback, on Pool(3)', seed: 'seed 003, seed 004' },
+  { file: 'manager_dict', shows: 'a Manager dict written by 10 processes; the parent polls isAlive()', seed: 'seed 000' },
+  { file: 'manager_lock', shows: 'a Manager dict decremented by 10 processes under a Lock: exactly 90', seed: 'seed 001, seed 003' },
+  { file: 'manager_remote', shows: 'crawler results stored in a dict served over TCP by another process', seed: 'seed 000' },
 ];
 
 /** Where the compiled examples are: build/examples, found from this file (build/src/cli/demo.js). */
