@@ -315,12 +315,19 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: num
       clearTimeout(timer);
       reject(err);
     });
-    child.on('close', (code, signal) => {
+    let settled = false;
+    const settle = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       if (code === 0) return resolve({ stdout });
       const why = signal === 'SIGKILL' ? `timed out after ${timeoutMs} ms` : `exit ${code ?? signal}`;
       reject(new Error(`${path.basename(args[0] ?? cmd)} ${why}: ${stderr.trim().slice(-3000)}`));
-    });
+    };
+    child.on('close', settle);
+    // A grandchild that outlives the driver keeps its stdout open, so 'close' may never come:
+    // settle shortly after the driver itself exited, with what it printed by then.
+    child.on('exit', (code, signal) => setTimeout(() => settle(code, signal), 500).unref());
   });
 }
 
