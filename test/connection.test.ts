@@ -292,8 +292,7 @@ describeBackends('Connection', (ctx, method) => {
 
   test(
     'EOF: recv() on a pipe whose only peer process was killed gives what it sent, then EOFError',
-    // A terminated thread runs no exit code and shares its process's pid (docs/connections.md).
-    method === 'thread' ? { skip: 'a terminated worker thread keeps its pipe ends until the process ends' } : {},
+    {},
     async () => {
       const r = await scenario('killed-peer', method);
       assert.equal(r.error, undefined, r.error);

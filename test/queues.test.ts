@@ -345,8 +345,7 @@ describeBackends('Queue', (ctx, method) => {
 
   test(
     `a consumer killed while blocked in get() does not corrupt the queue; its reader lock is recovered`,
-    // A terminated thread shares its process's pid: its lock cannot be told from a live owner's.
-    method === 'thread' ? { skip: 'a lock held by a terminated worker thread is not recovered (docs/synchronize.md)' } : {},
+    {},
     async () => {
       const r = await scenario('killed-consumer', method);
       assert.equal(r.error, undefined, r.error);

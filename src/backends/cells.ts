@@ -3,7 +3,7 @@
 // the addon's non-private futex so that any process or thread mapping the cells takes part.
 // Waiting is asynchronous (a waiter thread parks it); the uncontended paths are a single CAS.
 import { AbortError, InvalidArgumentError, ProcessError } from '../errors.js';
-import { pidAlive } from '../platform.js';
+import { holderAlive, meTid } from './threads.js';
 import { futexWaitAsync, futexWake } from './native.js';
 
 /** Where a wait gives up: an absolute time (performance.now()), or Infinity. */
@@ -32,13 +32,7 @@ const SPIN = 64;
 
 /** This thread's identity as an owner: pid, and the thread id within the process (from 1). */
 export const ME_PID = process.pid;
-let tid = 0;
-export function meTid(): number {
-  // Loaded on first use: node:worker_threads costs every child process ~5 ms of start-up.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  if (tid === 0) tid = (require('node:worker_threads') as typeof import('node:worker_threads')).threadId + 1;
-  return tid;
-}
+export { meTid };
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
@@ -82,13 +76,21 @@ export async function mutexLock(c: Int32Array, i: number, deadline: Deadline, si
   }
 }
 
-// The owner process is gone: take the mutex over, still locked, as a robust futex does.
+// The owner (a process, or a thread of this one) is gone: take the mutex over, still locked, as
+// a robust futex does.
 function recoverFromDeadOwner(c: Int32Array, i: number): boolean {
   const pid = Atomics.load(c, i + 1);
-  if (pid === 0 || pid === ME_PID || Atomics.load(c, i) === 0 || pidAlive(pid)) return false;
-  if (Atomics.compareExchange(c, i + 1, pid, ME_PID) !== pid) return false;
-  Atomics.store(c, i + 2, meTid());
-  process.emitWarning(`multiproc: a lock held by process ${pid}, which died, was recovered by process ${ME_PID}`, { code: 'MULTIPROC_LOCK_RECOVERED' });
+  const thread = Atomics.load(c, i + 2);
+  if (pid === 0 || Atomics.load(c, i) === 0 || holderAlive(pid, thread)) return false;
+  if (pid === ME_PID) {
+    // A dead thread of this process: the thread cell decides between recovering threads.
+    if (Atomics.compareExchange(c, i + 2, thread, meTid()) !== thread) return false;
+  } else {
+    if (Atomics.compareExchange(c, i + 1, pid, ME_PID) !== pid) return false;
+    Atomics.store(c, i + 2, meTid());
+  }
+  const who = pid === ME_PID ? `thread ${thread - 1} of this process` : `process ${pid}`;
+  process.emitWarning(`multiproc: a lock held by ${who}, which died, was recovered by process ${ME_PID}`, { code: 'MULTIPROC_LOCK_RECOVERED' });
   return true;
 }
 

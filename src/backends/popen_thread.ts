@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import { Liveness, waitExit, type ChildConfig, type Popen } from './popen.js';
+import { markThread, threadTable } from './threads.js';
 
 const THREAD_MAIN = path.join(__dirname, '..', 'entry', `thread_main${path.extname(__filename)}`);
 
@@ -31,7 +32,7 @@ class ThreadPopen implements Popen {
 
   constructor(payload: Uint8Array, config: ChildConfig) {
     const worker = new Worker(THREAD_MAIN, {
-      workerData: { config, payload },
+      workerData: { config, payload, threads: threadTable() },
       // No execArgv: a Worker inherits the process's own, and rejects per-process flags
       // (--expose-gc, ...) when they are passed explicitly.
       name: config.name,
@@ -39,9 +40,11 @@ class ThreadPopen implements Popen {
     this.#worker = worker;
     this.ident = worker.threadId;
     liveCount++;
+    markThread(worker.threadId, true);
     this.exited = new Promise<number>((resolve) => {
       worker.once('exit', (code) => {
         liveCount--;
+        markThread(this.ident, false);
         this.#returncode = this.#stopCode ?? code;
         resolve(this.#returncode);
       });

@@ -5,9 +5,9 @@
 // that a reader sees EOF once every writer has closed or died, and a writer sees a broken pipe
 // once every reader has.
 import { EOFError, ProcessError } from '../errors.js';
-import { pidAlive } from '../platform.js';
 import { deadlineOf, remaining, type Deadline } from './cells.js';
 import { futexWait, futexWaitAsync, futexWake } from './native.js';
+import { holderAlive, meTid } from './threads.js';
 
 const HEAD = 0; // bytes committed by writers (wrapping u32)
 const TAIL = 1; // bytes released by readers (wrapping u32)
@@ -19,11 +19,12 @@ const CAPACITY = 4;
 // (pads) the rest, so one message is lost and the ring stays in step.
 const PARTIAL_R = 5;
 const PARTIAL_W = 6;
-const SLOTS = 8; // holder slots per end: pid, or 0
-const WRITERS = 8; // [WRITERS, WRITERS + SLOTS): pids holding the write end
-const READERS = WRITERS + SLOTS + 1; // one overflow counter after each slot table
+const SLOTS = 8; // holder slots per end: (pid, thread) pairs, pid 0 when free
+const WRITERS = 8; // [WRITERS, WRITERS + 2 * SLOTS): who holds the write end
+const OVERFLOW = 2 * SLOTS; // after each slot table: copies in flight and slot-less holders
+const READERS = WRITERS + OVERFLOW + 1;
 /** Int32 cells of a ring's header, before its data. */
-export const RING_HEADER_CELLS = READERS + SLOTS + 1;
+export const RING_HEADER_CELLS = READERS + OVERFLOW + 1;
 
 // A waiting peer re-checks that the other end still has a live holder this often.
 const LIVENESS_MS = 500;
@@ -93,13 +94,14 @@ export class Ring {
     const base = this.#b + (end === 'write' ? WRITERS : READERS);
     let token = SLOTS;
     for (let s = 0; s < SLOTS; s++) {
-      if (Atomics.compareExchange(this.#c, base + s, 0, process.pid) === 0) {
+      if (Atomics.compareExchange(this.#c, base + 2 * s, 0, process.pid) === 0) {
+        Atomics.store(this.#c, base + 2 * s + 1, meTid());
         token = s;
         break;
       }
     }
-    if (token === SLOTS) Atomics.add(this.#c, base + SLOTS, 1);
-    if (reserved) Atomics.sub(this.#c, base + SLOTS, 1);
+    if (token === SLOTS) Atomics.add(this.#c, base + OVERFLOW, 1);
+    if (reserved) Atomics.sub(this.#c, base + OVERFLOW, 1);
     return token;
   }
 
@@ -109,14 +111,14 @@ export class Ring {
    * sender closing its copy right away does not end the stream.
    */
   reserve(end: End): void {
-    Atomics.add(this.#c, this.#b + (end === 'write' ? WRITERS : READERS) + SLOTS, 1);
+    Atomics.add(this.#c, this.#b + (end === 'write' ? WRITERS : READERS) + OVERFLOW, 1);
   }
 
   /** Give back a holder token from attach(). */
   detach(end: End, token: number): void {
     const base = this.#b + (end === 'write' ? WRITERS : READERS);
-    if (token < SLOTS) Atomics.compareExchange(this.#c, base + token, process.pid, 0);
-    else Atomics.sub(this.#c, base + SLOTS, 1);
+    if (token < SLOTS) Atomics.compareExchange(this.#c, base + 2 * token, process.pid, 0);
+    else Atomics.sub(this.#c, base + OVERFLOW, 1);
     // Whoever waits on the other end must learn that this end may now be gone.
     futexWake(this.#c, this.#b + (end === 'write' ? HEAD : TAIL));
   }
@@ -125,21 +127,22 @@ export class Ring {
   hasHolders(end: End): boolean {
     if (!this.#tracked) return true;
     const base = this.#b + (end === 'write' ? WRITERS : READERS);
-    for (let s = 0; s <= SLOTS; s++) if (Atomics.load(this.#c, base + s) !== 0) return true;
+    if (Atomics.load(this.#c, base + OVERFLOW) !== 0) return true;
+    for (let s = 0; s < SLOTS; s++) if (Atomics.load(this.#c, base + 2 * s) !== 0) return true;
     return false;
   }
 
-  /** Whether any live process still holds `end` (dead holders are cleared on the way). */
+  /** Whether a live process or thread still holds `end` (dead holders are cleared on the way). */
   isOpen(end: End): boolean {
     if (!this.#tracked) return true;
     const base = this.#b + (end === 'write' ? WRITERS : READERS);
-    if (Atomics.load(this.#c, base + SLOTS) > 0) return true;
+    if (Atomics.load(this.#c, base + OVERFLOW) > 0) return true;
     let open = false;
     for (let s = 0; s < SLOTS; s++) {
-      const pid = Atomics.load(this.#c, base + s);
+      const pid = Atomics.load(this.#c, base + 2 * s);
       if (pid === 0) continue;
-      if (pid === process.pid || pidAlive(pid)) open = true;
-      else Atomics.compareExchange(this.#c, base + s, pid, 0);
+      if (holderAlive(pid, Atomics.load(this.#c, base + 2 * s + 1))) open = true;
+      else Atomics.compareExchange(this.#c, base + 2 * s, pid, 0);
     }
     return open;
   }

@@ -11,12 +11,12 @@
 import { randomBytes } from 'node:crypto';
 
 import { InvalidArgumentError } from '../errors.js';
-import { pidAlive } from '../platform.js';
+import { holderAlive, meTid } from './threads.js';
 import * as tracker from '../resource_tracker.js';
 import { closeSegment, openSegment, unlinkSegment, type SegmentBuffer } from './native.js';
 
-/** Bytes reserved at the start of every segment: magic, holder count, user kind, spare. */
-export const HEADER_BYTES = 64;
+/** Bytes reserved at the start of every segment: magic, holder count, kind, holder slots. */
+export const HEADER_BYTES = 128;
 /** First Int32 cell after the header. */
 export const BASE = HEADER_BYTES / 4;
 
@@ -59,8 +59,8 @@ const MAGIC = 0x6d70726f; // 'mpro'
 const CELL_MAGIC = 0;
 const CELL_HOLDERS = 1; // copies in flight + holders without a slot
 const CELL_KIND = 2;
-const FIRST_SLOT = 3;
-const SLOTS = HEADER_BYTES / 4 - FIRST_SLOT;
+const FIRST_SLOT = 4; // then SLOTS (pid, thread) pairs
+const SLOTS = (HEADER_BYTES / 4 - FIRST_SLOT) / 2;
 
 let counter = 0;
 /** Every wrapper of this process not yet closed or collected, for the exit hook. */
@@ -77,7 +77,12 @@ interface Held {
 
 /** Take a holder slot for this process; -1 (and a count) when all are taken. */
 function takeSlot(header: Int32Array): number {
-  for (let s = FIRST_SLOT; s < FIRST_SLOT + SLOTS; s++) if (Atomics.compareExchange(header, s, 0, process.pid) === 0) return s;
+  for (let s = FIRST_SLOT; s < FIRST_SLOT + 2 * SLOTS; s += 2) {
+    if (Atomics.compareExchange(header, s, 0, process.pid) === 0) {
+      Atomics.store(header, s + 1, meTid());
+      return s;
+    }
+  }
   Atomics.add(header, CELL_HOLDERS, 1);
   return -1;
 }
@@ -159,17 +164,17 @@ export class Segment {
 /** Holders left for a segment: live slots plus counted copies (for tests and diagnostics). */
 export function holders(seg: Segment): number {
   let n = Atomics.load(seg.i32, CELL_HOLDERS);
-  for (let s = FIRST_SLOT; s < FIRST_SLOT + SLOTS; s++) if (Atomics.load(seg.i32, s) !== 0) n++;
+  for (let s = FIRST_SLOT; s < FIRST_SLOT + 2 * SLOTS; s += 2) if (Atomics.load(seg.i32, s) !== 0) n++;
   return n;
 }
 
 // Clear the slots of holders that died; true when no holder of any kind is left.
 function noHoldersLeft(header: Int32Array): boolean {
   let left = Atomics.load(header, CELL_HOLDERS) > 0;
-  for (let s = FIRST_SLOT; s < FIRST_SLOT + SLOTS; s++) {
+  for (let s = FIRST_SLOT; s < FIRST_SLOT + 2 * SLOTS; s += 2) {
     const pid = Atomics.load(header, s);
     if (pid === 0) continue;
-    if (pid === process.pid || pidAlive(pid)) left = true;
+    if (holderAlive(pid, Atomics.load(header, s + 1))) left = true;
     else Atomics.compareExchange(header, s, pid, 0);
   }
   return !left;

@@ -2,9 +2,11 @@
 import { threadId, workerData } from 'node:worker_threads';
 
 import type { ChildConfig } from '../backends/popen.js';
+import { adoptThreadTable } from '../backends/threads.js';
 import { bootstrapChild } from '../process.js';
 
-const { config, payload } = workerData as { config: ChildConfig; payload: Uint8Array };
+const { config, payload, threads } = workerData as { config: ChildConfig; payload: Uint8Array; threads: SharedArrayBuffer };
+adoptThreadTable(threads);
 bootstrapChild(config, payload, threadId).then(
   (code) => process.exit(code),
   (err: unknown) => {

@@ -1,0 +1,45 @@
+// Which threads of this process are alive. A holder of a lock, a pipe end or a segment is
+// recorded as (pid, thread): a process that died is seen from /proc, but a worker thread shares
+// its process's pid, and a terminated thread runs no code of its own. So every thread of the
+// process shares one table (a SharedArrayBuffer handed to each worker thread at start), and the
+// thread that started a worker marks it dead when its 'exit' event comes.
+import { pidAlive } from '../platform.js';
+
+const SLOTS = 4096;
+let table: Int32Array | undefined;
+let tid = 0;
+
+/** This thread's id as recorded in holder cells: threadId + 1 (0 means "unknown"). */
+export function meTid(): number {
+  // Loaded on first use: node:worker_threads costs every child process ~5 ms of start-up.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  if (tid === 0) tid = (require('node:worker_threads') as typeof import('node:worker_threads')).threadId + 1;
+  return tid;
+}
+
+/** @internal The process-wide table, created on first need (to hand to a new worker thread). */
+export function threadTable(): SharedArrayBuffer {
+  table ??= new Int32Array(new SharedArrayBuffer(SLOTS * 4));
+  return table.buffer as SharedArrayBuffer;
+}
+
+/** @internal In a worker thread: use the table its starter handed down. */
+export function adoptThreadTable(sab: SharedArrayBuffer | undefined): void {
+  if (sab) table = new Int32Array(sab);
+}
+
+/** @internal The starter of worker thread `threadId` records it alive, then dead at its exit. */
+export function markThread(threadId: number, alive: boolean): void {
+  const t = new Int32Array(threadTable());
+  if (alive) Atomics.store(t, threadId % SLOTS, threadId + 1);
+  else Atomics.compareExchange(t, threadId % SLOTS, threadId + 1, 0);
+}
+
+/** Whether the holder (pid, thread as in meTid()) may still be alive. */
+export function holderAlive(pid: number, thread: number): boolean {
+  if (pid !== process.pid) return pidAlive(pid);
+  // The main thread lives as long as the process; so does this thread, and any thread this
+  // process never told us about.
+  if (thread <= 1 || thread === meTid() || !table) return true;
+  return Atomics.load(table, (thread - 1) % SLOTS) === thread;
+}
