@@ -19,6 +19,7 @@ let t: Targets;
 const dir = tmpDir();
 let seq = 0;
 const out = (): string => path.join(dir, `out-${++seq}.json`);
+const encodeJson = (v: unknown): Buffer => Buffer.from(`J${JSON.stringify(v)}`);
 const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
 
 before(async () => {
@@ -280,6 +281,33 @@ describe('SyncManager', () => {
     assert.equal((await m._debugInfo())[id], undefined);
   });
 
+  test('concurrent calls are batched in one frame each way, in order, each with its own outcome', async () => {
+    const d = await m.dict<string | number, unknown>();
+    const l = await m.list<number>();
+    // Plain (JSON) and structured (V8) messages, errors and results, all in flight together.
+    const results = await Promise.allSettled([
+      d.set('a', 1),
+      d.set('m', new Map([[1, 2]])),
+      d.getItem('missing'),
+      d.get('a'),
+      ...[...Array(200).keys()].map((i) => l.append(i)),
+      d.set('big', 'x'.repeat(64 * 1024)),
+      d.get('m'),
+      l.len(),
+      d.set('u', undefined),
+      d.get('u', 'dflt'),
+      d.set(-0, NaN),
+      d.get(0),
+    ]);
+    assert.equal(results[2]!.status, 'rejected');
+    assert.ok((results[2] as PromiseRejectedResult).reason instanceof KeyError);
+    const ok = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<unknown>).value);
+    assert.deepEqual(ok.slice(-6), [new Map([[1, 2]]), 200, undefined, undefined, undefined, NaN]);
+    assert.equal(results[3]!.status === 'fulfilled' && results[3].value, 1);
+    assert.deepEqual(await l.copy(), [...Array(200).keys()], 'requests start in the order they were made');
+    assert.equal((await d.get('big') as string).length, 64 * 1024);
+  });
+
   test('dict set+get round trips (figure)', async () => {
     const d = await m.dict<string, number>();
     const n = 3000;
@@ -291,6 +319,61 @@ describe('SyncManager', () => {
     const rate = (2 * n) / ((performance.now() - t0) / 1000);
     process.stdout.write(`# manager dict set+get: ${Math.round(rate)} ops/s (CPython 16 k)\n`);
     assert.ok(rate > 1000);
+  });
+});
+
+describe('SyncManager.Pool', () => {
+  // The task functions are exported from the fixture module, which the server trusts.
+  let m: SyncManager;
+  before(async () => {
+    m = await Manager({ trustedModules: [fixture('manager_targets.mjs')] });
+  });
+  after(async () => {
+    await m.shutdown();
+    await assertNoLeftovers();
+  });
+
+  test('apply, map, starmap, applyAsync and mapAsync run in the server process', async () => {
+    await using pool = await m.Pool(2);
+    assert.equal(await pool.apply(t.addPair, [2, 3]), 5);
+    assert.deepEqual(await pool.map(t.square, [1, 2, 3, 4]), [1, 4, 9, 16]);
+    assert.deepEqual(await pool.map(t.square, [...Array(50).keys()], 7), [...Array(50).keys()].map((x) => x * x));
+    assert.deepEqual(await pool.starmap(t.addPair, [[1, 2], [3, 4]]), [3, 7]);
+    const r = await pool.applyAsync(t.slowDouble, [21, 50]);
+    assert.equal(await r.ready(), false);
+    assert.equal(await r.get(), 42);
+    assert.equal(await r.ready(), true);
+    assert.equal(await r.successful(), true);
+    const mr = await pool.mapAsync(t.square, [5, 6]);
+    await mr.wait();
+    assert.deepEqual(await mr.get(), [25, 36]);
+    assert.deepEqual(await (await pool.starmapAsync(t.addPair, [[10, 1]])).get(), [11]);
+    const items: number[] = [];
+    for await (const x of pool.imap(t.square, [3, 4])) items.push(x);
+    assert.deepEqual(items, [9, 16]);
+  });
+
+  test('errors of tasks arrive as the same class; timeouts; a function the server does not trust is refused', async () => {
+    await using pool = await m.Pool(1);
+    await assert.rejects(pool.apply(t.failWith, ['bad']), (e: Error) => e instanceof RangeError && e.message === 'bad');
+    const r = await pool.applyAsync(t.failWith, ['later']);
+    await assert.rejects(r.get(), (e: Error) => e instanceof RangeError && e.message === 'later');
+    assert.equal(await r.successful(), false);
+    const slow = await pool.applyAsync(t.slowDouble, [1, 2000]);
+    await assert.rejects(slow.get(20), (e: Error) => e.name === 'TimeoutError');
+    await assert.rejects(async () => pool.map(((x: number) => x) as never, [1]), (e: Error) => e instanceof NotTransferableError);
+    // An export of a module the server does not trust (test/helpers): refused by the server, never imported.
+    await assert.rejects(pool.apply(tmpDir as never, []), (e: Error) => e instanceof RemoteError && /refused/.test(e.message));
+    assert.equal(await pool.apply(t.addPair, [1, 1]), 2, 'the pool still serves');
+  });
+
+  test('the last proxy gone terminates the pool; shutdown ends its workers', async () => {
+    const pool = await m.Pool(1);
+    assert.deepEqual(await pool.map(t.square, [2]), [4]);
+    await pool.close();
+    await pool.join();
+    await assert.rejects(pool.map(t.square, [2]), (e: Error) => /not running/i.test(e.message));
+    await pool.terminate();
   });
 });
 
@@ -428,6 +511,35 @@ describe('the wire', () => {
     assert.equal(await d.has('k'), false);
   });
 
+  test('malformed batch frames close that connection only', async () => {
+    const ping = encodeJson([1, 'ping']);
+    const batch = (...parts: [number, Uint8Array][]): Buffer =>
+      Buffer.concat([Buffer.from([0x42]), ...parts.map(([n, b]) => Buffer.concat([Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]), b]))]);
+    const frames = [
+      Buffer.from([0x42]),
+      Buffer.from([0x42, 0, 0]),
+      batch([ping.length + 5, ping]),
+      batch([0, Buffer.alloc(0)]),
+      batch([2, Buffer.from([0x42, 0x42])]),
+      batch([ping.length, ping], [3, Buffer.from('J[1')]),
+      Buffer.from('J{"a":1}'),
+      Buffer.from('J[1,"call","1","get",["a"]'),
+    ];
+    for (const f of frames) {
+      const conn = await raw();
+      await conn.sendBytes(f).catch(() => undefined);
+      await Promise.race([conn.recvBytes().catch(() => undefined), new Promise((r) => setTimeout(r, 20))]);
+      conn.close();
+    }
+    // A well-formed batch of two pings is answered twice (in one frame or two).
+    const conn = await raw();
+    await conn.sendBytes(batch([ping.length, ping], [ping.length, encodeJson([2, 'ping'])]));
+    const first = await conn.recvBytes();
+    assert.equal(first[0], 0x42);
+    conn.close();
+    assert.ok(m.process!.isAlive());
+  });
+
   test('fuzz: random and malformed frames close that connection only', async () => {
     const d = await m.dict<string, number>();
     await d.set('alive', 1);
@@ -542,6 +654,17 @@ describeBackends('proxies in children', (ctx, method) => {
       await new Promise((r) => setTimeout(r, 10));
     }
     assert.equal(await m._numberOfObjects(), 0);
+  });
+
+  test('a Pool of the manager, used from a child', async () => {
+    await using m = await Manager({ trustedModules: [fixture('manager_targets.mjs')] });
+    await using pool = await m.Pool(2);
+    const file = out();
+    const p = new ctx.Process({ target: t.usePool, args: [pool, file] });
+    p.start();
+    await p.join();
+    assert.equal(p.exitcode, 0);
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), { map: [1, 4, 9], starmap: [3, 7], async: 42 });
   });
 
   test(`the server itself on the ${method} backend`, async () => {
