@@ -5,6 +5,7 @@ export { Client, Listener, SocketConnection, type AcceptOptions, type Address, t
 export {
   AcquirerProxy,
   ArrayProxy,
+  AsyncResultProxy,
   BarrierProxy,
   BaseManager,
   BaseProxy,
@@ -32,12 +33,14 @@ export {
   Manager,
   makeProxyType,
   NamespaceProxy,
+  PoolProxy,
   QueueProxy,
   SemaphoreProxy,
   Server,
   SyncManager,
   ValueError,
   ValueProxy,
+  type ManagedPoolOptions,
   type ManagerOptions,
   type Proxied,
   type ProxyWaitOptions,
@@ -84,7 +87,21 @@ export {
   type Typecode,
   type ValueConstructor,
 } from './sharedctypes.js';
-export { AsyncResult, IMapIterator, MapResult, Pool, ThreadPool, type AsyncOptions, type CallOptions, type MapOptions, type PoolOptions } from './pool.js';
+export {
+  AsyncResult,
+  IMapIterator,
+  MapResult,
+  Pool,
+  ProgressBar,
+  ThreadPool,
+  type AsyncOptions,
+  type CallOptions,
+  type MapOptions,
+  type PoolOptions,
+  type Progress,
+  type ProgressBarOptions,
+  type TaskTiming,
+} from './pool.js';
 export { JoinableQueue, Queue, SimpleQueue } from './queues.js';
 export { ShareableList, SharedMemory, type Shareable, type ShareableListOptions, type SharedMemoryOptions } from './shared_memory.js';
 export { isMainModule } from './util.js';

@@ -15,13 +15,31 @@ import { Pipe, type Connection } from './connection.js';
 import { AbortError, InvalidArgumentError, ProcessError, TimeoutError, WorkerDiedError } from './errors.js';
 import { cpuCount } from './platform.js';
 import { isAsyncIterable } from './util.js';
+import {
+  checkCallOptions,
+  checkChunksize,
+  checkFunction,
+  checkIterable,
+  checkPoolObservers,
+  defaultChunksize,
+  mapOptions,
+  nowUs,
+  PoolTrace,
+  Tally,
+  type AsyncOptions,
+  type CallOptions,
+  type MapOptions,
+  type PoolOptions,
+  type TaskTiming,
+} from './pool_progress.js';
 import type { Process, StartMethod } from './process.js';
 import { unlinkSegment } from './backends/native.js';
 import { dumps } from './reduction.js';
 import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './pool_results.js';
-import { APPLY, FUNC, MAP, poolWorker, STARMAP } from './pool_worker.js';
+import { APPLY, frame, FUNC, MAP, poolWorker, STARMAP } from './pool_worker.js';
 
 export { AsyncResult, IMapIterator, MapResult } from './pool_results.js';
+export { defaultChunksize, ProgressBar, type AsyncOptions, type CallOptions, type MapOptions, type PoolOptions, type Progress, type ProgressBarOptions, type TaskTiming } from './pool_progress.js';
 import { reduceFunction } from './whichmodule.js';
 
 /** Tasks sent to one worker and not yet answered: the running one and one waiting. */
@@ -30,44 +48,10 @@ const EXIT = new Uint8Array(0);
 
 type AnyFn = (...args: never[]) => unknown;
 
-/** Options of `new Pool({...})`, as Python's keyword arguments. */
-export interface PoolOptions {
-  /** Number of workers; defaults to `cpuCount()`. */
-  processes?: number | null;
-  /** Run in each worker when it starts (exported, or self-contained inline). */
-  initializer?: AnyFn | null;
-  /** Arguments for `initializer`. */
-  initargs?: readonly unknown[];
-  /** A worker is replaced by a fresh one after this many tasks (a map chunk counts as one). */
-  maxtasksperchild?: number | null;
-  /** The context (or start method) whose Process runs the workers; the default context when omitted. */
-  context?: BaseContext | StartMethod;
-}
-
-/** Control of one call beyond Python: a signal or a time limit stops it (see docs/pool.md). */
-export interface CallOptions {
-  /** Aborting it rejects the call with AbortError; a running task is stopped by replacing its worker. */
-  signal?: AbortSignal;
-  /** Milliseconds from the call; then the call rejects with TimeoutError, as for `signal`. */
-  timeout?: number;
-}
-
-/** Options of `applyAsync`, `mapAsync` and `starmapAsync`. */
-export interface AsyncOptions<T> extends CallOptions {
-  /** Called with the result once it is there, before `get()` resolves. */
-  callback?: ((result: T) => void) | null;
-  /** Called with the error once the call failed, before `get()` rejects. */
-  errorCallback?: ((error: unknown) => void) | null;
-}
-
-/** Options of `map`-like calls: Python's `chunksize` plus the call options. */
-export interface MapOptions extends CallOptions {
-  chunksize?: number | null;
-}
-
-
 interface Worker {
   proc: Process;
+  /** Its row in the trace. */
+  tid: number;
   /** The pool's end. */
   conn: Connection;
   /** The pool's copy of the worker's end: it writes the end-of-worker marker. */
@@ -94,55 +78,6 @@ function notRunning(): ProcessError {
   return new ProcessError('Pool not running', { code: 'ERR_MP_POOL_NOT_RUNNING' });
 }
 
-function checkFunction(fn: unknown, what: string): asserts fn is AnyFn {
-  if (typeof fn !== 'function') throw new InvalidArgumentError(`${what}: func must be a function, got ${fn === null ? 'null' : typeof fn}`);
-}
-
-function checkCallOptions(o: CallOptions | undefined, what: string): void {
-  if (o === undefined) return;
-  if (typeof o !== 'object' || o === null) throw new InvalidArgumentError(`${what}: options must be an object`);
-  if (o.timeout !== undefined && (typeof o.timeout !== 'number' || Number.isNaN(o.timeout) || o.timeout < 0)) throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds >= 0`);
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError(`${what}: signal must be an AbortSignal`);
-}
-
-function mapOptions(arg: number | MapOptions | null | undefined, what: string): MapOptions {
-  if (arg === undefined || arg === null) return {};
-  if (typeof arg === 'number') return { chunksize: arg };
-  checkCallOptions(arg, what);
-  return arg;
-}
-
-function checkChunksize(c: unknown, what: string): number | undefined {
-  if (c === undefined || c === null) return undefined;
-  if (typeof c !== 'number' || !Number.isInteger(c) || c < 1) throw new InvalidArgumentError(`${what}: chunksize must be an integer >= 1, got ${String(c)}`);
-  return c;
-}
-
-/** CPython's default chunksize for map: divmod(len, 4 * processes), plus one if there is a remainder. */
-export function defaultChunksize(length: number, processes: number): number {
-  if (length === 0) return 0;
-  const q = Math.floor(length / (processes * 4));
-  return length % (processes * 4) ? q + 1 : q;
-}
-
-
-function isIterable(x: unknown): x is Iterable<unknown> {
-  return x !== null && x !== undefined && typeof (x as Iterable<unknown>)[Symbol.iterator] === 'function';
-}
-
-function checkIterable(x: unknown, what: string): void {
-  if (!isIterable(x) && !isAsyncIterable(x)) throw new InvalidArgumentError(`${what}: iterable must be an iterable or async iterable, got ${x === null ? 'null' : typeof x}`);
-}
-
-function frame(id: number, kind: number, fnId: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + payload.length);
-  const h = new Int32Array(out.buffer, 0, 3);
-  h[0] = id;
-  h[1] = kind;
-  h[2] = fnId;
-  out.set(payload, 12);
-  return out;
-}
 
 
 /**
@@ -169,6 +104,10 @@ export class Pool {
   readonly #prefix: string;
   readonly #ref = new WeakRef(this);
   #hold: ReturnType<typeof setInterval> | undefined;
+  /** Pool-wide onProgress/onTask, and the trace; undefined when not asked for. */
+  readonly #tally: Tally | undefined;
+  readonly #trace: PoolTrace | undefined;
+  readonly #fnNames: string[] = [];
 
   /**
    * @throws InvalidArgumentError for a bad size, initializer, initargs, maxtasksperchild or context.
@@ -183,6 +122,7 @@ export class Pool {
     if (!Array.isArray(initargs)) throw new InvalidArgumentError('Pool({ initargs }): initargs must be an array');
     const maxtasks = o.maxtasksperchild ?? null;
     if (maxtasks !== null && (typeof maxtasks !== 'number' || !Number.isInteger(maxtasks) || maxtasks < 1)) throw new InvalidArgumentError('Pool({ maxtasksperchild }): maxtasksperchild must be an integer >= 1');
+    checkPoolObservers(o);
     this.#ctx = this.#resolveContext(o.context);
     this.#size = size;
     this.#initializer = o.initializer ?? null;
@@ -190,6 +130,9 @@ export class Pool {
     this.#maxtasks = maxtasks;
     const method = this.#ctx.getStartMethod();
     this.#prefix = `${method[0]!.toUpperCase()}${method.slice(1)}PoolWorker`;
+    const tally = new Tally(o.onProgress, o.onTask, 0);
+    this.#tally = tally.active ? tally : undefined;
+    this.#trace = o.trace ? new PoolTrace(o.trace, `${this.constructor.name}(${size})`) : undefined;
     // Refuse an initializer that cannot cross before anything starts.
     if (this.#initializer) dumps([this.#initializer, initargs], 'initializer');
     for (let i = 0; i < size; i++) this.#spawn();
@@ -215,11 +158,12 @@ export class Pool {
   #spawn(): void {
     live.add(this.#ref);
     const [conn, child] = Pipe(true);
+    const tid = ++this.#workerSeq;
     const proc = new this.#ctx.Process({
       target: poolWorker as AnyFn,
       args: [child, this.#initializer, this.#initargs, this.#maxtasks],
       daemon: true,
-      name: `${this.#prefix}-${++this.#workerSeq}`,
+      name: `${this.#prefix}-${tid}`,
     });
     try {
       proc.start();
@@ -228,7 +172,8 @@ export class Pool {
       child.close();
       throw err;
     }
-    const w: Worker = { proc, conn, child, held: [], sent: 0, known: new Set(), exitcode: null, stopping: false, finalized: undefined as unknown as Promise<void>, wake: undefined };
+    this.#trace?.worker(tid, proc.name, proc.pid);
+    const w: Worker = { proc, tid, conn, child, held: [], sent: 0, known: new Set(), exitcode: null, stopping: false, finalized: undefined as unknown as Promise<void>, wake: undefined };
     this.#workers.push(w);
     void proc.sentinel.then((code) => {
       w.exitcode = code;
@@ -247,23 +192,26 @@ export class Pool {
         await new Promise<void>((r) => (w.wake = r));
         w.wake = undefined;
       }
-      let msg: [number, boolean, unknown] | null;
+      let msg: [number, boolean, unknown, number?, number?] | null;
       try {
-        msg = (await w.conn.recv()) as [number, boolean, unknown] | null;
+        msg = (await w.conn.recv()) as [number, boolean, unknown, number?, number?] | null;
       } catch (err) {
         if ((err as { code?: string }).code === 'ERR_MP_EOF') break;
         // The reply could not be rebuilt here: that task fails.
         msg = [w.held[0]?.id ?? -2, false, err];
       }
       if (msg === null) break;
-      const [id, ok, value] = msg;
+      const [id, ok, value, t0, t1] = msg;
       if (id === -1) {
         this.#breakPool(value);
         continue;
       }
       const job = w.held.shift();
       if (job) {
-        this.#owners.has(job.owner) && job.owner._onResult(job, ok, value);
+        if (this.#owners.has(job.owner)) {
+          if (t0 !== undefined) this.#observe(w, job, ok, t0, t1!);
+          job.owner._onResult(job, ok, value);
+        }
         if (job.owner.settled) this.#owners.delete(job.owner);
       }
       // The next task is running now: stop it if its call was cancelled meanwhile.
@@ -275,7 +223,16 @@ export class Pool {
     this.#finalize(w);
   }
 
+  /** A task finished: its timing goes to the call, the pool's hooks and the trace. */
+  #observe(w: Worker, job: Job, ok: boolean, t0: number, t1: number): void {
+    const t: TaskTiming = { worker: w.proc.name, index: job.first, items: job.items, queuedMs: Math.max(0, (t0 - job.at) / 1000), runMs: (t1 - t0) / 1000, ok };
+    job.owner._timing(t);
+    this.#tally?.task(t);
+    this.#trace?.task(w.tid, this.#fnNames[job.fnId] ?? 'task', t0, t1, t);
+  }
+
   #finalize(w: Worker): void {
+    this.#trace?.ended(w.tid, w.exitcode === null ? 'closed' : w.exitcode < 0 ? `signal ${-w.exitcode}` : `exit code ${w.exitcode}`);
     const i = this.#workers.indexOf(w);
     if (i >= 0) this.#workers.splice(i, 1);
     const held = w.held;
@@ -394,17 +351,21 @@ export class Pool {
       const id = this.#fnIds.size + 1;
       entry = { id, bytes: frame(0, FUNC, id, dumps(fn, 'func')) };
       this.#fnIds.set(key, entry);
+      this.#fnNames[id] = fn.name || 'anonymous';
     }
     return entry.id;
   }
 
-  #job(owner: Owner, kind: number, fnId: number, payload: unknown, index: number, where: string): Job {
+  #job(owner: Owner, kind: number, fnId: number, payload: unknown, index: number, where: string, first: number, items: number, at: number): Job {
     const id = ++this.#jobSeq;
-    return { id, fnId, bytes: frame(id, kind, fnId, dumps(payload, where)), owner, index };
+    return { id, fnId, bytes: frame(id, kind, fnId, dumps(payload, where)), owner, index, first, items, at };
   }
 
   #submit(jobs: Job[]): void {
-    for (const j of jobs) this.#pending.push(j);
+    for (const j of jobs) {
+      this.#pending.push(j);
+      this.#tally?.add(j.items);
+    }
     this.#pump();
     this.#updateHold();
   }
@@ -423,9 +384,10 @@ export class Pool {
     }
   }
 
-  #arm(owner: Owner & { _cleanup: (() => void)[] }, o: CallOptions | undefined): void {
+  #arm(owner: Owner & { _cleanup: (() => void)[] }, o: CallOptions | undefined, total?: number): void {
     this.#owners.add(owner);
     if (!o) return;
+    if (o.onProgress || o.onTask) owner._tally = new Tally(o.onProgress, o.onTask, total);
     const cancel = (err: unknown): void => (owner instanceof IMapIterator ? owner._cancel(err, true) : (owner as AsyncResult)._cancel(err));
     if (o.signal) {
       const signal = o.signal;
@@ -468,8 +430,8 @@ export class Pool {
     const fnId = this.#fnId(fn as AnyFn);
     const result = new AsyncResult<Awaited<R>>(options?.callback, options?.errorCallback);
     result._pool = this;
-    const job = this.#job(result, APPLY, fnId, a, 0, 'args');
-    this.#arm(result, options);
+    const job = this.#job(result, APPLY, fnId, a, 0, 'args', 0, 1, nowUs());
+    this.#arm(result, options, 1);
     this.#submit([job]);
     return result;
   }
@@ -510,7 +472,9 @@ export class Pool {
       if (result.settled) return;
       const size = chunksize ?? defaultChunksize(items.length, this.#size);
       const jobs: Job[] = [];
-      for (let i = 0, n = 0; i < items.length; i += size, n++) jobs.push(this.#job(result, kind, fnId, items.slice(i, i + size), i, 'iterable'));
+      const at = nowUs();
+      for (let i = 0; i < items.length; i += size) jobs.push(this.#job(result, kind, fnId, items.slice(i, i + size), i, 'iterable', i, Math.min(size, items.length - i), at));
+      result._tally?.setTotal(items.length, false);
       result._setLength(items.length, jobs.length);
       this.#submit(jobs);
     };
@@ -561,9 +525,16 @@ export class Pool {
     this.#arm(it, o);
     this.#iterators.add(it);
     this.#producers++;
+    let first = 0;
+    const submit = (items: unknown[], index: number): void => {
+      const job = this.#job(it, MAP, fnId, items, index, 'iterable', first, items.length, nowUs());
+      first += items.length;
+      this.#submit([job]);
+    };
     void it
-      ._produce(iterable as Iterable<unknown>, chunksize, (items, index) => this.#submit([this.#job(it, MAP, fnId, items, index, 'iterable')]))
+      ._produce(iterable as Iterable<unknown>, chunksize, submit)
       .finally(() => {
+        if (!it.settled) it._tally?.setTotal(first);
         this.#producers--;
         this.#iterators.delete(it);
         this.#maybeStop();
@@ -630,6 +601,7 @@ export class Pool {
     if (this.#state === State.RUN) throw new ProcessError('the pool is still running: call close() or terminate() before join()', { code: 'ERR_MP_POOL_RUNNING' });
     // Process.join holds the event loop while the workers exit; the readers then finish.
     while (this.#workers.length) await Promise.all(this.#workers.map((w) => w.proc.join().catch(() => undefined).then(() => w.finalized)));
+    this.#trace?.write();
   }
 
   /** `await using pool = new Pool()`: terminate and join at the end of the block, as Python's `with`. */

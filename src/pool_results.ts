@@ -4,6 +4,7 @@ import { inspect } from 'node:util';
 
 import { AbortError, InvalidArgumentError, ProcessError, TimeoutError } from './errors.js';
 import type { Pool } from './pool.js';
+import type { Tally, TaskTiming } from './pool_progress.js';
 import { isAsyncIterable } from './util.js';
 
 
@@ -16,6 +17,11 @@ export interface Job {
   owner: Owner;
   /** Position of the chunk among the call's chunks. */
   index: number;
+  /** Index of the chunk's first item in the call's input, and its number of items. */
+  first: number;
+  items: number;
+  /** When it was handed to the pool (CLOCK_MONOTONIC µs). */
+  at: number;
 }
 
 /** Whatever waits for jobs: an AsyncResult or an imap iterator. */
@@ -25,6 +31,10 @@ export interface Owner {
   cancelled: boolean;
   _onResult(job: Job, ok: boolean, value: unknown): void;
   _fail(err: unknown): void;
+  /** The call's progress and onTask observers, when it has any. */
+  _tally: Tally | undefined;
+  /** A task of the call finished: its timing (before `_onResult`). */
+  _timing(t: TaskTiming): void;
 }
 
 export function runCallback(what: string, fn: ((v: never) => void) | null | undefined, value: unknown): void {
@@ -57,6 +67,13 @@ export class AsyncResult<T = unknown> implements Owner {
   _cleanup: (() => void)[] = [];
   /** @internal The pool, to stop the running tasks of a cancelled call. */
   _pool: Pool | undefined;
+  /** @internal */
+  _tally: Tally | undefined;
+  /**
+   * The timing of each task of the call as it finished (one for apply; one per chunk for map):
+   * worker, queue wait and run time in ms. A task whose worker died has none.
+   */
+  readonly timings: TaskTiming[] = [];
 
   /** @internal Made by the pool. */
   constructor(callback?: ((result: T) => void) | null, errorCallback?: ((error: unknown) => void) | null) {
@@ -127,6 +144,13 @@ export class AsyncResult<T = unknown> implements Owner {
   /** @internal */
   _onResult(_job: Job, ok: boolean, value: unknown): void {
     this._set(ok, value);
+  }
+
+  /** @internal */
+  _timing(t: TaskTiming): void {
+    if (this.settled) return;
+    this.timings.push(t);
+    this._tally?.task(t);
   }
 
   /** @internal */
@@ -206,6 +230,8 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
   #chain: Promise<unknown> = Promise.resolve();
   /** @internal */
   _cleanup: (() => void)[] = [];
+  /** @internal */
+  _tally: Tally | undefined;
 
   /** @internal Made by the pool. */
   constructor(pool: Pool, ordered: boolean, window: number) {
@@ -291,6 +317,11 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
     this.#arrived.set(job.index, { ok, value });
     if (!this.#ordered) this.#order.push(job.index);
     this.#wakeConsumer?.();
+  }
+
+  /** @internal Timings are not kept (an imap input may be endless): onTask sees them. */
+  _timing(t: TaskTiming): void {
+    if (!this.settled) this._tally?.task(t);
   }
 
   /** @internal A worker died or the pool was terminated. */

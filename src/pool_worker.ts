@@ -3,6 +3,7 @@
 // once with an id and are cached; later tasks name only the id.
 import type { Connection } from './connection.js';
 import { NotTransferableError } from './errors.js';
+import { nowUs } from './pool_progress.js';
 import { loads } from './reduction.js';
 
 /** @internal Task kinds. */
@@ -13,8 +14,22 @@ export const STARMAP = 2;
 export const FUNC = 3;
 
 // A message to the worker: int32 id, kind, fnId, then the serialized payload. Empty: exit.
-/** @internal A reply: [id, ok, value or error]. id -1: the initializer failed. */
-export type ReplyMsg = [id: number, ok: boolean, value: unknown];
+/** @internal A message to the worker. */
+export function frame(id: number, kind: number, fnId: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + payload.length);
+  const h = new Int32Array(out.buffer, 0, 3);
+  h[0] = id;
+  h[1] = kind;
+  h[2] = fnId;
+  out.set(payload, 12);
+  return out;
+}
+
+/**
+ * @internal A reply: [id, ok, value or error, start, end]; start and end are CLOCK_MONOTONIC µs
+ * (the pool's timings and trace). id -1: the initializer failed.
+ */
+export type ReplyMsg = [id: number, ok: boolean, value: unknown, startUs?: number, endUs?: number];
 
 type AnyFn = (...args: unknown[]) => unknown;
 
@@ -43,9 +58,9 @@ function send(conn: Connection, reply: ReplyMsg): void {
       ? new NotTransferableError(reply[1] ? 'result' : 'error', `the task's ${reply[1] ? 'result' : 'error'} cannot be sent back (${err.message})`, 'Return plain data, or register the type with registerType().')
       : new Error(String(err));
     try {
-      void conn.send([reply[0], false, e]);
+      void conn.send([reply[0], false, e, reply[3], reply[4]]);
     } catch {
-      void conn.send([reply[0], false, new Error(`the task's ${reply[1] ? 'result' : 'error'} cannot be sent back`)]);
+      void conn.send([reply[0], false, new Error(`the task's ${reply[1] ? 'result' : 'error'} cannot be sent back`), reply[3], reply[4]]);
     }
   }
 }
@@ -95,6 +110,7 @@ export async function poolWorker(conn: Connection, initializer: AnyFn | null, in
     const kind = msg.readInt32LE(4);
     const fnId = msg.readInt32LE(8);
     let reply: ReplyMsg;
+    let start = 0;
     try {
       const payload = await loads(msg.subarray(12));
       if (kind === FUNC) {
@@ -103,9 +119,11 @@ export async function poolWorker(conn: Connection, initializer: AnyFn | null, in
       }
       const f = fns.get(fnId);
       if (!f) throw new Error(`pool worker: unknown function id ${fnId}`);
-      reply = [id, true, await run(kind, f, payload)];
+      start = nowUs();
+      const value = await run(kind, f, payload);
+      reply = [id, true, value, start, nowUs()];
     } catch (err) {
-      reply = [id, false, err];
+      reply = [id, false, err, start || nowUs(), nowUs()];
     }
     send(conn, reply);
     done++;

@@ -9,7 +9,7 @@ import { before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { AbortError, InvalidArgumentError, NotTransferableError, ProcessError, TimeoutError, WorkerDiedError } from '../src/index.js';
-import { AsyncResult, defaultChunksize, Pool, ThreadPool } from '../src/pool.js';
+import { AsyncResult, defaultChunksize, Pool, ProgressBar, ThreadPool, type Progress, type TaskTiming } from '../src/pool.js';
 import { describeBackends, fixture, tmpDir } from './helpers.js';
 
 type Targets = typeof import('./fixtures/pool_targets.mjs');
@@ -401,6 +401,102 @@ describeBackends('Pool', (ctx, method) => {
     assert.equal(await pool.apply(t.sqr, [5]), 25);
   });
 
+  test('onProgress per call: done/total/rate as chunks finish; total unknown for an imap input until it ends', async () => {
+    await using pool = make();
+    const seen: Progress[] = [];
+    assert.deepEqual(await pool.map(t.sqr, range(10), { chunksize: 3, onProgress: (p) => seen.push(p) }), range(10).map((x) => x * x));
+    // Four chunks (3, 3, 3, 1 items) in completion order: done grows by a chunk at a time.
+    assert.equal(seen.length, 4);
+    assert.ok(seen.every((p, i) => i === 0 || p.done > seen[i - 1]!.done));
+    assert.ok(seen.every((p) => p.total === 10 && p.failed === 0 && p.rate >= 0 && p.elapsedMs >= 0));
+    assert.equal(seen.at(-1)!.done, 10);
+    // An async input: the total comes when it ends.
+    const imapSeen: Progress[] = [];
+    const out: number[] = [];
+    for await (const x of pool.imap(t.sqr, t.asyncRange(6, 2), { onProgress: (p) => imapSeen.push({ ...p }) })) out.push(x);
+    assert.deepEqual(out, [0, 1, 4, 9, 16, 25]);
+    assert.equal(imapSeen[0]!.total, undefined);
+    const last = imapSeen.at(-1)!;
+    assert.equal(last.total, 6);
+    assert.equal(last.done, 6);
+    // Failures are counted.
+    const failures: Progress[] = [];
+    await assert.rejects(pool.starmap(t.raiseAt, [[1, 2], [2, 2], [3, 2]], { chunksize: 1, onProgress: (p) => failures.push(p) }));
+    assert.ok(failures.some((p) => p.failed === 1));
+  });
+
+  test('per-task timings: on results (queue wait, run time, worker) and through onTask; pool-wide hooks', async () => {
+    const poolTasks: TaskTiming[] = [];
+    const poolProgress: Progress[] = [];
+    await using pool = make(2, { onTask: (x: TaskTiming) => poolTasks.push(x), onProgress: (p: Progress) => poolProgress.push(p) });
+    const r = pool.applyAsync(t.sqr, [3, 30]);
+    assert.equal(await r.get(), 9);
+    assert.equal(r.timings.length, 1);
+    const [one] = r.timings;
+    assert.match(one!.worker, method === 'thread' ? /^ThreadPoolWorker-\d+$/ : /^SpawnPoolWorker-\d+$/);
+    assert.ok(one!.runMs >= 25 && one!.runMs < 2000, `runMs ${one!.runMs}`);
+    assert.ok(one!.queuedMs >= 0);
+    assert.deepEqual([one!.index, one!.items, one!.ok], [0, 1, true]);
+    const onTask: TaskTiming[] = [];
+    const m = pool.mapAsync(t.sqr, range(8), { chunksize: 2, onTask: (x) => onTask.push(x) });
+    await m.get();
+    assert.deepEqual(m.timings.map((x) => x.index).sort((a, b) => a - b), [0, 2, 4, 6]);
+    assert.equal(onTask.length, 4);
+    assert.ok(onTask.every((x) => x.items === 2 && x.ok));
+    // Two slow tasks on two workers: the third waits in the queue for one of them.
+    const slow = await Promise.all([pool.applyAsync(t.sqr, [1, 60]), pool.applyAsync(t.sqr, [1, 60]), pool.applyAsync(t.sqr, [1, 60])].map(async (x) => (await x.get(), x.timings[0]!)));
+    assert.ok(Math.max(...slow.map((x) => x.queuedMs)) >= 40, `queued ${slow.map((x) => x.queuedMs)}`);
+    assert.equal(poolTasks.length, 1 + 4 + 3);
+    assert.equal(poolProgress.at(-1)!.done, 1 + 8 + 3);
+    assert.equal(poolProgress.at(-1)!.total, 1 + 8 + 3);
+  });
+
+  test('trace: a Chrome trace-event JSON with one tid per worker, written by join()', async () => {
+    const file = path.join(dir, `trace-${method}.json`);
+    const pool = make(2, { trace: file });
+    await pool.map(t.sqr, range(40), { chunksize: 1 });
+    await pool.map(t.sqr, [1, 2], { chunksize: 1 }).catch(() => undefined);
+    // A killed worker: a new row for its replacement.
+    await assert.rejects(pool.apply(t.exitNow, [3]), WorkerDiedError);
+    assert.equal(await pool.apply(t.sqr, [4]), 16);
+    pool.close();
+    await pool.join();
+    const trace = JSON.parse(fs.readFileSync(file, 'utf8')) as { traceEvents: { ph: string; name: string; pid: number; tid: number; ts?: number; dur?: number; args?: Record<string, unknown> }[] };
+    assert.ok(Array.isArray(trace.traceEvents));
+    for (const e of trace.traceEvents) {
+      assert.equal(typeof e.name, 'string');
+      assert.equal(typeof e.ph, 'string');
+      assert.equal(typeof e.pid, 'number');
+      assert.equal(typeof e.tid, 'number');
+      if (e.ph !== 'M') assert.ok(typeof e.ts === 'number' && e.ts >= 0, JSON.stringify(e));
+    }
+    const slices = trace.traceEvents.filter((e) => e.ph === 'X');
+    assert.equal(slices.length, 40 + 2 + 1);
+    assert.ok(slices.every((e) => typeof e.dur === 'number' && e.dur >= 0 && e.name === 'sqr'));
+    const names = new Map(trace.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => [e.tid, String(e.args!.name)]));
+    // One row per worker: 2 at the start, 1 replacement; every slice sits on a worker's row.
+    const workerRows = [...names].filter(([tid]) => tid !== 0);
+    assert.equal(workerRows.length, 3);
+    assert.ok(workerRows.every(([, n]) => /PoolWorker-\d+/.test(n)));
+    assert.ok(slices.every((e) => names.has(e.tid) && e.tid !== 0));
+    assert.ok(new Set(slices.map((e) => e.tid)).size >= 2);
+    assert.ok(trace.traceEvents.some((e) => e.ph === 'i' && /worker ended: exit code 3/.test(e.name)));
+  });
+
+  test('a throwing onProgress/onTask hook is reported and does not stop the call', async () => {
+    await using pool = make(1);
+    const written: string[] = [];
+    const orig = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => (written.push(String(chunk)), true)) as typeof process.stderr.write;
+    try {
+      assert.deepEqual(await pool.map(t.sqr, [1, 2], { onProgress: () => { throw new Error('hook boom'); } }), [1, 4]);
+    } finally {
+      process.stderr.write = orig;
+    }
+    assert.ok(written.some((w) => /hook boom/.test(w)));
+    assert.throws(() => pool.map(t.sqr, [1], { onProgress: 3 as never }), InvalidArgumentError);
+  });
+
   test('AsyncResult is exported for instanceof checks', async () => {
     await using pool = make(1);
     const r = pool.applyAsync(t.sqr, [2]);
@@ -415,4 +511,29 @@ test('ThreadPool runs its workers as threads', async () => {
   assert.match(who.name, /^ThreadPoolWorker-\d+$/);
   assert.equal(who.pid, process.pid);
   assert.deepEqual(await pool.map(t.sqr, [1, 2, 3]), [1, 4, 9]);
+});
+
+test('trace and hooks are checked at construction', () => {
+  assert.throws(() => new Pool({ processes: 1, trace: 3 as never }), InvalidArgumentError);
+  assert.throws(() => new Pool({ processes: 1, onTask: 'x' as never }), InvalidArgumentError);
+});
+
+test('ProgressBar: a line every 25 % when not a TTY, in-place redraws on a TTY', () => {
+  const out: string[] = [];
+  const stream = { isTTY: false, write: (s: string) => (out.push(s), true) } as unknown as NodeJS.WritableStream;
+  const bar = new ProgressBar({ stream, label: 'job', everyPct: 25 });
+  for (let done = 1; done <= 100; done++) bar.update({ done, total: 100, failed: 0, rate: 50, elapsedMs: done * 20 });
+  bar.finish();
+  assert.equal(out.length, 5, out.join(''));
+  assert.ok(out.every((l) => l.endsWith('\n') && !l.includes('\r')));
+  assert.match(out.at(-1)!, /^job 100% 100\/100 50\/s 2s\n$/);
+  const tty: string[] = [];
+  const ttyStream = { isTTY: true, columns: 80, write: (s: string) => (tty.push(s), true) } as unknown as NodeJS.WritableStream;
+  const bar2 = new ProgressBar({ stream: ttyStream, everyMs: 0 });
+  bar2.update({ done: 5, total: 10, failed: 1, rate: 2, elapsedMs: 2500 });
+  assert.match(tty[0]!, /^\r\[#{15}-{15}\]  50% 5\/10 1 failed 2\/s 3s ETA 3s\x1b\[K$/);
+  bar2.finish();
+  assert.ok(tty.at(-1)!.endsWith('\n'));
+  // Total unknown: a count, no bar.
+  assert.match(new ProgressBar({ stream, tty: false }).line({ done: 7, total: undefined, failed: 0, rate: 3.5, elapsedMs: 2000 }), /^7 done 3\.5\/s 2s$/);
 });

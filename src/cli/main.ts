@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // The `multiproc` command. Usage: multiproc <command>; see USAGE below.
 import { demo } from './demo.js';
+import { mapCommand } from './map.js';
 
 const USAGE = `Usage: multiproc <command>
 
 Commands:
   demo    run the example programs (Python multiprocessing tutorials ported to TypeScript)
+  map     run a function over JSON lines in a pool: multiproc map <module>#<export> [inputs.jsonl|-]
+          (multiproc map --help for its options)
   help    show this help
 `;
 
@@ -18,7 +21,7 @@ const COMMANDS: Record<string, Command> = {
     process.stdout.write(USAGE);
     return 0;
   },
-  // map: to be added (`multiproc map ...`); register it here and describe it in USAGE.
+  map: (args) => mapCommand(args),
 };
 
 // `multiproc demo | head`: a closed pipe ends the command quietly.
