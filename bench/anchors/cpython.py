@@ -17,10 +17,16 @@ Groups:
   jqueue            parent puts --n ints into a JoinableQueue, a fork
                     child get+task_done, parent join()                   -> items/s
                     and --n2 x (put one item; join())                     -> us/item
+  pool              Pool(2): map(square) tasks/s with the default chunksize and chunksize=1
+                    (--n tasks), apply_async().get() round trip us (--n2), speed-up of --n3
+                    ~20 ms CPU tasks, Pool(2) to first result ms and worker RSS MB per method
   pipe              duplex Pipe ping-pong with an echoing fork child, --n
                     round trips of an int / of 8 bytes                   -> us
                     and --n2 blocks of 1 MiB child -> parent (duplex and
                     simplex)                                             -> MB/s
+  manager           Manager() start and shutdown (fork)                  -> ms
+                    --n x (d['k'] = i; d['k']) on a manager dict         -> ops/s
+                    2 fork children x --n2 `with mlock: d['k'] += 1`     -> incr/s
 
 The start groups print one JSON line per start method:
   {"bench": "cpython_spawn", "unit": "ms/process", "value": <median>, "min", "max",
@@ -613,7 +619,185 @@ def _pipe(cfg):
               blocks=nb, transport="socketpair" if duplex else "os.pipe")
 
 
+# ---------------------------------------------------------------------------------------------
+# Pool (bench/pool.bench.ts): Pool(2) with the research script's tasks.
+# ---------------------------------------------------------------------------------------------
+
+def pool_square(x):
+    return x * x
+
+
+def pool_burn(iters):
+    """A pure-Python loop, calibrated by _calibrate_burn to about --cpu-ms ms."""
+    acc = 0
+    for i in range(iters):
+        acc = (acc + i * i) % 1000003
+    return acc
+
+
+def _calibrate_burn(ms):
+    iters = 10000
+    while True:
+        t0 = time.perf_counter()
+        pool_burn(iters)
+        took = (time.perf_counter() - t0) * 1e3
+        if took > 50:
+            return max(1, int(iters * ms / took))
+        iters *= 2
+
+
+def _rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _pool(cfg):
+    """Pool(2), fork context unless named: tasks/s of map(square, range(n)) with the default
+    chunksize and with chunksize=1; us per apply_async(square).get() round trip (--n2 of them);
+    the speed-up of --n3 tasks of ~20 ms pure-Python loops (serial in this process / map on a warm
+    pool, paired per repetition); Pool(2) creation to the first apply() result, per start method;
+    RSS of a worker process after a few tasks, per start method."""
+    import multiprocessing as mp
+    n, m, reps = cfg["n"], cfg["n2"] or 2000, cfg["reps"]
+    ctx = mp.get_context("fork")
+    with ctx.Pool(2) as p:
+        p.map(pool_square, range(1000))
+        # The default chunksize makes 8 chunks: 100 000 tasks at least, as the research script.
+        for chunksize, label, n in ((None, "default_chunksize", max(n, 100000)), (1, "chunksize1", n)):
+            def rep(chunksize=chunksize, n=n):
+                t0 = time.perf_counter()
+                out = p.map(pool_square, range(n), chunksize)
+                took = time.perf_counter() - t0
+                if len(out) != n:
+                    raise SystemExit("short map")
+                return n / took
+            _emit(f"cpython_fork_pool2_map_square_{label}", "tasks/s", _repeat(reps, rep), tasks=n)
+
+        def rtt():
+            for i in range(50):
+                p.apply_async(pool_square, (i,)).get()
+            t0 = time.perf_counter()
+            for i in range(m):
+                p.apply_async(pool_square, (i,)).get()
+            return (time.perf_counter() - t0) * 1e6 / m
+        _emit("cpython_fork_pool2_apply_async_get_roundtrip", "us", _repeat(reps, rtt), tasks=m)
+
+        tasks = cfg.get("n3") or 40
+        iters = _calibrate_burn(20)
+        p.map(pool_burn, [iters] * 2)
+
+        def speedup():
+            t0 = time.perf_counter()
+            for _ in range(tasks):
+                pool_burn(iters)
+            serial = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            p.map(pool_burn, [iters] * tasks)
+            return serial / (time.perf_counter() - t0)
+        _emit("cpython_fork_pool2_cpu_speedup", "x", _repeat(min(reps, 3), speedup), tasks=tasks, iters=iters)
+
+    for method in cfg["methods"]:
+        mctx = mp.get_context(method)
+        rss = []
+
+        def start(mctx=mctx, rss=rss):
+            t0 = time.perf_counter()
+            pool = mctx.Pool(2)
+            pool.apply(pool_square, (3,))
+            took = (time.perf_counter() - t0) * 1e3
+            pool.map(pool_square, range(100), 1)
+            rss.extend(_rss_mb(w.pid) for w in pool._pool)
+            pool.terminate()
+            pool.join()
+            return took
+        start()
+        rss.clear()
+        _emit(f"cpython_{method}_pool2_start_first_result", "ms", _repeat(reps, start), method=method)
+        _emit(f"cpython_{method}_pool_worker_rss", "MB", (rss, [None] * len(rss), None), method=method)
+
+
+# ---------------------------------------------------------------------------------------------
+# Managers (bench/managers.bench.ts): the research script's manager figures, fork context.
+# ---------------------------------------------------------------------------------------------
+
+def mgr_incr(d, lock, n, ready, go, ts, idx):
+    """2 processes increment a manager dict entry under a manager Lock (4 round trips per incr)."""
+    ready.set()
+    go.wait()
+    t0 = mono_us()
+    for _ in range(n):
+        with lock:
+            d["k"] = d["k"] + 1
+    ts[2 * idx] = t0
+    ts[2 * idx + 1] = mono_us()
+
+
+def _manager(cfg):
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    reps = cfg["reps"]
+    shutdowns = []
+
+    def start_shutdown():
+        t0 = time.perf_counter()
+        m = ctx.Manager()
+        t1 = time.perf_counter()
+        m.shutdown()
+        shutdowns.append((time.perf_counter() - t1) * 1e3)
+        return (t1 - t0) * 1e3
+
+    start_shutdown()    # warm-up
+    shutdowns.clear()
+    samples, foreign, foreign_all = _repeat(reps, start_shutdown)
+    _emit("cpython_fork_manager_start", "ms", (samples, foreign, foreign_all))
+    _emit("cpython_fork_manager_shutdown", "ms", (shutdowns, foreign, foreign_all))
+
+    n = cfg["n"]
+    with ctx.Manager() as m:
+        d = m.dict()
+
+        def set_get(k=n):
+            t0 = time.perf_counter()
+            for i in range(k):
+                d["k"] = i
+                d["k"]
+            return 2 * k / (time.perf_counter() - t0)
+        set_get(min(n, 500))    # warm-up
+        _emit("cpython_fork_manager_dict_set_get", "ops/s", _repeat(reps, set_get), pairs=n,
+              note="each d[k]=v and each d[k] is one proxy round trip (op)")
+
+        m2 = cfg["n2"] or 1000
+
+        def incr(k=m2):
+            d = m.dict({"k": 0})
+            lock = m.Lock()
+            ts = ctx.RawArray("d", 4)
+            go = ctx.Event()
+            readys = [ctx.Event() for _ in range(2)]
+            ps = [ctx.Process(target=mgr_incr, args=(d, lock, k, readys[i], go, ts, i)) for i in range(2)]
+            for p in ps:
+                p.start()
+            for r in readys:
+                if not r.wait(60):
+                    raise SystemExit("a child did not become ready")
+            go.set()
+            _join_all(ps)
+            if d["k"] != 2 * k:
+                raise SystemExit(f"manager incr: final count {d['k']}, expected {2 * k}")
+            return 2 * k / ((max(ts[1], ts[3]) - min(ts[0], ts[2])) / 1e6)
+        incr(min(m2, 100))  # warm-up
+        _emit("cpython_fork_manager_lock_incr_2proc", "incr/s", _repeat(reps, incr), per_process=m2,
+              pattern="with mlock: d['k'] = d['k'] + 1  (4 round trips per incr)")
+
+
 SYNC_GROUPS = {
+    "pool": _pool,
     "lock_uncontended": _lock_uncontended,
     "lock_contended": _lock_contended,
     "wake": _wake,
@@ -621,6 +805,7 @@ SYNC_GROUPS = {
     "queue": _queue,
     "jqueue": _jqueue,
     "pipe": _pipe,
+    "manager": _manager,
 }
 
 
@@ -672,11 +857,12 @@ def main():
     ap.add_argument("--n2", type=int, default=0,
                     help="second size: 64 KiB items (queue), put+join round trips (jqueue), "
                          "1 MiB blocks (pipe)")
+    ap.add_argument("--n3", type=int, default=0, help="third size: CPU-bound tasks (pool)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--methods", default="spawn,forkserver,fork")
     args = ap.parse_args()
-    cfg = {"group": args.group, "n": args.n, "n2": args.n2, "reps": args.reps, "warmup": args.warmup,
+    cfg = {"group": args.group, "n": args.n, "n2": args.n2, "n3": args.n3, "reps": args.reps, "warmup": args.warmup,
            "methods": args.methods.split(",")}
     main_program = f"import sys; sys.path.insert(0, {HERE!r}); import cpython; cpython.driver()"
     argv = [sys.executable] + (["-S"] if sys.flags.no_site else []) + ["-c", main_program, json.dumps(cfg)]
