@@ -41,7 +41,10 @@ export async function get(name: string, db: string): Promise<void> {
   if (dic.count > 0) {
     dic.count -= 1;
     await sleep(100 + Math.floor(Math.random() * 200)); // filling in the form, paying (seed: 1-3 s)
-    fs.writeFileSync(db, JSON.stringify(dic));
+    // Written aside and renamed into place: the searches read the file without the lock, and
+    // must never see it half-written.
+    fs.writeFileSync(`${db}.${process.pid}`, JSON.stringify(dic));
+    fs.renameSync(`${db}.${process.pid}`, db);
     console.log(`${name} 购票成功`);
   } else {
     console.log(`${name} 查看到没有票了`);
