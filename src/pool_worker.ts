@@ -5,6 +5,7 @@ import type { Connection } from './connection.js';
 import { NotTransferableError } from './errors.js';
 import { nowUs } from './pool_progress.js';
 import { loads } from './reduction.js';
+import { isThenable } from './util.js';
 
 /** @internal Task kinds. */
 export const APPLY = 0;
@@ -33,9 +34,6 @@ export type ReplyMsg = [id: number, ok: boolean, value: unknown, startUs?: numbe
 
 type AnyFn = (...args: unknown[]) => unknown;
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
-}
 
 async function run(kind: number, fn: AnyFn, payload: unknown): Promise<unknown> {
   if (kind === APPLY) return fn(...(payload as unknown[]));

@@ -43,3 +43,8 @@ function samePath(file: string, main: string): boolean {
 export function isAsyncIterable(x: unknown): x is AsyncIterable<unknown> {
   return x !== null && typeof x === 'object' && typeof (x as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
 }
+
+/** Whether `v` is a Promise or another thenable. */
+export function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+}
