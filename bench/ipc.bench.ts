@@ -23,21 +23,14 @@ import {
   settled,
   summarize,
 } from './harness.js';
+import { joinAll, killingOnFailure, mp, processClass, startWait, type Method } from './library.js';
 
-type MP = typeof import('../src/index.js');
 type Connection = import('../src/index.js').Connection;
 type Event = import('../src/index.js').Event;
 type Queue<T> = import('../src/index.js').Queue<T>;
 type JoinableQueue<T> = import('../src/index.js').JoinableQueue<T>;
 type RawArray<C extends import('../src/index.js').Typecode> = import('../src/index.js').RawArray<C>;
 
-// Loaded on first use, never at import: the orchestrator (run.ts) imports this file for the
-// figure definitions and must not load the library.
-let mpLoaded: MP | undefined;
-function mp(): MP {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (mpLoaded ??= require('../src/index.js') as MP);
-}
 
 /** CLOCK_MONOTONIC in µs: one clock for every process and thread of the machine (see synchronize.bench.ts). */
 function monoUs(): number {
@@ -105,7 +98,6 @@ export async function pipeBlaster(conn: Connection, blocks: number, size: number
 // Driver side: runs in the fresh node process.
 // ---------------------------------------------------------------------------------------------
 
-type Method = 'spawn' | 'thread';
 
 type DriverParams =
   | { kind: 'queue'; method: Method; size: number; n: number; reps: number }
@@ -113,31 +105,7 @@ type DriverParams =
   | { kind: 'pingpong'; method: Method; raw: boolean; n: number; reps: number }
   | { kind: 'oneway'; method: Method; blocks: number; reps: number };
 
-type ProcessT = InstanceType<MP['Process']>;
 
-function processClass(method: Method): MP['Process'] {
-  return method === 'spawn' ? mp().Process : mp().getContext('thread').Process;
-}
-
-// Every child started, so that a failed measurement can end them: a child left blocked (say, a
-// producer waiting for a consumer that crashed) would outlive the driver and keep its stdout
-// open, and the orchestrator waits for that to close.
-const started = new Set<ProcessT>();
-
-async function startWait(ps: ProcessT[], readys: Event[]): Promise<void> {
-  for (const p of ps) {
-    p.start();
-    started.add(p);
-  }
-  for (const r of readys) if (!(await r.wait(60_000))) throw new Error('a child did not become ready');
-}
-
-async function joinAll(ps: ProcessT[]): Promise<void> {
-  for (const p of ps) {
-    await p.join();
-    if (p.exitcode !== 0) throw new Error(`${p.name} exited with ${p.exitcode}`);
-  }
-}
 
 /** Producer child → consumer child, first put to last get: msgs/s (ints) or MB/s (size > 0). */
 async function measureQueue(p: Extract<DriverParams, { kind: 'queue' }>): Promise<Measurement> {
@@ -267,13 +235,8 @@ async function measureOneWay(p: Extract<DriverParams, { kind: 'oneway' }>): Prom
   return repeat(p.reps, () => once(p.blocks), () => once(Math.min(p.blocks, 64)));
 }
 
-async function measure(p: DriverParams): Promise<Measurement> {
-  try {
-    return await measureKind(p);
-  } catch (err) {
-    for (const c of started) if (c.isAlive()) c.kill();
-    throw err;
-  }
+function measure(p: DriverParams): Promise<Measurement> {
+  return killingOnFailure(() => measureKind(p));
 }
 
 function measureKind(p: DriverParams): Promise<Measurement> {

@@ -21,19 +21,13 @@ import {
   settled,
   summarize,
 } from './harness.js';
+import { mp, type Method } from './library.js';
 
-type MP = typeof import('../src/index.js');
 type Event = import('../src/index.js').Event;
 type RawArray<C extends import('../src/index.js').Typecode> = import('../src/index.js').RawArray<C>;
 type DictProxy<K extends string | number, V> = import('../src/index.js').DictProxy<K, V>;
 type AcquirerProxy = import('../src/index.js').AcquirerProxy;
 
-// Loaded on first use, never at import: the orchestrator (run.ts) imports this file.
-let mpLoaded: MP | undefined;
-function mp(): MP {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (mpLoaded ??= require('../src/index.js') as MP);
-}
 
 /** CLOCK_MONOTONIC in µs: one clock for every process and thread of the machine. */
 function monoUs(): number {
@@ -73,7 +67,6 @@ export async function mgrIncr(d: DictProxy<string, number>, lock: AcquirerProxy,
 // Driver side: runs in the fresh node process.
 // ---------------------------------------------------------------------------------------------
 
-type Method = 'spawn' | 'thread';
 
 // Untimed warm-up: calls a fresh process (or child) makes before the timed ones, so that the
 // figures are of optimized code, as CPython's interpreter is from the start.

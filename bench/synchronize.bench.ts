@@ -26,8 +26,8 @@ import {
   sleep,
   summarize,
 } from './harness.js';
+import { joinAll, mp, processClass, type Method } from './library.js';
 
-type MP = typeof import('../src/index.js');
 type Lock = import('../src/index.js').Lock;
 type Event = import('../src/index.js').Event;
 type Condition = import('../src/index.js').Condition;
@@ -35,13 +35,6 @@ type RawArray<C extends import('../src/index.js').Typecode> = import('../src/ind
 type RawValue<C extends import('../src/index.js').Typecode> = import('../src/index.js').RawValue<C>;
 type Value<C extends import('../src/index.js').Typecode> = import('../src/index.js').Value<C>;
 
-// Loaded on first use, never at import: the orchestrator (run.ts) imports this file for the
-// figure definitions and must not load the library.
-let mpLoaded: MP | undefined;
-function mp(): MP {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (mpLoaded ??= require('../src/index.js') as MP);
-}
 
 /**
  * CLOCK_MONOTONIC in microseconds. One clock for every process and thread of the machine (Node's
@@ -136,7 +129,6 @@ if (!inOrchestrator) {
 // Driver side: runs in the fresh node process.
 // ---------------------------------------------------------------------------------------------
 
-type Method = 'spawn' | 'thread';
 
 type DriverParams =
   | { kind: 'uncontended'; form: 'acquire_release' | 'with'; n: number; reps: number }
@@ -144,16 +136,7 @@ type DriverParams =
   | { kind: 'wake'; method: Method; primitive: 'event' | 'condition'; rounds: number; reps: number }
   | { kind: 'attach'; method: Method; mb: number; reps: number };
 
-function processClass(method: Method): MP['Process'] {
-  return method === 'spawn' ? mp().Process : mp().getContext('thread').Process;
-}
 
-async function joinAll(ps: InstanceType<MP['Process']>[]): Promise<void> {
-  for (const p of ps) {
-    await p.join();
-    if (p.exitcode !== 0) throw new Error(`${p.name} exited with ${p.exitcode}`);
-  }
-}
 
 /** pairs/s of `await lock.acquire(); lock.release()` (or `await lock.withLock(noop)`) in one process. */
 async function measureUncontended(p: Extract<DriverParams, { kind: 'uncontended' }>): Promise<Measurement> {
