@@ -19,10 +19,9 @@ import {
   InvalidArgumentError,
   Pipe,
   wait,
-  type BaseContext,
   type Process,
 } from '../src/index.js';
-import { describeBackends, fixture, runNode } from './helpers.js';
+import { describeBackends, fixture, joinAll, runNode, start, timed } from './helpers.js';
 
 type Targets = typeof import('./fixtures/ipc_targets.mjs');
 let t: Targets;
@@ -31,25 +30,8 @@ before(async () => {
   t = (await import(pathToFileURL(fixture('ipc_targets.mjs')).href)) as Targets;
 });
 
-function start(ctx: BaseContext, target: (...args: never[]) => unknown, args: unknown[], daemon = false): Process {
-  const p = new ctx.Process({ target: target as (...a: unknown[]) => unknown, args, daemon });
-  p.start();
-  return p;
-}
 
-async function joinAll(ps: Process[], timeout = 30_000): Promise<void> {
-  for (const p of ps) await p.join(timeout);
-  assert.deepEqual(
-    ps.map((p) => p.exitcode),
-    ps.map(() => 0),
-  );
-}
 
-async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const v = await f();
-  return [v, performance.now() - t0];
-}
 
 function tookAbout(ms: number, want: number): void {
   assert.ok(ms >= want - 5, `returned after ${ms.toFixed(1)} ms, before its ${want} ms`);

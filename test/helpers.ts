@@ -9,7 +9,7 @@ import { afterEach, describe } from 'node:test';
 
 import { liveThreads } from '../src/backends/popen_thread.js';
 import { trackerPid } from '../src/resource_tracker.js';
-import { getContext, type BaseContext, type StartMethod } from '../src/index.js';
+import { getContext, type BaseContext, type Process, type StartMethod } from '../src/index.js';
 import { childPids, pidAlive } from '../src/platform.js';
 
 export const METHODS: StartMethod[] = ['spawn', 'thread'];
@@ -104,4 +104,27 @@ export async function waitGone(pid: number, ms: number): Promise<boolean> {
     await new Promise((r) => setTimeout(r, 10));
   }
   return true;
+}
+
+/** Start a child of `ctx` running `target(...args)`. */
+export function start(ctx: BaseContext, target: (...args: never[]) => unknown, args: unknown[], daemon = false): Process {
+  const p = new ctx.Process({ target: target as (...a: unknown[]) => unknown, args, daemon });
+  p.start();
+  return p;
+}
+
+/** Join every child (each within `timeout` ms) and assert that all exited with 0. */
+export async function joinAll(ps: Process[], timeout = 30_000): Promise<void> {
+  for (const p of ps) await p.join(timeout);
+  assert.deepEqual(
+    ps.map((p) => p.exitcode),
+    ps.map(() => 0),
+  );
+}
+
+/** Resolve `promise` (or what `promise()` returns) and how long it took, in ms. */
+export async function timed<T>(promise: Promise<T> | (() => Promise<T>)): Promise<[T, number]> {
+  const t0 = performance.now();
+  const v = await (typeof promise === 'function' ? promise() : promise);
+  return [v, performance.now() - t0];
 }

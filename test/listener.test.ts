@@ -16,9 +16,9 @@ import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
-import { AbortError, AuthenticationError, EOFError, InvalidArgumentError, NotTransferableError, Pipe, ProcessError, TimeoutError, wait, type BaseContext, type Process } from '../src/index.js';
+import { AbortError, AuthenticationError, EOFError, InvalidArgumentError, NotTransferableError, Pipe, ProcessError, TimeoutError, wait, type Process } from '../src/index.js';
 import { Client, Listener, SocketConnection, type Address } from '../src/listener.js';
-import { describeBackends, fixture, tmpDir } from './helpers.js';
+import { describeBackends, fixture, start, tmpDir } from './helpers.js';
 
 type Targets = typeof import('./fixtures/listener_targets.mjs');
 let t: Targets;
@@ -30,11 +30,6 @@ before(async () => {
   t = (await import(pathToFileURL(fixture('listener_targets.mjs')).href)) as Targets;
 });
 
-function start(ctx: BaseContext, target: (...args: never[]) => unknown, args: unknown[]): Process {
-  const p = new ctx.Process({ target: target as (...a: unknown[]) => unknown, args });
-  p.start();
-  return p;
-}
 
 async function joined(p: Process): Promise<void> {
   await p.join();

@@ -21,10 +21,8 @@ import {
   ProcessError,
   Queue,
   SimpleQueue,
-  type BaseContext,
-  type Process,
 } from '../src/index.js';
-import { describeBackends, fixture, runNode } from './helpers.js';
+import { describeBackends, fixture, joinAll, runNode, start, timed } from './helpers.js';
 
 type Targets = typeof import('./fixtures/ipc_targets.mjs');
 type StressItem = import('./fixtures/ipc_targets.mjs').StressItem;
@@ -35,25 +33,8 @@ before(async () => {
   t = (await import(pathToFileURL(fixture('ipc_targets.mjs')).href)) as Targets;
 });
 
-function start(ctx: BaseContext, target: (...args: never[]) => unknown, args: unknown[], daemon = false): Process {
-  const p = new ctx.Process({ target: target as (...a: unknown[]) => unknown, args, daemon });
-  p.start();
-  return p;
-}
 
-async function joinAll(ps: Process[], timeout = 30_000): Promise<void> {
-  for (const p of ps) await p.join(timeout);
-  assert.deepEqual(
-    ps.map((p) => p.exitcode),
-    ps.map(() => 0),
-  );
-}
 
-async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const v = await f();
-  return [v, performance.now() - t0];
-}
 
 /** Rejects with `cls`, and took about `ms` (0: at once). */
 async function rejectsAfter(f: () => Promise<unknown>, cls: new (...a: never[]) => Error, ms: number): Promise<void> {

@@ -25,11 +25,9 @@ import {
   RLock,
   Semaphore,
   TimeoutError,
-  type BaseContext,
-  type Process,
   type StartMethod,
 } from '../src/index.js';
-import { describeBackends, fixture, readJson, runNode, tmpDir } from './helpers.js';
+import { describeBackends, fixture, joinAll, readJson, runNode, start, timed, tmpDir } from './helpers.js';
 
 type Targets = typeof import('./fixtures/sync_targets.mjs');
 let t: Targets;
@@ -43,26 +41,8 @@ before(async () => {
 
 const other = (method: StartMethod): StartMethod => (method === 'spawn' ? 'thread' : 'spawn');
 
-function start(ctx: BaseContext, target: (...args: never[]) => unknown, args: unknown[]): Process {
-  const p = new ctx.Process({ target: target as (...a: unknown[]) => unknown, args });
-  p.start();
-  return p;
-}
 
-async function joinAll(ps: Process[]): Promise<void> {
-  for (const p of ps) await p.join();
-  assert.deepEqual(
-    ps.map((p) => p.exitcode),
-    ps.map(() => 0),
-  );
-}
 
-/** Resolve `promise` and how long it took, in ms. */
-async function timed<T>(promise: Promise<T> | (() => Promise<T>)): Promise<[T, number]> {
-  const t0 = performance.now();
-  const v = await (typeof promise === 'function' ? promise() : promise);
-  return [v, performance.now() - t0];
-}
 
 /** A timed-out wait took about its timeout: at least most of it, and not absurdly more. */
 function assertTookAbout(ms: number, timeout: number): void {
