@@ -357,19 +357,37 @@ Outcome BlockingWait(int32_t* addr, int32_t expected, const timespec* deadline) 
   }
 }
 
-// futexWait(i32, index, expected, timeoutMs) -> 'ok' | 'not-equal' | 'timed-out'
-napi_value FutexWait(napi_env env, napi_callback_info info) {
+// The arguments both waits take: (i32, index, expected, timeoutMs?).
+struct WaitArgs {
+  napi_value array;  // the Int32Array: an async wait holds a reference so the mapping stays
+  int32_t* cell;
+  int32_t expected;
+  bool forever;
+  bool zero;
+  timespec deadline;
+};
+
+// False (with a JS exception pending) when the arguments are wrong; `usage` names the call.
+bool GetWaitArgs(napi_env env, napi_callback_info info, const char* usage, WaitArgs* out) {
   size_t argc = 4;
   napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc < 3) return ThrowInvalid(env, "futexWait(i32, index, expected, timeoutMs?)");
-  int32_t* cell;
+  if (argc < 3) {
+    ThrowInvalid(env, usage);
+    return false;
+  }
   double expected;
-  bool forever, zero;
-  timespec deadline;
-  if (!GetCell(env, argv[0], argv[1], &cell) || !GetNumber(env, argv[2], "expected", &expected)) return nullptr;
-  if (!GetDeadline(env, argc > 3 ? argv[3] : nullptr, &forever, &deadline, &zero)) return nullptr;
-  return Str(env, OutcomeName(BlockingWait(cell, static_cast<int32_t>(expected), forever ? nullptr : &deadline)));
+  out->array = argv[0];
+  if (!GetCell(env, argv[0], argv[1], &out->cell) || !GetNumber(env, argv[2], "expected", &expected)) return false;
+  out->expected = static_cast<int32_t>(expected);
+  return GetDeadline(env, argc > 3 ? argv[3] : nullptr, &out->forever, &out->deadline, &out->zero);
+}
+
+// futexWait(i32, index, expected, timeoutMs) -> 'ok' | 'not-equal' | 'timed-out'
+napi_value FutexWait(napi_env env, napi_callback_info info) {
+  WaitArgs a;
+  if (!GetWaitArgs(env, info, "futexWait(i32, index, expected, timeoutMs?)", &a)) return nullptr;
+  return Str(env, OutcomeName(BlockingWait(a.cell, a.expected, a.forever ? nullptr : &a.deadline)));
 }
 
 // futexWake(i32, index, count) -> number of waiters woken (in all processes)
@@ -643,17 +661,12 @@ EnvState* GetEnvState(napi_env env) {
 // The token (a number) can be passed to futexCancel; it is undefined when the promise is
 // already settled (value differed, or timeout 0).
 napi_value FutexWaitAsync(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc < 3) return ThrowInvalid(env, "futexWaitAsync(i32, index, expected, timeoutMs?)");
-  int32_t* cell;
-  double expected;
-  bool forever, zero;
-  timespec deadline;
-  if (!GetCell(env, argv[0], argv[1], &cell) || !GetNumber(env, argv[2], "expected", &expected)) return nullptr;
-  if (!GetDeadline(env, argc > 3 ? argv[3] : nullptr, &forever, &deadline, &zero)) return nullptr;
-  int32_t exp = static_cast<int32_t>(expected);
+  WaitArgs a;
+  if (!GetWaitArgs(env, info, "futexWaitAsync(i32, index, expected, timeoutMs?)", &a)) return nullptr;
+  int32_t* cell = a.cell;
+  int32_t exp = a.expected;
+  bool forever = a.forever, zero = a.zero;
+  timespec deadline = a.deadline;
 
   napi_value promise, pair, token;
   napi_deferred deferred;
@@ -680,7 +693,7 @@ napi_value FutexWaitAsync(napi_env env, napi_callback_info info) {
   j->id = es->next_id++;
   j->es = es;
   j->deferred = deferred;
-  napi_create_reference(env, argv[0], 1, &j->keep);
+  napi_create_reference(env, a.array, 1, &j->keep);
   es->refs++;
   if (!Dispatch(j)) {
     int err = errno;
