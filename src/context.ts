@@ -1,25 +1,16 @@
 // Start methods and contexts (Python: `multiprocessing.context`). A context is the whole API
 // bound to one start method: `ctx.Process` is a class, everything else a factory method.
-import { Barrier } from './barrier.js';
+import { Barrier } from './sync/barrier.js';
 import { InvalidArgumentError, ProcessError } from './errors.js';
 import { cpuCount } from './platform.js';
-import {
-  activeChildren,
-  currentProcess,
-  markLibraryProcessClass,
-  parentProcess,
-  Process,
-  setDefaultMethodResolver,
-  type StartMethod,
-} from './process.js';
-import { RawArray, RawValue, SharedArray, Synchronized, SynchronizedArray, Value, type InputOf, type LockLike, type SyncOptions, type Typecode } from './sharedctypes.js';
-import { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './synchronize.js';
-import { Pipe, type Connection } from './connection.js';
-import { SyncManager, type ManagerOptions } from './managers.js';
-import { Pool, ThreadPool, type PoolOptions } from './pool.js';
-import { JoinableQueue, Queue, SimpleQueue } from './queues.js';
-
-const METHODS: readonly StartMethod[] = ['spawn', 'thread'];
+import { chooseStartMethod, chosenStartMethod, defaultStartMethod, isStartMethod, startMethods } from './popen/methods.js';
+import { activeChildren, currentProcess, parentProcess, processClassFor, type Process, type StartMethod } from './process.js';
+import { RawArray, RawValue, SharedArray, Synchronized, SynchronizedArray, Value, type InputOf, type LockLike, type SyncOptions, type Typecode } from './memory/sharedctypes.js';
+import { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './sync/synchronize.js';
+import { Pipe, type Connection } from './ipc/connection.js';
+import { SyncManager, type ManagerOptions } from './managers/managers.js';
+import { Pool, ThreadPool, type PoolOptions } from './pool/pool.js';
+import { JoinableQueue, Queue, SimpleQueue } from './ipc/queues.js';
 
 /** The API bound to one start method (Python: `SpawnContext`, ...). */
 export class BaseContext {
@@ -30,10 +21,7 @@ export class BaseContext {
   /** @internal use getContext(method). */
   constructor(method: StartMethod) {
     this.#method = method;
-    const cls = { [`${method[0]!.toUpperCase()}${method.slice(1)}Process`]: class extends Process {} }[`${method[0]!.toUpperCase()}${method.slice(1)}Process`]!;
-    cls._startMethod = method;
-    markLibraryProcessClass(cls);
-    this.Process = cls;
+    this.Process = processClassFor(method);
   }
 
   /** The start method of this context. */
@@ -157,7 +145,7 @@ export class BaseContext {
 }
 
 const contexts = new Map<StartMethod, BaseContext>();
-let chosen: StartMethod | undefined;
+const quoted = (): string => startMethods().map((x) => `'${x}'`).join(', ');
 
 /**
  * The context of a start method: `getContext('thread').Process`, `getContext('spawn').Lock()`.
@@ -166,7 +154,7 @@ let chosen: StartMethod | undefined;
  */
 export function getContext(method?: StartMethod): BaseContext {
   const m = method ?? getStartMethod();
-  if (!METHODS.includes(m)) throw new InvalidArgumentError(`cannot find context for '${String(m)}': start methods are ${METHODS.map((x) => `'${x}'`).join(', ')}`);
+  if (!isStartMethod(m)) throw new InvalidArgumentError(`cannot find context for '${String(m)}': start methods are ${quoted()}`);
   let ctx = contexts.get(m);
   if (!ctx) contexts.set(m, (ctx = new BaseContext(m)));
   return ctx;
@@ -178,13 +166,13 @@ export function getContext(method?: StartMethod): BaseContext {
  * @throws InvalidArgumentError for an unknown method.
  */
 export function setStartMethod(method: StartMethod | null, options: { force?: boolean } = {}): void {
-  if (chosen !== undefined && !options.force) throw new ProcessError('context has already been set', { code: 'ERR_MP_CONTEXT_SET' });
+  if (chosenStartMethod() !== undefined && !options.force) throw new ProcessError('context has already been set', { code: 'ERR_MP_CONTEXT_SET' });
   if (method === null && options.force) {
-    chosen = undefined;
+    chooseStartMethod(undefined);
     return;
   }
-  if (!METHODS.includes(method as StartMethod)) throw new InvalidArgumentError(`setStartMethod: unknown start method '${String(method)}'; use ${METHODS.map((x) => `'${x}'`).join(' or ')}`);
-  chosen = method as StartMethod;
+  if (!isStartMethod(method)) throw new InvalidArgumentError(`setStartMethod: unknown start method '${String(method)}'; use one of ${quoted()}`);
+  chooseStartMethod(method);
 }
 
 /**
@@ -194,13 +182,10 @@ export function setStartMethod(method: StartMethod | null, options: { force?: bo
 export function getStartMethod(allowNone?: false): StartMethod;
 export function getStartMethod(allowNone: true): StartMethod | undefined;
 export function getStartMethod(allowNone = false): StartMethod | undefined {
-  if (chosen === undefined && !allowNone) chosen = 'spawn';
-  return chosen;
+  return allowNone ? chosenStartMethod() : defaultStartMethod();
 }
 
 /** Every start method this platform supports: ['spawn', 'thread']. */
 export function getAllStartMethods(): StartMethod[] {
-  return [...METHODS];
+  return startMethods();
 }
-
-setDefaultMethodResolver(() => getStartMethod());

@@ -1,7 +1,7 @@
 // The public surface of multiproc: the default context's API, as Python's
 // `multiprocessing/__init__.py` copies it from `context._default_context`.
-export { Connection, Pipe, wait, type Waitable } from './connection.js';
-export { Client, Listener, SocketConnection, type AcceptOptions, type Address, type Authkey, type ClientOptions, type Family, type ListenerOptions } from './listener.js';
+export { Connection, Pipe, wait, type Waitable } from './ipc/connection.js';
+export { Client, Listener, SocketConnection, type AcceptOptions, type Address, type Authkey, type ClientOptions, type Family, type ListenerOptions } from './ipc/listener.js';
 export {
   AcquirerProxy,
   ArrayProxy,
@@ -46,7 +46,7 @@ export {
   type ProxyWaitOptions,
   type RegisterOptions,
   type Token,
-} from './managers.js';
+} from './managers/managers.js';
 export { BaseContext, getAllStartMethods, getContext, getStartMethod, setStartMethod } from './context.js';
 export {
   AbortError,
@@ -66,9 +66,9 @@ export {
 } from './errors.js';
 export { cpuCount } from './platform.js';
 export { activeChildren, currentProcess, ParentProcess, parentProcess, Process, type ProcessOptions, type StartMethod } from './process.js';
-export { registerType, type Reducer } from './reduction.js';
-export { Barrier } from './barrier.js';
-export { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, type WaitOptions } from './synchronize.js';
+export { registerType, type Reducer } from './reduction/reduction.js';
+export { Barrier } from './sync/barrier.js';
+export { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, type WaitOptions } from './sync/synchronize.js';
 export {
   Array,
   RawArray,
@@ -86,7 +86,7 @@ export {
   type SyncOptions,
   type Typecode,
   type ValueConstructor,
-} from './sharedctypes.js';
+} from './memory/sharedctypes.js';
 export {
   AsyncResult,
   IMapIterator,
@@ -101,7 +101,7 @@ export {
   type Progress,
   type ProgressBarOptions,
   type TaskTiming,
-} from './pool.js';
-export { JoinableQueue, Queue, SimpleQueue } from './queues.js';
-export { ShareableList, SharedMemory, type Shareable, type ShareableListOptions, type SharedMemoryOptions } from './shared_memory.js';
-export { isMainModule } from './util.js';
+} from './pool/pool.js';
+export { JoinableQueue, Queue, SimpleQueue } from './ipc/queues.js';
+export { ShareableList, SharedMemory, type Shareable, type ShareableListOptions, type SharedMemoryOptions } from './memory/shared_memory.js';
+export { isMainModule } from './process.js';

@@ -1,13 +1,18 @@
 // The Process class and the process-wide state around it (Python: `multiprocessing.process`).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 
-import type { ChildConfig, Popen } from './backends/popen.js';
 import { InvalidArgumentError, ProcessError } from './errors.js';
 import { pidAlive, signalName } from './platform.js';
-import { dumps, loads } from './reduction.js';
+import { defaultStartMethod, startChild } from './popen/methods.js';
+import type { ChildConfig, Popen, StartMethod } from './popen/popen.js';
+import { dumps, loads } from './reduction/reduction.js';
+import { inheritTracker, trackerFdForChild } from './shm/resource_tracker.js';
+import { runExitTasks } from './util.js';
 
-/** How a child is started: a new Node process, or a worker thread of this one. */
-export type StartMethod = 'spawn' | 'thread';
+export type { StartMethod };
 
 /** Options of `new Process(...)`, as Python's keyword arguments. */
 export interface ProcessOptions {
@@ -43,28 +48,6 @@ const children = new Set<Process>();
 let current: Process;
 let parent: ParentProcess | null = null;
 let bootstrapping = false;
-let defaultMethod: () => StartMethod = () => 'spawn';
-
-// The resource tracker's pipe to hand to children. resource_tracker.ts takes over the source
-// once loaded; until then only a pipe inherited from the parent can exist. (Not imported here:
-// a child that never touches shared memory should not pay for loading it.)
-let inheritedTrackerFd: number | undefined;
-let trackerFdSource: () => number | undefined = () => inheritedTrackerFd;
-
-/** @internal The tracker pipe this process inherited from its parent, if any. */
-export function parentTrackerFd(): number | undefined {
-  return inheritedTrackerFd;
-}
-
-/** @internal resource_tracker.ts says where the pipe to hand down comes from. */
-export function setTrackerFdSource(fn: () => number | undefined): void {
-  trackerFdSource = fn;
-}
-
-/** @internal context.ts tells Process how to find the default start method. */
-export function setDefaultMethodResolver(fn: () => StartMethod): void {
-  defaultMethod = fn;
-}
 
 function state(p: Process): Internal {
   const s = internals.get(p);
@@ -131,7 +114,7 @@ export class Process {
     if (state(current).daemon) throw new ProcessError('daemonic processes are not allowed to have children', { code: 'ERR_MP_DAEMON_CHILD' });
     if (bootstrapping) throw new ProcessError(BOOTSTRAP_MESSAGE, { code: 'ERR_MP_BOOTSTRAPPING' });
     reapChildren();
-    const method = s.method ?? defaultMethod();
+    const method = s.method ?? defaultStartMethod();
     const payload = dumps(this.#payload(s), '');
     const config: ChildConfig = {
       name: s.name,
@@ -140,7 +123,7 @@ export class Process {
       parentPid: process.pid,
       parentName: state(current).name,
       method,
-      trackerFd: trackerFdSource(),
+      trackerFd: trackerFdForChild(),
     };
     s.popen = startChild(method, payload, config);
     children.add(this);
@@ -280,23 +263,33 @@ export class Process {
   }
 }
 
-// Backends load on first use: node:worker_threads alone costs a child ~5 ms of start-up.
-function startChild(method: StartMethod, payload: Uint8Array, config: ChildConfig): Popen {
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  if (method === 'thread') return (require('./backends/popen_thread.js') as typeof import('./backends/popen_thread.js')).startThread(payload, config);
-  return (require('./backends/popen_spawn.js') as typeof import('./backends/popen_spawn.js')).startSpawn(payload, config);
-  /* eslint-enable @typescript-eslint/no-require-imports */
-}
-
 function defaultNamePrefix(cls: Function): string {
   return isLibraryProcessClass(cls) ? 'Process' : cls.name || 'Process';
 }
 
 const libraryProcessClasses = new WeakSet<Function>([Process]);
+const methodClasses = new Map<StartMethod, typeof Process>();
 
-/** @internal context.ts marks its per-method Process classes, which name children `Process-N`. */
-export function markLibraryProcessClass(cls: Function): void {
-  libraryProcessClasses.add(cls);
+/**
+ * @internal The Process class of a start method (`SpawnProcess`, `ThreadProcess`), as Python's
+ * contexts have; its children are named `Process-N` like those of Process itself.
+ */
+export function processClassFor(method: StartMethod): typeof Process {
+  let cls = methodClasses.get(method);
+  if (!cls) {
+    const name = `${method[0]!.toUpperCase()}${method.slice(1)}Process`;
+    cls = { [name]: class extends Process {} }[name]!;
+    cls._startMethod = method;
+    libraryProcessClasses.add(cls);
+    methodClasses.set(method, cls);
+  }
+  return cls;
+}
+
+/** What Pool and Manager need of a context: its Process class and start method. */
+export interface ContextLike {
+  readonly Process: typeof Process;
+  getStartMethod(): StartMethod;
 }
 
 function isLibraryProcessClass(cls: Function): boolean {
@@ -412,6 +405,39 @@ interface ChildPayload {
   this: Record<string, unknown>;
 }
 
+/**
+ * The main guard for ES modules: true when the module whose `import.meta` is given is the
+ * program Node was started with, false in the parent's other modules and in every child.
+ * CommonJS code can use `require.main === module`, or pass its `module` here.
+ * @throws InvalidArgumentError when given neither an `import.meta` nor a CommonJS module.
+ */
+export function isMainModule(meta: { url: string } | NodeJS.Module): boolean {
+  if (isChild()) return false;
+  if (meta && typeof meta === 'object' && 'url' in meta && typeof meta.url === 'string') {
+    const main = process.argv[1];
+    if (!main) return false;
+    return samePath(fileURLToPath(meta.url), path.resolve(main));
+  }
+  if (meta && typeof meta === 'object' && 'exports' in meta) return require.main === meta;
+  throw new InvalidArgumentError('isMainModule(meta): pass import.meta (ES modules) or module (CommonJS)');
+}
+
+function samePath(file: string, main: string): boolean {
+  const real = (p: string): string => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const f = real(file);
+  // `node script` may name the file without its extension.
+  for (const candidate of [main, `${main}.js`, `${main}.mjs`, `${main}.cjs`, `${main}.ts`, `${main}.mts`]) {
+    if (real(candidate) === f) return true;
+  }
+  return false;
+}
+
 /** True in a child while it imports modules and rebuilds its Process; start() is refused then. */
 export function isBootstrapping(): boolean {
   return bootstrapping;
@@ -428,7 +454,7 @@ export function isChild(): boolean {
  */
 export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, ident: number): Promise<number> {
   parent = new ParentProcess(config.parentName, config.parentPid, config.method === 'thread');
-  inheritedTrackerFd = config.trackerFd;
+  inheritTracker(config.trackerFd);
   const s = state(current);
   s.name = config.name;
   s.identity = config.identity;
@@ -483,16 +509,9 @@ process.on('beforeExit', () => {
   }
 });
 
-const exitTasks: (() => Promise<void>)[] = [];
-
-/** @internal Work a child finishes before it exits (flushing messages still being sent). */
-export function registerExitTask(task: () => Promise<void>): void {
-  exitTasks.push(task);
-}
-
-/** Python's `util._exit_function`: terminate daemonic children, then wait for the others. */
+/** Python's `util._exit_function`: finish the exit tasks, terminate daemonic children, then wait for the others. */
 export async function exitFunction(): Promise<void> {
-  for (const task of exitTasks) await task();
+  await runExitTasks();
   for (const c of activeChildren()) if (c.daemon) c.terminate();
   for (const c of activeChildren()) await c.join();
 }

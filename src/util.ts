@@ -1,43 +1,6 @@
-// Small helpers shared by the modules (Python: `multiprocessing.util`).
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
+// Small helpers shared by every layer (Python: `multiprocessing.util`): deadlines, the work a
+// process finishes before it exits, and type guards. It imports nothing of the library but errors.
 import { InvalidArgumentError } from './errors.js';
-import { isChild } from './process.js';
-
-/**
- * The main guard for ES modules: true when the module whose `import.meta` is given is the
- * program Node was started with, false in the parent's other modules and in every child.
- * CommonJS code can use `require.main === module`, or pass its `module` here.
- * @throws InvalidArgumentError when given neither an `import.meta` nor a CommonJS module.
- */
-export function isMainModule(meta: { url: string } | NodeJS.Module): boolean {
-  if (isChild()) return false;
-  if (meta && typeof meta === 'object' && 'url' in meta && typeof meta.url === 'string') {
-    const main = process.argv[1];
-    if (!main) return false;
-    return samePath(fileURLToPath(meta.url), path.resolve(main));
-  }
-  if (meta && typeof meta === 'object' && 'exports' in meta) return require.main === meta;
-  throw new InvalidArgumentError('isMainModule(meta): pass import.meta (ES modules) or module (CommonJS)');
-}
-
-function samePath(file: string, main: string): boolean {
-  const real = (p: string): string => {
-    try {
-      return fs.realpathSync(p);
-    } catch {
-      return p;
-    }
-  };
-  const f = real(file);
-  // `node script` may name the file without its extension.
-  for (const candidate of [main, `${main}.js`, `${main}.mjs`, `${main}.cjs`, `${main}.ts`, `${main}.mts`]) {
-    if (real(candidate) === f) return true;
-  }
-  return false;
-}
 
 /** Whether `x` can be iterated with `for await`. */
 export function isAsyncIterable(x: unknown): x is AsyncIterable<unknown> {
@@ -47,4 +10,42 @@ export function isAsyncIterable(x: unknown): x is AsyncIterable<unknown> {
 /** Whether `v` is a Promise or another thenable. */
 export function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines: every wait converts its timeout (ms) once, then asks how much is left.
+
+/** Where a wait gives up: an absolute time (performance.now()), or Infinity. */
+export type Deadline = number;
+
+/** The deadline of a wait of `timeoutMs` (undefined or Infinity: never; negative: now). */
+export function deadlineOf(timeoutMs: number | undefined): Deadline {
+  return timeoutMs === undefined || timeoutMs === Infinity ? Infinity : performance.now() + Math.max(0, timeoutMs);
+}
+
+/** The deadline of a wait of `timeout` ms. @throws InvalidArgumentError when it is not a number. */
+export function checkTimeout(timeout: number | undefined, what: string): Deadline {
+  if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout))) throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds`);
+  return deadlineOf(timeout);
+}
+
+/** Milliseconds left before `deadline` (0 when past), or undefined for no deadline. */
+export function remaining(deadline: Deadline): number | undefined {
+  return deadline === Infinity ? undefined : Math.max(0, deadline - performance.now());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit tasks (Python: the finalizers `util._exit_function` runs): work a child finishes before
+// it exits, such as flushing messages still being sent.
+
+const exitTasks: (() => Promise<void>)[] = [];
+
+/** @internal Run `task` (and wait for it) before this process or thread exits. */
+export function registerExitTask(task: () => Promise<void>): void {
+  exitTasks.push(task);
+}
+
+/** @internal Run every exit task, in the order they were registered. */
+export async function runExitTasks(): Promise<void> {
+  for (const task of exitTasks) await task();
 }

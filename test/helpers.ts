@@ -7,8 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe } from 'node:test';
 
-import { liveThreads } from '../src/backends/popen_thread.js';
-import { trackerPid } from '../src/resource_tracker.js';
+import { liveThreads } from '../src/popen/thread.js';
+import { trackerPid } from '../src/shm/resource_tracker.js';
 import { getContext, type BaseContext, type Process, type StartMethod } from '../src/index.js';
 import { childPids, pidAlive } from '../src/platform.js';
 

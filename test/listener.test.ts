@@ -17,7 +17,7 @@ import { before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { AbortError, AuthenticationError, EOFError, InvalidArgumentError, NotTransferableError, Pipe, ProcessError, TimeoutError, wait, type Process } from '../src/index.js';
-import { Client, Listener, SocketConnection, type Address } from '../src/listener.js';
+import { Client, Listener, SocketConnection, type Address } from '../src/ipc/listener.js';
 import { describeBackends, fixture, start, tmpDir } from './helpers.js';
 
 type Targets = typeof import('./fixtures/listener_targets.mjs');

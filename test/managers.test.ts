@@ -10,8 +10,8 @@ import { pathToFileURL } from 'node:url';
 import * as v8 from 'node:v8';
 
 import { AuthenticationError, BrokenBarrierError, Empty, Full, NotTransferableError, Process, RemoteError } from '../src/index.js';
-import { Client, type Address } from '../src/listener.js';
-import { BaseManager, IndexError, KeyError, Manager, SyncManager, ValueError, type DictProxy } from '../src/managers.js';
+import { Client, type Address } from '../src/ipc/listener.js';
+import { BaseManager, IndexError, KeyError, Manager, SyncManager, ValueError, type DictProxy } from '../src/managers/managers.js';
 import { assertNoLeftovers, describeBackends, fixture, tmpDir } from './helpers.js';
 
 type Targets = typeof import('./fixtures/manager_targets.mjs');

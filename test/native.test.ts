@@ -23,7 +23,7 @@ import {
   openSegment,
   unlinkSegment,
   waiterThreads,
-} from '../src/backends/native.js';
+} from '../src/shm/native.js';
 
 const PREFIX = `mp-test-${process.pid}-`;
 const CHILD = path.join(__dirname, 'fixtures', 'native_child.js');

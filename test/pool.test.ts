@@ -9,7 +9,7 @@ import { before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { AbortError, InvalidArgumentError, NotTransferableError, ProcessError, TimeoutError, WorkerDiedError } from '../src/index.js';
-import { AsyncResult, defaultChunksize, Pool, ProgressBar, ThreadPool, type Progress, type TaskTiming } from '../src/pool.js';
+import { AsyncResult, defaultChunksize, Pool, ProgressBar, ThreadPool, type Progress, type TaskTiming } from '../src/pool/pool.js';
 import { describeBackends, fixture, tmpDir } from './helpers.js';
 
 type Targets = typeof import('./fixtures/pool_targets.mjs');

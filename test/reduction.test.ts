@@ -5,8 +5,8 @@ import { before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { InvalidArgumentError, NotTransferableError, registerType, RemoteTraceback, TimeoutError } from '../src/index.js';
-import { dumps, loads } from '../src/reduction.js';
-import { capturedIdentifiers, exportedAs, reduceFunction } from '../src/whichmodule.js';
+import { dumps, loads } from '../src/reduction/reduction.js';
+import { capturedIdentifiers, exportedAs, reduceFunction } from '../src/reduction/functions.js';
 import { fixture } from './helpers.js';
 
 type Types = typeof import('./fixtures/reduction_types.mjs');

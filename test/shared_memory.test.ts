@@ -8,8 +8,8 @@ import { afterEach, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { InvalidArgumentError, ProcessError } from '../src/errors.js';
-import { dumps, loads } from '../src/reduction.js';
-import { ShareableList, SharedMemory } from '../src/shared_memory.js';
+import { dumps, loads } from '../src/reduction/reduction.js';
+import { ShareableList, SharedMemory } from '../src/memory/shared_memory.js';
 import { assertNoLeftovers, describeBackends, fixture, runNode } from './helpers.js';
 
 type Targets = typeof import('./fixtures/shm_targets.mjs');

@@ -5,9 +5,9 @@ import { afterEach, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { InvalidArgumentError } from '../src/errors.js';
-import { dumps, loads } from '../src/reduction.js';
-import { RawArray, RawValue, SharedArray, sizeOf, Synchronized, SynchronizedArray, Value, type Typecode } from '../src/sharedctypes.js';
-import { Lock, RLock } from '../src/synchronize.js';
+import { dumps, loads } from '../src/reduction/reduction.js';
+import { RawArray, RawValue, SharedArray, sizeOf, Synchronized, SynchronizedArray, Value, type Typecode } from '../src/memory/sharedctypes.js';
+import { Lock, RLock } from '../src/sync/synchronize.js';
 import { assertNoLeftovers, describeBackends, fixture } from './helpers.js';
 
 type Targets = typeof import('./fixtures/shm_targets.mjs');

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { pathToFileURL } from 'node:url';
 
-import { Pool, ProgressBar, ThreadPool, type AsyncResult, type Progress } from '../pool.js';
+import { Pool, ProgressBar, ThreadPool, type AsyncResult, type Progress } from '../pool/pool.js';
 
 export const MAP_USAGE = `Usage: multiproc map <module>#<export> [inputs.jsonl | -] [options]
 

@@ -1,6 +1,6 @@
 // The resource tracker process: read REGISTER/UNREGISTER lines until every writer is gone,
 // then unlink what is left. Signals meant for the program are ignored, as in Python.
-import { unlinkSegment } from '../backends/native.js';
+import { unlinkSegment } from '../shm/native.js';
 
 const names = new Set<string>();
 let pending = '';

@@ -2,14 +2,18 @@
 // message, rebuild the Process, run it, exit with its code.
 import * as nodeModule from 'node:module';
 
-import type { StartMessage } from '../backends/popen_spawn.js';
+import type { StartMessage } from '../popen/spawn.js';
 
 // Node 22+ can cache compiled code across processes, so every later child starts faster. It
 // must be on before the library loads, hence the require()s below instead of imports.
 (nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
-/* eslint-disable @typescript-eslint/no-require-imports */
+/* eslint-disable @typescript-eslint/no-require-imports -- after enableCompileCache, see above */
 const { bootstrapChild, currentProcess } = require('../process.js') as typeof import('../process.js');
+const { setLibraryTypeLoader } = require('../reduction/reduction.js') as typeof import('../reduction/reduction.js');
 /* eslint-enable @typescript-eslint/no-require-imports */
+
+// The library's own types (locks, queues, ...) load when a message first holds one.
+setLibraryTypeLoader(() => require('../index.js') as unknown);
 
 process.once('message', (msg: StartMessage) => {
   // A daemon dies with its parent, also when the parent was killed with SIGKILL: the IPC

@@ -1,9 +1,14 @@
 // Entry of a 'thread' child: the same bootstrap as spawn_main, fed by workerData.
 import { threadId, workerData } from 'node:worker_threads';
 
-import type { ChildConfig } from '../backends/popen.js';
-import { adoptThreadTable } from '../backends/threads.js';
+import type { ChildConfig } from '../popen/popen.js';
+import { adoptThreadTable } from '../shm/threads.js';
 import { bootstrapChild } from '../process.js';
+import { setLibraryTypeLoader } from '../reduction/reduction.js';
+
+// The library's own types (locks, queues, ...) load when a message first holds one.
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when needed
+setLibraryTypeLoader(() => require('../index.js') as unknown);
 
 const { config, payload, threads } = workerData as { config: ChildConfig; payload: Uint8Array; threads: SharedArrayBuffer };
 adoptThreadTable(threads);

@@ -1,0 +1,436 @@
+// The client half of managers (Python: `BaseProxy` and its connection): the per-process
+// channel to a server, tokens and proxy states, and BaseProxy. The wire format and its checks
+// are in wire.ts; the server in server.ts.
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { inspect } from 'node:util';
+
+import { Connection } from '../ipc/connection.js';
+import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, RemoteError, RemoteTraceback } from '../errors.js';
+import { Client, type Address } from '../ipc/listener.js';
+import { registerExitTask } from '../util.js';
+import { registerType } from '../reduction/reduction.js';
+import { Batcher, checkNoInlineFunctions, CLIENT_POLICY, decodeJson, decodeWire, encodeWire, isJsonFrame, isJsonMessage, unbatch } from './wire.js';
+
+export { checkNoInlineFunctions } from './wire.js';
+
+// ---------------------------------------------------------------------------------------------
+// Tokens, states, replies.
+
+/** What identifies a shared object: its type id, its id in the server, the server's address. */
+export interface Token {
+  readonly typeid: string;
+  readonly id: string;
+  readonly address: Address;
+}
+
+/** What a proxy reduces to. `grant`: the sender counted a reference for the receiver already. */
+export interface ProxyState {
+  typeid: string;
+  id: string;
+  address: Address;
+  authkey: Uint8Array;
+  exposed: string[];
+  proxytype: string | Function | null;
+  grant: boolean;
+}
+
+export const OK = 0;
+export const THROWN = 1;
+export const PROXY = 2;
+export const FAILED = 3;
+export type Reply = [status: number, value: unknown];
+
+export function addressKey(a: Address): string {
+  return typeof a === 'string' ? `unix:${a}` : `tcp:${a[0]}:${a[1]}`;
+}
+
+function remoteFailure(info: unknown): RemoteError {
+  const i = (info ?? {}) as { name?: string; message?: string; stack?: string; code?: string };
+  const err = new RemoteError(`${i.name ?? 'Error'}: ${i.message ?? ''}`, { cause: new RemoteTraceback(i.stack ?? '') });
+  Object.assign(err, { remoteName: i.name ?? 'Error', remoteMessage: i.message ?? '', remoteStack: i.stack ?? '', remoteCode: i.code });
+  return err;
+}
+
+export function failureInfo(err: unknown): { name: string; message: string; stack: string; code?: string } {
+  const e = err as Error & { code?: string };
+  return { name: e?.name ?? 'Error', message: e?.message ?? String(err), stack: String(e?.stack ?? ''), code: typeof e?.code === 'string' ? e.code : undefined };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channels: how a proxy reaches its server.
+
+interface Pending {
+  resolve(r: Reply): void;
+  reject(err: unknown): void;
+}
+
+/** @internal How proxies of one server talk to it from this process. */
+export interface Channel {
+  readonly address: Address;
+  call(msg: unknown[], signal?: AbortSignal): Promise<Reply>;
+  /** A proxy in this process now holds a reference the server counted. */
+  hold(id: string): void;
+  /** A proxy in this process is gone. */
+  release(id: string): void;
+  /** Count one more reference, for a copy of a proxy being sent elsewhere. */
+  incref(id: string): void;
+}
+
+const channels = new Map<string, SocketChannel>();
+/** @internal What a channel needs of a server running in this process. */
+export interface LocalServer {
+  readonly authkey: Uint8Array;
+  readonly local: Channel;
+  referent(id: string): unknown;
+}
+
+/** @internal Servers running in this process, by address key. */
+export const activeServers = new Map<string, LocalServer>();
+
+/** @internal The channel to the server at `address` (the server itself when it runs here). */
+export function channelFor(address: Address, authkey: Uint8Array): Channel {
+  const server = activeServers.get(addressKey(address));
+  // The server runs here: no socket, unless the key differs (which the socket then refuses).
+  if (server && Buffer.from(authkey).equals(Buffer.from(server.authkey))) return server.local;
+  const key = `${addressKey(address)}#${Buffer.from(authkey).toString('hex')}`;
+  let ch = channels.get(key);
+  if (!ch) channels.set(key, (ch = new SocketChannel(address, authkey)));
+  return ch;
+}
+
+/** @internal Forget connections to `address` (its server was shut down). */
+export function dropChannels(address: Address): void {
+  const prefix = `${addressKey(address)}#`;
+  for (const [key, ch] of channels) {
+    if (key.startsWith(prefix)) {
+      ch.close();
+      channels.delete(key);
+    }
+  }
+}
+
+class SocketChannel implements Channel {
+  readonly address: Address;
+  readonly #authkey: Uint8Array;
+  #conn: Connection | undefined;
+  #connecting = false;
+  #outbox: Uint8Array[] = [];
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+  #reading = false;
+  readonly #held = new Map<string, number>();
+  #exiting = false;
+
+  constructor(address: Address, authkey: Uint8Array) {
+    this.address = address;
+    this.#authkey = authkey;
+  }
+
+  readonly #batcher = new Batcher((frame) => {
+    const conn = this.#conn;
+    // Gone meanwhile: its calls were failed with the connection.
+    if (conn && !conn.closed) conn.sendBytes(frame).catch((err: unknown) => this.#broken(conn, err));
+  });
+
+  #send(bytes: Uint8Array): void {
+    const conn = this.#conn;
+    if (conn && !conn.closed) {
+      this.#batcher.push(bytes);
+      return;
+    }
+    this.#outbox.push(bytes);
+    this.#connect();
+  }
+
+  #connect(): void {
+    if (this.#connecting) return;
+    this.#connecting = true;
+    Client(this.address, { authkey: this.#authkey }).then(
+      (conn) => {
+        this.#connecting = false;
+        this.#conn = conn;
+        const out = this.#outbox;
+        this.#outbox = [];
+        for (const b of out) conn.sendBytes(b).catch((err: unknown) => this.#broken(conn, err));
+        this.#startReading();
+      },
+      (err: unknown) => {
+        this.#connecting = false;
+        this.#outbox = [];
+        this.#failAll(
+          err instanceof AuthenticationError
+            ? err
+            : new ProcessError(`cannot connect to the manager at ${describeAddress(this.address)}: ${(err as Error)?.message ?? String(err)}`, { code: 'ERR_MP_MANAGER_CONNECTION', cause: err }),
+        );
+      },
+    );
+  }
+
+  #failAll(err: unknown): void {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(err);
+  }
+
+  #broken(conn: Connection, err: unknown): void {
+    if (this.#conn !== conn) return;
+    this.#conn = undefined;
+    conn.close();
+    const e =
+      err instanceof AuthenticationError
+        ? err
+        : new ProcessError(`lost the connection to the manager at ${describeAddress(this.address)}: ${(err as Error)?.message ?? String(err)}`, { code: 'ERR_MP_MANAGER_CONNECTION', cause: err });
+    this.#failAll(e);
+  }
+
+  #startReading(): void {
+    if (this.#reading || !this.#conn || this.#pending.size === 0) return;
+    this.#reading = true;
+    void this.#readLoop(this.#conn);
+  }
+
+  async #readLoop(conn: Connection): Promise<void> {
+    try {
+      // Reading only while something is awaited: an idle proxy keeps no process alive.
+      while (this.#pending.size && this.#conn === conn) {
+        const buf = await conn.recvBytes();
+        for (const part of unbatch(buf)) {
+          const reply = (isJsonFrame(part) ? decodeJson(part) : await decodeWire(part, CLIENT_POLICY)) as [number, number, unknown];
+          const p = this.#pending.get(reply[0]);
+          if (!p) continue;
+          this.#pending.delete(reply[0]);
+          p.resolve([reply[1], reply[2]]);
+        }
+      }
+    } catch (err) {
+      this.#broken(conn, err);
+    } finally {
+      this.#reading = false;
+    }
+    this.#startReading();
+  }
+
+  call(msg: unknown[], signal?: AbortSignal): Promise<Reply> {
+    if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+    const id = this.#nextId++;
+    msg[0] = id;
+    const bytes = encodeWire(msg, 'args');
+    return new Promise<Reply>((resolve, reject) => {
+      if (!signal) this.#pending.set(id, { resolve, reject });
+      else {
+        // The server is asked to stop waiting; its answer decides (a call that completed first stands).
+        const onAbort = (): void => this.#post([0, 'cancel', id]);
+        signal.addEventListener('abort', onAbort, { once: true });
+        const done = (): void => signal.removeEventListener('abort', onAbort);
+        this.#pending.set(id, {
+          resolve: (r) => (done(), resolve(r)),
+          reject: (e) => (done(), reject(e)),
+        });
+      }
+      this.#send(bytes);
+      this.#startReading();
+    });
+  }
+
+  #post(msg: unknown[]): void {
+    this.#send(encodeWire(msg, 'message'));
+  }
+
+  hold(id: string): void {
+    this.#held.set(id, (this.#held.get(id) ?? 0) + 1);
+  }
+
+  release(id: string): void {
+    if (this.#exiting) return;
+    const n = (this.#held.get(id) ?? 0) - 1;
+    if (n <= 0) this.#held.delete(id);
+    else this.#held.set(id, n);
+    this.#post([0, 'decref', id, 1]);
+  }
+
+  incref(id: string): void {
+    this.#post([0, 'incref', id, 1]);
+  }
+
+  /** At exit: give back every reference this process holds, and flush. */
+  async releaseAll(): Promise<void> {
+    this.#exiting = true;
+    if (!this.#held.size) return;
+    for (const [id, n] of this.#held) this.#post([0, 'decref', id, n]);
+    this.#held.clear();
+    this.#batcher.flush();
+    // Wait until connected and the outbox went out, then until the socket took it.
+    for (let i = 0; i < 200 && (this.#connecting || this.#outbox.length); i++) await new Promise((r) => setTimeout(r, 5));
+    const conn = this.#conn as (Connection & { _flushed?: () => Promise<void> }) | undefined;
+    await conn?._flushed?.();
+  }
+
+  close(): void {
+    const conn = this.#conn;
+    this.#conn = undefined;
+    conn?.close();
+    this.#failAll(new ProcessError(`the manager at ${describeAddress(this.address)} was shut down`, { code: 'ERR_MP_MANAGER_CONNECTION' }));
+  }
+}
+
+// A child gives its references back before it exits, so that the server can drop the objects.
+registerExitTask(async () => {
+  await Promise.all([...channels.values()].map((c) => c.releaseAll()));
+});
+
+export function describeAddress(a: Address): string {
+  return typeof a === 'string' ? a : `${a[0]}:${a[1]}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxies.
+
+const proxyTypes = new Map<string, Function>();
+const proxyTags = new Map<Function, string>();
+
+/** @internal Name a library proxy class, so that it crosses as a tag rather than by reference. */
+export function registerProxyType(tag: string, cls: Function): void {
+  proxyTypes.set(tag, cls);
+  proxyTags.set(cls, tag);
+}
+
+/** @internal The tag of a library proxy class, or the class itself. */
+export function proxyTypeKey(cls: Function | null | undefined): string | Function | null {
+  if (!cls) return null;
+  return proxyTags.get(cls) ?? cls;
+}
+
+const finalizer = new FinalizationRegistry<{ channel: Channel; id: string }>(({ channel, id }) => channel.release(id));
+
+/** @internal */
+export const internalsOf = new WeakMap<BaseProxy, { state: ProxyState; channel: Channel }>();
+
+/**
+ * A reference to an object living in a manager's server (Python: `BaseProxy`). Every method
+ * is a remote call and returns a Promise. A proxy can be passed to other processes (as a
+ * Process argument, in a queue, or inside another shared object) and keeps working there.
+ */
+export class BaseProxy {
+  /** @internal Use the manager's methods to make proxies. */
+  constructor(state: ProxyState, channel: Channel) {
+    internalsOf.set(this, { state, channel });
+  }
+
+  /** The token: type id, object id and server address. */
+  get _token(): Token {
+    const { state } = internalsOf.get(this)!;
+    return { typeid: state.typeid, id: state.id, address: state.address };
+  }
+
+  /** The methods the server lets this proxy call. */
+  get _exposed(): readonly string[] {
+    return internalsOf.get(this)!.state.exposed;
+  }
+
+  /**
+   * Call `method` of the referent with `args` (Python: `_callmethod`). Resolves with a copy of the
+   * result (or a proxy, for methods the type maps to a proxy type). An error the referent throws
+   * rejects as the same class (its remote stack as `cause`); a failure of the server itself
+   * (unknown method, refused message) as RemoteError.
+   */
+  async _callmethod<T = unknown>(method: string, args: readonly unknown[] = [], options: { signal?: AbortSignal } = {}): Promise<T> {
+    const { state, channel } = internalsOf.get(this)!;
+    // Plain arguments hold no function: skip the walk.
+    if (!isJsonMessage(args)) checkNoInlineFunctions(args, `${method}() args`);
+    const [status, value] = await channel.call([0, 'call', state.id, method, args], options.signal);
+    return unwrapReply(status, value) as T;
+  }
+
+  /** A copy of the referent (Python: `_getvalue`). */
+  async _getvalue<T = unknown>(): Promise<T> {
+    const { state, channel } = internalsOf.get(this)!;
+    const [status, value] = await channel.call([0, 'getvalue', state.id]);
+    return unwrapReply(status, value) as T;
+  }
+
+  /** @internal */
+  _reduce(): ProxyState {
+    const { state, channel } = internalsOf.get(this)!;
+    // The receiver's reference is counted now, by this process, so that it cannot be dropped
+    // before the receiver says hello.
+    channel.incref(state.id);
+    return { ...state, grant: true };
+  }
+
+  toString(): string {
+    const { state } = internalsOf.get(this)!;
+    return `<${this.constructor.name} object, typeid '${state.typeid}' at ${state.id}>`;
+  }
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+/** @internal */
+export function unwrapReply(status: number, value: unknown): unknown {
+  switch (status) {
+    case OK:
+      return value;
+    case PROXY:
+      return makeProxy(value as ProxyState);
+    case THROWN:
+      throw value;
+    default:
+      throw remoteFailure(value);
+  }
+}
+
+const autoProxies = new Map<string, typeof BaseProxy>();
+
+/** A proxy class with one method per exposed name (Python: `MakeProxyType`). */
+export function makeProxyType(name: string, exposed: readonly string[]): typeof BaseProxy {
+  const key = `${name}|${exposed.join(',')}`;
+  let cls = autoProxies.get(key);
+  if (cls) return cls;
+  cls = { [name]: class extends BaseProxy {} }[name]!;
+  for (const m of exposed) {
+    if (m === 'constructor' || m === 'then' || m in BaseProxy.prototype) continue;
+    Object.defineProperty(cls.prototype, m, {
+      value: function (this: BaseProxy, ...args: unknown[]) {
+        return this._callmethod(m, args);
+      },
+      writable: true,
+      configurable: true,
+    });
+  }
+  autoProxies.set(key, cls);
+  return cls;
+}
+
+/** @internal Build the proxy a state describes. */
+export function makeProxy(state: ProxyState): BaseProxy {
+  const channel = channelFor(state.address, state.authkey);
+  const pt = state.proxytype;
+  const cls = (typeof pt === 'string' ? proxyTypes.get(pt) : typeof pt === 'function' ? pt : undefined) ?? makeProxyType(`AutoProxy[${state.typeid}]`, state.exposed);
+  const proxy = new (cls as new (s: ProxyState, c: Channel) => BaseProxy)({ ...state, grant: false }, channel);
+  if (!state.grant) channel.incref(state.id);
+  channel.hold(state.id);
+  finalizer.register(proxy, { channel, id: state.id });
+  return proxy;
+}
+
+registerType(BaseProxy, { reduce: (p) => p._reduce(), rebuild: (s: ProxyState) => makeProxy(s) }, 'multiproc.ManagerProxy');
+
+// ---------------------------------------------------------------------------------------------
+
+/** @internal The object behind `proxy` when its server runs in this process, else undefined. */
+export function localReferent(proxy: unknown): unknown {
+  if (!(proxy instanceof BaseProxy)) return undefined;
+  const { state } = internalsOf.get(proxy)!;
+  return activeServers.get(addressKey(state.address))?.referent(state.id);
+}
+
+/** @internal File URL of a module path, for trustedModules. */
+export function toModuleUrl(m: string | URL): string {
+  if (m instanceof URL) return m.href;
+  if (/^[a-z]+:/i.test(m) && !/^[a-z]:[\\/]/i.test(m)) return m;
+  return pathToFileURL(path.resolve(m)).href;
+}
+
+export { InvalidArgumentError };

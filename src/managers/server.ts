@@ -1,0 +1,450 @@
+// A manager's server (Python: `managers.Server`): holds the shared objects, counts their
+// references and answers the requests of proxies (the protocol is described in
+// proxy.ts). It runs in the process `BaseManager.start()` starts, or in any process that
+// calls `getServer().serveForever()`.
+import type { Connection } from '../ipc/connection.js';
+import { AbortError, ProcessError } from '../errors.js';
+import { Listener, type Address, type Family } from '../ipc/listener.js';
+import { activeServers, addressKey, describeAddress, FAILED, failureInfo, OK, PROXY, THROWN, type Channel, type ProxyState, type Reply } from './proxy.js';
+import { Batcher, CLIENT_POLICY, decodeJson, decodeWire, encodeWire, isJsonFrame, RefusedMessage, serverPolicy, unbatch, type WirePolicy } from './wire.js';
+import { dumps } from '../reduction/reduction.js';
+
+export interface ServerEntry {
+  typeid: string;
+  callable: Function | null;
+  exposed: string[] | null;
+  methodToTypeid: Record<string, string> | null;
+  proxytype: string | Function | null;
+}
+
+export interface ServerSpec {
+  registry: ServerEntry[];
+  address: Address | null;
+  family?: Family;
+  authkey: Uint8Array;
+  trusted: string[];
+  maxMessage: number;
+}
+
+interface Held {
+  obj: unknown;
+  typeid: string;
+  exposed: Set<string>;
+  exposedList: string[];
+  methodToTypeid: Record<string, string> | null;
+  proxytype: string | Function | null;
+  refs: number;
+}
+
+interface CallContext {
+  /** Who calls: one id per connection (a process or thread), `local` inside the server. */
+  readonly caller: string;
+  /** Aborted when the caller cancels or its connection is gone. */
+  readonly signal: AbortSignal;
+  /** True once the caller's connection is gone. */
+  gone: boolean;
+}
+
+let currentCall: CallContext | undefined;
+const NO_CALL: CallContext = { caller: 'local', signal: new AbortController().signal, gone: false };
+
+/**
+ * The caller of the method running now, for shared objects whose behaviour depends on who calls
+ * (an RLock's owner). Read it synchronously, at the start of the method.
+ */
+export function callContext(): CallContext {
+  return currentCall ?? NO_CALL;
+}
+
+/** Public methods of an object: functions on it or its prototypes, not starting with `_`. */
+export function publicMethods(obj: unknown): string[] {
+  const out = new Set<string>();
+  for (let p = obj as object | null; p && p !== Object.prototype && p !== Function.prototype; p = Object.getPrototypeOf(p) as object | null) {
+    for (const key of Object.getOwnPropertyNames(p)) {
+      if (key === 'constructor' || key.startsWith('_')) continue;
+      const d = Object.getOwnPropertyDescriptor(p, key);
+      if (d && typeof d.value === 'function') out.add(key);
+    }
+  }
+  return [...out];
+}
+
+function isClass(fn: Function): boolean {
+  return /^class[\s{]/.test(Function.prototype.toString.call(fn));
+}
+
+interface ConnState {
+  ctx: { caller: string; gone: boolean };
+  inflight: Map<number, AbortController>;
+}
+
+/** The context of one call: its AbortController is made on first use (most calls never wait). */
+class RunContext implements CallContext {
+  ctl: AbortController | undefined;
+  constructor(readonly state: ConnState) {}
+  get caller(): string {
+    return this.state.ctx.caller;
+  }
+  get signal(): AbortSignal {
+    this.ctl ??= new AbortController();
+    if (this.state.ctx.gone) this.ctl.abort();
+    return this.ctl.signal;
+  }
+  get gone(): boolean {
+    return this.state.ctx.gone;
+  }
+  set gone(v: boolean) {
+    this.state.ctx.gone = v;
+  }
+}
+
+/**
+ * A manager's server (Python: `managers.Server`): listens on its address, holds the shared
+ * objects and answers proxies. Made by `manager.getServer()` or in the process `start()` runs.
+ */
+export class Server {
+  readonly #spec: ServerSpec;
+  readonly #registry = new Map<string, ServerEntry>();
+  readonly #objects = new Map<string, Held>();
+  readonly #policy: WirePolicy;
+  readonly #conns = new Set<{ conn: Connection; state: ConnState }>();
+  #listener: Listener | undefined;
+  #nextId = 0;
+  #nextConn = 0;
+  #closed = false;
+  #done!: () => void;
+  readonly #finished: Promise<void>;
+  /** Resolves once bound (then `address` is known); rejects with the bind error. */
+  readonly ready: Promise<this>;
+  /** @internal The channel for proxies inside this process. */
+  readonly local: Channel;
+
+  constructor(spec: ServerSpec) {
+    this.#spec = spec;
+    for (const e of spec.registry) this.#registry.set(e.typeid, e);
+    this.#policy = serverPolicy(spec.trusted);
+    this.#finished = new Promise<void>((r) => (this.#done = r));
+    this.local = new LocalChannel(this);
+    this.ready = (async () => {
+      const listener = await Listener.create(spec.address, { authkey: spec.authkey, family: spec.family ?? (spec.address === null ? 'AF_UNIX' : undefined) });
+      this.#listener = listener;
+      if (this.#closed) listener.close();
+      else activeServers.set(addressKey(listener.address), this);
+      return this;
+    })();
+    this.ready.catch(() => undefined);
+  }
+
+  /** @internal */
+  get authkey(): Uint8Array {
+    return this.#spec.authkey;
+  }
+
+  /** The bound address (after `ready`). */
+  get address(): Address {
+    if (!this.#listener) throw new ProcessError('the server is not bound yet: await server.ready', { code: 'ERR_MP_NOT_BOUND' });
+    return this.#listener.address;
+  }
+
+  /** Serve until a client (or `shutdown()`) shuts the server down (Python: `serve_forever`). */
+  async serveForever(): Promise<void> {
+    await this.ready;
+    void this.#acceptLoop();
+    await this.#finished;
+  }
+
+  /** Stop: close the listener and every connection; waits in progress are cancelled. */
+  shutdown(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#listener) {
+      if (activeServers.get(addressKey(this.#listener.address)) === this) activeServers.delete(addressKey(this.#listener.address));
+      this.#listener.close();
+    }
+    for (const { conn, state } of this.#conns) {
+      state.ctx.gone = true;
+      for (const c of state.inflight.values()) c.abort();
+      conn.close();
+    }
+    this.#conns.clear();
+    for (const h of this.#objects.values()) this.#dispose(h);
+    this.#objects.clear();
+    this.#done();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async #acceptLoop(): Promise<void> {
+    const listener = this.#listener!;
+    while (!this.#closed) {
+      let conn: Connection;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (this.#closed || listener.closed) return;
+        // A peer that failed the challenge (or vanished during it): serve the others.
+        continue;
+      }
+      void this.#serve(conn);
+    }
+  }
+
+  async #serve(conn: Connection): Promise<void> {
+    const state: ConnState = { ctx: { caller: `c${++this.#nextConn}`, gone: false }, inflight: new Map() };
+    const entry = { conn, state };
+    this.#conns.add(entry);
+    const out = new Batcher((frame) => {
+      if (!conn.closed) conn.sendBytes(frame).catch(() => undefined);
+    });
+    try {
+      while (!this.#closed) {
+        // An oversized or malformed frame ends this connection only.
+        const parts = unbatch(await conn.recvBytes(this.#spec.maxMessage));
+        // Decoded first, then dispatched together: the replies of a batch go out as one.
+        const msgs: unknown[] = [];
+        for (const part of parts) {
+          try {
+            msgs.push(isJsonFrame(part) ? decodeJson(part) : await decodeWire(part, this.#policy));
+          } catch (err) {
+            if (err instanceof RefusedMessage && err.reqId !== undefined && err.reqId > 0) msgs.push(err);
+            else throw err;
+          }
+        }
+        for (const msg of msgs) {
+          if (msg instanceof RefusedMessage) {
+            this.#reply(out, msg.reqId!, FAILED, failureInfo(msg));
+            continue;
+          }
+          if (!Array.isArray(msg) || !Number.isSafeInteger(msg[0]) || (msg[0] as number) < 0 || typeof msg[1] !== 'string') throw new Error('malformed request');
+          this.#dispatch(msg, state, (status, value) => this.#reply(out, msg[0] as number, status, value));
+        }
+      }
+    } catch {
+      // EOF, a broken or malformed frame: drop this connection, keep serving the others.
+    } finally {
+      state.ctx.gone = true;
+      for (const c of state.inflight.values()) c.abort();
+      this.#conns.delete(entry);
+      conn.close();
+    }
+  }
+
+  #reply(out: Batcher, reqId: number, status: number, value: unknown): void {
+    if (reqId === 0) return;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeWire([reqId, status, value], 'result');
+    } catch (err) {
+      bytes = dumps([reqId, FAILED, failureInfo(err)]);
+    }
+    out.push(bytes);
+  }
+
+  /** @internal One request from `state`'s connection (or from inside the server). */
+  #dispatch(msg: unknown[], state: ConnState, reply: (status: number, value: unknown) => void): void {
+    const reqId = msg[0] as number;
+    const op = msg[1] as string;
+    const fail = (message: string): void => reply(FAILED, { name: 'ProcessError', message, stack: '' });
+    try {
+      switch (op) {
+        case 'call': {
+          const [, , id, method, args] = msg as [number, string, string, string, unknown[]];
+          const h = this.#objects.get(id);
+          if (!h) return fail(`no shared object with id ${String(id)} (it was released, or the manager restarted)`);
+          if (typeof method !== 'string' || !h.exposed.has(method)) return fail(`method '${String(method)}' of ${h.typeid} object is not exposed`);
+          if (!Array.isArray(args)) return fail('args must be an array');
+          this.#invoke(h, method, args, reqId, state, reply);
+          return;
+        }
+        case 'create': {
+          const [, , typeid, args] = msg as [number, string, string, unknown[]];
+          const e = this.#registry.get(typeid);
+          if (!e) return fail(`unknown type id '${String(typeid)}'`);
+          if (!e.callable) return fail(`type id '${typeid}' has no callable in the server`);
+          if (!Array.isArray(args)) return fail('args must be an array');
+          const callable = e.callable as (...a: unknown[]) => unknown;
+          this.#run(() => (isClass(callable) ? new (callable as unknown as new (...a: unknown[]) => unknown)(...args) : callable(...args)), reqId, state, (status, value) => {
+            if (status !== OK) return reply(status, value);
+            reply(PROXY, this.#register(value, typeid, e.exposed, e.methodToTypeid, e.proxytype));
+          });
+          return;
+        }
+        case 'getvalue': {
+          const h = this.#objects.get(msg[2] as string);
+          if (!h) return fail(`no shared object with id ${String(msg[2])}`);
+          const o = h.obj as { _getvalue?: () => unknown };
+          reply(OK, typeof o?._getvalue === 'function' ? o._getvalue() : o);
+          return;
+        }
+        case 'incref':
+          this.incref(msg[2] as string, msg[3] as number);
+          return;
+        case 'decref':
+          this.decref(msg[2] as string, msg[3] as number);
+          return;
+        case 'cancel':
+          state.inflight.get(msg[2] as number)?.abort();
+          return;
+        case 'ping':
+          reply(OK, 'pong');
+          return;
+        case 'debug': {
+          const objects: Record<string, { typeid: string; refs: number }> = {};
+          for (const [id, h] of this.#objects) objects[id] = { typeid: h.typeid, refs: h.refs };
+          reply(OK, objects);
+          return;
+        }
+        case 'shutdown':
+          reply(OK, null);
+          // After the reply has left.
+          setImmediate(() => this.shutdown());
+          return;
+        default:
+          return fail(`unknown request '${op}'`);
+      }
+    } catch (err) {
+      reply(FAILED, failureInfo(err));
+    }
+  }
+
+  #invoke(h: Held, method: string, args: unknown[], reqId: number, state: ConnState, reply: (status: number, value: unknown) => void): void {
+    const obj = h.obj as Record<string, unknown>;
+    this.#run(
+      () => {
+        const f = obj[method];
+        if (typeof f === 'function') return (f as (...a: unknown[]) => unknown).apply(obj, args);
+        // An exposed attribute that is not a method: its value.
+        return f;
+      },
+      reqId,
+      state,
+      (status, value) => {
+        const t = h.methodToTypeid?.[method];
+        if (status === OK && t) {
+          const e = this.#registry.get(t);
+          return reply(PROXY, this.#register(value, t, e?.exposed ?? null, e?.methodToTypeid ?? null, e?.proxytype ?? null));
+        }
+        reply(status, value);
+      },
+    );
+  }
+
+  // Run `fn` as the caller of `state`, with a cancellation signal; report its outcome.
+  #run(fn: () => unknown, reqId: number, state: ConnState, done: (status: number, value: unknown) => void): void {
+    const ctx = new RunContext(state);
+    let result: unknown;
+    const prev = currentCall;
+    currentCall = ctx;
+    try {
+      result = fn();
+    } catch (err) {
+      return done(THROWN, err);
+    } finally {
+      currentCall = prev;
+    }
+    if (result === null || (typeof result !== 'object' && typeof result !== 'function') || typeof (result as PromiseLike<unknown>).then !== 'function') return done(OK, result);
+    if (reqId > 0 && ctx.ctl) state.inflight.set(reqId, ctx.ctl);
+    (result as PromiseLike<unknown>).then(
+      (v) => {
+        state.inflight.delete(reqId);
+        done(OK, v);
+      },
+      (err: unknown) => {
+        state.inflight.delete(reqId);
+        done(THROWN, err);
+      },
+    );
+  }
+
+  #register(obj: unknown, typeid: string, exposed: string[] | null, methodToTypeid: Record<string, string> | null, proxytype: string | Function | null): ProxyState {
+    const list = exposed ?? publicMethods(obj);
+    const id = (++this.#nextId).toString(16);
+    this.#objects.set(id, { obj, typeid, exposed: new Set(list), exposedList: list, methodToTypeid, proxytype, refs: 1 });
+    return { typeid, id, address: this.address, authkey: this.#spec.authkey, exposed: list, proxytype, grant: true };
+  }
+
+  /** @internal */
+  incref(id: string, n = 1): void {
+    const h = this.#objects.get(id);
+    if (h && Number.isSafeInteger(n) && n > 0) h.refs += n;
+  }
+
+  /** @internal */
+  decref(id: string, n = 1): void {
+    const h = this.#objects.get(id);
+    if (!h || !Number.isSafeInteger(n) || n <= 0) return;
+    h.refs -= n;
+    if (h.refs <= 0) {
+      this.#objects.delete(id);
+      this.#dispose(h);
+    }
+  }
+
+  #dispose(h: Held): void {
+    const o = h.obj as { _dispose?: () => void };
+    try {
+      if (typeof o?._dispose === 'function') o._dispose();
+    } catch {
+      // A shared object failing to clean up must not take the server down.
+    }
+  }
+
+  /** @internal The object behind a proxy of this server (for objects that take another as argument). */
+  referent(id: string): unknown {
+    return this.#objects.get(id)?.obj;
+  }
+
+  /** @internal A request from inside the server process (a proxy held by a shared object). */
+  async _local(bytes: Uint8Array): Promise<Reply> {
+    const msg = (await decodeWire(bytes, this.#policy)) as unknown[];
+    return new Promise<Reply>((resolve) => {
+      this.#dispatch(msg, LOCAL_CONN, (status, value) => {
+        // Copied, as over a connection: the caller must not share the server's objects.
+        let out: Uint8Array;
+        try {
+          out = dumps([0, status, value], 'result');
+        } catch (err) {
+          out = dumps([0, FAILED, failureInfo(err)]);
+        }
+        void decodeWire(out, CLIENT_POLICY).then((r) => {
+          const [, s, v] = r as [number, number, unknown];
+          resolve([s, v]);
+        });
+      });
+    });
+  }
+
+  /** @internal Number of shared objects held. */
+  get _size(): number {
+    return this.#objects.size;
+  }
+
+  toString(): string {
+    return `<Server ${this.#listener ? describeAddress(this.#listener.address) : 'unbound'}${this.#closed ? ' closed' : ''}>`;
+  }
+}
+
+const LOCAL_CONN: ConnState = { ctx: { caller: 'local', gone: false }, inflight: new Map() };
+
+class LocalChannel implements Channel {
+  readonly #server: Server;
+  constructor(server: Server) {
+    this.#server = server;
+  }
+  get address(): Address {
+    return this.#server.address;
+  }
+  call(msg: unknown[], signal?: AbortSignal): Promise<Reply> {
+    if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+    return this.#server._local(dumps(msg, 'args'));
+  }
+  hold(): void {}
+  release(id: string): void {
+    if (!this.#server.closed) this.#server.decref(id);
+  }
+  incref(id: string): void {
+    this.#server.incref(id);
+  }
+}

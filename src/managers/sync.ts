@@ -1,0 +1,418 @@
+// The synchronization primitives and queues a SyncManager serves (they live in the server
+// process): Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier, Queue and
+// JoinableQueue. A call that waits returns a Promise; the server answers when it resolves.
+import { AbortError, BrokenBarrierError, Empty, Full, InvalidArgumentError, ProcessError } from '../errors.js';
+import { ValueError } from './containers.js';
+import { localReferent } from './proxy.js';
+import { callContext } from './server.js';
+
+// ---------------------------------------------------------------------------------------------
+// Waiting inside the server.
+
+export class WaitList {
+  readonly #w = new Set<() => void>();
+  wake(): void {
+    for (const f of [...this.#w]) f();
+  }
+  /** true when woken, false at the deadline; rejects with AbortError when `signal` aborts. */
+  wait(deadline: number, signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+    if (deadline <= performance.now()) return Promise.resolve(false);
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (): void => {
+        this.#w.delete(wake);
+        if (timer) clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const wake = (): void => (done(), resolve(true));
+      const onAbort = (): void => (done(), reject(new AbortError(undefined, { cause: signal.reason })));
+      this.#w.add(wake);
+      if (deadline !== Infinity) timer = setTimeout(() => (done(), resolve(false)), Math.max(0, deadline - performance.now()));
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+export function deadlineOf(timeout: number | null | undefined): number {
+  if (timeout === undefined || timeout === null) return Infinity;
+  if (typeof timeout !== 'number' || Number.isNaN(timeout)) throw new InvalidArgumentError('timeout must be a number of milliseconds');
+  return performance.now() + Math.max(0, timeout);
+}
+
+/** Wait until `claim()` returns true (it runs synchronously, so checking and taking is atomic). */
+export async function until(claim: () => boolean, list: WaitList, deadline: number, signal: AbortSignal): Promise<boolean> {
+  while (!claim()) {
+    if (!(await list.wait(deadline, signal))) return claim();
+  }
+  return true;
+}
+
+/** Options of a remote call that waits; `signal` asks the server to stop waiting. */
+export interface ProxyWaitOptions {
+  block?: boolean;
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+export function blockAndDeadline(options: ProxyWaitOptions | undefined): { block: boolean; deadline: number } {
+  const block = options?.block ?? true;
+  return { block, deadline: block ? deadlineOf(options?.timeout) : 0 };
+}
+
+
+// Locks. Ownership is per caller (a connection: one process or thread), as Python's server
+// serves each client thread on a thread of its own.
+interface Owned {
+  _isOwned(caller: string): boolean;
+  _releaseSave(caller: string): unknown;
+  _acquireRestore(caller: string, saved: unknown, signal: AbortSignal): Promise<void>;
+}
+
+/** The Lock a SyncManager serves. Any caller may release it, as Python's `threading.Lock`. */
+export class ManagedLock implements Owned {
+  #holder: string | null = null;
+  readonly #list = new WaitList();
+  #claim(caller: string): boolean {
+    if (this.#holder !== null) return false;
+    this.#holder = caller;
+    return true;
+  }
+  acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
+    const { caller, signal } = callContext();
+    const { block, deadline } = blockAndDeadline(options);
+    if (this.#claim(caller)) return true;
+    if (!block) return false;
+    return until(() => this.#claim(caller), this.#list, deadline, signal);
+  }
+  release(): void {
+    if (this.#holder === null) throw new ValueError('release unlocked lock');
+    this.#holder = null;
+    this.#list.wake();
+  }
+  locked(): boolean {
+    return this.#holder !== null;
+  }
+  _isOwned(caller: string): boolean {
+    return this.#holder === caller;
+  }
+  _releaseSave(_caller: string): unknown {
+    this.release();
+    return null;
+  }
+  async _acquireRestore(caller: string, _saved: unknown, signal: AbortSignal): Promise<void> {
+    await until(() => this.#claim(caller), this.#list, Infinity, signal);
+  }
+}
+
+/** The RLock a SyncManager serves: reentrant for its owner (a process or thread). */
+export class ManagedRLock implements Owned {
+  #owner: string | null = null;
+  #count = 0;
+  readonly #list = new WaitList();
+  #claim(caller: string, count = 1): boolean {
+    if (this.#owner === caller) {
+      this.#count += count;
+      return true;
+    }
+    if (this.#owner !== null) return false;
+    this.#owner = caller;
+    this.#count = count;
+    return true;
+  }
+  acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
+    const { caller, signal } = callContext();
+    const { block, deadline } = blockAndDeadline(options);
+    if (this.#claim(caller)) return true;
+    if (!block) return false;
+    return until(() => this.#claim(caller), this.#list, deadline, signal);
+  }
+  release(): void {
+    const { caller } = callContext();
+    if (this.#owner !== caller) throw new ProcessError('cannot release un-acquired lock', { code: 'ERR_MP_NOT_OWNER' });
+    if (--this.#count === 0) {
+      this.#owner = null;
+      this.#list.wake();
+    }
+  }
+  _isOwned(caller: string): boolean {
+    return this.#owner === caller;
+  }
+  _releaseSave(_caller: string): unknown {
+    const count = this.#count;
+    this.#owner = null;
+    this.#count = 0;
+    this.#list.wake();
+    return count;
+  }
+  async _acquireRestore(caller: string, saved: unknown, signal: AbortSignal): Promise<void> {
+    await until(() => this.#owner === null && this.#claim(caller, saved as number), this.#list, Infinity, signal);
+  }
+}
+
+/** The Semaphore a SyncManager serves. */
+export class ManagedSemaphore {
+  #value: number;
+  readonly #list = new WaitList();
+  constructor(value = 1) {
+    if (!Number.isInteger(value) || value < 0) throw new ValueError('semaphore initial value must be an integer >= 0');
+    this.#value = value;
+  }
+  #claim(): boolean {
+    if (this.#value <= 0) return false;
+    this.#value--;
+    return true;
+  }
+  acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
+    const { signal } = callContext();
+    const { block, deadline } = blockAndDeadline(options);
+    if (this.#claim()) return true;
+    if (!block) return false;
+    return until(() => this.#claim(), this.#list, deadline, signal);
+  }
+  release(n = 1): void {
+    if (!Number.isInteger(n) || n < 1) throw new ValueError('n must be one or more');
+    this.#value += n;
+    this.#list.wake();
+  }
+  getValue(): number {
+    return this.#value;
+  }
+}
+
+/** The BoundedSemaphore a SyncManager serves: releasing above the initial value is an error. */
+export class ManagedBoundedSemaphore extends ManagedSemaphore {
+  readonly #initial: number;
+  constructor(value = 1) {
+    super(value);
+    this.#initial = value;
+  }
+  override release(n = 1): void {
+    if (this.getValue() + n > this.#initial) throw new ValueError('Semaphore released too many times');
+    super.release(n);
+  }
+}
+
+/** The Condition a SyncManager serves, over a shared Lock or RLock (a new RLock by default). */
+export class ManagedCondition {
+  readonly #lock: ManagedLock | ManagedRLock;
+  readonly #waiters = new Set<{ notified: boolean; wake: () => void }>();
+  constructor(lock?: unknown) {
+    const ref = lock === undefined || lock === null ? new ManagedRLock() : (localReferent(lock) ?? lock);
+    if (!(ref instanceof ManagedLock || ref instanceof ManagedRLock)) throw new TypeError('Condition(lock): lock must be a Lock or RLock of the same manager');
+    this.#lock = ref;
+  }
+  acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
+    return this.#lock.acquire(options);
+  }
+  release(): void {
+    this.#lock.release();
+  }
+  async wait(timeout?: number | null): Promise<boolean> {
+    const ctx = callContext();
+    const { caller, signal } = ctx;
+    if (!this.#lock._isOwned(caller)) throw new ProcessError('cannot wait on un-acquired lock', { code: 'ERR_MP_NOT_OWNER' });
+    const deadline = deadlineOf(timeout);
+    const saved = this.#lock._releaseSave(caller);
+    const list = new WaitList();
+    const w = { notified: false, wake: () => list.wake() };
+    this.#waiters.add(w);
+    let error: unknown;
+    try {
+      await until(() => w.notified, list, deadline, signal);
+    } catch (err) {
+      error = err;
+    } finally {
+      this.#waiters.delete(w);
+    }
+    // As Python's: the lock is held again when wait returns, also after a timeout or an abort
+    // (unless the caller is gone).
+    if (!ctx.gone) await this.#lock._acquireRestore(caller, saved, new AbortController().signal);
+    if (error) throw error;
+    return w.notified;
+  }
+  notify(n = 1): void {
+    const { caller } = callContext();
+    if (!this.#lock._isOwned(caller)) throw new ProcessError('cannot notify on un-acquired lock', { code: 'ERR_MP_NOT_OWNER' });
+    for (const w of this.#waiters) {
+      if (n <= 0) break;
+      if (w.notified) continue;
+      w.notified = true;
+      w.wake();
+      n--;
+    }
+  }
+  notifyAll(): void {
+    this.notify(Infinity);
+  }
+}
+
+/** The Event a SyncManager serves. */
+export class ManagedEvent {
+  #flag = false;
+  readonly #list = new WaitList();
+  isSet(): boolean {
+    return this.#flag;
+  }
+  set(): void {
+    this.#flag = true;
+    this.#list.wake();
+  }
+  clear(): void {
+    this.#flag = false;
+  }
+  wait(timeout?: number | null): boolean | Promise<boolean> {
+    if (this.#flag) return true;
+    return until(() => this.#flag, this.#list, deadlineOf(timeout), callContext().signal);
+  }
+}
+
+/** The Barrier a SyncManager serves (Python: `threading.Barrier`). */
+export class ManagedBarrier {
+  readonly #parties: number;
+  readonly #action: (() => unknown) | null;
+  readonly #timeout: number | null;
+  #count = 0;
+  #generation = 0;
+  #broken = false;
+  readonly #brokenGenerations = new Set<number>();
+  readonly #list = new WaitList();
+  constructor(parties: number, action?: (() => unknown) | null, timeout?: number | null) {
+    if (!Number.isInteger(parties) || parties < 1) throw new ValueError('parties must be an integer >= 1');
+    this.#parties = parties;
+    this.#action = action ?? null;
+    this.#timeout = timeout ?? null;
+  }
+  async wait(timeout?: number | null): Promise<number> {
+    const { signal } = callContext();
+    if (this.#broken) throw new BrokenBarrierError();
+    const gen = this.#generation;
+    const index = this.#count++;
+    if (index === this.#parties - 1) {
+      try {
+        if (this.#action) await this.#action();
+      } catch (err) {
+        this.#break();
+        throw err;
+      }
+      this.#count = 0;
+      this.#generation++;
+      this.#list.wake();
+      return index;
+    }
+    let ok: boolean;
+    try {
+      ok = await until(() => this.#generation !== gen || this.#broken, this.#list, deadlineOf(timeout ?? this.#timeout), signal);
+    } catch (err) {
+      if (this.#generation === gen) this.#break();
+      throw err;
+    }
+    if (this.#generation !== gen && !this.#brokenGenerations.has(gen)) return index;
+    if (!ok) this.#break();
+    throw new BrokenBarrierError();
+  }
+  #break(): void {
+    this.#broken = true;
+    this.#brokenGenerations.add(this.#generation);
+    this.#count = 0;
+    this.#list.wake();
+  }
+  reset(): void {
+    if (this.#count > 0) {
+      this.#brokenGenerations.add(this.#generation);
+      this.#generation++;
+    }
+    this.#count = 0;
+    this.#broken = false;
+    this.#list.wake();
+  }
+  abort(): void {
+    this.#break();
+  }
+  parties(): number {
+    return this.#parties;
+  }
+  nWaiting(): number {
+    return this.#count;
+  }
+  broken(): boolean {
+    return this.#broken;
+  }
+}
+
+/** The Queue a SyncManager serves (Python: `queue.Queue` in the server). */
+export class ManagedQueue {
+  readonly #items: unknown[] = [];
+  readonly #maxsize: number;
+  readonly #notEmpty = new WaitList();
+  readonly #notFull = new WaitList();
+  constructor(maxsize = 0) {
+    if (!Number.isInteger(maxsize)) throw new ValueError('maxsize must be an integer');
+    this.#maxsize = maxsize;
+  }
+  #isFull(): boolean {
+    return this.#maxsize > 0 && this.#items.length >= this.#maxsize;
+  }
+  #push(item: unknown): void {
+    this.#items.push(item);
+    this._added();
+    this.#notEmpty.wake();
+  }
+  /** @internal */
+  _added(): void {}
+  put(item: unknown, options?: ProxyWaitOptions): void | Promise<void> {
+    const { block, deadline } = blockAndDeadline(options);
+    if (!this.#isFull()) return this.#push(item);
+    if (!block) throw new Full();
+    return until(() => !this.#isFull(), this.#notFull, deadline, callContext().signal).then((ok) => {
+      if (!ok) throw new Full();
+      this.#push(item);
+    });
+  }
+  putNowait(item: unknown): void {
+    void this.put(item, { block: false });
+  }
+  get(options?: ProxyWaitOptions): unknown {
+    const { block, deadline } = blockAndDeadline(options);
+    const take = (): unknown => {
+      const v = this.#items.shift();
+      this.#notFull.wake();
+      return v;
+    };
+    if (this.#items.length) return take();
+    if (!block) throw new Empty();
+    return until(() => this.#items.length > 0, this.#notEmpty, deadline, callContext().signal).then((ok) => {
+      if (!ok) throw new Empty();
+      return take();
+    });
+  }
+  getNowait(): unknown {
+    return this.get({ block: false });
+  }
+  qsize(): number {
+    return this.#items.length;
+  }
+  empty(): boolean {
+    return this.#items.length === 0;
+  }
+  full(): boolean {
+    return this.#isFull();
+  }
+}
+
+/** The JoinableQueue a SyncManager serves. */
+export class ManagedJoinableQueue extends ManagedQueue {
+  #unfinished = 0;
+  readonly #allDone = new WaitList();
+  override _added(): void {
+    this.#unfinished++;
+  }
+  taskDone(): void {
+    if (this.#unfinished <= 0) throw new ValueError('task_done() called too many times');
+    if (--this.#unfinished === 0) this.#allDone.wake();
+  }
+  join(timeout?: number | null): boolean | Promise<boolean> {
+    if (this.#unfinished === 0) return true;
+    return until(() => this.#unfinished === 0, this.#allDone, deadlineOf(timeout), callContext().signal);
+  }
+}

@@ -1,0 +1,656 @@
+// Shared values and arrays (Python: `multiprocessing.sharedctypes`): one typed array over a named
+// segment. Sending one to a child or thread sends the segment's name (never the bytes), and the
+// receiver maps the same memory, so a 100 MB array crosses as fast as a number.
+import { inspect } from 'node:util';
+
+import { HEADER_BYTES, KIND, rebuildWith, Segment, segmentFor } from '../shm/segment.js';
+import { InvalidArgumentError, TimeoutError } from '../errors.js';
+import { registerType } from '../reduction/reduction.js';
+import { RLock, type WaitOptions } from '../sync/synchronize.js';
+
+/** CPython's typecodes. 'l'/'L' are 64-bit, as C `long` on Linux and macOS. */
+export type Typecode = 'c' | 'u' | 'b' | 'B' | 'h' | 'H' | 'i' | 'I' | 'l' | 'L' | 'q' | 'Q' | 'f' | 'd';
+type BigCode = 'l' | 'L' | 'q' | 'Q';
+type CharCode = 'c' | 'u';
+
+/** What reading an element of typecode `C` gives: bigint for 64-bit integers, a 1-char string for 'c'/'u', else number. */
+export type ElementOf<C extends Typecode> = C extends BigCode ? bigint : C extends CharCode ? string : number;
+/** What an element of typecode `C` accepts: as `ElementOf`, plus safe-integer numbers for 64-bit codes and byte values for 'c'. */
+export type InputOf<C extends Typecode> = C extends BigCode ? bigint | number : C extends 'c' ? string | number | Uint8Array : C extends 'u' ? string : number;
+/** The typed array over the memory of typecode `C` (`.buf`). */
+export type BufOf<C extends Typecode> = {
+  c: Uint8Array; u: Uint32Array; b: Int8Array; B: Uint8Array; h: Int16Array; H: Uint16Array; i: Int32Array; I: Uint32Array;
+  l: BigInt64Array; L: BigUint64Array; q: BigInt64Array; Q: BigUint64Array; f: Float32Array; d: Float64Array;
+}[C];
+
+type AnyTyped = Uint8Array | Uint32Array | Int8Array | Int16Array | Uint16Array | Int32Array | BigInt64Array | BigUint64Array | Float32Array | Float64Array;
+type TypedCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => AnyTyped;
+
+interface TypeInfo {
+  ctor: TypedCtor;
+  ctype: string;
+  /** Convert and check one element for storing; throws with `what` naming the call. */
+  encode(v: unknown, what: string): number | bigint;
+  decode(raw: number | bigint): number | bigint | string;
+}
+
+const describeValue = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? `Uint8Array(${v.length})` : String(v));
+
+function intType(ctor: TypedCtor, ctype: string, min: number, max: number): TypeInfo {
+  return {
+    ctor, ctype,
+    encode(v, what) {
+      if (typeof v !== 'number' || !Number.isInteger(v)) throw new InvalidArgumentError(`${what}: ${ctype} takes an integer number, got ${describeValue(v)}`);
+      if (v < min || v > max) throw new InvalidArgumentError(`${what}: ${v} is out of range for ${ctype} (${min}..${max})`);
+      return v;
+    },
+    decode: (raw) => raw,
+  };
+}
+
+function bigType(ctor: TypedCtor, ctype: string, min: bigint, max: bigint): TypeInfo {
+  return {
+    ctor, ctype,
+    encode(v, what) {
+      let b: bigint;
+      if (typeof v === 'bigint') b = v;
+      else if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
+      else throw new InvalidArgumentError(`${what}: ${ctype} takes a bigint (or a safe-integer number), got ${describeValue(v)}`);
+      if (b < min || b > max) throw new InvalidArgumentError(`${what}: ${b}n is out of range for ${ctype} (${min}n..${max}n)`);
+      return b;
+    },
+    decode: (raw) => raw,
+  };
+}
+
+function floatType(ctor: TypedCtor, ctype: string): TypeInfo {
+  return {
+    ctor, ctype,
+    encode(v, what) {
+      if (typeof v !== 'number') throw new InvalidArgumentError(`${what}: ${ctype} takes a number, got ${describeValue(v)}`);
+      return v;
+    },
+    decode: (raw) => raw,
+  };
+}
+
+const TYPES: Record<Typecode, TypeInfo> = {
+  // 'c' is C char, a byte: Python reads it as bytes of length 1; here a 1-char string whose code
+  // is the byte (latin-1), which is what `'x'` in Python source means to most readers.
+  c: {
+    ctor: Uint8Array, ctype: 'c_char (a byte)',
+    encode(v, what) {
+      if (typeof v === 'string' && v.length === 1 && v.charCodeAt(0) <= 0xff) return v.charCodeAt(0);
+      if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xff) return v;
+      if (v instanceof Uint8Array && v.length === 1) return v[0]!;
+      throw new InvalidArgumentError(`${what}: c_char takes a 1-character string with a code below 256, a byte value 0..255 or a 1-byte Uint8Array, got ${describeValue(v)}`);
+    },
+    decode: (raw) => String.fromCharCode(raw as number),
+  },
+  // 'u' is wchar_t: 4 bytes (UTF-32) on Linux and macOS, so any code point fits.
+  u: {
+    ctor: Uint32Array, ctype: 'c_wchar (a code point)',
+    encode(v, what) {
+      const cp = typeof v === 'string' ? v.codePointAt(0) : undefined;
+      if (cp === undefined || String.fromCodePoint(cp).length !== (v as string).length) throw new InvalidArgumentError(`${what}: c_wchar takes a 1-character string, got ${describeValue(v)}`);
+      return cp;
+    },
+    decode: (raw) => String.fromCodePoint(raw as number),
+  },
+  b: intType(Int8Array, 'c_byte', -128, 127),
+  B: intType(Uint8Array, 'c_ubyte', 0, 255),
+  h: intType(Int16Array, 'c_short', -32768, 32767),
+  H: intType(Uint16Array, 'c_ushort', 0, 65535),
+  i: intType(Int32Array, 'c_int', -2147483648, 2147483647),
+  I: intType(Uint32Array, 'c_uint', 0, 4294967295),
+  l: bigType(BigInt64Array, 'c_long', -(2n ** 63n), 2n ** 63n - 1n),
+  L: bigType(BigUint64Array, 'c_ulong', 0n, 2n ** 64n - 1n),
+  q: bigType(BigInt64Array, 'c_longlong', -(2n ** 63n), 2n ** 63n - 1n),
+  Q: bigType(BigUint64Array, 'c_ulonglong', 0n, 2n ** 64n - 1n),
+  f: floatType(Float32Array, 'c_float'),
+  d: floatType(Float64Array, 'c_double'),
+};
+
+function typeInfo(typecode: unknown, what: string): TypeInfo {
+  if (typeof typecode !== 'string' || !Object.prototype.hasOwnProperty.call(TYPES, typecode)) {
+    throw new InvalidArgumentError(`${what}: unknown typecode ${describeValue(typecode)}; use one of ${Object.keys(TYPES).map((c) => `'${c}'`).join(', ')}`);
+  }
+  return TYPES[typecode as Typecode];
+}
+
+/** The element size in bytes of `typecode` (Python: `ctypes.sizeof`). @throws InvalidArgumentError for an unknown typecode. */
+export function sizeOf(typecode: Typecode): number {
+  return (typeInfo(typecode, 'sizeOf').ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+}
+
+/** A lock-like object a synchronized Value or Array can use: Lock, RLock, Semaphore, Condition. */
+export interface LockLike {
+  acquire(options?: WaitOptions): Promise<boolean>;
+  release(): void;
+}
+
+/** Options of `Value` and `Array`: `lock` true/undefined/null (a new RLock), false (raw), or a lock to use. */
+export interface SyncOptions {
+  lock?: boolean | null | LockLike;
+}
+
+function chooseLock(options: SyncOptions | undefined, what: string): LockLike | false {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidArgumentError(`${what}: options must be an object like { lock }`);
+  const lock = options?.lock;
+  if (lock === undefined || lock === null || lock === true) return new RLock();
+  if (lock === false) return false;
+  if (typeof lock === 'object' && typeof lock.acquire === 'function' && typeof lock.release === 'function') return lock;
+  throw new InvalidArgumentError(`${what}: lock must be true, false, null or a Lock/RLock, got ${describeValue(lock)}`);
+}
+
+// If rebuilding throws (a corrupt or foreign segment), give back the count the sender added.
+function adoptInto<T>(name: string, kind: number, make: () => T): T {
+  const seg = Segment.adopt(name, kind);
+  try {
+    return rebuildWith(seg, make);
+  } catch (err) {
+    seg.close();
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+/** A single shared C value with no lock (Python: `sharedctypes.RawValue`). */
+export class RawValue<C extends Typecode = Typecode> {
+  /** The typecode it was created with. */
+  readonly typecode: C;
+  readonly #info: TypeInfo;
+  readonly #view: AnyTyped;
+  /** @internal */
+  readonly _seg: Segment;
+
+  /**
+   * A new shared value of `typecode`, initially `value` (default 0, '\0' for 'c'/'u').
+   * @throws InvalidArgumentError for an unknown typecode, or a value of the wrong type or out of range.
+   */
+  constructor(typecode: C, value?: InputOf<C>) {
+    const info = typeInfo(typecode, 'RawValue(typecode, value)');
+    const initial = value === undefined ? undefined : info.encode(value, `Value('${typecode}', value)`);
+    const [seg, created] = segmentFor(8, KIND.Value);
+    this.typecode = typecode;
+    this.#info = info;
+    this._seg = seg;
+    this.#view = new info.ctor(seg.buffer, HEADER_BYTES, 1);
+    if (created && initial !== undefined) this.#view[0] = initial as never;
+  }
+
+  /** The current value. Each read or write is one memory access; `v.value += 1` is not atomic: use a lock. */
+  get value(): ElementOf<C> {
+    return this.#info.decode(this.#view[0]!) as ElementOf<C>;
+  }
+  /** @throws InvalidArgumentError for a value of the wrong type or out of range. */
+  set value(v: InputOf<C>) {
+    this.#view[0] = this.#info.encode(v, `Value('${this.typecode}').value`) as never;
+  }
+
+  toString(): string {
+    return `RawValue('${this.typecode}', ${describeValue(this.value)})`;
+  }
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+function sizeOfInfo(info: TypeInfo): number {
+  return (info.ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+}
+
+// Set while rebuilding a synchronized wrapper in a receiver: its constructor then wraps these.
+let wrapping: { obj: object; lock: LockLike } | undefined;
+
+function takeWrapping<T>(): { obj: T; lock: LockLike } | undefined {
+  const w = wrapping as { obj: T; lock: LockLike } | undefined;
+  wrapping = undefined;
+  return w;
+}
+
+/** Python's `with lock:` over any lock-like object. */
+async function withLockOf<T>(lock: LockLike, fn: () => T | Promise<T>, options?: WaitOptions): Promise<T> {
+  if (!(await lock.acquire(options))) throw new TimeoutError(`not acquired within ${options?.timeout ?? 0} ms`);
+  try {
+    return await fn();
+  } finally {
+    lock.release();
+  }
+}
+
+async function guardOf<T>(lock: LockLike, self: T, options?: WaitOptions): Promise<T> {
+  if (!(await lock.acquire(options))) throw new TimeoutError(`not acquired within ${options?.timeout ?? 0} ms`);
+  return self;
+}
+
+/**
+ * A shared value with a lock (Python: `sharedctypes.Synchronized`, what `Value()` returns).
+ * Create it with `new Value(typecode, value, { lock })`.
+ */
+export class Synchronized<C extends Typecode = Typecode> {
+  readonly #obj!: RawValue<C>;
+  readonly #lock!: LockLike;
+
+  /** @see Value */
+  constructor(typecode: C, value?: InputOf<C>, options?: SyncOptions) {
+    const w = takeWrapping<RawValue<C>>();
+    if (w) {
+      this.#obj = w.obj;
+      this.#lock = w.lock;
+      return;
+    }
+    const lock = chooseLock(options, `Value('${String(typecode)}', value, options)`);
+    const obj = new RawValue(typecode, value);
+    // Python returns the raw ctypes object for lock=False: so does this.
+    if (lock === false) return obj as unknown as Synchronized<C>;
+    this.#obj = obj;
+    this.#lock = lock;
+  }
+  /** The typecode it was created with. */
+  get typecode(): C {
+    return this.#obj.typecode;
+  }
+  /** The current value (not locked: hold the lock for read-modify-write). */
+  get value(): ElementOf<C> {
+    return this.#obj.value;
+  }
+  /** @throws InvalidArgumentError for a value of the wrong type or out of range. */
+  set value(v: InputOf<C>) {
+    this.#obj.value = v;
+  }
+  /** The raw shared value, same memory, no lock (Python: `get_obj()`). */
+  getObj(): RawValue<C> {
+    return this.#obj;
+  }
+  /** The lock guarding this value (Python: `get_lock()`). */
+  getLock(): LockLike {
+    return this.#lock;
+  }
+  /** Acquire the lock; resolves false on `{ block: false }` or timeout. @throws AbortError when `signal` aborts. */
+  acquire(options?: WaitOptions): Promise<boolean> {
+    return this.#lock.acquire(options);
+  }
+  /** Release the lock. @throws ProcessError when it is not held (or, for an RLock, not by the caller). */
+  release(): void {
+    this.#lock.release();
+  }
+  /**
+   * Python's `with v.get_lock():` — acquire, run `fn`, release (also when `fn` throws).
+   * @throws TimeoutError when `options.timeout` passes before the lock is acquired.
+   */
+  withLock<T>(fn: () => T | Promise<T>, options?: WaitOptions): Promise<T> {
+    return withLockOf(this.#lock, fn, options);
+  }
+  /** Acquire and return this value for `await using _ = await v.guard()`. @throws TimeoutError when not acquired in time. */
+  guard(options?: WaitOptions): Promise<this> {
+    return guardOf(this.#lock, this, options);
+  }
+  /** Release the lock at the end of an `await using` block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#lock.release();
+  }
+  toString(): string {
+    return `Value('${this.typecode}', ${describeValue(this.value)})`;
+  }
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+/** Constructor of `Value`: `{ lock: false }` gives a `RawValue`, otherwise a synchronized value. */
+export interface ValueConstructor {
+  new <C extends Typecode>(typecode: C, value: InputOf<C> | undefined, options: { lock: false }): RawValue<C>;
+  new <C extends Typecode>(typecode: C, value?: InputOf<C>, options?: { lock?: true | null | LockLike }): Synchronized<C>;
+  readonly prototype: Synchronized;
+}
+
+/**
+ * A shared value (Python: `multiprocessing.Value(typecode, value, lock=True)`): `new Value('i', 0)`.
+ * `.value` reads and writes it. With `{ lock: true }` (default) it has an RLock (`getLock()`,
+ * `acquire`, `release`, `withLock`); `{ lock: someLock }` uses that lock; `{ lock: false }`
+ * returns a `RawValue`. Crosses to children and threads by name.
+ * @throws InvalidArgumentError for an unknown typecode, a bad value or a bad lock.
+ */
+export const Value = Synchronized as unknown as ValueConstructor;
+/** A synchronized shared value (the type of `new Value(...)`). */
+export type Value<C extends Typecode = Typecode> = Synchronized<C>;
+
+// ---------------------------------------------------------------------------------------------
+// Arrays
+
+// Indexing through a Proxy: integer-like keys go to the element accessors, everything else to the
+// object. Keys arrive as strings; parsing digits by hand avoids allocating.
+function indexOfKey(p: string | symbol): number {
+  if (typeof p !== 'string') return -1;
+  const n = p.length;
+  if (n === 0 || n > 15) return -1;
+  let v = p.charCodeAt(0) - 48;
+  if (v < 0 || v > 9 || (v === 0 && n > 1)) return -1;
+  for (let k = 1; k < n; k++) {
+    const d = p.charCodeAt(k) - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+/** @internal What an object indexed through `indexedProxy` provides. */
+export interface Indexed {
+  readonly length: number;
+  _getAt(i: number): unknown;
+  _setAt(i: number, v: unknown): void;
+}
+
+const INDEXED: ProxyHandler<Indexed> = {
+  get(target, p) {
+    const i = indexOfKey(p);
+    if (i < 0) return Reflect.get(target, p, target);
+    return i < target.length ? target._getAt(i) : undefined;
+  },
+  set(target, p, v) {
+    const i = indexOfKey(p);
+    if (i < 0) return Reflect.set(target, p, v, target);
+    if (i >= target.length) throw new RangeError(`index ${i} out of range for length ${target.length}`);
+    target._setAt(i, v);
+    return true;
+  },
+  has(target, p) {
+    const i = indexOfKey(p);
+    return i < 0 ? Reflect.has(target, p) : i < target.length;
+  },
+};
+
+/** @internal Make `obj[i]` read and write through `_getAt`/`_setAt`. */
+export function indexedProxy<T extends Indexed>(obj: T): T {
+  return new Proxy(obj, INDEXED as ProxyHandler<T>);
+}
+
+/** The array part shared by RawArray and SynchronizedArray: indexing, iteration, copies, strings. */
+abstract class ArrayBase<C extends Typecode> implements Indexed {
+  /** The typecode it was created with. */
+  readonly typecode: C;
+  /** Number of elements. */
+  readonly length: number;
+  /**
+   * The memory itself as a typed array (no checks, native speed): `Int32Array` for 'i', bytes for 'c',
+   * code points for 'u'. Stores through it wrap and coerce as typed arrays do.
+   */
+  readonly buf: BufOf<C>;
+  /** @internal */
+  readonly _info: TypeInfo;
+  [index: number]: ElementOf<C>;
+
+  constructor(typecode: C, info: TypeInfo, buf: AnyTyped) {
+    this.typecode = typecode;
+    this._info = info;
+    this.buf = buf as BufOf<C>;
+    this.length = buf.length;
+  }
+  /** @internal */
+  _getAt(i: number): ElementOf<C> {
+    return this._info.decode(this.buf[i]!) as ElementOf<C>;
+  }
+  /** @internal */
+  _setAt(i: number, v: unknown): void {
+    this.buf[i] = this._info.encode(v, `Array('${this.typecode}')[${i}]`) as never;
+  }
+  /** Element `i`; negative counts from the end (as Python's `a[-1]`); undefined when out of range. */
+  at(i: number): ElementOf<C> | undefined {
+    const k = i < 0 ? this.length + i : i;
+    return k >= 0 && k < this.length ? this._getAt(k) : undefined;
+  }
+  /** A copy of elements `start` to `end` as a plain array (Python: `a[start:end]`); negative indices count from the end. */
+  slice(start?: number, end?: number): ElementOf<C>[] {
+    return Array.from(this.buf.subarray(start, end) as ArrayLike<number | bigint>, (x) => this._info.decode(x) as ElementOf<C>);
+  }
+  /** A copy of every element as a plain array (Python: `a[:]`). */
+  toArray(): ElementOf<C>[] {
+    return this.slice();
+  }
+  /**
+   * Write `values` starting at `offset` (Python: `a[offset:offset+n] = values`); checks every value first.
+   * @throws InvalidArgumentError when a value is wrong or they do not fit.
+   */
+  set(values: Iterable<InputOf<C>>, offset = 0): void {
+    const encoded = encodeAll(this._info, values, `Array('${this.typecode}').set`);
+    if (!Number.isInteger(offset) || offset < 0 || offset + encoded.length > this.length) {
+      throw new InvalidArgumentError(`Array('${this.typecode}').set: ${encoded.length} values at offset ${offset} do not fit in length ${this.length}`);
+    }
+    for (let k = 0; k < encoded.length; k++) this.buf[offset + k] = encoded[k] as never;
+  }
+  /**
+   * For 'c' and 'u' arrays, the text up to the first NUL ('c': bytes decoded as UTF-8), as Python's
+   * `.value`; for others, a copy of every element (as `toArray()`).
+   */
+  get value(): C extends CharCode ? string : ElementOf<C>[] {
+    if (this.typecode === 'c' || this.typecode === 'u') {
+      const end = (this.buf as Uint8Array).indexOf(0);
+      const used = this.buf.subarray(0, end < 0 ? this.length : end) as Uint8Array | Uint32Array;
+      return (this.typecode === 'c' ? Buffer.from(used.buffer, used.byteOffset, used.length).toString('utf8') : codePointsToString(used as Uint32Array)) as never;
+    }
+    return this.toArray() as never;
+  }
+  /**
+   * For 'c' arrays a string (UTF-8 encoded) or bytes, for 'u' a string, NUL-terminated when shorter
+   * than the array (as Python); for others an iterable of exactly `length` values.
+   * @throws InvalidArgumentError when the value does not fit or has the wrong length or type.
+   */
+  set value(v: C extends CharCode ? string | Uint8Array : Iterable<InputOf<C>>) {
+    const what = `Array('${this.typecode}').value`;
+    if (this.typecode === 'c' || this.typecode === 'u') {
+      const units = this.typecode === 'c'
+        ? (typeof v === 'string' ? Buffer.from(v, 'utf8') : v instanceof Uint8Array ? v : undefined)
+        : (typeof v === 'string' ? Uint32Array.from(v, (ch) => ch.codePointAt(0)!) : undefined);
+      if (units === undefined) throw new InvalidArgumentError(`${what}: takes a string${this.typecode === 'c' ? ' or a Uint8Array' : ''}, got ${describeValue(v)}`);
+      if (units.length > this.length) throw new InvalidArgumentError(`${what}: ${units.length} ${this.typecode === 'c' ? 'bytes' : 'characters'} is too long for length ${this.length}`);
+      (this.buf as Uint8Array).set(units as Uint8Array);
+      if (units.length < this.length) this.buf[units.length] = 0 as never;
+      return;
+    }
+    const encoded = encodeAll(this._info, v as Iterable<unknown>, what);
+    if (encoded.length !== this.length) throw new InvalidArgumentError(`${what}: got ${encoded.length} values for an array of length ${this.length}`);
+    for (let k = 0; k < encoded.length; k++) this.buf[k] = encoded[k] as never;
+  }
+  /** For 'c' arrays, a copy of all the bytes (Python: `.raw`). */
+  get raw(): Uint8Array {
+    return (this.buf as Uint8Array).slice();
+  }
+  /** @throws InvalidArgumentError when more bytes than the array holds, or the array is not 'c'. */
+  set raw(bytes: Uint8Array) {
+    if (this.typecode !== 'c') throw new InvalidArgumentError(`Array('${this.typecode}').raw: only 'c' arrays have raw bytes`);
+    if (!(bytes instanceof Uint8Array) || bytes.length > this.length) throw new InvalidArgumentError(`Array('c').raw: takes a Uint8Array of at most ${this.length} bytes`);
+    (this.buf as Uint8Array).set(bytes);
+  }
+  *[Symbol.iterator](): IterableIterator<ElementOf<C>> {
+    for (let i = 0; i < this.length; i++) yield this._getAt(i);
+  }
+  /** The elements, for JSON.stringify. */
+  toJSON(): unknown[] {
+    return this.toArray().map((x) => (typeof x === 'bigint' ? x.toString() : x));
+  }
+  protected _describe(cls: string): string {
+    const shown = this.slice(0, 20).map(describeValue).join(', ');
+    return `${cls}('${this.typecode}', [${shown}${this.length > 20 ? `, ... ${this.length - 20} more` : ''}])`;
+  }
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+// Spreading a long array into fromCodePoint would overflow the stack: go in chunks.
+function codePointsToString(units: Uint32Array): string {
+  let out = '';
+  for (let k = 0; k < units.length; k += 8192) out += String.fromCodePoint(...units.subarray(k, k + 8192));
+  return out;
+}
+
+function encodeAll(info: TypeInfo, values: Iterable<unknown>, what: string): (number | bigint)[] {
+  if (values === null || typeof (values as Iterable<unknown>)[Symbol.iterator] !== 'function') throw new InvalidArgumentError(`${what}: takes an iterable of values, got ${describeValue(values)}`);
+  const out: (number | bigint)[] = [];
+  let k = 0;
+  for (const v of values) out.push(info.encode(v, `${what}[${k++}]`));
+  return out;
+}
+
+// What Array/RawArray take besides the typecode: a size, or the initial values. Strings give the
+// elements of 'c' (as UTF-8 bytes) and 'u' (code points) arrays, as `Array('c', b'abc')` in Python.
+function initialValues(info: TypeInfo, typecode: string, sizeOrValues: unknown, what: string): { length: number; values?: (number | bigint)[] } {
+  if (typeof sizeOrValues === 'number') {
+    if (!Number.isInteger(sizeOrValues) || sizeOrValues < 0) throw new InvalidArgumentError(`${what}: size must be an integer >= 0, got ${sizeOrValues}`);
+    return { length: sizeOrValues };
+  }
+  if (typeof sizeOrValues === 'string') {
+    if (typecode === 'c') sizeOrValues = Buffer.from(sizeOrValues, 'utf8');
+    else if (typecode === 'u') sizeOrValues = Array.from(sizeOrValues);
+    else throw new InvalidArgumentError(`${what}: a string initializes only 'c' and 'u' arrays; give a size or an array of values`);
+  }
+  const values = encodeAll(info, sizeOrValues as Iterable<unknown>, what);
+  return { length: values.length, values };
+}
+
+/** A shared array with no lock (Python: `sharedctypes.RawArray`): `new RawArray('d', 10)`. */
+export class RawArray<C extends Typecode = Typecode> extends ArrayBase<C> {
+  /** @internal */
+  readonly _seg: Segment;
+
+  /**
+   * A new shared array of `typecode`: `sizeOrValues` is a length (zero-filled) or the initial
+   * values (an iterable; a string for 'c' and 'u'). `arr[i]` reads and writes elements.
+   * @throws InvalidArgumentError for an unknown typecode, a bad size, or a value of the wrong type or out of range.
+   */
+  constructor(typecode: C, sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never)) {
+    const what = `Array('${String(typecode)}', sizeOrValues)`;
+    const info = typeInfo(typecode, what);
+    const { length, values } = initialValues(info, typecode, sizeOrValues, what);
+    const bytes = length * sizeOfInfo(info);
+    // Whole 8-byte words: Segment views the mapping as Int32 cells.
+    const [seg, created] = segmentFor(Math.ceil(bytes / 8) * 8, KIND.Array);
+    if (seg.size < HEADER_BYTES + bytes) throw new InvalidArgumentError(`shared memory segment "${seg.name}" is too small for ${length} elements of '${typecode}'`);
+    super(typecode, info, new info.ctor(seg.buffer, HEADER_BYTES, length));
+    this._seg = seg;
+    if (created && values) for (let k = 0; k < length; k++) this.buf[k] = values[k] as never;
+    return indexedProxy(this);
+  }
+  override toString(): string {
+    return this._describe('RawArray');
+  }
+}
+
+/** A shared array with a lock (Python: `sharedctypes.SynchronizedArray`, what `Array()` returns). */
+export class SynchronizedArray<C extends Typecode = Typecode> extends ArrayBase<C> {
+  /** @internal */
+  readonly _obj!: RawArray<C>;
+  /** @internal */
+  readonly _lk!: LockLike;
+
+  /** @see SharedArray */
+  constructor(typecode: C, sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never), options?: SyncOptions) {
+    const w = takeWrapping<RawArray<C>>();
+    const lock = w ? w.lock : chooseLock(options, `Array('${String(typecode)}', sizeOrValues, options)`);
+    const obj = w ? w.obj : new RawArray(typecode, sizeOrValues);
+    // Python returns the raw ctypes array for lock=False: so does this.
+    if (lock === false) return obj as unknown as SynchronizedArray<C>;
+    super(obj.typecode, obj._info, obj.buf);
+    this._obj = obj;
+    this._lk = lock;
+    return indexedProxy(this);
+  }
+  /** The raw shared array, same memory, no lock (Python: `get_obj()`). */
+  getObj(): RawArray<C> {
+    return this._obj;
+  }
+  /** The lock guarding this array (Python: `get_lock()`). */
+  getLock(): LockLike {
+    return this._lk;
+  }
+  /** Acquire the lock; resolves false on `{ block: false }` or timeout. @throws AbortError when `signal` aborts. */
+  acquire(options?: WaitOptions): Promise<boolean> {
+    return this._lk.acquire(options);
+  }
+  /** Release the lock. @throws ProcessError when it is not held (or, for an RLock, not by the caller). */
+  release(): void {
+    this._lk.release();
+  }
+  /**
+   * Python's `with arr.get_lock():` — acquire, run `fn`, release (also when `fn` throws).
+   * @throws TimeoutError when `options.timeout` passes before the lock is acquired.
+   */
+  withLock<T>(fn: () => T | Promise<T>, options?: WaitOptions): Promise<T> {
+    return withLockOf(this._lk, fn, options);
+  }
+  /** Acquire and return this array for `await using _ = await arr.guard()`. @throws TimeoutError when not acquired in time. */
+  guard(options?: WaitOptions): Promise<this> {
+    return guardOf(this._lk, this, options);
+  }
+  /** Release the lock at the end of an `await using` block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this._lk.release();
+  }
+  override toString(): string {
+    return this._describe('Array');
+  }
+}
+/** Constructor of `Array`/`SharedArray`: `{ lock: false }` gives a `RawArray`, otherwise a synchronized array. */
+export interface SharedArrayConstructor {
+  new <C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never), options: { lock: false }): RawArray<C>;
+  new <C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never), options?: { lock?: true | null | LockLike }): SynchronizedArray<C>;
+  readonly prototype: SynchronizedArray;
+}
+
+/**
+ * A shared array (Python: `multiprocessing.Array(typecode, size_or_initializer, lock=True)`):
+ * `new SharedArray('i', 10)` or `new SharedArray('d', [1, 2, 3])`. Reads and writes like a typed
+ * array (`a[i]`, `length`, iteration, `slice`, `.buf` for native speed); 'c'/'u' arrays have
+ * `.value` as a string. Lock options as `Value`. Crosses to children and threads by name.
+ * @throws InvalidArgumentError for an unknown typecode, a bad size or value, or a bad lock.
+ */
+export const SharedArray = SynchronizedArray as unknown as SharedArrayConstructor;
+/** A synchronized shared array (the type of `new SharedArray(...)`). */
+export type SharedArray<C extends Typecode = Typecode> = SynchronizedArray<C>;
+export { SharedArray as Array };
+
+// ---------------------------------------------------------------------------------------------
+// Transport: the segment's name plus what the receiver needs to view it; the lock crosses as itself.
+
+registerType(
+  RawValue,
+  {
+    reduce: (v) => ({ name: v._seg.retainForSend(), typecode: v.typecode }),
+    rebuild: ({ name, typecode }: { name: string; typecode: Typecode }) => adoptInto(name, KIND.Value, () => new RawValue(typecode)),
+  },
+  'multiproc.RawValue',
+);
+registerType(
+  Synchronized,
+  {
+    reduce: (v) => ({ obj: v.getObj(), lock: v.getLock() }),
+    rebuild: ({ obj, lock }: { obj: RawValue; lock: LockLike }) => {
+      wrapping = { obj, lock };
+      return new Synchronized(obj.typecode);
+    },
+  },
+  'multiproc.Value',
+);
+registerType(
+  RawArray,
+  {
+    reduce: (a) => ({ name: a._seg.retainForSend(), typecode: a.typecode, length: a.length }),
+    rebuild: ({ name, typecode, length }: { name: string; typecode: Typecode; length: number }) =>
+      adoptInto(name, KIND.Array, () => new RawArray(typecode, length)),
+  },
+  'multiproc.RawArray',
+);
+registerType(
+  SynchronizedArray,
+  {
+    reduce: (a) => ({ obj: a.getObj(), lock: a.getLock() }),
+    rebuild: ({ obj, lock }: { obj: RawArray; lock: LockLike }) => {
+      wrapping = { obj, lock };
+      return new SynchronizedArray(obj.typecode, 0);
+    },
+  },
+  'multiproc.Array',
+);

@@ -1,0 +1,649 @@
+// Pools of worker processes or threads (Python: `multiprocessing.pool`).
+//
+// Each worker is a daemonic Process with its own duplex Pipe. The pool hands tasks out itself
+// (at most DEPTH per worker: one running, one waiting behind it), so it always knows which task
+// each worker holds. Replies come back in the order the tasks were sent, so the first task a
+// worker holds is the one it is running. When a worker ends, the pool writes a marker into the
+// worker's reply ring from its own copy of the worker's end: everything the worker wrote before
+// dying is read first, then the marker. The running task then fails with WorkerDiedError, the
+// tasks waiting behind it go back to the front of the queue, and a new worker takes its place.
+// Every call therefore settles, whatever happens to the workers.
+import { inspect } from 'node:util';
+
+import { Pipe, type Connection } from '../ipc/connection.js';
+import { AbortError, InvalidArgumentError, ProcessError, TimeoutError, WorkerDiedError } from '../errors.js';
+import { cpuCount } from '../platform.js';
+import { isAsyncIterable } from '../util.js';
+import {
+  checkCallOptions,
+  checkChunksize,
+  checkFunction,
+  checkIterable,
+  checkPoolObservers,
+  defaultChunksize,
+  mapOptions,
+  nowUs,
+  PoolTrace,
+  Tally,
+  type AsyncOptions,
+  type CallOptions,
+  type MapOptions,
+  type PoolOptions,
+  type TaskTiming,
+} from './progress.js';
+import { defaultStartMethod, isStartMethod } from '../popen/methods.js';
+import { processClassFor, type ContextLike, type Process, type StartMethod } from '../process.js';
+import { unlinkSegment } from '../shm/native.js';
+import { dumps } from '../reduction/reduction.js';
+import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './results.js';
+import { APPLY, frame, FUNC, MAP, poolWorker, STARMAP } from './worker.js';
+
+export { AsyncResult, IMapIterator, MapResult } from './results.js';
+export { defaultChunksize, ProgressBar, type AsyncOptions, type CallOptions, type MapOptions, type PoolOptions, type Progress, type ProgressBarOptions, type TaskTiming } from './progress.js';
+import { reduceFunction } from '../reduction/functions.js';
+
+/** Tasks sent to one worker and not yet answered: the running one and one waiting. */
+const DEPTH = 2;
+const EXIT = new Uint8Array(0);
+
+type AnyFn = (...args: never[]) => unknown;
+
+interface Worker {
+  proc: Process;
+  /** Its row in the trace. */
+  tid: number;
+  /** The pool's end. */
+  conn: Connection;
+  /** The pool's copy of the worker's end: it writes the end-of-worker marker. */
+  child: Connection;
+  held: Job[];
+  sent: number;
+  known: Set<number>;
+  exitcode: number | null;
+  stopping: boolean;
+  finalized: Promise<void>;
+  /** Wakes the reader when a task is sent or the worker ended. */
+  wake: (() => void) | undefined;
+}
+
+
+const enum State {
+  RUN,
+  CLOSE,
+  TERMINATE,
+}
+const STATE_NAMES = ['RUN', 'CLOSE', 'TERMINATE'];
+
+function notRunning(): ProcessError {
+  return new ProcessError('Pool not running', { code: 'ERR_MP_POOL_NOT_RUNNING' });
+}
+
+
+
+/**
+ * A pool of worker processes (Python: `multiprocessing.Pool`). Results are Promises; a worker
+ * that dies fails only the task it was running (WorkerDiedError) and is replaced.
+ */
+export class Pool {
+  readonly #ctx: ContextLike;
+  readonly #size: number;
+  readonly #initializer: AnyFn | null;
+  readonly #initargs: readonly unknown[];
+  readonly #maxtasks: number | null;
+  #state = State.RUN;
+  #workers: Worker[] = [];
+  #pending: Job[] = [];
+  #pendingAt = 0;
+  readonly #owners = new Set<Owner>();
+  readonly #fnIds = new Map<unknown, { id: number; bytes: Uint8Array }>();
+  readonly #iterators = new Set<IMapIterator>();
+  #producers = 0;
+  #jobSeq = 0;
+  #workerSeq = 0;
+  #broken: ProcessError | undefined;
+  readonly #prefix: string;
+  readonly #ref = new WeakRef(this);
+  #hold: ReturnType<typeof setInterval> | undefined;
+  /** Pool-wide onProgress/onTask, and the trace; undefined when not asked for. */
+  readonly #tally: Tally | undefined;
+  readonly #trace: PoolTrace | undefined;
+  readonly #fnNames: string[] = [];
+
+  /**
+   * @throws InvalidArgumentError for a bad size, initializer, initargs, maxtasksperchild or context.
+   * @throws NotTransferableError when the initializer or its arguments cannot cross.
+   */
+  constructor(processes?: number | null | PoolOptions) {
+    const o: PoolOptions = typeof processes === 'object' && processes !== null ? processes : { processes };
+    const size = o.processes ?? cpuCount();
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 1) throw new InvalidArgumentError(`Pool(processes): the number of processes must be an integer >= 1, got ${String(size)}`);
+    if (o.initializer != null && typeof o.initializer !== 'function') throw new InvalidArgumentError('Pool({ initializer }): initializer must be a function');
+    const initargs = o.initargs ?? [];
+    if (!Array.isArray(initargs)) throw new InvalidArgumentError('Pool({ initargs }): initargs must be an array');
+    const maxtasks = o.maxtasksperchild ?? null;
+    if (maxtasks !== null && (typeof maxtasks !== 'number' || !Number.isInteger(maxtasks) || maxtasks < 1)) throw new InvalidArgumentError('Pool({ maxtasksperchild }): maxtasksperchild must be an integer >= 1');
+    checkPoolObservers(o);
+    this.#ctx = this.#resolveContext(o.context);
+    this.#size = size;
+    this.#initializer = o.initializer ?? null;
+    this.#initargs = initargs;
+    this.#maxtasks = maxtasks;
+    const method = this.#ctx.getStartMethod();
+    this.#prefix = `${method[0]!.toUpperCase()}${method.slice(1)}PoolWorker`;
+    const tally = new Tally(o.onProgress, o.onTask, 0);
+    this.#tally = tally.active ? tally : undefined;
+    this.#trace = o.trace ? new PoolTrace(o.trace, `${this.constructor.name}(${size})`) : undefined;
+    // Refuse an initializer that cannot cross before anything starts.
+    if (this.#initializer) dumps([this.#initializer, initargs], 'initializer');
+    for (let i = 0; i < size; i++) this.#spawn();
+  }
+
+  #resolveContext(c: ContextLike | StartMethod | undefined): ContextLike {
+    if (typeof c === 'object' && c !== null && typeof c.getStartMethod === 'function' && typeof c.Process === 'function') return c;
+    const method = c ?? this._defaultMethod() ?? defaultStartMethod();
+    if (!isStartMethod(method)) throw new InvalidArgumentError("Pool({ context }): context must be a context (getContext('spawn')) or a start method name");
+    return { Process: processClassFor(method), getStartMethod: () => method };
+  }
+
+  /** @internal ThreadPool answers 'thread'. */
+  protected _defaultMethod(): StartMethod | undefined {
+    return undefined;
+  }
+
+  // ---- workers ------------------------------------------------------------------------------
+
+  #spawn(): void {
+    live.add(this.#ref);
+    const [conn, child] = Pipe(true);
+    const tid = ++this.#workerSeq;
+    const proc = new this.#ctx.Process({
+      target: poolWorker as AnyFn,
+      args: [child, this.#initializer, this.#initargs, this.#maxtasks],
+      daemon: true,
+      name: `${this.#prefix}-${tid}`,
+    });
+    try {
+      proc.start();
+    } catch (err) {
+      conn.close();
+      child.close();
+      throw err;
+    }
+    this.#trace?.worker(tid, proc.name, proc.pid);
+    const w: Worker = { proc, tid, conn, child, held: [], sent: 0, known: new Set(), exitcode: null, stopping: false, finalized: undefined as unknown as Promise<void>, wake: undefined };
+    this.#workers.push(w);
+    void proc.sentinel.then((code) => {
+      w.exitcode = code;
+      // After everything the worker wrote: the marker that it is gone.
+      void w.child.send(null).catch(() => undefined);
+      w.wake?.();
+    });
+    w.finalized = this.#read(w);
+  }
+
+  async #read(w: Worker): Promise<void> {
+    for (;;) {
+      // An idle worker is not read: a pending read would keep the event loop alive, and a pool
+      // nobody uses must not keep the program running (its daemonic workers end with it).
+      while (w.held.length === 0 && w.exitcode === null) {
+        await new Promise<void>((r) => (w.wake = r));
+        w.wake = undefined;
+      }
+      let msg: [number, boolean, unknown, number?, number?] | null;
+      try {
+        msg = (await w.conn.recv()) as [number, boolean, unknown, number?, number?] | null;
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_MP_EOF') break;
+        // The reply could not be rebuilt here: that task fails.
+        msg = [w.held[0]?.id ?? -2, false, err];
+      }
+      if (msg === null) break;
+      const [id, ok, value, t0, t1] = msg;
+      if (id === -1) {
+        this.#breakPool(value);
+        continue;
+      }
+      const job = w.held.shift();
+      if (job) {
+        if (this.#owners.has(job.owner)) {
+          if (t0 !== undefined) this.#observe(w, job, ok, t0, t1!);
+          job.owner._onResult(job, ok, value);
+        }
+        if (job.owner.settled) this.#owners.delete(job.owner);
+      }
+      // The next task is running now: stop it if its call was cancelled meanwhile.
+      if (w.held[0]?.owner.cancelled) this.#kill(w);
+      this.#pump();
+      this.#maybeStop();
+      this.#updateHold();
+    }
+    this.#finalize(w);
+  }
+
+  /** A task finished: its timing goes to the call, the pool's hooks and the trace. */
+  #observe(w: Worker, job: Job, ok: boolean, t0: number, t1: number): void {
+    const t: TaskTiming = { worker: w.proc.name, index: job.first, items: job.items, queuedMs: Math.max(0, (t0 - job.at) / 1000), runMs: (t1 - t0) / 1000, ok };
+    job.owner._timing(t);
+    this.#tally?.task(t);
+    this.#trace?.task(w.tid, this.#fnNames[job.fnId] ?? 'task', t0, t1, t);
+  }
+
+  #finalize(w: Worker): void {
+    this.#trace?.ended(w.tid, w.exitcode === null ? 'closed' : w.exitcode < 0 ? `signal ${-w.exitcode}` : `exit code ${w.exitcode}`);
+    const i = this.#workers.indexOf(w);
+    if (i >= 0) this.#workers.splice(i, 1);
+    const held = w.held;
+    w.held = [];
+    const head = held[0];
+    if (head && !head.owner.settled) {
+      head.owner._fail(new WorkerDiedError(w.proc.name, w.exitcode));
+      this.#owners.delete(head.owner);
+    }
+    // The tasks waiting behind it never started: another worker runs them.
+    const rest = held.slice(1).filter((j) => !j.owner.settled);
+    if (rest.length) this.#pending.splice(this.#pendingAt, 0, ...rest);
+    // A worker that was killed never gave back its hold on the pipe's segment: nobody will open
+    // it again, so its name goes now (the mappings go with the two ends closed below).
+    const name = w.child._segmentName();
+    try {
+      if (name !== undefined) unlinkSegment(name);
+    } catch {
+      // already gone
+    }
+    w.conn.close();
+    w.child.close();
+    try {
+      w.proc.close();
+    } catch {
+      // still reported running: nothing to release yet
+    }
+    if (this.#state === State.RUN || (this.#state === State.CLOSE && this.#hasWork())) {
+      try {
+        this.#spawn();
+      } catch (err) {
+        this.#breakPool(err);
+      }
+    }
+    this.#pump();
+    this.#maybeStop();
+    this.#updateHold();
+  }
+
+  #kill(w: Worker): void {
+    if (w.exitcode !== null) return;
+    try {
+      w.proc.kill();
+    } catch {
+      // already closed
+    }
+  }
+
+  #breakPool(err: unknown): void {
+    if (this.#state === State.TERMINATE) return;
+    this.#broken = new ProcessError('the pool initializer failed in a worker; the pool was terminated', { code: 'ERR_MP_POOL_INITIALIZER', cause: err });
+    this.#terminate(this.#broken);
+  }
+
+  // ---- dispatch -----------------------------------------------------------------------------
+
+  // Worker exits never hold the event loop (children do not), and idle readers do not read: while
+  // tasks are queued or running, this timer keeps the program alive until they settle.
+  #updateHold(): void {
+    const busy = this.#state !== State.TERMINATE && (this.#pendingAt < this.#pending.length || this.#workers.some((w) => w.held.length > 0));
+    if (busy && !this.#hold) this.#hold = setInterval(() => undefined, 1 << 30);
+    else if (!busy && this.#hold) {
+      clearInterval(this.#hold);
+      this.#hold = undefined;
+    }
+  }
+
+  #hasWork(): boolean {
+    if (this.#producers > 0) return true;
+    for (let i = this.#pendingAt; i < this.#pending.length; i++) if (!this.#pending[i]!.owner.settled) return true;
+    return this.#workers.some((w) => w.held.length > 0);
+  }
+
+  #nextJob(): Job | undefined {
+    while (this.#pendingAt < this.#pending.length) {
+      const j = this.#pending[this.#pendingAt++]!;
+      if (this.#pendingAt > 1024 && this.#pendingAt * 2 > this.#pending.length) {
+        this.#pending = this.#pending.slice(this.#pendingAt);
+        this.#pendingAt = 0;
+      }
+      if (!j.owner.settled) return j;
+    }
+    return undefined;
+  }
+
+  #pump(): void {
+    if (this.#state === State.TERMINATE) return;
+    for (let depth = 0; depth < DEPTH; depth++) {
+      for (const w of this.#workers) {
+        if (this.#pendingAt >= this.#pending.length) return;
+        if (w.exitcode !== null || w.stopping || w.held.length !== depth) continue;
+        if (this.#maxtasks !== null && w.sent >= this.#maxtasks) continue;
+        const job = this.#nextJob();
+        if (!job) return;
+        this.#send(w, job);
+      }
+    }
+  }
+
+  #send(w: Worker, job: Job): void {
+    if (!w.known.has(job.fnId)) {
+      w.known.add(job.fnId);
+      const fn = [...this.#fnIds.values()].find((f) => f.id === job.fnId)!;
+      void w.conn.sendBytes(fn.bytes).catch(() => undefined);
+    }
+    w.held.push(job);
+    w.sent++;
+    w.wake?.();
+    void w.conn.sendBytes(job.bytes).catch(() => undefined);
+  }
+
+  #fnId(fn: AnyFn): number {
+    const ref = reduceFunction(fn, 'func');
+    const key = ref.kind === 'source' ? `source:${ref.source}` : fn;
+    let entry = this.#fnIds.get(key);
+    if (!entry) {
+      const id = this.#fnIds.size + 1;
+      entry = { id, bytes: frame(0, FUNC, id, dumps(fn, 'func')) };
+      this.#fnIds.set(key, entry);
+      this.#fnNames[id] = fn.name || 'anonymous';
+    }
+    return entry.id;
+  }
+
+  #job(owner: Owner, kind: number, fnId: number, payload: unknown, index: number, where: string, first: number, items: number, at: number): Job {
+    const id = ++this.#jobSeq;
+    return { id, fnId, bytes: frame(id, kind, fnId, dumps(payload, where)), owner, index, first, items, at };
+  }
+
+  #submit(jobs: Job[]): void {
+    for (const j of jobs) {
+      this.#pending.push(j);
+      this.#tally?.add(j.items);
+    }
+    this.#pump();
+    this.#updateHold();
+  }
+
+  /** @internal Stop the tasks of a cancelled call that workers are running now. */
+  _stopRunning(owner: Owner): void {
+    this.#owners.delete(owner);
+    for (const w of this.#workers) if (w.held[0]?.owner === owner) this.#kill(w);
+    this.#maybeStop();
+  }
+
+  #check(): void {
+    if (this.#state !== State.RUN) {
+      if (this.#broken) throw new ProcessError('Pool not running: its initializer failed', { code: 'ERR_MP_POOL_NOT_RUNNING', cause: this.#broken.cause });
+      throw notRunning();
+    }
+  }
+
+  #arm(owner: Owner & { _cleanup: (() => void)[] }, o: CallOptions | undefined, total?: number): void {
+    this.#owners.add(owner);
+    if (!o) return;
+    if (o.onProgress || o.onTask) owner._tally = new Tally(o.onProgress, o.onTask, total);
+    const cancel = (err: unknown): void => (owner instanceof IMapIterator ? owner._cancel(err, true) : (owner as AsyncResult)._cancel(err));
+    if (o.signal) {
+      const signal = o.signal;
+      if (signal.aborted) {
+        queueMicrotask(() => cancel(new AbortError('the call was aborted', { cause: signal.reason })));
+      } else {
+        const onAbort = (): void => cancel(new AbortError('the call was aborted', { cause: signal.reason }));
+        signal.addEventListener('abort', onAbort, { once: true });
+        owner._cleanup.push(() => signal.removeEventListener('abort', onAbort));
+      }
+    }
+    if (o.timeout !== undefined) {
+      const ms = o.timeout;
+      const timer = setTimeout(() => cancel(new TimeoutError(`the call did not finish within ${ms} ms`)), ms);
+      owner._cleanup.push(() => clearTimeout(timer));
+    }
+  }
+
+  // ---- the API ------------------------------------------------------------------------------
+
+  /**
+   * Run `fn(...args)` in a worker and resolve with its result (Python: `apply`).
+   * @throws ProcessError (ERR_MP_POOL_NOT_RUNNING) when the pool was closed or terminated.
+   */
+  apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: CallOptions): Promise<Awaited<R>> {
+    return this.applyAsync(fn, args, options).get();
+  }
+
+  /**
+   * Start `fn(...args)` in a worker; the AsyncResult settles with its result (Python: `apply_async`).
+   * @throws ProcessError (ERR_MP_POOL_NOT_RUNNING) when the pool was closed or terminated.
+   * @throws NotTransferableError when `fn` or `args` cannot cross, naming the path.
+   */
+  applyAsync<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: AsyncOptions<Awaited<R>>): AsyncResult<Awaited<R>> {
+    this.#check();
+    checkFunction(fn, 'applyAsync');
+    const a = args ?? [];
+    if (!Array.isArray(a)) throw new InvalidArgumentError('applyAsync(func, args): args must be an array (Python\'s args tuple)');
+    checkCallOptions(options, 'applyAsync');
+    const fnId = this.#fnId(fn as AnyFn);
+    const result = new AsyncResult<Awaited<R>>(options?.callback, options?.errorCallback);
+    result._pool = this;
+    const job = this.#job(result, APPLY, fnId, a, 0, 'args', 0, 1, nowUs());
+    this.#arm(result, options, 1);
+    this.#submit([job]);
+    return result;
+  }
+
+  /**
+   * `fn` applied to every item, in input order (Python: `map`). The iterable may be sync or
+   * async; it is read to its end first, as Python does. Default chunksize as CPython's.
+   */
+  map<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | MapOptions | null): Promise<Awaited<R>[]> {
+    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'map'), MAP, 'map').get() as Promise<Awaited<R>[]>;
+  }
+
+  /** As `map`, returning a MapResult (Python: `map_async`). */
+  mapAsync<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null): MapResult<Awaited<R>> {
+    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'mapAsync'), MAP, 'mapAsync') as MapResult<Awaited<R>>;
+  }
+
+  /** `fn(...args)` for every args array, in input order (Python: `starmap`). */
+  starmap<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A> | AsyncIterable<A>, chunksize?: number | MapOptions | null): Promise<Awaited<R>[]> {
+    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'starmap'), STARMAP, 'starmap').get() as Promise<Awaited<R>[]>;
+  }
+
+  /** As `starmap`, returning a MapResult (Python: `starmap_async`). */
+  starmapAsync<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A> | AsyncIterable<A>, chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null): MapResult<Awaited<R>> {
+    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'starmapAsync'), STARMAP, 'starmapAsync') as MapResult<Awaited<R>>;
+  }
+
+  #mapAsync(fn: AnyFn, iterable: unknown, o: MapOptions & AsyncOptions<unknown[]>, kind: number, what: string): MapResult<unknown> {
+    this.#check();
+    checkFunction(fn, what);
+    checkIterable(iterable, what);
+    const chunksize = checkChunksize(o.chunksize, what);
+    const fnId = this.#fnId(fn);
+    const result = new MapResult<unknown>(o.callback, o.errorCallback);
+    result._pool = this;
+    this.#arm(result, o);
+    const start = (items: unknown[]): void => {
+      if (result.settled) return;
+      const size = chunksize ?? defaultChunksize(items.length, this.#size);
+      const jobs: Job[] = [];
+      const at = nowUs();
+      for (let i = 0; i < items.length; i += size) jobs.push(this.#job(result, kind, fnId, items.slice(i, i + size), i, 'iterable', i, Math.min(size, items.length - i), at));
+      result._tally?.setTotal(items.length, false);
+      result._setLength(items.length, jobs.length);
+      this.#submit(jobs);
+    };
+    if (isAsyncIterable(iterable)) {
+      this.#producers++;
+      void (async () => {
+        const items: unknown[] = [];
+        try {
+          for await (const x of iterable) {
+            if (result.settled) break;
+            items.push(x);
+          }
+          start(items);
+        } catch (err) {
+          result._fail(err);
+        } finally {
+          this.#producers--;
+          this.#maybeStop();
+        }
+      })();
+    } else {
+      start([...(iterable as Iterable<unknown>)]);
+    }
+    return result;
+  }
+
+  /**
+   * Results of `fn` over `iterable` as an async iterable, in input order (Python: `imap`). Lazy:
+   * the input is read as results are consumed. Default chunksize 1.
+   */
+  imap<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | MapOptions | null): IMapIterator<Awaited<R>> {
+    return this.#imap(fn as AnyFn, iterable, mapOptions(chunksize, 'imap'), true) as IMapIterator<Awaited<R>>;
+  }
+
+  /** As `imap`, in completion order (Python: `imap_unordered`). */
+  imapUnordered<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | MapOptions | null): IMapIterator<Awaited<R>> {
+    return this.#imap(fn as AnyFn, iterable, mapOptions(chunksize, 'imapUnordered'), false) as IMapIterator<Awaited<R>>;
+  }
+
+  #imap(fn: AnyFn, iterable: unknown, o: MapOptions, ordered: boolean): IMapIterator<unknown> {
+    const what = ordered ? 'imap' : 'imapUnordered';
+    this.#check();
+    checkFunction(fn, what);
+    checkIterable(iterable, what);
+    const chunksize = checkChunksize(o.chunksize, what) ?? 1;
+    const fnId = this.#fnId(fn);
+    const it = new IMapIterator<unknown>(this, ordered, Math.max(4, this.#size * DEPTH * 2));
+    this.#arm(it, o);
+    this.#iterators.add(it);
+    this.#producers++;
+    let first = 0;
+    const submit = (items: unknown[], index: number): void => {
+      const job = this.#job(it, MAP, fnId, items, index, 'iterable', first, items.length, nowUs());
+      first += items.length;
+      this.#submit([job]);
+    };
+    void it
+      ._produce(iterable as Iterable<unknown>, chunksize, submit)
+      .finally(() => {
+        if (!it.settled) it._tally?.setTotal(first);
+        this.#producers--;
+        this.#iterators.delete(it);
+        this.#maybeStop();
+      });
+    return it;
+  }
+
+  /** @internal Whether close() was called: imap producers then stop waiting for the consumer. */
+  get _closing(): boolean {
+    return this.#state !== State.RUN;
+  }
+
+  /** No more tasks: the workers exit once the queued work is done (Python: `close`). */
+  close(): void {
+    if (this.#state === State.RUN) {
+      this.#state = State.CLOSE;
+      for (const it of this.#iterators) it._wake();
+      this.#maybeStop();
+    }
+  }
+
+  #maybeStop(): void {
+    if (this.#state !== State.CLOSE || this.#hasWork()) return;
+    for (const w of this.#workers) {
+      if (w.stopping) continue;
+      w.stopping = true;
+      void w.conn.sendBytes(EXIT).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Stop the workers now (Python: `terminate`). Unlike Python, every call still pending settles:
+   * it rejects with ProcessError (ERR_MP_POOL_TERMINATED).
+   */
+  terminate(): void {
+    this.#terminate(new ProcessError('the pool was terminated before this call finished', { code: 'ERR_MP_POOL_TERMINATED' }));
+  }
+
+  #terminate(err: ProcessError): void {
+    if (this.#state === State.TERMINATE) return;
+    this.#state = State.TERMINATE;
+    this.#pending = [];
+    this.#pendingAt = 0;
+    for (const o of [...this.#owners]) o._fail(err);
+    this.#owners.clear();
+    this.#updateHold();
+    for (const w of this.#workers) {
+      w.stopping = true;
+      if (w.exitcode === null) {
+        try {
+          w.proc.terminate();
+        } catch {
+          // already closed
+        }
+      }
+    }
+  }
+
+  /**
+   * Wait until every worker has exited (Python: `join`).
+   * @throws ProcessError (ERR_MP_POOL_RUNNING) when neither close() nor terminate() was called.
+   */
+  async join(): Promise<void> {
+    if (this.#state === State.RUN) throw new ProcessError('the pool is still running: call close() or terminate() before join()', { code: 'ERR_MP_POOL_RUNNING' });
+    // Process.join holds the event loop while the workers exit; the readers then finish.
+    while (this.#workers.length) await Promise.all(this.#workers.map((w) => w.proc.join().catch(() => undefined).then(() => w.finalized)));
+    this.#trace?.write();
+  }
+
+  /** `await using pool = new Pool()`: terminate and join at the end of the block, as Python's `with`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.terminate();
+    await this.join();
+  }
+
+  /** @internal The worker Process objects (Python: `pool._pool`), for tests and diagnostics. */
+  get _pool(): Process[] {
+    return this.#workers.map((w) => w.proc);
+  }
+
+  /** @internal Number of workers the pool keeps. */
+  get _processes(): number {
+    return this.#size;
+  }
+
+  toString(): string {
+    return `<${this.constructor.name} state=${STATE_NAMES[this.#state]} pool_size=${this.#size}>`;
+  }
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+// Python's pool finalizer at exit: when the main code has ended (the event loop ran dry), an
+// idle pool that was never closed is terminated, so that its workers are not replaced as the
+// exit sequence stops them. (A pool with work still running keeps the loop alive itself.)
+const live = new Set<WeakRef<Pool>>();
+process.on('beforeExit', () => {
+  for (const ref of live) {
+    const pool = ref.deref();
+    live.delete(ref);
+    pool?.terminate();
+  }
+});
+
+/** A Pool whose workers are threads of this process (Python: `multiprocessing.pool.ThreadPool`). */
+export class ThreadPool extends Pool {
+  constructor(processes?: number | null | Omit<PoolOptions, 'context'>) {
+    super(typeof processes === 'object' && processes !== null ? { ...processes, context: 'thread' } : { processes, context: 'thread' });
+  }
+  protected override _defaultMethod(): StartMethod {
+    return 'thread';
+  }
+}

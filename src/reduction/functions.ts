@@ -1,0 +1,401 @@
+// How a function or class crosses a process boundary (Python: pickle's `whichmodule`).
+//
+// By reference: a function or class exported from a module crosses as { module, export name };
+// the receiver imports that module and takes the export, as Python's spawn imports the module
+// that defines a target. By value: a self-contained inline function (no outer variable) crosses
+// as its source text. Anything else is refused here, before a process is started, with the
+// captured identifier named.
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as vm from 'node:vm';
+
+import { NotTransferableError } from '../errors.js';
+
+/** A function or class reduced for transport. */
+export type FunctionRef =
+  | { kind: 'cjs'; file: string; exportName: string | null; name: string }
+  | { kind: 'esm'; url: string; exportName: string; name: string }
+  | { kind: 'source'; source: string; name: string };
+
+const cache = new WeakMap<object, FunctionRef>();
+
+/**
+ * Reduce `fn` for transport. `byValue` allows self-contained inline functions to cross as source
+ * (classes never do). Throws NotTransferableError naming `where` and the fix.
+ */
+export function reduceFunction(fn: Function, where: string, byValue = true): FunctionRef {
+  const hit = cache.get(fn);
+  if (hit && (byValue || hit.kind !== 'source')) return hit;
+  const ref = findFunction(fn, where, byValue);
+  cache.set(fn, ref);
+  return ref;
+}
+
+function findFunction(fn: Function, where: string, byValue: boolean): FunctionRef {
+  const source = Function.prototype.toString.call(fn);
+  const isClass = /^class[\s{]/.test(source);
+  const what = isClass ? `class ${fn.name || '(anonymous)'}` : `function ${fn.name || '(anonymous)'}`;
+  if (source.endsWith('{ [native code] }')) {
+    throw new NotTransferableError(
+      where,
+      `${what} is a native or bound function and cannot cross a process boundary`,
+      'Export a plain function from a module and pass the bound values in `args`.',
+    );
+  }
+  const cjs = findInRequireCache(fn);
+  if (cjs) return cjs;
+  if (fn.name) {
+    const esm = findInEsmModule(fn);
+    if (esm) return esm;
+  }
+  if (isClass) {
+    throw new NotTransferableError(
+      where,
+      `${what} is not exported from a module, so the other process cannot import it`,
+      `Export it (\`export class ${fn.name || 'Name'}\`) from a module file.`,
+    );
+  }
+  const captured = capturedIdentifiers(source);
+  if (byValue && captured.length === 0) return { kind: 'source', source, name: fn.name };
+  const problem = captured.length
+    ? `${what} uses the outer variable '${captured[0]}'${captured.length > 1 ? ` (and ${captured.slice(1).map((c) => `'${c}'`).join(', ')})` : ''} and is not exported from a module, so it cannot be sent`
+    : `${what} is not exported from a module`;
+  throw new NotTransferableError(
+    where,
+    problem,
+    captured.length
+      ? `Export the function from its module (the other process imports it), or pass '${captured[0]}' as an argument.`
+      : 'Export the function from its module (the other process imports it).',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// CommonJS: every loaded module is in require.cache, so identity search is cheap.
+
+function findInRequireCache(fn: Function): FunctionRef | undefined {
+  const requireCache = createRequire(__filename).cache;
+  for (const [file, mod] of Object.entries(requireCache)) {
+    const exp: unknown = mod?.exports;
+    if (exp === fn) return { kind: 'cjs', file, exportName: null, name: fn.name };
+    if ((typeof exp !== 'object' && typeof exp !== 'function') || exp === null) continue;
+    for (const key of Object.keys(exp)) {
+      // Only data properties: a getter may run user code.
+      const desc = Object.getOwnPropertyDescriptor(exp, key);
+      if (desc && 'value' in desc && desc.value === fn) return { kind: 'cjs', file, exportName: key, name: fn.name };
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ES modules: Node offers no registry of loaded modules, and the caller's own module is usually
+// still evaluating (so it cannot be required). The inspector tells which script defined a
+// function; the module's source tells under which name it is exported.
+
+let session: import('node:inspector').Session | undefined;
+
+function scriptUrlOf(fn: Function): string | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const inspector = require('node:inspector') as typeof import('node:inspector');
+  if (!session) {
+    session = new inspector.Session();
+    session.connect();
+  }
+  const s = session;
+  // An in-thread session answers synchronously, so these callbacks run before post() returns.
+  const post = <T>(method: string, params: object): T => {
+    let out: { err: Error | null; res: T } | undefined;
+    s.post(method, params, (err: Error | null, res?: object) => void (out = { err, res: res as T }));
+    if (!out) throw new Error(`inspector did not answer ${method}`);
+    if (out.err) throw out.err;
+    return out.res;
+  };
+  const key = `__multiproc_lookup_${process.pid}`;
+  const g = globalThis as Record<string, unknown>;
+  g[key] = fn;
+  try {
+    const { result } = post<{ result: { objectId?: string } }>('Runtime.evaluate', { expression: `globalThis.${key}` });
+    if (!result.objectId) return undefined;
+    const props = post<{ internalProperties?: { name: string; value?: { value?: { scriptId: string } } }[] }>(
+      'Runtime.getProperties',
+      { objectId: result.objectId, ownProperties: true },
+    );
+    post('Runtime.releaseObject', { objectId: result.objectId });
+    const scriptId = props.internalProperties?.find((p) => p.name === '[[FunctionLocation]]')?.value?.value?.scriptId;
+    if (!scriptId) return undefined;
+    let url: string | undefined;
+    const onScript = (m: { params: { scriptId: string; url: string } }): void => {
+      if (m.params.scriptId === scriptId) url = m.params.url;
+    };
+    s.on('Debugger.scriptParsed', onScript);
+    try {
+      // Enabling replays scriptParsed for every loaded script; disabled again at once so the
+      // debugger costs nothing while user code runs.
+      post('Debugger.enable', {});
+      post('Debugger.disable', {});
+    } finally {
+      s.off('Debugger.scriptParsed', onScript);
+    }
+    return url;
+  } finally {
+    delete g[key];
+  }
+}
+
+function findInEsmModule(fn: Function): FunctionRef | undefined {
+  let url: string | undefined;
+  try {
+    url = scriptUrlOf(fn);
+  } catch {
+    return undefined;
+  }
+  if (!url?.startsWith('file:')) return undefined;
+  const file = fileURLToPath(url);
+  // A CommonJS module was already searched by identity: its source says nothing more.
+  if (createRequire(__filename).cache[file]) return undefined;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const exportName = exportedAs(text, fn.name);
+  return exportName === undefined ? undefined : { kind: 'esm', url, exportName, name: fn.name };
+}
+
+/** The name under which module source `text` exports the local binding `local`, if it does. */
+export function exportedAs(text: string, local: string): string | undefined {
+  const id = local.replace(/[$]/g, '\\$');
+  if (local === 'default' && /\bexport\s+default\b/.test(text)) return 'default';
+  if (new RegExp(`\\bexport\\s+default\\s+(?:async\\s+)?(?:function\\s*\\*?|class)\\s*${id}\\b`).test(text)) return 'default';
+  if (new RegExp(`\\bexport\\s+default\\s+${id}\\s*;?\\s*$`, 'm').test(text)) return 'default';
+  if (new RegExp(`\\bexport\\s+(?:declare\\s+)?(?:abstract\\s+)?(?:async\\s+)?(?:function\\s*\\*?|class|const|let|var)\\s*${id}\\b`).test(text)) {
+    return local;
+  }
+  for (const m of text.matchAll(/\bexport\s*(?:type\s*)?\{([^}]*)\}(?!\s*from)/g)) {
+    for (const part of (m[1] ?? '').split(',')) {
+      const [name, alias] = part.trim().split(/\s+as\s+/);
+      if (name === local) return (alias ?? name).trim();
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Free variables of a function's source: the identifiers it reads that it neither declares nor
+// finds among the globals every process has.
+
+const ALWAYS_BOUND = new Set(['arguments', 'undefined', 'globalThis', 'NaN', 'Infinity', 'eval', 'new.target']);
+
+/** Identifiers `source` (a function's text) uses but does not declare, less the globals. */
+export function capturedIdentifiers(source: string): string[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const acorn = require('acorn') as typeof import('acorn');
+  let root: import('acorn').Node | undefined;
+  // Module code first (import.meta parses only there), then sloppy script code; method shorthand
+  // (`run() {}`) parses only inside an object literal.
+  for (const text of [`(${source})`, `({${source}})`]) {
+    for (const sourceType of ['module', 'script'] as const) {
+      try {
+        root = acorn.parseExpressionAt(text, 0, { ecmaVersion: 'latest', sourceType, allowAwaitOutsideFunction: true });
+        break;
+      } catch {
+        // Try the next form.
+      }
+    }
+    if (root) break;
+  }
+  if (!root) return ['(unparsable source)'];
+  const declared = new Set<string>();
+  const used = new Set<string>();
+  walk(root as unknown as AnyNode, declared, used, 0);
+  const free: string[] = [];
+  for (const name of used) {
+    if (declared.has(name) || ALWAYS_BOUND.has(name)) continue;
+    if (name !== 'this' && name !== 'super' && name !== 'import.meta' && name in globalThis) continue;
+    free.push(name);
+  }
+  return free;
+}
+
+type AnyNode = { type: string; [k: string]: unknown };
+
+function isNode(x: unknown): x is AnyNode {
+  return typeof x === 'object' && x !== null && typeof (x as AnyNode).type === 'string';
+}
+
+// `depth` counts enclosing non-arrow functions: `this` inside one of them is its own, not captured.
+function walk(node: AnyNode, declared: Set<string>, used: Set<string>, depth: number): void {
+  const visit = (child: unknown, d = depth): void => {
+    if (Array.isArray(child)) for (const c of child) visit(c, d);
+    else if (isNode(child)) walk(child, declared, used, d);
+  };
+  switch (node.type) {
+    case 'Identifier':
+      used.add(node.name as string);
+      return;
+    case 'ThisExpression':
+      if (depth === 0) used.add('this');
+      return;
+    case 'Super':
+      used.add('super');
+      return;
+    case 'MetaProperty':
+      if ((node.meta as AnyNode).name === 'import') used.add('import.meta');
+      return;
+    case 'VariableDeclarator':
+      bind(node.id, declared, used, visit);
+      visit(node.init);
+      return;
+    case 'FunctionDeclaration':
+    case 'FunctionExpression':
+    case 'ArrowFunctionExpression': {
+      const d = node.type === 'ArrowFunctionExpression' ? depth : depth + 1;
+      if (node.id) declared.add((node.id as AnyNode).name as string);
+      for (const p of node.params as AnyNode[]) bind(p, declared, used, (c) => visit(c, d));
+      visit(node.body, d);
+      return;
+    }
+    case 'ClassDeclaration':
+    case 'ClassExpression':
+      if (node.id) declared.add((node.id as AnyNode).name as string);
+      visit(node.superClass);
+      visit(node.body, depth + 1);
+      return;
+    case 'CatchClause':
+      if (node.param) bind(node.param, declared, used, visit);
+      visit(node.body);
+      return;
+    case 'MemberExpression':
+      visit(node.object);
+      if (node.computed) visit(node.property);
+      return;
+    case 'Property':
+    case 'MethodDefinition':
+    case 'PropertyDefinition':
+      if (node.computed) visit(node.key);
+      // Methods are functions of their own: `this` inside refers to the object.
+      visit(node.value, node.type === 'Property' ? depth : depth + 1);
+      return;
+    case 'LabeledStatement':
+      visit(node.body);
+      return;
+    case 'BreakStatement':
+    case 'ContinueStatement':
+      return;
+    default:
+      for (const key of Object.keys(node)) {
+        if (key === 'type' || key === 'start' || key === 'end' || key === 'loc' || key === 'range') continue;
+        visit(node[key]);
+      }
+  }
+}
+
+// A binding pattern: names it declares, and the expressions (defaults, computed keys) it reads.
+function bind(p: unknown, declared: Set<string>, used: Set<string>, visit: (n: unknown) => void): void {
+  if (!isNode(p)) return;
+  switch (p.type) {
+    case 'Identifier':
+      declared.add(p.name as string);
+      return;
+    case 'ObjectPattern':
+      for (const prop of p.properties as AnyNode[]) {
+        if (prop.type === 'RestElement') bind(prop.argument, declared, used, visit);
+        else {
+          if (prop.computed) visit(prop.key);
+          bind(prop.value, declared, used, visit);
+        }
+      }
+      return;
+    case 'ArrayPattern':
+      for (const el of p.elements as unknown[]) bind(el, declared, used, visit);
+      return;
+    case 'RestElement':
+      bind(p.argument, declared, used, visit);
+      return;
+    case 'AssignmentPattern':
+      bind(p.left, declared, used, visit);
+      visit(p.right);
+      return;
+    default:
+      visit(p);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The receiving side.
+
+const loaded = new Map<string, Function>();
+
+/** Turn a FunctionRef back into the function (importing its module when by reference). */
+export async function loadFunction(ref: FunctionRef): Promise<Function> {
+  const hit = loadFunctionSync(ref, false);
+  if (hit) return hit;
+  const esm = ref as Extract<FunctionRef, { kind: 'esm' }>;
+  const ns = (await import(esm.url)) as Record<string, unknown>;
+  return remember(ref, ns[esm.exportName], esm.exportName, esm.url);
+}
+
+/**
+ * The same without waiting: CommonJS and inline functions always, ES modules when already
+ * imported here or when Node can require() them (no top-level await). Returns undefined when
+ * only an asynchronous import would do (and `tryRequire` is false, or require failed).
+ */
+export function loadFunctionSync(ref: FunctionRef, tryRequire = true): Function | undefined {
+  const hit = loaded.get(keyOf(ref));
+  if (hit) return hit;
+  if (ref.kind === 'source') {
+    // new Function rather than vm: code compiled by vm cannot use import() without an
+    // experimental flag, and inline targets may well `await import('node:fs')`.
+    return remember(ref, (new Function(`"use strict"; return (${asExpression(ref.source)});`) as () => unknown)(), 'inline', 'source');
+  }
+  if (ref.kind === 'cjs') {
+    const exp = createRequire(ref.file)(ref.file) as Record<string, unknown>;
+    return remember(ref, ref.exportName === null ? exp : exp[ref.exportName], ref.exportName ?? 'module.exports', ref.file);
+  }
+  if (!tryRequire) return undefined;
+  try {
+    const ns = createRequire(__filename)(fileURLToPath(ref.url)) as Record<string, unknown>;
+    return remember(ref, ns[ref.exportName], ref.exportName, ref.url);
+  } catch {
+    return undefined;
+  }
+}
+
+function keyOf(ref: FunctionRef): string {
+  return ref.kind === 'cjs' ? `cjs:${ref.file}#${ref.exportName}` : ref.kind === 'esm' ? `${ref.url}#${ref.exportName}` : `src:${ref.source}`;
+}
+
+function remember(ref: FunctionRef, fn: unknown, exportName: string, where: string): Function {
+  if (typeof fn !== 'function') throw notExported(ref.name, exportName, where);
+  loaded.set(keyOf(ref), fn);
+  return fn;
+}
+
+function asExpression(source: string): string {
+  try {
+    new vm.Script(`(${source})`);
+    return source;
+  } catch {
+    // Method shorthand: wrap it in an object literal and take the method back out.
+    const name = /^\s*(?:async\s*)?\*?\s*([\w$]+)/.exec(source)?.[1] ?? 'm';
+    return `({${source}})[${JSON.stringify(name)}]`;
+  }
+}
+
+function notExported(name: string, exportName: string, where: string): Error {
+  return new NotTransferableError(
+    `import of ${name || 'a function'}`,
+    `${where} has no exported function '${exportName}' in this process`,
+    'Export the function from that module at top level, outside the main guard.',
+  );
+}
+
+/** A module URL or path the receiving side should import first (e.g. a Process subclass's module). */
+export function moduleOf(ref: FunctionRef): string | undefined {
+  if (ref.kind === 'cjs') return pathToFileURL(path.resolve(ref.file)).href;
+  if (ref.kind === 'esm') return ref.url;
+  return undefined;
+}

@@ -1,0 +1,240 @@
+// The native addon (layer 1), typed: POSIX shared memory segments as buffers, and non-private
+// futex wait/wake on their Int32 cells, blocking and asynchronous. Nothing here has policy:
+// every lock, queue and condition is built above, in TypeScript, on Atomics plus these waits.
+//
+// The addon is loaded on first use, so importing this module never fails; `available()` tells
+// whether it can be loaded without throwing.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { AbortError, InvalidArgumentError, ProcessError } from '../errors.js';
+
+/** What a futex wait returned. `'ok'` may be a spurious wake: callers re-check their cell. */
+export type WaitOutcome = 'ok' | 'not-equal' | 'timed-out';
+
+/** A mapped segment: a real SharedArrayBuffer where the running Node allows it, else an ArrayBuffer. */
+export type SegmentBuffer = SharedArrayBuffer | ArrayBuffer;
+
+interface Binding {
+  shmOpen(name: string, size: number | undefined, create: boolean): SegmentBuffer;
+  shmUnlink(name: string): void;
+  shmClose(buffer: SegmentBuffer): boolean;
+  futexWait(cells: Int32Array, index: number, expected: number, timeoutMs?: number): WaitOutcome;
+  futexWake(cells: Int32Array, index: number, count?: number): number;
+  futexWaitAsync(
+    cells: Int32Array,
+    index: number,
+    expected: number,
+    timeoutMs?: number,
+  ): [Promise<WaitOutcome | 'cancelled'>, number | undefined];
+  futexCancel(token: number): boolean;
+  waiterThreads(): { total: number; idle: number };
+  readonly isSharedArrayBuffer: boolean;
+  readonly hasFutexWaitv: boolean;
+}
+
+let binding: Binding | undefined;
+let loadError: ProcessError | undefined;
+
+/** The package root: the nearest ancestor holding native/binding.gyp (build/src/shm or src/shm). */
+function packageRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 6; i++) {
+    if (fs.existsSync(path.join(dir, 'native', 'binding.gyp'))) return dir;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, '..', '..', '..');
+}
+
+function load(): Binding {
+  if (binding) return binding;
+  if (loadError) throw loadError;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    binding = nodeGypBuild(path.join(packageRoot(), 'native')) as Binding;
+    return binding;
+  } catch (err) {
+    loadError = new ProcessError(
+      `the multiproc native addon could not be loaded (${(err as Error)?.message ?? String(err)}). ` +
+        'It is compiled when the package is installed, which needs a C++ compiler, make and python3 ' +
+        '(Debian/Ubuntu: apt-get install g++ make python3; Fedora: dnf install gcc-c++ make python3), ' +
+        'then run: npm rebuild multiproc',
+      { code: 'ERR_MP_NATIVE_UNAVAILABLE', cause: err },
+    );
+    throw loadError;
+  }
+}
+
+/** True when the addon loads on this machine. Never throws. */
+export function available(): boolean {
+  try {
+    load();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * True when segments are real SharedArrayBuffers (Node builds exporting
+ * `node_api_create_external_sharedarraybuffer`: 22.x and 24.x recent releases, 26+); false when
+ * they are ArrayBuffers over the mapping (Node 18/20). Atomics read-modify-write are exact across
+ * processes either way; `Atomics.wait` works only on the former, and never across processes.
+ */
+export function isSharedArrayBuffer(): boolean {
+  return load().isSharedArrayBuffer;
+}
+
+/** True when the kernel has futex_waitv (Linux 5.16+): async waits are then cancelled at once. */
+export function hasFutexWaitv(): boolean {
+  return load().hasFutexWaitv;
+}
+
+/** Waiter threads of this process (`total`), and how many of them are parked idle. */
+export function waiterThreads(): { total: number; idle: number } {
+  return load().waiterThreads();
+}
+
+function normalName(name: string): string {
+  return typeof name === 'string' && !name.startsWith('/') ? `/${name}` : name;
+}
+
+// Native errors carry `code`; give them the library's classes and a message that says what to do.
+function translate(err: unknown, name?: string): Error {
+  const e = err as NodeJS.ErrnoException;
+  const code = e?.code;
+  if (code === 'ERR_MP_INVALID_ARG') return new InvalidArgumentError(e.message, { cause: err });
+  if (typeof code !== 'string') return err as Error;
+  const seg = name === undefined ? 'shared memory segment' : `shared memory segment "${normalName(name)}"`;
+  const messages: Record<string, string> = {
+    ENOENT: `${seg} does not exist (it was never created, or has been unlinked)`,
+    EEXIST: `${seg} already exists; open it with create=false or choose another name`,
+    EAGAIN: `${seg} exists but has size 0: its creator has not finished creating it`,
+    EACCES: `${seg} exists but this user may not open it`,
+    ENAMETOOLONG: `${seg}: name is too long`,
+    EMFILE: `${seg}: too many open files in this process`,
+    ENFILE: `${seg}: too many open files in the system`,
+    ENOSPC: `${seg}: no space left for shared memory (/dev/shm is full)`,
+    ENOMEM: `${seg}: out of memory mapping it`,
+    EINVAL: `${seg}: invalid size or name`,
+  };
+  const message = messages[code] ?? `${seg}: ${e.message}`;
+  return new ProcessError(`${message} (${code})`, { code, cause: err });
+}
+
+/**
+ * Create (`create` true: fails with EEXIST if the name is taken) or open a POSIX shared memory
+ * segment. `name` gets a leading '/' if it has none; it must not contain another '/'. When
+ * creating, `size` is the byte length (an integer >= 1) and the memory starts zeroed. When
+ * opening, the whole segment is mapped and must be at least `size` bytes (pass 0 to skip the check).
+ * The mapping is released when the buffer is garbage-collected, or at once by `closeSegment`.
+ */
+export function openSegment(name: string, size: number, create: boolean): SegmentBuffer {
+  const b = load();
+  let buf: SegmentBuffer;
+  try {
+    buf = b.shmOpen(name, create ? size : undefined, create);
+  } catch (err) {
+    throw translate(err, name);
+  }
+  if (!create && size !== undefined) {
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) {
+      b.shmClose(buf);
+      throw new InvalidArgumentError(`size must be an integer >= 0 when opening, got ${String(size)}`);
+    }
+    if (buf.byteLength < size) {
+      const actual = buf.byteLength;
+      b.shmClose(buf);
+      throw new ProcessError(
+        `shared memory segment "${normalName(name)}" has ${actual} bytes, fewer than the ${size} expected`,
+        { code: 'ERR_MP_SEGMENT_SIZE' },
+      );
+    }
+  }
+  return buf;
+}
+
+/** Remove the segment's name; mappings already open stay valid until closed. */
+export function unlinkSegment(name: string): void {
+  try {
+    load().shmUnlink(name);
+  } catch (err) {
+    throw translate(err, name);
+  }
+}
+
+/**
+ * Release this process's mapping now. Returns true for an ArrayBuffer, which is detached (views on it
+ * then have length 0). A SharedArrayBuffer cannot be detached (other threads may share it): returns
+ * false, and the mapping goes when the last reference in any thread is collected.
+ */
+export function closeSegment(buffer: SegmentBuffer): boolean {
+  try {
+    return load().shmClose(buffer);
+  } catch (err) {
+    throw translate(err);
+  }
+}
+
+/**
+ * Block this thread while `cells[index] === expected`, until woken by `futexWake` from any process
+ * or thread, or `timeoutMs` passes (undefined or Infinity: forever; negative: 0). Blocks the event
+ * loop: use it only where blocking is intended (a worker, a sync API).
+ */
+export function futexWait(cells: Int32Array, index: number, expected: number, timeoutMs?: number): WaitOutcome {
+  try {
+    return load().futexWait(cells, index, expected, timeoutMs);
+  } catch (err) {
+    throw translate(err);
+  }
+}
+
+/** Wake up to `count` (default: all) waiters on `cells[index]` in every process; returns how many woke. */
+export function futexWake(cells: Int32Array, index: number, count?: number): number {
+  try {
+    return load().futexWake(cells, index, count);
+  } catch (err) {
+    throw translate(err);
+  }
+}
+
+/**
+ * `futexWait` that never blocks the event loop: the wait is parked on one of this process's
+ * dedicated waiter threads (not the libuv pool), and the promise settles on the event loop.
+ * While it is pending the process stays alive, as with a timer.
+ *
+ * With `signal`, an abort cancels the parked wait and rejects with `AbortError` (cause: the
+ * signal's reason). A wake that races with the abort is not lost: the promise then resolves `'ok'`
+ * even though the signal has fired, so the caller can pass the wake on.
+ * Argument errors reject the promise with `InvalidArgumentError`.
+ */
+export function futexWaitAsync(
+  cells: Int32Array,
+  index: number,
+  expected: number,
+  timeoutMs?: number,
+  signal?: AbortSignal,
+): Promise<WaitOutcome> {
+  let b: Binding;
+  let pending: Promise<WaitOutcome | 'cancelled'>;
+  let token: number | undefined;
+  try {
+    b = load();
+    if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+    [pending, token] = b.futexWaitAsync(cells, index, expected, timeoutMs);
+  } catch (err) {
+    return Promise.reject(translate(err));
+  }
+  if (signal === undefined || token === undefined) return pending as Promise<WaitOutcome>;
+  const id = token;
+  const onAbort = (): void => {
+    b.futexCancel(id);
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  return pending.then((outcome) => {
+    signal.removeEventListener('abort', onAbort);
+    if (outcome === 'cancelled') throw new AbortError(undefined, { cause: signal.reason });
+    return outcome;
+  });
+}

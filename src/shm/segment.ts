@@ -1,0 +1,214 @@
+// Named shared-memory segments with a holder count, the storage every cross-process object
+// (locks, shared values, queues) lives in.
+//
+// Lifetime: the header records the holders — the pid of each live wrapper, in any process, in a
+// slot of its own, plus a count of serialized copies not yet opened (and of wrappers that found
+// no free slot). Sending a segment counts 1 more, which the receiver adopts; a wrapper that is
+// closed, garbage-collected, or still alive when its process exits gives its hold back, clears
+// the slots of holders that died (a SIGKILLed process gives nothing back), and whoever finds no
+// holder left unlinks the name. The resource tracker unlinks what is left when the whole process
+// tree is gone (holders that were threads, stopped without their exit hooks, for instance).
+import { randomBytes } from 'node:crypto';
+
+import { InvalidArgumentError } from '../errors.js';
+import { holderAlive, meTid } from './threads.js';
+import * as tracker from './resource_tracker.js';
+import { closeSegment, openSegment, unlinkSegment, type SegmentBuffer } from './native.js';
+
+/** Bytes reserved at the start of every segment: magic, holder count, kind, holder slots. */
+export const HEADER_BYTES = 128;
+/** First Int32 cell after the header. */
+export const BASE = HEADER_BYTES / 4;
+
+/** What lives in a segment; checked when a receiver opens it by name. */
+export const KIND = {
+  Lock: 1,
+  RLock: 2,
+  Semaphore: 3,
+  Condition: 4,
+  Event: 5,
+  Barrier: 6,
+  Value: 7,
+  Array: 8,
+  Heap: 9,
+  Queue: 10,
+  Pipe: 11,
+} as const;
+
+// A shared object is rebuilt in a receiver through its public constructor; this carries the
+// opened segment there, so one constructor serves creating and opening.
+let adopting: Segment | undefined;
+
+/** Run `make` (which calls a shared object's constructor) with `seg` as the segment it adopts. */
+export function rebuildWith<T>(seg: Segment, make: () => T): T {
+  adopting = seg;
+  try {
+    return make();
+  } finally {
+    adopting = undefined;
+  }
+}
+
+/** In a shared object's constructor: the adopted segment, or a new one of `bytes` after the header. */
+export function segmentFor(bytes: number, kind: number): [Segment, boolean] {
+  const seg = adopting;
+  adopting = undefined;
+  return seg ? [seg, false] : [Segment.create(bytes, kind), true];
+}
+const MAGIC = 0x6d70726f; // 'mpro'
+const CELL_MAGIC = 0;
+const CELL_HOLDERS = 1; // copies in flight + holders without a slot
+const CELL_KIND = 2;
+const FIRST_SLOT = 4; // then SLOTS (pid, thread) pairs
+const SLOTS = (HEADER_BYTES / 4 - FIRST_SLOT) / 2;
+
+let counter = 0;
+/** Every wrapper of this process not yet closed or collected, for the exit hook. */
+const live = new Set<WeakRef<Segment>>();
+let exitHookInstalled = false;
+
+interface Held {
+  name: string;
+  header: Int32Array;
+  ref: WeakRef<Segment> | undefined;
+  /** The header cell holding this wrapper's pid, or -1 when it is counted in CELL_HOLDERS. */
+  slot: number;
+}
+
+/** Take a holder slot for this process; -1 (and a count) when all are taken. */
+function takeSlot(header: Int32Array): number {
+  for (let s = FIRST_SLOT; s < FIRST_SLOT + 2 * SLOTS; s += 2) {
+    if (Atomics.compareExchange(header, s, 0, process.pid) === 0) {
+      Atomics.store(header, s + 1, meTid());
+      return s;
+    }
+  }
+  Atomics.add(header, CELL_HOLDERS, 1);
+  return -1;
+}
+
+// A wrapper collected without close() gives its count back. The held value must not reference
+// the Segment itself (only weakly), or it would never be collected.
+const finalizer = new FinalizationRegistry<Held>((held) => release(held));
+
+/** A mapped, named segment; `i32` views the whole of it, header included. */
+export class Segment {
+  readonly name: string;
+  readonly size: number;
+  readonly buffer: SegmentBuffer;
+  /** Int32 cells over the whole segment; cells 0..15 are the header. */
+  readonly i32: Int32Array;
+  #closed = false;
+  readonly #held: Held;
+
+  private constructor(name: string, buffer: SegmentBuffer) {
+    this.name = name;
+    this.buffer = buffer;
+    this.size = buffer.byteLength;
+    this.i32 = new Int32Array(buffer);
+    const ref = new WeakRef(this);
+    const header = new Int32Array(buffer, 0, HEADER_BYTES / 4);
+    this.#held = { name, header, ref, slot: takeSlot(header) };
+    finalizer.register(this, this.#held, this);
+    live.add(ref);
+    installExitHook();
+  }
+
+  /**
+   * Create a segment of at least `bytes` usable bytes after the header, zero-filled, with a
+   * unique name. `kind` tags what lives in it, checked by `open`.
+   */
+  static create(bytes: number, kind: number): Segment {
+    if (!Number.isInteger(bytes) || bytes < 0) throw new InvalidArgumentError(`segment size must be an integer >= 0, got ${String(bytes)}`);
+    const name = `/mp-${process.pid.toString(36)}-${(++counter).toString(36)}-${randomBytes(4).toString('hex')}`;
+    // Whole Int32 cells (and 8-byte alignment for 64-bit views after the header).
+    const buffer = openSegment(name, HEADER_BYTES + Math.ceil(bytes / 8) * 8, true);
+    tracker.register(name);
+    const seg = new Segment(name, buffer);
+    Atomics.store(seg.i32, CELL_KIND, kind);
+    Atomics.store(seg.i32, CELL_MAGIC, MAGIC);
+    return seg;
+  }
+
+  /** Open a segment another process created and sent (adopting the count the sender added). */
+  static adopt(name: string, kind: number): Segment {
+    const seg = new Segment(name, openSegment(name, HEADER_BYTES, false));
+    // Our slot is taken (constructor); the copy in flight is now us.
+    Atomics.sub(seg.i32, CELL_HOLDERS, 1);
+    if (Atomics.load(seg.i32, CELL_MAGIC) !== MAGIC || Atomics.load(seg.i32, CELL_KIND) !== kind) {
+      seg.close();
+      throw new InvalidArgumentError(`shared memory segment "${name}" does not hold the expected multiproc object`);
+    }
+    return seg;
+  }
+
+  /** Count one more holder for a copy about to be sent; the receiver adopts it. */
+  retainForSend(): string {
+    Atomics.add(this.i32, CELL_HOLDERS, 1);
+    return this.name;
+  }
+
+  /** Give this wrapper's count back now (unlinking if it was the last) and unmap. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    finalizer.unregister(this);
+    release(this.#held);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+}
+
+/** Holders left for a segment: live slots plus counted copies (for tests and diagnostics). */
+export function holders(seg: Segment): number {
+  let n = Atomics.load(seg.i32, CELL_HOLDERS);
+  for (let s = FIRST_SLOT; s < FIRST_SLOT + 2 * SLOTS; s += 2) if (Atomics.load(seg.i32, s) !== 0) n++;
+  return n;
+}
+
+// Clear the slots of holders that died; true when no holder of any kind is left.
+function noHoldersLeft(header: Int32Array): boolean {
+  let left = Atomics.load(header, CELL_HOLDERS) > 0;
+  for (let s = FIRST_SLOT; s < FIRST_SLOT + 2 * SLOTS; s += 2) {
+    const pid = Atomics.load(header, s);
+    if (pid === 0) continue;
+    if (holderAlive(pid, Atomics.load(header, s + 1))) left = true;
+    else Atomics.compareExchange(header, s, pid, 0);
+  }
+  return !left;
+}
+
+let exiting = false;
+
+function release(held: Held): void {
+  const { name, header } = held;
+  if (held.ref) live.delete(held.ref);
+  held.ref = undefined;
+  if (header.length === 0) return;
+  if (held.slot >= 0) Atomics.compareExchange(header, held.slot, process.pid, 0);
+  else Atomics.sub(header, CELL_HOLDERS, 1);
+  if (noHoldersLeft(header)) {
+    try {
+      unlinkSegment(name);
+    } catch {
+      // Someone else unlinked it: nothing to do.
+    }
+    tracker.unregister(name);
+  }
+  // At exit the mapping goes with the process; unmapping now would pull memory from under
+  // other exit hooks (a pipe end detaching from its ring).
+  if (!exiting) closeSegment(header.buffer as SegmentBuffer);
+}
+
+// Python's Finalize at exit: wrappers still alive when this process or thread exits give their
+// counts back, so segments go as soon as their last user has ended.
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    exiting = true;
+    for (const ref of [...live]) ref.deref()?.close();
+  });
+}
