@@ -31,7 +31,6 @@ type Queue<T> = import('../src/index.js').Queue<T>;
 type JoinableQueue<T> = import('../src/index.js').JoinableQueue<T>;
 type RawArray<C extends import('../src/index.js').Typecode> = import('../src/index.js').RawArray<C>;
 
-
 /** CLOCK_MONOTONIC in µs: one clock for every process and thread of the machine (see synchronize.bench.ts). */
 function monoUs(): number {
   return Number(process.hrtime.bigint()) / 1e3;
@@ -98,14 +97,11 @@ export async function pipeBlaster(conn: Connection, blocks: number, size: number
 // Driver side: runs in the fresh node process.
 // ---------------------------------------------------------------------------------------------
 
-
 type DriverParams =
   | { kind: 'queue'; method: Method; size: number; n: number; reps: number }
   | { kind: 'jqueue'; method: Method; mode: 'throughput' | 'roundtrip'; n: number; reps: number }
   | { kind: 'pingpong'; method: Method; raw: boolean; n: number; reps: number }
   | { kind: 'oneway'; method: Method; blocks: number; reps: number };
-
-
 
 /** Producer child → consumer child, first put to last get: msgs/s (ints) or MB/s (size > 0). */
 async function measureQueue(p: Extract<DriverParams, { kind: 'queue' }>): Promise<Measurement> {
@@ -126,7 +122,11 @@ async function measureQueue(p: Extract<DriverParams, { kind: 'queue' }>): Promis
     const secs = (ts.buf[2]! - ts.buf[0]!) / 1e6;
     return p.size > 0 ? (n * p.size) / secs / 1e6 : n / secs;
   };
-  return repeat(p.reps, () => once(p.n), () => once(Math.min(p.n, 2_000)));
+  return repeat(
+    p.reps,
+    () => once(p.n),
+    () => once(Math.min(p.n, 2_000)),
+  );
 }
 
 /**
@@ -207,7 +207,11 @@ async function measurePingPong(p: Extract<DriverParams, { kind: 'pingpong' }>): 
     a.close();
     return us;
   };
-  return repeat(p.reps, () => once(p.n), () => once(Math.min(p.n, 500)));
+  return repeat(
+    p.reps,
+    () => once(p.n),
+    () => once(Math.min(p.n, 500)),
+  );
 }
 
 /** MB/s of `blocks` 1 MiB messages from a child to this process over a duplex Pipe (go to last recv). */
@@ -232,7 +236,11 @@ async function measureOneWay(p: Extract<DriverParams, { kind: 'oneway' }>): Prom
     rx.close();
     return got / secs / 1e6;
   };
-  return repeat(p.reps, () => once(p.blocks), () => once(Math.min(p.blocks, 64)));
+  return repeat(
+    p.reps,
+    () => once(p.blocks),
+    () => once(Math.min(p.blocks, 64)),
+  );
 }
 
 function measure(p: DriverParams): Promise<Measurement> {
@@ -307,68 +315,56 @@ const pipeArgs = (q: boolean) => ['--n', String(sizes(q).roundtrips), '--n2', St
 const METHODS: Method[] = ['spawn', 'thread'];
 
 const FIGURES: Figure[] = [
-  ...METHODS.map(
-    (method): Figure => ({
-      name: `queue_small_items_1to1_${method}`,
-      unit: 'msgs/s',
-      better: 'higher',
-      params: (q) => ({ kind: 'queue', method, size: 0, n: sizes(q).small, reps: sizes(q).reps }),
-      cpython: { group: 'queue', args: queueArgs, keys: ['cpython_fork_queue_int'] },
-      goal: { value: 500_000, text: '>= 500 k/s' },
-    }),
-  ),
-  ...METHODS.map(
-    (method): Figure => ({
-      name: `queue_64KiB_items_${method}`,
-      unit: 'MB/s',
-      better: 'higher',
-      params: (q) => ({ kind: 'queue', method, size: 64 * 1024, n: sizes(q).big, reps: sizes(q).reps }),
-      cpython: { group: 'queue', args: queueArgs, keys: ['cpython_fork_queue_64KiB'] },
-      goal: { value: 4_000, text: '>= 4 GB/s' },
-    }),
-  ),
-  ...METHODS.map(
-    (method): Figure => ({
-      name: `joinable_queue_put_taskdone_join_${method}`,
-      unit: 'items/s',
-      better: 'higher',
-      params: (q) => ({ kind: 'jqueue', method, mode: 'throughput', n: sizes(q).jq, reps: sizes(q).reps }),
-      cpython: { group: 'jqueue', args: jqueueArgs, keys: ['cpython_fork_jqueue_put_taskdone_join'] },
-    }),
-  ),
-  ...METHODS.map(
-    (method): Figure => ({
-      name: `joinable_queue_put_join_roundtrip_us_${method}`,
-      unit: 'us',
-      better: 'lower',
-      params: (q) => ({ kind: 'jqueue', method, mode: 'roundtrip', n: sizes(q).jqSync, reps: sizes(q).reps }),
-      cpython: { group: 'jqueue', args: jqueueArgs, keys: ['cpython_fork_jqueue_put_join_roundtrip'] },
-    }),
-  ),
+  ...METHODS.map((method): Figure => ({
+    name: `queue_small_items_1to1_${method}`,
+    unit: 'msgs/s',
+    better: 'higher',
+    params: (q) => ({ kind: 'queue', method, size: 0, n: sizes(q).small, reps: sizes(q).reps }),
+    cpython: { group: 'queue', args: queueArgs, keys: ['cpython_fork_queue_int'] },
+    goal: { value: 500_000, text: '>= 500 k/s' },
+  })),
+  ...METHODS.map((method): Figure => ({
+    name: `queue_64KiB_items_${method}`,
+    unit: 'MB/s',
+    better: 'higher',
+    params: (q) => ({ kind: 'queue', method, size: 64 * 1024, n: sizes(q).big, reps: sizes(q).reps }),
+    cpython: { group: 'queue', args: queueArgs, keys: ['cpython_fork_queue_64KiB'] },
+    goal: { value: 4_000, text: '>= 4 GB/s' },
+  })),
+  ...METHODS.map((method): Figure => ({
+    name: `joinable_queue_put_taskdone_join_${method}`,
+    unit: 'items/s',
+    better: 'higher',
+    params: (q) => ({ kind: 'jqueue', method, mode: 'throughput', n: sizes(q).jq, reps: sizes(q).reps }),
+    cpython: { group: 'jqueue', args: jqueueArgs, keys: ['cpython_fork_jqueue_put_taskdone_join'] },
+  })),
+  ...METHODS.map((method): Figure => ({
+    name: `joinable_queue_put_join_roundtrip_us_${method}`,
+    unit: 'us',
+    better: 'lower',
+    params: (q) => ({ kind: 'jqueue', method, mode: 'roundtrip', n: sizes(q).jqSync, reps: sizes(q).reps }),
+    cpython: { group: 'jqueue', args: jqueueArgs, keys: ['cpython_fork_jqueue_put_join_roundtrip'] },
+  })),
   ...METHODS.flatMap((method): Figure[] =>
     ([undefined, ...EXTRA_SPINS_US] as (number | undefined)[]).flatMap((spinUs) =>
-      (['int', '8B'] as const).map(
-        (what): Figure => ({
-          name: `pipe_pingpong_us_${what}_${method}${spinUs === undefined ? '' : `[spin=${spinUs}us]`}`,
-          unit: 'us',
-          better: 'lower',
-          params: (q) => ({ kind: 'pingpong', method, raw: what === '8B', n: sizes(q).roundtrips, reps: sizes(q).reps }),
-          cpython: { group: 'pipe', args: pipeArgs, keys: [`cpython_fork_pipe_pingpong_${what}`] },
-          goal: { value: 15, text: '<= 15 us' },
-          ...(spinUs === undefined ? {} : { spinUs, note: `MULTIPROC_SPIN_US=${spinUs} (default ${DEFAULT_SPIN_US})` }),
-        }),
-      ),
+      (['int', '8B'] as const).map((what): Figure => ({
+        name: `pipe_pingpong_us_${what}_${method}${spinUs === undefined ? '' : `[spin=${spinUs}us]`}`,
+        unit: 'us',
+        better: 'lower',
+        params: (q) => ({ kind: 'pingpong', method, raw: what === '8B', n: sizes(q).roundtrips, reps: sizes(q).reps }),
+        cpython: { group: 'pipe', args: pipeArgs, keys: [`cpython_fork_pipe_pingpong_${what}`] },
+        goal: { value: 15, text: '<= 15 us' },
+        ...(spinUs === undefined ? {} : { spinUs, note: `MULTIPROC_SPIN_US=${spinUs} (default ${DEFAULT_SPIN_US})` }),
+      })),
     ),
   ),
-  ...METHODS.map(
-    (method): Figure => ({
-      name: `pipe_1MiB_oneway_${method}`,
-      unit: 'MB/s',
-      better: 'higher',
-      params: (q) => ({ kind: 'oneway', method, blocks: sizes(q).blocks, reps: sizes(q).reps }),
-      cpython: { group: 'pipe', args: pipeArgs, keys: ['cpython_fork_pipe_duplex_1MiB', 'cpython_fork_pipe_simplex_1MiB'] },
-    }),
-  ),
+  ...METHODS.map((method): Figure => ({
+    name: `pipe_1MiB_oneway_${method}`,
+    unit: 'MB/s',
+    better: 'higher',
+    params: (q) => ({ kind: 'oneway', method, blocks: sizes(q).blocks, reps: sizes(q).reps }),
+    cpython: { group: 'pipe', args: pipeArgs, keys: ['cpython_fork_pipe_duplex_1MiB', 'cpython_fork_pipe_simplex_1MiB'] },
+  })),
 ];
 
 function define(f: Figure): BenchDef {

@@ -28,7 +28,6 @@ type RawArray<C extends import('../src/index.js').Typecode> = import('../src/ind
 type DictProxy<K extends string | number, V> = import('../src/index.js').DictProxy<K, V>;
 type AcquirerProxy = import('../src/index.js').AcquirerProxy;
 
-
 /** CLOCK_MONOTONIC in µs: one clock for every process and thread of the machine. */
 function monoUs(): number {
   return Number(process.hrtime.bigint()) / 1e3;
@@ -53,7 +52,16 @@ async function incrLoop(d: DictProxy<string, number>, lock: AcquirerProxy, key: 
  * `warm` untimed increments of another key (a fresh child runs unoptimized code at first), say
  * ready, wait for go, then n × `with lock: d.k = d.k + 1` (4 round trips each); stamps ts.
  */
-export async function mgrIncr(d: DictProxy<string, number>, lock: AcquirerProxy, n: number, warm: number, ready: Event, go: Event, ts: RawArray<'d'>, idx: number): Promise<void> {
+export async function mgrIncr(
+  d: DictProxy<string, number>,
+  lock: AcquirerProxy,
+  n: number,
+  warm: number,
+  ready: Event,
+  go: Event,
+  ts: RawArray<'d'>,
+  idx: number,
+): Promise<void> {
   await incrLoop(d, lock, `warm${idx}`, warm);
   ready.set();
   await go.wait();
@@ -66,7 +74,6 @@ export async function mgrIncr(d: DictProxy<string, number>, lock: AcquirerProxy,
 // ---------------------------------------------------------------------------------------------
 // Driver side: runs in the fresh node process.
 // ---------------------------------------------------------------------------------------------
-
 
 // Untimed warm-up: calls a fresh process (or child) makes before the timed ones, so that the
 // figures are of optimized code, as CPython's interpreter is from the start.
@@ -124,7 +131,11 @@ async function measureDict(p: Extract<DriverParams, { kind: 'dict' }>): Promise<
       }
       return (2 * n) / ((nowMs() - t0) / 1e3);
     };
-    return await repeat(p.reps, () => once(p.n), () => once(WARM_PAIRS));
+    return await repeat(
+      p.reps,
+      () => once(p.n),
+      () => once(WARM_PAIRS),
+    );
   } finally {
     await m.shutdown();
   }
@@ -159,7 +170,11 @@ async function measureIncr(p: Extract<DriverParams, { kind: 'incr' }>): Promise<
       const b = ts.buf;
       return (2 * n) / ((Math.max(b[1]!, b[3]!) - Math.min(b[0]!, b[2]!)) / 1e6);
     };
-    return await repeat(p.reps, () => once(p.n), () => once(Math.min(p.n, 100)));
+    return await repeat(
+      p.reps,
+      () => once(p.n),
+      () => once(Math.min(p.n, 100)),
+    );
   } finally {
     await m.shutdown();
   }
@@ -228,17 +243,15 @@ const FIGURES: Figure[] = [
       note: `server on the ${method} backend`,
     })),
   ),
-  ...METHODS.map(
-    (method): Figure => ({
-      name: `manager_dict_set_get_${method}`,
-      unit: 'ops/s',
-      better: 'higher',
-      params: (q) => ({ kind: 'dict', method, n: sizes(q).pairs, reps: sizes(q).reps }),
-      anchor: 'cpython_fork_manager_dict_set_get',
-      goal: { value: 50_000, text: '>= 50 k ops/s' },
-      note: `server on the ${method} backend`,
-    }),
-  ),
+  ...METHODS.map((method): Figure => ({
+    name: `manager_dict_set_get_${method}`,
+    unit: 'ops/s',
+    better: 'higher',
+    params: (q) => ({ kind: 'dict', method, n: sizes(q).pairs, reps: sizes(q).reps }),
+    anchor: 'cpython_fork_manager_dict_set_get',
+    goal: { value: 50_000, text: '>= 50 k ops/s' },
+    note: `server on the ${method} backend`,
+  })),
   {
     name: 'manager_dict_set_get_50_inflight_spawn',
     unit: 'ops/s',
@@ -247,16 +260,14 @@ const FIGURES: Figure[] = [
     anchor: 'cpython_fork_manager_dict_set_get',
     note: '50 calls in flight (Promise.all): one frame each way per 50; CPython proxies block, one call at a time',
   },
-  ...METHODS.map(
-    (method): Figure => ({
-      name: `manager_lock_incr_2proc_${method}`,
-      unit: 'incr/s',
-      better: 'higher',
-      params: (q) => ({ kind: 'incr', method, n: sizes(q).incr, reps: sizes(q).reps }),
-      anchor: 'cpython_fork_manager_lock_incr_2proc',
-      note: `children on the ${method} backend; 4 round trips per incr`,
-    }),
-  ),
+  ...METHODS.map((method): Figure => ({
+    name: `manager_lock_incr_2proc_${method}`,
+    unit: 'incr/s',
+    better: 'higher',
+    params: (q) => ({ kind: 'incr', method, n: sizes(q).incr, reps: sizes(q).reps }),
+    anchor: 'cpython_fork_manager_lock_incr_2proc',
+    note: `children on the ${method} backend; 4 round trips per incr`,
+  })),
 ];
 
 function define(f: Figure): BenchDef {

@@ -99,7 +99,11 @@ async function make(who: Who): Promise<Adapter> {
       process.env.MP_PEER_LIB = 'workerpool';
       const workerpool = require('workerpool') as typeof import('workerpool');
       const pool = workerpool.pool(PEER_FILE, { minWorkers: 2, maxWorkers: 2, workerType: 'thread' });
-      return { run: (name, x) => pool.exec(name, [x]) as unknown as Promise<number>, pids: () => [], close: async () => void (await pool.terminate()) };
+      return {
+        run: (name, x) => pool.exec(name, [x]) as unknown as Promise<number>,
+        pids: () => [],
+        close: async () => void (await pool.terminate()),
+      };
     }
   }
 }
@@ -265,7 +269,18 @@ function measureCPython(ctx: BenchContext): Promise<Map<string, Stats>> {
   return ctx.once('cpython:pool', async () => {
     await ctx.settle();
     ctx.log('  cpython pool');
-    const args = ['--n', String(s.chunk1N), '--n2', String(s.rttN), '--n3', String(s.cpuN), '--reps', String(s.reps), '--methods', 'fork,spawn,forkserver'];
+    const args = [
+      '--n',
+      String(s.chunk1N),
+      '--n2',
+      String(s.rttN),
+      '--n3',
+      String(s.cpuN),
+      '--reps',
+      String(s.reps),
+      '--methods',
+      'fork,spawn,forkserver',
+    ];
     return runCPython('pool', args);
   });
 }
@@ -284,8 +299,24 @@ interface PoolFigure {
 }
 
 const FIGURES: PoolFigure[] = [
-  { name: 'pool_map_tiny_default_chunksize', figure: 'map_default', unit: 'tasks/s', better: 'higher', cpython: ['cpython_fork_pool2_map_square_default_chunksize'], goal: 1.5, peers: false },
-  { name: 'pool_map_tiny_chunksize1', figure: 'map_chunk1', unit: 'tasks/s', better: 'higher', cpython: ['cpython_fork_pool2_map_square_chunksize1'], goal: 3, peers: true },
+  {
+    name: 'pool_map_tiny_default_chunksize',
+    figure: 'map_default',
+    unit: 'tasks/s',
+    better: 'higher',
+    cpython: ['cpython_fork_pool2_map_square_default_chunksize'],
+    goal: 1.5,
+    peers: false,
+  },
+  {
+    name: 'pool_map_tiny_chunksize1',
+    figure: 'map_chunk1',
+    unit: 'tasks/s',
+    better: 'higher',
+    cpython: ['cpython_fork_pool2_map_square_chunksize1'],
+    goal: 3,
+    peers: true,
+  },
   {
     name: 'pool_apply_async_roundtrip',
     figure: 'rtt',
@@ -305,8 +336,26 @@ const FIGURES: PoolFigure[] = [
     absolute: { text: 'goal >= 1.9x', met: (v) => v >= 1.9 },
     peers: true,
   },
-  { name: 'pool_start_to_first_result', figure: 'startup', unit: 'ms', better: 'lower', cpython: ['cpython_fork_pool2_start_first_result', 'cpython_spawn_pool2_start_first_result', 'cpython_forkserver_pool2_start_first_result'], peers: true },
-  { name: 'pool_memory_per_worker', figure: 'memory', unit: 'MB', better: 'lower', cpython: ['cpython_fork_pool_worker_rss', 'cpython_spawn_pool_worker_rss'], peers: true },
+  {
+    name: 'pool_start_to_first_result',
+    figure: 'startup',
+    unit: 'ms',
+    better: 'lower',
+    cpython: [
+      'cpython_fork_pool2_start_first_result',
+      'cpython_spawn_pool2_start_first_result',
+      'cpython_forkserver_pool2_start_first_result',
+    ],
+    peers: true,
+  },
+  {
+    name: 'pool_memory_per_worker',
+    figure: 'memory',
+    unit: 'MB',
+    better: 'lower',
+    cpython: ['cpython_fork_pool_worker_rss', 'cpython_spawn_pool_worker_rss'],
+    peers: true,
+  },
 ];
 
 const NOTES: Partial<Record<Figure, string>> = {

@@ -115,7 +115,11 @@ function measureStarts(p: DriverParams): Promise<Measurement> {
   const start = starter(p.starter);
   const rep = p.concurrent ? concurrent : sequential;
   // Warm-up: a few untimed children load the lazy modules and fill the caches first.
-  return repeat(p.reps, () => rep(start, p.n), () => sequential(start, p.warmup));
+  return repeat(
+    p.reps,
+    () => rep(start, p.n),
+    () => sequential(start, p.warmup),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,7 +180,12 @@ const FIGURES: StartFigure[] = [
 ];
 
 /** Measures one starter in a fresh driver process (memoized per run). */
-function measureNode(ctx: BenchContext, who: Starter, concurrent: boolean, env: { suffix: string; env: NodeJS.ProcessEnv }): Promise<Stats> {
+function measureNode(
+  ctx: BenchContext,
+  who: Starter,
+  concurrent: boolean,
+  env: { suffix: string; env: NodeJS.ProcessEnv },
+): Promise<Stats> {
   const s = sizes(ctx.quick);
   const params: DriverParams = { starter: who, concurrent, n: concurrent ? s.concN : s.seqN, reps: s.reps, warmup: s.warmup };
   return ctx.once(`node:${JSON.stringify(params)}${env.suffix}`, async () => {
@@ -208,7 +217,9 @@ function define(f: StartFigure, variant: { suffix: string; env: NodeJS.ProcessEn
       const anchor = await settled(measureNode(ctx, f.node.starter, f.concurrent, variant));
       const ours = await measureNode(ctx, f.ours, f.concurrent, variant);
       const py = await settled(measureCPython(ctx, f.concurrent));
-      const rows: Row[] = [compare(name, unit, 'lower', ours, f.node.name + variant.suffix, anchor, f.node.goal ? { goal: f.node.goal } : {})];
+      const rows: Row[] = [
+        compare(name, unit, 'lower', ours, f.node.name + variant.suffix, anchor, f.node.goal ? { goal: f.node.goal } : {}),
+      ];
       for (const method of f.cpython) {
         const key = `cpython_${method}${f.concurrent ? '_x8' : ''}`;
         const stats = py instanceof Error ? py : (py.get(key) ?? new Error(`cpython.py printed no ${key}`));

@@ -35,7 +35,6 @@ type RawArray<C extends import('../src/index.js').Typecode> = import('../src/ind
 type RawValue<C extends import('../src/index.js').Typecode> = import('../src/index.js').RawValue<C>;
 type Value<C extends import('../src/index.js').Typecode> = import('../src/index.js').Value<C>;
 
-
 /**
  * CLOCK_MONOTONIC in microseconds. One clock for every process and thread of the machine (Node's
  * hrtime and CPython's CLOCK_MONOTONIC read the same one), so a stamp taken in the parent and one
@@ -53,7 +52,15 @@ function monoUs(): number {
  * Contended increments: say ready, wait for go, then n times `withLock(() => v.value += 1)`;
  * stamps [start, end] (µs) into ts[2*idx], ts[2*idx+1]. `lock` null: the Value's own lock.
  */
-export async function incrTarget(lock: Lock | null, v: RawValue<'i'> | Value<'i'>, n: number, ready: Event, go: Event, ts: RawArray<'d'>, idx: number): Promise<void> {
+export async function incrTarget(
+  lock: Lock | null,
+  v: RawValue<'i'> | Value<'i'>,
+  n: number,
+  ready: Event,
+  go: Event,
+  ts: RawArray<'d'>,
+  idx: number,
+): Promise<void> {
   ready.set();
   await go.wait();
   const t0 = monoUs();
@@ -129,14 +136,11 @@ if (!inOrchestrator) {
 // Driver side: runs in the fresh node process.
 // ---------------------------------------------------------------------------------------------
 
-
 type DriverParams =
   | { kind: 'uncontended'; form: 'acquire_release' | 'with'; n: number; reps: number }
   | { kind: 'contended'; method: Method; variant: 'raw_value' | 'value_lock'; n: number; reps: number }
   | { kind: 'wake'; method: Method; primitive: 'event' | 'condition'; rounds: number; reps: number }
   | { kind: 'attach'; method: Method; mb: number; reps: number };
-
-
 
 /** pairs/s of `await lock.acquire(); lock.release()` (or `await lock.withLock(noop)`) in one process. */
 async function measureUncontended(p: Extract<DriverParams, { kind: 'uncontended' }>): Promise<Measurement> {
@@ -184,7 +188,11 @@ async function measureContended(p: Extract<DriverParams, { kind: 'contended' }>)
     const wallUs = Math.max(ts.buf[1]!, ts.buf[3]!) - Math.min(ts.buf[0]!, ts.buf[2]!);
     return (2 * n) / (wallUs / 1e6);
   };
-  return repeat(p.reps, () => once(p.n), () => once(Math.min(p.n, 2_000)));
+  return repeat(
+    p.reps,
+    () => once(p.n),
+    () => once(Math.min(p.n, 2_000)),
+  );
 }
 
 /** Median µs from the parent's set()/notify() to the child running again, over `rounds` rounds. */
@@ -220,7 +228,11 @@ async function measureWake(p: Extract<DriverParams, { kind: 'wake' }>): Promise<
     await joinAll([child]);
     return median(Array.from(sent, (s, i) => woke.buf[i]! - s));
   };
-  return repeat(p.reps, () => once(p.rounds), () => once(5));
+  return repeat(
+    p.reps,
+    () => once(p.rounds),
+    () => once(5),
+  );
 }
 
 /** ms for a child to rebuild a RawArray('d') of `mb` MB passed as an argument (stamp to stamp). */
@@ -340,7 +352,11 @@ const FIGURES: Figure[] = [
       unit: 'incr/s',
       better: 'higher',
       params: (q) => ({ kind: 'contended', method, variant: 'raw_value', n: sizes(q).contended, reps: sizes(q).reps }),
-      cpython: { group: 'lock_contended', args: contendedArgs, keys: ['cpython_fork_separate_lock_raw_value', 'cpython_fork_separate_lock_synchronized_value'] },
+      cpython: {
+        group: 'lock_contended',
+        args: contendedArgs,
+        keys: ['cpython_fork_separate_lock_raw_value', 'cpython_fork_separate_lock_synchronized_value'],
+      },
       goal: CONTENDED_GOAL_PER_S,
     },
     {
@@ -361,15 +377,17 @@ const FIGURES: Figure[] = [
       cpython: { group: 'wake', args: wakeArgs, keys: [`cpython_fork_${primitive}_wake`] },
     })),
   ),
-  ...METHODS.map(
-    (method): Figure => ({
-      name: `shm_attach_100MB_array_ms_${method}`,
-      unit: 'ms',
-      better: 'lower',
-      params: (q) => ({ kind: 'attach', method, mb: sizes(q).mb, reps: sizes(q).reps }),
-      cpython: { group: 'shm_attach', args: attachArgs, keys: ['cpython_spawn_Array_arg_rebuild', 'cpython_forkserver_Array_arg_rebuild', 'cpython_fork_SharedMemory_attach'] },
-    }),
-  ),
+  ...METHODS.map((method): Figure => ({
+    name: `shm_attach_100MB_array_ms_${method}`,
+    unit: 'ms',
+    better: 'lower',
+    params: (q) => ({ kind: 'attach', method, mb: sizes(q).mb, reps: sizes(q).reps }),
+    cpython: {
+      group: 'shm_attach',
+      args: attachArgs,
+      keys: ['cpython_spawn_Array_arg_rebuild', 'cpython_forkserver_Array_arg_rebuild', 'cpython_fork_SharedMemory_attach'],
+    },
+  })),
 ];
 
 function define(f: Figure): BenchDef {

@@ -29,7 +29,8 @@ export async function add(v: Value<'i'>, n: number, locked: boolean, start: Barr
       await tick(); // ...something else runs here...
       v.value = x + 1; // ...write: whatever another process wrote meanwhile is lost
     };
-    if (locked) await v.withLock(increment); // Python: `with v.get_lock(): v.value += 1`
+    if (locked)
+      await v.withLock(increment); // Python: `with v.get_lock(): v.value += 1`
     else await increment();
   }
 }

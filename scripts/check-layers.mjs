@@ -42,14 +42,16 @@ for (const f of files) {
   const text = fs.readFileSync(path.join(root, f), 'utf8');
   const out = new Set();
   // Whole statements, so that `import type { X } from` (erased) is told apart from `import { X } from`.
-  const re = /(?:^|\n)\s*(import|export)\s+(type\s+)?[^;'"]*?from\s+['"](\.[^'"]+)['"]|require\(\s*['"](\.[^'"]+)['"]\s*\)|import\(\s*['"](\.[^'"]+)['"]\s*\)/g;
+  const re =
+    /(?:^|\n)\s*(import|export)\s+(type\s+)?[^;'"]*?from\s+['"](\.[^'"]+)['"]|require\(\s*['"](\.[^'"]+)['"]\s*\)|import\(\s*['"](\.[^'"]+)['"]\s*\)/g;
   for (const m of text.matchAll(re)) {
     if (m[2]) continue;
     const spec = m[3] ?? m[4] ?? m[5];
     const target = path.posix.normalize(path.posix.join(path.posix.dirname(f), spec.replace(/\.js$/, '.ts')));
     if (!files.includes(target)) continue;
     out.add(target);
-    if (layerOf(target) > layerOf(f)) problems.push(`${f} (${LAYERS[layerOf(f)][0]}) imports ${target} (${LAYERS[layerOf(target)][0]}), a higher layer`);
+    if (layerOf(target) > layerOf(f))
+      problems.push(`${f} (${LAYERS[layerOf(f)][0]}) imports ${target} (${LAYERS[layerOf(target)][0]}), a higher layer`);
   }
   edges.set(f, out);
 }

@@ -5,7 +5,18 @@ import { InvalidArgumentError, ProcessError } from './errors.js';
 import { cpuCount } from './platform.js';
 import { chooseStartMethod, chosenStartMethod, defaultStartMethod, isStartMethod, startMethods } from './popen/methods.js';
 import { activeChildren, currentProcess, parentProcess, processClassFor, type Process, type StartMethod } from './process.js';
-import { RawArray, RawValue, SharedArray, Synchronized, SynchronizedArray, Value, type InputOf, type LockLike, type SyncOptions, type Typecode } from './memory/sharedctypes.js';
+import {
+  RawArray,
+  RawValue,
+  SharedArray,
+  Synchronized,
+  SynchronizedArray,
+  Value,
+  type InputOf,
+  type LockLike,
+  type SyncOptions,
+  type Typecode,
+} from './memory/sharedctypes.js';
 import { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './sync/synchronize.js';
 import { Pipe, type Connection } from './ipc/connection.js';
 import { SyncManager, type ManagerOptions } from './managers/managers.js';
@@ -130,8 +141,16 @@ export class BaseContext {
   }
   /** A new shared `Array(typecode, sizeOrValues, { lock })`; `{ lock: false }` gives a `RawArray`. @throws InvalidArgumentError for a bad typecode, size, value or lock. */
   Array<C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>>, options: { lock: false }): RawArray<C>;
-  Array<C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>>, options?: { lock?: true | null | LockLike }): SynchronizedArray<C>;
-  Array<C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>>, options?: SyncOptions): SynchronizedArray<C> | RawArray<C> {
+  Array<C extends Typecode>(
+    typecode: C,
+    sizeOrValues: number | Iterable<InputOf<C>>,
+    options?: { lock?: true | null | LockLike },
+  ): SynchronizedArray<C>;
+  Array<C extends Typecode>(
+    typecode: C,
+    sizeOrValues: number | Iterable<InputOf<C>>,
+    options?: SyncOptions,
+  ): SynchronizedArray<C> | RawArray<C> {
     return new SharedArray(typecode, sizeOrValues, options as { lock?: true });
   }
   /** A new `RawValue(typecode, value)` (no lock). @throws InvalidArgumentError for a bad typecode or value. */
@@ -145,7 +164,10 @@ export class BaseContext {
 }
 
 const contexts = new Map<StartMethod, BaseContext>();
-const quoted = (): string => startMethods().map((x) => `'${x}'`).join(', ');
+const quoted = (): string =>
+  startMethods()
+    .map((x) => `'${x}'`)
+    .join(', ');
 
 /**
  * The context of a start method: `getContext('thread').Process`, `getContext('spawn').Lock()`.
@@ -166,12 +188,14 @@ export function getContext(method?: StartMethod): BaseContext {
  * @throws InvalidArgumentError for an unknown method.
  */
 export function setStartMethod(method: StartMethod | null, options: { force?: boolean } = {}): void {
-  if (chosenStartMethod() !== undefined && !options.force) throw new ProcessError('context has already been set', { code: 'ERR_MP_CONTEXT_SET' });
+  if (chosenStartMethod() !== undefined && !options.force)
+    throw new ProcessError('context has already been set', { code: 'ERR_MP_CONTEXT_SET' });
   if (method === null && options.force) {
     chooseStartMethod(undefined);
     return;
   }
-  if (!isStartMethod(method)) throw new InvalidArgumentError(`setStartMethod: unknown start method '${String(method)}'; use one of ${quoted()}`);
+  if (!isStartMethod(method))
+    throw new InvalidArgumentError(`setStartMethod: unknown start method '${String(method)}'; use one of ${quoted()}`);
   chooseStartMethod(method);
 }
 

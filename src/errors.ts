@@ -96,10 +96,9 @@ export class WorkerDiedError extends ProcessError {
   readonly exitcode: number | null;
   readonly worker: string;
   constructor(worker: string, exitcode: number | null, detail?: string) {
-    super(
-      `worker ${worker} died while running this task (${describeExit(exitcode)})${detail ? `: ${detail}` : ''}`,
-      { code: 'ERR_MP_WORKER_DIED' },
-    );
+    super(`worker ${worker} died while running this task (${describeExit(exitcode)})${detail ? `: ${detail}` : ''}`, {
+      code: 'ERR_MP_WORKER_DIED',
+    });
     this.worker = worker;
     this.exitcode = exitcode;
   }
@@ -144,10 +143,7 @@ export function describeExit(exitcode: number | null): string {
 }
 
 /** Library error classes by name, so an error raised in a child is rebuilt as the same class. */
-export const libraryErrors: ReadonlyMap<string, new (...args: never[]) => Error> = new Map<
-  string,
-  new (...args: never[]) => Error
->([
+export const libraryErrors: ReadonlyMap<string, new (...args: never[]) => Error> = new Map<string, new (...args: never[]) => Error>([
   ['ProcessError', ProcessError],
   ['BufferTooShort', BufferTooShort],
   ['AuthenticationError', AuthenticationError],

@@ -1,7 +1,17 @@
 // The public surface of multiproc: the default context's API, as Python's
 // `multiprocessing/__init__.py` copies it from `context._default_context`.
 export { Connection, Pipe, wait, type Waitable } from './ipc/connection.js';
-export { Client, Listener, SocketConnection, type AcceptOptions, type Address, type Authkey, type ClientOptions, type Family, type ListenerOptions } from './ipc/listener.js';
+export {
+  Client,
+  Listener,
+  SocketConnection,
+  type AcceptOptions,
+  type Address,
+  type Authkey,
+  type ClientOptions,
+  type Family,
+  type ListenerOptions,
+} from './ipc/listener.js';
 export {
   AcquirerProxy,
   ArrayProxy,
@@ -103,5 +113,11 @@ export {
   type TaskTiming,
 } from './pool/pool.js';
 export { JoinableQueue, Queue, SimpleQueue } from './ipc/queues.js';
-export { ShareableList, SharedMemory, type Shareable, type ShareableListOptions, type SharedMemoryOptions } from './memory/shared_memory.js';
+export {
+  ShareableList,
+  SharedMemory,
+  type Shareable,
+  type ShareableListOptions,
+  type SharedMemoryOptions,
+} from './memory/shared_memory.js';
 export { isMainModule } from './process.js';

@@ -51,7 +51,10 @@ let bootstrapping = false;
 
 function state(p: Process): Internal {
   const s = internals.get(p);
-  if (!s) throw new ProcessError('Process.__init__ was not called: call super(options) in the subclass constructor', { code: 'ERR_MP_NOT_INITIALIZED' });
+  if (!s)
+    throw new ProcessError('Process.__init__ was not called: call super(options) in the subclass constructor', {
+      code: 'ERR_MP_NOT_INITIALIZED',
+    });
   return s;
 }
 
@@ -68,12 +71,16 @@ export class Process {
    * not a string or `daemon` not a boolean.
    */
   constructor(options: ProcessOptions = {}) {
-    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('new Process(options): options must be an object like { target, args, name, daemon }');
+    if (typeof options !== 'object' || options === null)
+      throw new InvalidArgumentError('new Process(options): options must be an object like { target, args, name, daemon }');
     const { target, args = [], name, daemon } = options;
-    if (target !== undefined && typeof target !== 'function') throw new InvalidArgumentError(`new Process({ target }): target must be a function, got ${typeof target}`);
-    if (!Array.isArray(args)) throw new InvalidArgumentError('new Process({ args }): args must be an array (Python\'s args tuple), e.g. args: [1, "a"]');
+    if (target !== undefined && typeof target !== 'function')
+      throw new InvalidArgumentError(`new Process({ target }): target must be a function, got ${typeof target}`);
+    if (!Array.isArray(args))
+      throw new InvalidArgumentError('new Process({ args }): args must be an array (Python\'s args tuple), e.g. args: [1, "a"]');
     if (name !== undefined && typeof name !== 'string') throw new InvalidArgumentError('new Process({ name }): name must be a string');
-    if (daemon !== undefined && typeof daemon !== 'boolean') throw new InvalidArgumentError('new Process({ daemon }): daemon must be a boolean');
+    if (daemon !== undefined && typeof daemon !== 'boolean')
+      throw new InvalidArgumentError('new Process({ daemon }): daemon must be a boolean');
     const cur = current ? state(current) : undefined;
     const count = cur ? ++cur.counter : 1;
     const identity = [...(cur?.identity ?? []), count];
@@ -110,8 +117,10 @@ export class Process {
     const s = state(this);
     checkClosed(s);
     if (s.popen || s.self) throw new ProcessError('cannot start a process twice', { code: 'ERR_MP_ALREADY_STARTED' });
-    if (s.parentPid !== process.pid) throw new ProcessError('can only start a process object created by the current process', { code: 'ERR_MP_NOT_OWNER' });
-    if (state(current).daemon) throw new ProcessError('daemonic processes are not allowed to have children', { code: 'ERR_MP_DAEMON_CHILD' });
+    if (s.parentPid !== process.pid)
+      throw new ProcessError('can only start a process object created by the current process', { code: 'ERR_MP_NOT_OWNER' });
+    if (state(current).daemon)
+      throw new ProcessError('daemonic processes are not allowed to have children', { code: 'ERR_MP_DAEMON_CHILD' });
     if (bootstrapping) throw new ProcessError(BOOTSTRAP_MESSAGE, { code: 'ERR_MP_BOOTSTRAPPING' });
     reapChildren();
     const method = s.method ?? defaultStartMethod();
@@ -149,7 +158,8 @@ export class Process {
   async join(timeout?: number): Promise<void> {
     const s = state(this);
     checkClosed(s);
-    if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout))) throw new InvalidArgumentError('join(timeout): timeout must be a number of milliseconds');
+    if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout)))
+      throw new InvalidArgumentError('join(timeout): timeout must be a number of milliseconds');
     if (s.self) throw new ProcessError('can only join a child process', { code: 'ERR_MP_NOT_CHILD' });
     if (!s.popen) throw new ProcessError('can only join a started process', { code: 'ERR_MP_NOT_STARTED' });
     if (await s.popen.wait(timeout)) children.delete(this);
@@ -184,7 +194,10 @@ export class Process {
     const s = state(this);
     if (s.closed) return;
     if (s.popen) {
-      if (s.popen.returncode === null) throw new ProcessError('Cannot close a process while it is still running. You should first call join() or terminate().', { code: 'ERR_MP_STILL_RUNNING' });
+      if (s.popen.returncode === null)
+        throw new ProcessError('Cannot close a process while it is still running. You should first call join() or terminate().', {
+          code: 'ERR_MP_STILL_RUNNING',
+        });
       s.popen.close();
       children.delete(this);
     }

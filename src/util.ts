@@ -25,7 +25,8 @@ export function deadlineOf(timeoutMs: number | undefined): Deadline {
 
 /** The deadline of a wait of `timeout` ms. @throws InvalidArgumentError when it is not a number. */
 export function checkTimeout(timeout: number | undefined, what: string): Deadline {
-  if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout))) throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds`);
+  if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout)))
+    throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds`);
   return deadlineOf(timeout);
 }
 

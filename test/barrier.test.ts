@@ -195,7 +195,10 @@ describeBackends('Barrier', (ctx: BaseContext) => {
       [0, 0],
     );
     assert.equal(len(broken), 2);
-    await assert.rejects(b.wait(), (err) => err instanceof BrokenBarrierError && (err as BrokenBarrierError).code === 'ERR_MP_BROKEN_BARRIER');
+    await assert.rejects(
+      b.wait(),
+      (err) => err instanceof BrokenBarrierError && (err as BrokenBarrierError).code === 'ERR_MP_BROKEN_BARRIER',
+    );
     await b.reset();
     assert.equal(b.broken, false);
     assert.equal(b.nWaiting, 0);

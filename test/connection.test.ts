@@ -12,15 +12,7 @@ import * as fs from 'node:fs';
 import { before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
-import {
-  BufferTooShort,
-  Connection,
-  EOFError,
-  InvalidArgumentError,
-  Pipe,
-  wait,
-  type Process,
-} from '../src/index.js';
+import { BufferTooShort, Connection, EOFError, InvalidArgumentError, Pipe, wait, type Process } from '../src/index.js';
 import { describeBackends, fixture, joinAll, runNode, start, timed } from './helpers.js';
 
 type Targets = typeof import('./fixtures/ipc_targets.mjs');
@@ -29,9 +21,6 @@ let t: Targets;
 before(async () => {
   t = (await import(pathToFileURL(fixture('ipc_targets.mjs')).href)) as Targets;
 });
-
-
-
 
 function tookAbout(ms: number, want: number): void {
   assert.ok(ms >= want - 5, `returned after ${ms.toFixed(1)} ms, before its ${want} ms`);
@@ -149,7 +138,7 @@ describeBackends('Connection', (ctx, method) => {
     writer.close();
   });
 
-  test('test_spawn_close: the parent closes the child\'s end right after start()', async () => {
+  test("test_spawn_close: the parent closes the child's end right after start()", async () => {
     const [conn, childConn] = ctx.Pipe();
     const p = start(ctx, t.echo, [childConn], true);
     childConn.close(); // this might complete before the child initializes
@@ -230,7 +219,18 @@ describeBackends('Connection', (ctx, method) => {
     const [a, b] = ctx.Pipe();
     const p = start(ctx, t.echo, [b]);
     b.close();
-    const values: unknown[] = [0, '', 'x', [1, [2]], { m: new Map([[1n, new Set([new Date(0)])]]) }, new Uint8Array([1, 2, 3]), /re/g, undefined, null, new RangeError('boom')];
+    const values: unknown[] = [
+      0,
+      '',
+      'x',
+      [1, [2]],
+      { m: new Map([[1n, new Set([new Date(0)])]]) },
+      new Uint8Array([1, 2, 3]),
+      /re/g,
+      undefined,
+      null,
+      new RangeError('boom'),
+    ];
     for (const v of values) await a.send(v);
     for (const v of values) {
       const got = await a.recv();
@@ -272,38 +272,30 @@ describeBackends('Connection', (ctx, method) => {
     c.close();
   });
 
-  test(
-    'EOF: recv() on a pipe whose only peer process was killed gives what it sent, then EOFError',
-    {},
-    async () => {
-      const r = await scenario('killed-peer', method);
-      assert.equal(r.error, undefined, r.error);
-      assert.equal(r.exitcode, -9);
-      assert.deepEqual(r.msgs, ['one', 'two']);
-      assert.deepEqual(r.eof, { name: 'EOFError', code: 'ERR_MP_EOF' });
-      // Holders are checked every 0.5 s.
-      assert.ok(r.eofMs < 1500, `EOF after ${r.eofMs} ms`);
-    },
-  );
+  test('EOF: recv() on a pipe whose only peer process was killed gives what it sent, then EOFError', {}, async () => {
+    const r = await scenario('killed-peer', method);
+    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.exitcode, -9);
+    assert.deepEqual(r.msgs, ['one', 'two']);
+    assert.deepEqual(r.eof, { name: 'EOFError', code: 'ERR_MP_EOF' });
+    // Holders are checked every 0.5 s.
+    assert.ok(r.eofMs < 1500, `EOF after ${r.eofMs} ms`);
+  });
 
-  test(
-    'broken pipe: send() to a pipe whose reader closed everywhere rejects with ERR_MP_BROKEN_PIPE',
-    {},
-    async () => {
-      const [a, b] = ctx.Pipe();
-      a.close();
-      await assert.rejects(b.send('lost'), BROKEN_PIPE);
-      await assert.rejects(b.sendBytes(new Uint8Array(3 << 20)), BROKEN_PIPE);
-      b.close();
-      // The reader end was in a child that exited.
-      const [r, w] = ctx.Pipe(false);
-      const p = start(ctx, t.sendAll, [r, []]);
-      r.close();
-      await joinAll([p]);
-      await assert.rejects(w.send('anyone?'), BROKEN_PIPE);
-      w.close();
-    },
-  );
+  test('broken pipe: send() to a pipe whose reader closed everywhere rejects with ERR_MP_BROKEN_PIPE', {}, async () => {
+    const [a, b] = ctx.Pipe();
+    a.close();
+    await assert.rejects(b.send('lost'), BROKEN_PIPE);
+    await assert.rejects(b.sendBytes(new Uint8Array(3 << 20)), BROKEN_PIPE);
+    b.close();
+    // The reader end was in a child that exited.
+    const [r, w] = ctx.Pipe(false);
+    const p = start(ctx, t.sendAll, [r, []]);
+    r.close();
+    await joinAll([p]);
+    await assert.rejects(w.send('anyone?'), BROKEN_PIPE);
+    w.close();
+  });
 
   test('broken pipe: a large send to a pipe whose reader closed rejects with ERR_MP_BROKEN_PIPE', async () => {
     const [r, w] = ctx.Pipe(false);
@@ -470,7 +462,9 @@ describeBackends('connection.wait', (ctx, method) => {
     await joinAll(procs);
     // (Thread children report the parent's pid.)
     const cmp = (x: [number, number], y: [number, number]): number => x[0] - y[0] || x[1] - y[1];
-    const expected = procs.flatMap((p) => Array.from({ length: 10 }, (_, i): [number, number] => [i, method === 'thread' ? process.pid : p.pid!]));
+    const expected = procs.flatMap((p) =>
+      Array.from({ length: 10 }, (_, i): [number, number] => [i, method === 'thread' ? process.pid : p.pid!]),
+    );
     assert.deepEqual(messages.sort(cmp), expected.sort(cmp));
   }
 

@@ -290,7 +290,7 @@ exampleTest('tickets', async () => {
     assert.ok(Number(seen) <= 2, `${b} saw ${seen} tickets`);
     const bought = run.lines.indexOf(`${b} 购票成功`);
     const none = run.lines.indexOf(`${b} 查看到没有票了`);
-    assert.ok((bought >= 0) !== (none >= 0), `${b} should either buy or see none:\n${run.stdout}`);
+    assert.ok(bought >= 0 !== none >= 0, `${b} should either buy or see none:\n${run.stdout}`);
     assert.ok(run.lines.indexOf(`${b} 查看到余票为${seen}`) < Math.max(bought, none), `${b} searched after buying`);
     return bought >= 0;
   });
@@ -363,7 +363,10 @@ exampleTest('unguarded_main', async () => {
   ]);
   assert.ok(!run.stdout.includes('this is foo function'));
   // The child's error explains the bootstrapping phase and the main guard.
-  assert.match(run.stderr, /^Process Process-1:\nProcessError: An attempt has been made to start a new process before the\ncurrent process has finished its bootstrapping phase\./);
+  assert.match(
+    run.stderr,
+    /^Process Process-1:\nProcessError: An attempt has been made to start a new process before the\ncurrent process has finished its bootstrapping phase\./,
+  );
   assert.match(run.stderr, /code that starts processes must sit behind the main guard/);
   assert.match(run.stderr, /if \(isMainModule\(import\.meta\)\)/);
   assert.match(run.stderr, /unguarded_main\.mjs/); // the stack points at the offending line
@@ -442,14 +445,22 @@ function assertKitchen(lines: string[]): string[] {
     rest.push(line);
   }
   for (const [cook, food] of COOKS) {
-    assert.deepEqual(produced.get(cook), Array.from({ length: 10 }, (_, i) => `${food}${i}`), `cook ${cook}:\n${lines.join('\n')}`);
+    assert.deepEqual(
+      produced.get(cook),
+      Array.from({ length: 10 }, (_, i) => `${food}${i}`),
+      `cook ${cook}:\n${lines.join('\n')}`,
+    );
   }
   const all = [...eaten.values()].flat();
   assert.deepEqual([...all].sort(), [...DISHES].sort(), `every dish eaten exactly once:\n${lines.join('\n')}`);
   for (const [eater, dishes] of eaten) {
     for (const [, food] of COOKS) {
       const idx = dishes.filter((d) => d.startsWith(food) && /^\d+$/.test(d.slice(food.length))).map((d) => Number(d.slice(food.length)));
-      assert.deepEqual(idx, [...idx].sort((a, b) => a - b), `${eater} ate ${food} out of order:\n${lines.join('\n')}`);
+      assert.deepEqual(
+        idx,
+        [...idx].sort((a, b) => a - b),
+        `${eater} ate ${food} out of order:\n${lines.join('\n')}`,
+      );
     }
   }
   return rest;
@@ -486,8 +497,14 @@ exampleTest('baozi', async () => {
   assert.equal(run.lines.length, 22, run.stdout);
   const made = run.lines.filter((l) => l.endsWith('新鲜出炉'));
   const eaten = run.lines.filter((l) => l.endsWith('被吃了'));
-  assert.deepEqual(made, Array.from({ length: 10 }, (_, i) => `大包子${i}号新鲜出炉`));
-  assert.deepEqual(eaten, Array.from({ length: 10 }, (_, i) => `大包子${i}号被吃了`));
+  assert.deepEqual(
+    made,
+    Array.from({ length: 10 }, (_, i) => `大包子${i}号新鲜出炉`),
+  );
+  assert.deepEqual(
+    eaten,
+    Array.from({ length: 10 }, (_, i) => `大包子${i}号被吃了`),
+  );
   // A bun is printed before it is put, so it is always made before it is eaten.
   for (let i = 0; i < 10; i++) assertBefore(run.lines, `大包子${i}号新鲜出炉`, `大包子${i}号被吃了`);
   // The producer's q.join() returns after the last taskDone(); the main process joined it.
@@ -533,7 +550,10 @@ exampleTest('pool_callbacks', async () => {
   assert.equal(callbacks.length, 3);
   for (const l of callbacks) assert.match(l, new RegExp(`^callback f2 in ${main} got: f1\\([345]\\) ran in \\d+$`));
   assertBefore(run.lines, 'applyAsync returned at once; the main code goes on', callbacks[0]!);
-  assert.deepEqual(run.lines.filter((l) => l.startsWith('get: ')).map((l) => l.slice(5)), ['f1(3)', 'f1(4)', 'f1(5)'].map((f) => callbacks.find((c) => c.includes(f))!.replace(/^.*got: /, '')));
+  assert.deepEqual(
+    run.lines.filter((l) => l.startsWith('get: ')).map((l) => l.slice(5)),
+    ['f1(3)', 'f1(4)', 'f1(5)'].map((f) => callbacks.find((c) => c.includes(f))!.replace(/^.*got: /, '')),
+  );
   await assertNothingLeft(run);
 });
 
@@ -541,7 +561,11 @@ exampleTest('manager_dict', async () => {
   const run = await runExample('manager_dict');
   assertOk(run);
   assert.equal(run.lines[0], 'Map(10) {');
-  for (let n = 0; n < 10; n++) assert.ok(run.lines.some((l) => new RegExp(`^\\s+${n} => 100,?$`).test(l)), `entry ${n}`);
+  for (let n = 0; n < 10; n++)
+    assert.ok(
+      run.lines.some((l) => new RegExp(`^\\s+${n} => 100,?$`).test(l)),
+      `entry ${n}`,
+    );
   await assertNothingLeft(run);
 });
 
@@ -556,7 +580,11 @@ exampleTest('manager_remote', async () => {
   const run = await runExample('manager_remote');
   assertOk(run);
   match(run.lines, /^serving on 127\.0\.0\.1:\d+$/);
-  assertBefore(run.lines, run.lines.find((l) => l.startsWith('serving on'))!, 'crawler: 3 urls done');
+  assertBefore(
+    run.lines,
+    run.lines.find((l) => l.startsWith('serving on'))!,
+    'crawler: 3 urls done',
+  );
   const results = run.lines.slice(run.lines.indexOf('crawler: 3 urls done') + 1);
   assert.deepEqual(results.sort(), ['https://a.example res...', 'https://b.example res...', 'https://c.example res...']);
   await assertNothingLeft(run);
@@ -599,7 +627,10 @@ test('cli: demo runs every example under a heading and ends with a summary', asy
     headings.map((h) => h.match(/^== (\d+)\/(\d+) (\w+): .+ \(twin of seed .+\)$/)?.[3]),
     DEMO_EXAMPLES.map((e) => e.file),
   );
-  assert.match(run.lines.at(-1)!, new RegExp(`^demo: ${DEMO_EXAMPLES.length}/${DEMO_EXAMPLES.length} examples ran successfully in \\d+\\.\\d s$`));
+  assert.match(
+    run.lines.at(-1)!,
+    new RegExp(`^demo: ${DEMO_EXAMPLES.length}/${DEMO_EXAMPLES.length} examples ran successfully in \\d+\\.\\d s$`),
+  );
   assert.ok(!run.stdout.includes('unguarded_main'));
   await assertNothingLeft(run);
 });

@@ -74,7 +74,11 @@ export const fixture = (name: string): string => path.join(__dirname, 'fixtures'
 /** Run a script in a fresh node process; resolves with its output and exit status. */
 export function runNode(
   args: string[],
-  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; onStdout?: (chunk: string, child: import('node:child_process').ChildProcess) => void } = {},
+  options: {
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    onStdout?: (chunk: string, child: import('node:child_process').ChildProcess) => void;
+  } = {},
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; pid: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });

@@ -16,7 +16,18 @@ import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
-import { AbortError, AuthenticationError, EOFError, InvalidArgumentError, NotTransferableError, Pipe, ProcessError, TimeoutError, wait, type Process } from '../src/index.js';
+import {
+  AbortError,
+  AuthenticationError,
+  EOFError,
+  InvalidArgumentError,
+  NotTransferableError,
+  Pipe,
+  ProcessError,
+  TimeoutError,
+  wait,
+  type Process,
+} from '../src/index.js';
 import { Client, Listener, SocketConnection, type Address } from '../src/ipc/listener.js';
 import { describeBackends, fixture, start, tmpDir } from './helpers.js';
 
@@ -29,7 +40,6 @@ const sockPath = (): string => path.join(dir, `s${++seq}.sock`);
 before(async () => {
   t = (await import(pathToFileURL(fixture('listener_targets.mjs')).href)) as Targets;
 });
-
 
 async function joined(p: Process): Promise<void> {
   await p.join();
@@ -157,9 +167,12 @@ describeBackends('Listener/Client between processes', (ctx, method) => {
     await assert.rejects(conn.recv(), EOFError);
     await p.join();
     // Writing to a dead peer fails (at once or on a later write) with a broken pipe.
-    await assert.rejects(async () => {
-      for (let i = 0; i < 100; i++) await conn.sendBytes(Buffer.alloc(100_000));
-    }, (err: ProcessError) => err.code === 'ERR_MP_BROKEN_PIPE');
+    await assert.rejects(
+      async () => {
+        for (let i = 0; i < 100; i++) await conn.sendBytes(Buffer.alloc(100_000));
+      },
+      (err: ProcessError) => err.code === 'ERR_MP_BROKEN_PIPE',
+    );
   });
 
   test('wrong authkey, child as Client: AuthenticationError on both sides, and the listener keeps accepting', async () => {
@@ -187,7 +200,10 @@ describeBackends('Listener/Client between processes', (ctx, method) => {
     const p = start(ctx, t.serveOnce, [undefined, 'right', w]);
     w.close();
     const address = (await r.recv()) as Address;
-    await assert.rejects(Client(address, { authkey: 'wrong' }), (err: Error) => err instanceof AuthenticationError && /rejected/.test(err.message));
+    await assert.rejects(
+      Client(address, { authkey: 'wrong' }),
+      (err: Error) => err instanceof AuthenticationError && /rejected/.test(err.message),
+    );
     const report = (await r.recv()) as { ok: boolean; name: string; message: string };
     assert.equal(report.ok, false);
     assert.equal(report.name, 'AuthenticationError');
@@ -200,7 +216,10 @@ describeBackends('Listener/Client between processes', (ctx, method) => {
     for (const obj of [a, l]) {
       assert.throws(
         () => new ctx.Process({ target: t.echoClient, args: [obj] }).start(),
-        (err: Error) => err instanceof NotTransferableError && /cannot be sent to another/.test(err.message) && /Client\(\) in the child/.test(err.message),
+        (err: Error) =>
+          err instanceof NotTransferableError &&
+          /cannot be sent to another/.test(err.message) &&
+          /Client\(\) in the child/.test(err.message),
       );
     }
     const [x, y] = Pipe();
@@ -240,7 +259,10 @@ describe('SocketConnection in one process', () => {
   test('recvBytes(maxlength) raises BufferTooShort with the message; the connection stays usable', async () => {
     const [a, b, l] = await pair();
     await b.sendBytes(Buffer.from('0123456789'));
-    await assert.rejects(a.recvBytes(5), (err: Error & { data?: Uint8Array }) => err.name === 'BufferTooShort' && Buffer.from(err.data!).toString() === '0123456789');
+    await assert.rejects(
+      a.recvBytes(5),
+      (err: Error & { data?: Uint8Array }) => err.name === 'BufferTooShort' && Buffer.from(err.data!).toString() === '0123456789',
+    );
     await b.send('next');
     assert.equal(await a.recv(), 'next');
     for (const c of [a, b]) c.close();
@@ -253,7 +275,10 @@ describe('SocketConnection in one process', () => {
     a.close();
     assert.equal(a.closed, true);
     await assert.rejects(pending, (err: ProcessError) => err.code === 'ERR_MP_CLOSED');
-    assert.throws(() => a.send(1), (err: ProcessError) => err.code === 'ERR_MP_CLOSED');
+    assert.throws(
+      () => a.send(1),
+      (err: ProcessError) => err.code === 'ERR_MP_CLOSED',
+    );
     await assert.rejects(b.recv(), EOFError);
     a.close(); // twice is fine
     b.close();
@@ -311,7 +336,10 @@ describe('SocketConnection in one process', () => {
     raw.on('data', (d: Buffer) => received.push(d));
     let closed = new Promise((r) => raw.once('close', r));
     raw.write(Buffer.from([0x7f, 0xff, 0xff, 0xff]));
-    await assert.rejects(l.accept(), (err: Error) => err instanceof AuthenticationError && /2147483647 bytes during authentication/.test(err.message));
+    await assert.rejects(
+      l.accept(),
+      (err: Error) => err instanceof AuthenticationError && /2147483647 bytes during authentication/.test(err.message),
+    );
     await closed;
     // All the peer saw is the challenge: no data, no welcome.
     const seen = Buffer.concat(received);
@@ -377,7 +405,10 @@ describe('SocketConnection in one process', () => {
 
   test('new Listener(): accept() waits for the bind; ready; address; family AF_UNIX without an address', async () => {
     const l = new Listener();
-    assert.throws(() => l.address, (err: ProcessError) => err.code === 'ERR_MP_NOT_BOUND');
+    assert.throws(
+      () => l.address,
+      (err: ProcessError) => err.code === 'ERR_MP_NOT_BOUND',
+    );
     const [a, b] = await Promise.all([l.accept(), l.ready.then(() => Client(l.address))]);
     assert.equal(await l.ready, l);
     a.close();
@@ -422,7 +453,10 @@ describe('SocketConnection in one process', () => {
     const l2 = new Listener(l.address);
     await assert.rejects(l2.accept(), (err: NodeJS.ErrnoException) => err.code === 'EADDRINUSE');
     await assert.rejects(l2.ready, (err: NodeJS.ErrnoException) => err.code === 'EADDRINUSE');
-    assert.throws(() => l2.address, (err: ProcessError) => err.code === 'ERR_MP_NOT_BOUND');
+    assert.throws(
+      () => l2.address,
+      (err: ProcessError) => err.code === 'ERR_MP_NOT_BOUND',
+    );
     assert.throws(() => new Listener(['127.0.0.1', 70000]), InvalidArgumentError);
     assert.throws(() => new Listener('/tmp/x.sock', { family: 'AF_INET' }), InvalidArgumentError);
     assert.throws(() => new Listener(undefined, { authkey: 42 as unknown as string }), InvalidArgumentError);
@@ -581,7 +615,10 @@ describe('interoperability with CPython multiprocessing.connection', { skip: PYT
         assert.equal(await py1.exited, 0);
 
         const py2 = runPython(py, PY_CLIENT, [JSON.stringify(l.address), 'other key']);
-        await assert.rejects(l.accept(), (err: Error) => err instanceof AuthenticationError && /digest received was wrong/.test(err.message));
+        await assert.rejects(
+          l.accept(),
+          (err: Error) => err instanceof AuthenticationError && /digest received was wrong/.test(err.message),
+        );
         assert.deepEqual((await py2.lines.next()).value, { ok: false, error: 'AuthenticationError', message: 'digest sent was rejected' });
         assert.equal(await py2.exited, 0);
       });

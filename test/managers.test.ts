@@ -49,8 +49,14 @@ describe('SyncManager', () => {
     for (const i of indices) await d.set(i, i * i);
     assert.deepEqual(await d.copy(), new Map(indices.map((i) => [i, i * i])));
     assert.deepEqual(await d.keys(), indices);
-    assert.deepEqual(await d.values(), indices.map((i) => i * i));
-    assert.deepEqual(await d.items(), indices.map((i) => [i, i * i]));
+    assert.deepEqual(
+      await d.values(),
+      indices.map((i) => i * i),
+    );
+    assert.deepEqual(
+      await d.items(),
+      indices.map((i) => [i, i * i]),
+    );
     assert.equal(await d.len(), 65);
     assert.equal(await d.get(3), 9);
     assert.equal(await d.get(999), undefined);
@@ -111,7 +117,10 @@ describe('SyncManager', () => {
     for await (const x of b) items.push(x);
     assert.deepEqual(items, [1, 2, 4, 10]);
     const mixed = await m.list<unknown>([1, 'a']);
-    await assert.rejects(mixed.sort(), (e: Error) => e instanceof TypeError && /not supported between instances of 'str' and 'int'/.test(e.message));
+    await assert.rejects(
+      mixed.sort(),
+      (e: Error) => e instanceof TypeError && /not supported between instances of 'str' and 'int'/.test(e.message),
+    );
     const objs = await m.list([{ a: [1] }, { a: [2] }]);
     assert.equal(await objs.index({ a: [2] }), 1, 'equality is by value, as Python');
   });
@@ -265,7 +274,10 @@ describe('SyncManager', () => {
 
   test('functions never cross by value to a manager', async () => {
     const d = await m.dict();
-    await assert.rejects(async () => d.set('f', ((x: number) => x) as never), (e: Error) => e instanceof NotTransferableError && /by value/.test(e.message));
+    await assert.rejects(
+      async () => d.set('f', ((x: number) => x) as never),
+      (e: Error) => e instanceof NotTransferableError && /by value/.test(e.message),
+    );
     const l = await m.list([3, 1]);
     await assert.rejects(async () => l.sort({ key: (x) => -x }), NotTransferableError);
   });
@@ -305,7 +317,7 @@ describe('SyncManager', () => {
     assert.deepEqual(ok.slice(-6), [new Map([[1, 2]]), 200, undefined, undefined, undefined, NaN]);
     assert.equal(results[3]!.status === 'fulfilled' && results[3].value, 1);
     assert.deepEqual(await l.copy(), [...Array(200).keys()], 'requests start in the order they were made');
-    assert.equal((await d.get('big') as string).length, 64 * 1024);
+    assert.equal(((await d.get('big')) as string).length, 64 * 1024);
   });
 
   test('dict set+get round trips (figure)', async () => {
@@ -337,8 +349,17 @@ describe('SyncManager.Pool', () => {
     await using pool = await m.Pool(2);
     assert.equal(await pool.apply(t.addPair, [2, 3]), 5);
     assert.deepEqual(await pool.map(t.square, [1, 2, 3, 4]), [1, 4, 9, 16]);
-    assert.deepEqual(await pool.map(t.square, [...Array(50).keys()], 7), [...Array(50).keys()].map((x) => x * x));
-    assert.deepEqual(await pool.starmap(t.addPair, [[1, 2], [3, 4]]), [3, 7]);
+    assert.deepEqual(
+      await pool.map(t.square, [...Array(50).keys()], 7),
+      [...Array(50).keys()].map((x) => x * x),
+    );
+    assert.deepEqual(
+      await pool.starmap(t.addPair, [
+        [1, 2],
+        [3, 4],
+      ]),
+      [3, 7],
+    );
     const r = await pool.applyAsync(t.slowDouble, [21, 50]);
     assert.equal(await r.ready(), false);
     assert.equal(await r.get(), 42);
@@ -361,7 +382,10 @@ describe('SyncManager.Pool', () => {
     assert.equal(await r.successful(), false);
     const slow = await pool.applyAsync(t.slowDouble, [1, 2000]);
     await assert.rejects(slow.get(20), (e: Error) => e.name === 'TimeoutError');
-    await assert.rejects(async () => pool.map(((x: number) => x) as never, [1]), (e: Error) => e instanceof NotTransferableError);
+    await assert.rejects(
+      async () => pool.map(((x: number) => x) as never, [1]),
+      (e: Error) => e instanceof NotTransferableError,
+    );
     // An export of a module the server does not trust (test/helpers): refused by the server, never imported.
     await assert.rejects(pool.apply(tmpDir as never, []), (e: Error) => e instanceof RemoteError && /refused/.test(e.message));
     assert.equal(await pool.apply(t.addPair, [1, 1]), 2, 'the pool still serves');
@@ -424,7 +448,12 @@ describe('user types (_TestMyManager)', () => {
 
   test('register: exposed methods, errors, custom proxy types, methodToTypeid', async () => {
     await using m = await new t.MyManager().start();
-    const foo = (await m._create('Foo')) as unknown as { f(): Promise<string>; g(): Promise<never>; _h?: unknown; later(x: number): Promise<number> };
+    const foo = (await m._create('Foo')) as unknown as {
+      f(): Promise<string>;
+      g(): Promise<never>;
+      _h?: unknown;
+      later(x: number): Promise<number>;
+    };
     const bar = (await m._create('Bar')) as unknown as { f(): Promise<string>; g?: unknown; _h(): Promise<string> };
     assert.equal(await foo.f(), 'f()');
     await assert.rejects(foo.g(), (e: Error) => e instanceof RangeError && e.message === 'g()');
@@ -434,9 +463,9 @@ describe('user types (_TestMyManager)', () => {
     assert.equal(await bar.f(), 'f()');
     assert.equal(await bar._h(), '_h()');
     assert.equal(bar.g, undefined);
-    const baz = (await (m as unknown as { baz(): Promise<{ _getvalue(): Promise<number[]> }> }).baz());
+    const baz = await (m as unknown as { baz(): Promise<{ _getvalue(): Promise<number[]> }> }).baz();
     assert.deepEqual(await baz._getvalue(), [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
-    const counter = (await (m as unknown as { Counter(): Promise<InstanceType<Targets['IteratorProxy']>> }).Counter());
+    const counter = await (m as unknown as { Counter(): Promise<InstanceType<Targets['IteratorProxy']>> }).Counter();
     assert.ok(counter instanceof t.IteratorProxy);
     assert.equal(await counter.next(), 0);
     assert.equal(await counter.next(), 1);
@@ -501,7 +530,12 @@ describe('the wire', () => {
     assert.equal(reply[1], 3);
     assert.match(reply[2].message, /never runs code sent over the wire/);
     // A module the server never loaded, named by reference, is not imported either.
-    const esm = { '\u0000multiproc': 'obj', cls: { kind: 'esm', url: pathToFileURL(fixture('targets.mjs')).href, exportName: 'X', name: 'X' }, custom: false, state: {} };
+    const esm = {
+      '\u0000multiproc': 'obj',
+      cls: { kind: 'esm', url: pathToFileURL(fixture('targets.mjs')).href, exportName: 'X', name: 'X' },
+      custom: false,
+      state: {},
+    };
     await conn.sendBytes(v8.serialize({ '\u0000multiproc.root': [8, 'call', d._token.id, 'set', ['k', esm]] }));
     const reply2 = v8.deserialize(await conn.recvBytes()) as [number, number, { message: string }];
     assert.equal(reply2[1], 3);
@@ -514,7 +548,10 @@ describe('the wire', () => {
   test('malformed batch frames close that connection only', async () => {
     const ping = encodeJson([1, 'ping']);
     const batch = (...parts: [number, Uint8Array][]): Buffer =>
-      Buffer.concat([Buffer.from([0x42]), ...parts.map(([n, b]) => Buffer.concat([Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]), b]))]);
+      Buffer.concat([
+        Buffer.from([0x42]),
+        ...parts.map(([n, b]) => Buffer.concat([Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]), b])),
+      ]);
     const frames = [
       Buffer.from([0x42]),
       Buffer.from([0x42, 0, 0]),

@@ -106,7 +106,10 @@ async function untilParked(n: number): Promise<void> {
 
 function mappedRegions(name: string): number {
   const needle = `/dev/shm${name}`;
-  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.endsWith(needle)).length;
+  return fs
+    .readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((l) => l.endsWith(needle)).length;
 }
 
 v8.setFlagsFromString('--expose-gc');
@@ -139,22 +142,28 @@ test('a segment opened twice is the same memory, typed as reported', () => {
 
 test('errors are typed and say what went wrong', async () => {
   const missing = segName('missing');
-  assert.throws(() => openSegment(missing, 0, false), (e: ProcessError) => {
-    assert.ok(e instanceof ProcessError);
-    assert.equal(e.code, 'ENOENT');
-    assert.match(e.message, /does not exist/);
-    assert.ok(e.message.includes(missing));
-    return true;
-  });
+  assert.throws(
+    () => openSegment(missing, 0, false),
+    (e: ProcessError) => {
+      assert.ok(e instanceof ProcessError);
+      assert.equal(e.code, 'ENOENT');
+      assert.match(e.message, /does not exist/);
+      assert.ok(e.message.includes(missing));
+      return true;
+    },
+  );
   assert.throws(() => unlinkSegment(missing), { code: 'ENOENT' });
 
   await withSegment('exists', 64, (cells, name) => {
-    assert.throws(() => openSegment(name, 64, true), (e: ProcessError) => {
-      assert.ok(e instanceof ProcessError);
-      assert.equal(e.code, 'EEXIST');
-      assert.match(e.message, /already exists/);
-      return true;
-    });
+    assert.throws(
+      () => openSegment(name, 64, true),
+      (e: ProcessError) => {
+        assert.ok(e instanceof ProcessError);
+        assert.equal(e.code, 'EEXIST');
+        assert.match(e.message, /already exists/);
+        return true;
+      },
+    );
     assert.throws(() => openSegment(name, 1 << 20, false), { code: 'ERR_MP_SEGMENT_SIZE' });
 
     const invalid = (fn: () => unknown, re: RegExp): void =>
@@ -292,10 +301,10 @@ test('parked async waits leave the event loop, fs and the libuv pool free', { ti
     const t1 = performance.now();
     const [file, ...keys] = await Promise.all([
       fs.promises.readFile(__filename),
-      ...Array.from({ length: 4 }, () =>
-        new Promise<Buffer>((resolve, reject) =>
-          crypto.pbkdf2('pw', 'salt', 1000, 32, 'sha256', (e, k) => (e ? reject(e) : resolve(k))),
-        ),
+      ...Array.from(
+        { length: 4 },
+        () =>
+          new Promise<Buffer>((resolve, reject) => crypto.pbkdf2('pw', 'salt', 1000, 32, 'sha256', (e, k) => (e ? reject(e) : resolve(k)))),
       ),
     ]);
     const poolMs = performance.now() - t1;
@@ -432,7 +441,9 @@ test('10 000 open/close cycles leave no mapping behind', { timeout: 60_000 }, as
     }
     assert.equal(regions, baseline);
     const growth = (process.memoryUsage().rss - rssBefore) / 1048576;
-    t.diagnostic(`10 000 open/close + 1 000 create/unlink/close: ${ms.toFixed(0)} ms; mappings back to ${regions}; rss +${growth.toFixed(1)} MiB`);
+    t.diagnostic(
+      `10 000 open/close + 1 000 create/unlink/close: ${ms.toFixed(0)} ms; mappings back to ${regions}; rss +${growth.toFixed(1)} MiB`,
+    );
   });
 });
 

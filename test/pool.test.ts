@@ -51,7 +51,10 @@ describeBackends('Pool', (ctx, method) => {
     assert.equal(await pool.apply(t.mul, [3, 4]), 12);
     const res = pool.applyAsync(t.sqr, [7, 100]);
     assert.equal(res.ready(), false);
-    assert.throws(() => res.successful(), (e: ProcessError) => e.code === 'ERR_MP_NOT_READY');
+    assert.throws(
+      () => res.successful(),
+      (e: ProcessError) => e.code === 'ERR_MP_NOT_READY',
+    );
     assert.equal(await res.get(), 49);
     assert.equal(res.ready(), true);
     assert.equal(res.successful(), true);
@@ -89,7 +92,10 @@ describeBackends('Pool', (ctx, method) => {
 
   test('a task error arrives as its own class, with its fields and the remote stack as cause', async () => {
     await using pool = make();
-    const err = await pool.apply(t.raiseAt, [3, 3]).then(() => assert.fail('resolved'), (e: unknown) => e as InstanceType<Targets['TaskError']>);
+    const err = await pool.apply(t.raiseAt, [3, 3]).then(
+      () => assert.fail('resolved'),
+      (e: unknown) => e as InstanceType<Targets['TaskError']>,
+    );
     assert.ok(err instanceof t.TaskError);
     assert.equal(err.message, 'bad item 3');
     assert.equal(err.item, 3);
@@ -102,42 +108,79 @@ describeBackends('Pool', (ctx, method) => {
 
   test('map, starmap, chunksize, empty iterable (test_map, test_starmap, test_empty_iterable)', async () => {
     await using pool = make();
-    assert.deepEqual(await pool.map(t.sqr, range(10)), range(10).map((x) => x * x));
-    assert.deepEqual(await pool.map(t.sqr, range(100), 53), range(100).map((x) => x * x));
-    assert.deepEqual(await pool.map(t.sqr, range(1000)), range(1000).map((x) => x * x));
+    assert.deepEqual(
+      await pool.map(t.sqr, range(10)),
+      range(10).map((x) => x * x),
+    );
+    assert.deepEqual(
+      await pool.map(t.sqr, range(100), 53),
+      range(100).map((x) => x * x),
+    );
+    assert.deepEqual(
+      await pool.map(t.sqr, range(1000)),
+      range(1000).map((x) => x * x),
+    );
     assert.deepEqual(await pool.map(t.sqr, new Set([1, 2, 3])), [1, 4, 9]);
     assert.deepEqual(await pool.map(t.sqr, t.asyncRange(5)), [0, 1, 4, 9, 16]);
     assert.deepEqual(await pool.map(t.sqr, []), []);
     assert.deepEqual(await pool.mapAsync(t.sqr, []).get(), []);
     const pairs = range(10).map((i) => [i, i + 1] as [number, number]);
-    assert.deepEqual(await pool.starmap(t.mul, pairs), pairs.map(([a, b]) => a * b));
-    assert.deepEqual(await pool.starmapAsync(t.mul, pairs, 3).get(), pairs.map(([a, b]) => a * b));
+    assert.deepEqual(
+      await pool.starmap(t.mul, pairs),
+      pairs.map(([a, b]) => a * b),
+    );
+    assert.deepEqual(
+      await pool.starmapAsync(t.mul, pairs, 3).get(),
+      pairs.map(([a, b]) => a * b),
+    );
     assert.deepEqual(await pool.starmap(t.mul, []), []);
-    assert.deepEqual(await pool.map(t.sleepSquare, range(6), { chunksize: 2 }), range(6).map((x) => x * x));
+    assert.deepEqual(
+      await pool.map(t.sleepSquare, range(6), { chunksize: 2 }),
+      range(6).map((x) => x * x),
+    );
   });
 
   test('map rejects with the first task error; map of a raising iterable rejects', async () => {
     await using pool = make();
     assert.throws(() => pool.map(t.raiseAt.bind(null) as never, [1]), NotTransferableError);
-    await assert.rejects(pool.starmap(t.raiseAt, range(20).map((i) => [i, 13] as [number, number]), 2), t.TaskError);
+    await assert.rejects(
+      pool.starmap(
+        t.raiseAt,
+        range(20).map((i) => [i, 13] as [number, number]),
+        2,
+      ),
+      t.TaskError,
+    );
     assert.throws(() => pool.map(t.sqr, t.exceptionThrowingGenerator(10, 3)), t.SayWhenError);
-    await assert.rejects(pool.map(t.sqr, (async function* () {
-      yield 1;
-      throw new t.SayWhenError('async when');
-    })()), t.SayWhenError);
+    await assert.rejects(
+      pool.map(
+        t.sqr,
+        (async function* () {
+          yield 1;
+          throw new t.SayWhenError('async when');
+        })(),
+      ),
+      t.SayWhenError,
+    );
   });
 
   test('imap and imapUnordered (test_imap, test_imap_unordered)', async () => {
     await using pool = make();
     const out: number[] = [];
     for await (const v of pool.imap(t.sqr, range(10))) out.push(v);
-    assert.deepEqual(out, range(10).map((x) => x * x));
+    assert.deepEqual(
+      out,
+      range(10).map((x) => x * x),
+    );
     const it = pool.imap(t.sqr, range(1000), 100);
     for (let i = 0; i < 1000; i++) assert.deepEqual(await it.next(), { value: i * i, done: false });
     assert.deepEqual(await it.next(), { value: undefined, done: true });
     const un: number[] = [];
     for await (const v of pool.imapUnordered(t.sqr, range(100), 7)) un.push(v);
-    assert.deepEqual(un.sort((a, b) => a - b), range(100).map((x) => x * x));
+    assert.deepEqual(
+      un.sort((a, b) => a - b),
+      range(100).map((x) => x * x),
+    );
     const none: number[] = [];
     for await (const v of pool.imap(t.sqr, [])) none.push(v);
     assert.deepEqual(none, []);
@@ -193,7 +236,11 @@ describeBackends('Pool', (ctx, method) => {
     const it = pool.imap(t.sqr, range(10), 1);
     const seen: number[] = [];
     await assert.rejects(async () => {
-      for await (const v of pool.imap((x: number) => { if (x === 4) throw new RangeError('four'); return x; }, range(10))) seen.push(v);
+      for await (const v of pool.imap((x: number) => {
+        if (x === 4) throw new RangeError('four');
+        return x;
+      }, range(10)))
+        seen.push(v);
     }, RangeError);
     assert.deepEqual(seen, [0, 1, 2, 3]);
     await it.return();
@@ -203,8 +250,17 @@ describeBackends('Pool', (ctx, method) => {
     const pool = make(1);
     await assert.rejects(pool.join(), (e: ProcessError) => e.code === 'ERR_MP_POOL_RUNNING');
     pool.close();
-    for (const call of [() => pool.apply(t.sqr, [1]), () => pool.applyAsync(t.sqr, [1]), () => pool.map(t.sqr, [1]), () => pool.imap(t.sqr, [1]), () => pool.starmapAsync(t.mul, [])]) {
-      assert.throws(call, (e: ProcessError) => e instanceof ProcessError && e.code === 'ERR_MP_POOL_NOT_RUNNING' && e.message === 'Pool not running');
+    for (const call of [
+      () => pool.apply(t.sqr, [1]),
+      () => pool.applyAsync(t.sqr, [1]),
+      () => pool.map(t.sqr, [1]),
+      () => pool.imap(t.sqr, [1]),
+      () => pool.starmapAsync(t.mul, []),
+    ]) {
+      assert.throws(
+        call,
+        (e: ProcessError) => e instanceof ProcessError && e.code === 'ERR_MP_POOL_NOT_RUNNING' && e.message === 'Pool not running',
+      );
     }
     await pool.join();
     assert.equal(pool._pool.length, 0);
@@ -217,7 +273,10 @@ describeBackends('Pool', (ctx, method) => {
     pool.close();
     await pool.join();
     assert.ok(results.every((r) => r.ready() && r.successful()));
-    assert.deepEqual(fs.readFileSync(file, 'utf8').trim().split('\n').sort(), range(6).map((i) => `task ${i}`));
+    assert.deepEqual(
+      fs.readFileSync(file, 'utf8').trim().split('\n').sort(),
+      range(6).map((i) => `task ${i}`),
+    );
   });
 
   test('terminate() while busy rejects every pending call (test_terminate)', async () => {
@@ -232,9 +291,12 @@ describeBackends('Pool', (ctx, method) => {
     assert.ok(Date.now() - t0 < 2_000);
     for (const r of results) await assert.rejects(r.get(), (e: ProcessError) => e.code === 'ERR_MP_POOL_TERMINATED');
     assert.ok((await mapped) instanceof Error);
-    await assert.rejects(async () => {
-      for await (const _ of it);
-    }, (e: ProcessError) => e.code === 'ERR_MP_POOL_TERMINATED');
+    await assert.rejects(
+      async () => {
+        for await (const _ of it);
+      },
+      (e: ProcessError) => e.code === 'ERR_MP_POOL_TERMINATED',
+    );
   });
 
   test('await using terminates and joins the pool (test_context)', async () => {
@@ -257,7 +319,10 @@ describeBackends('Pool', (ctx, method) => {
   test('a failing initializer settles everything instead of respawning forever', async () => {
     const pool = make(2, { initializer: t.failingInit });
     const r = pool.applyAsync(t.sqr, [2]);
-    await assert.rejects(r.get(), (e: ProcessError) => e.code === 'ERR_MP_POOL_INITIALIZER' && /initializer says no/.test((e.cause as Error).message));
+    await assert.rejects(
+      r.get(),
+      (e: ProcessError) => e.code === 'ERR_MP_POOL_INITIALIZER' && /initializer says no/.test((e.cause as Error).message),
+    );
     await pool.join();
   });
 
@@ -270,7 +335,10 @@ describeBackends('Pool', (ctx, method) => {
       for (const r of rs) names.add((await r.get()).name);
     }
     assert.ok(names.size >= 8, `only ${names.size} distinct workers ran 24 tasks`);
-    assert.notDeepEqual(pool._pool.map((p) => p.name), first);
+    assert.notDeepEqual(
+      pool._pool.map((p) => p.name),
+      first,
+    );
     assert.equal(pool._pool.length <= 2, true);
   });
 
@@ -292,7 +360,10 @@ describeBackends('Pool', (ctx, method) => {
 
   test('arguments that cannot cross are refused at the call, naming the path', async () => {
     await using pool = make(1);
-    assert.throws(() => pool.applyAsync(t.identity, [{ cb: Symbol('s') }]), (e: NotTransferableError) => e instanceof NotTransferableError && /args\[0\]\.cb/.test(e.message));
+    assert.throws(
+      () => pool.applyAsync(t.identity, [{ cb: Symbol('s') }]),
+      (e: NotTransferableError) => e instanceof NotTransferableError && /args\[0\]\.cb/.test(e.message),
+    );
     let captured = 3;
     captured++;
     assert.throws(() => pool.applyAsync((x: number) => x + captured, [1]), /captured/);
@@ -317,7 +388,10 @@ describeBackends('Pool', (ctx, method) => {
       for (const p of pool._pool) killWorker(p);
       resolve(worker.name);
     });
-    const err = await victim.get().then(() => assert.fail('resolved'), (e: unknown) => e as WorkerDiedError);
+    const err = await victim.get().then(
+      () => assert.fail('resolved'),
+      (e: unknown) => e as WorkerDiedError,
+    );
     assert.ok(err instanceof WorkerDiedError);
     assert.equal(err.code, 'ERR_MP_WORKER_DIED');
     assert.equal(err.exitcode, -9);
@@ -332,11 +406,21 @@ describeBackends('Pool', (ctx, method) => {
 
   test('process.exit() inside a task: WorkerDiedError with the exit code; map rejects instead of waiting', async () => {
     await using pool = make(2);
-    const err = await pool.apply(t.exitNow, [7]).then(() => assert.fail('resolved'), (e: unknown) => e as WorkerDiedError);
+    const err = await pool.apply(t.exitNow, [7]).then(
+      () => assert.fail('resolved'),
+      (e: unknown) => e as WorkerDiedError,
+    );
     assert.ok(err instanceof WorkerDiedError);
     assert.equal(err.exitcode, 7);
     assert.match(err.message, /exit code 7/);
-    await assert.rejects(pool.starmap(t.exitIf, range(20).map((i) => [i, 11, 3] as [number, number, number]), 1), (e: WorkerDiedError) => e instanceof WorkerDiedError && e.exitcode === 3);
+    await assert.rejects(
+      pool.starmap(
+        t.exitIf,
+        range(20).map((i) => [i, 11, 3] as [number, number, number]),
+        1,
+      ),
+      (e: WorkerDiedError) => e instanceof WorkerDiedError && e.exitcode === 3,
+    );
     assert.deepEqual(await pool.map(t.sqr, range(5)), [0, 1, 4, 9, 16]);
   });
 
@@ -384,7 +468,10 @@ describeBackends('Pool', (ctx, method) => {
     const ac = new AbortController();
     const r = pool.applyAsync(t.hang, [], { signal: ac.signal });
     setTimeout(() => ac.abort(new Error('stop')), 100);
-    const err = await r.get().then(() => assert.fail('resolved'), (e: unknown) => e as AbortError);
+    const err = await r.get().then(
+      () => assert.fail('resolved'),
+      (e: unknown) => e as AbortError,
+    );
     assert.ok(err instanceof AbortError);
     assert.equal((err.cause as Error).message, 'stop');
     await assert.rejects(pool.map(t.sqr, range(10), { signal: AbortSignal.abort() }), AbortError);
@@ -404,7 +491,10 @@ describeBackends('Pool', (ctx, method) => {
   test('onProgress per call: done/total/rate as chunks finish; total unknown for an imap input until it ends', async () => {
     await using pool = make();
     const seen: Progress[] = [];
-    assert.deepEqual(await pool.map(t.sqr, range(10), { chunksize: 3, onProgress: (p) => seen.push(p) }), range(10).map((x) => x * x));
+    assert.deepEqual(
+      await pool.map(t.sqr, range(10), { chunksize: 3, onProgress: (p) => seen.push(p) }),
+      range(10).map((x) => x * x),
+    );
     // Four chunks (3, 3, 3, 1 items) in completion order: done grows by a chunk at a time.
     assert.equal(seen.length, 4);
     assert.ok(seen.every((p, i) => i === 0 || p.done > seen[i - 1]!.done));
@@ -421,7 +511,17 @@ describeBackends('Pool', (ctx, method) => {
     assert.equal(last.done, 6);
     // Failures are counted.
     const failures: Progress[] = [];
-    await assert.rejects(pool.starmap(t.raiseAt, [[1, 2], [2, 2], [3, 2]], { chunksize: 1, onProgress: (p) => failures.push(p) }));
+    await assert.rejects(
+      pool.starmap(
+        t.raiseAt,
+        [
+          [1, 2],
+          [2, 2],
+          [3, 2],
+        ],
+        { chunksize: 1, onProgress: (p) => failures.push(p) },
+      ),
+    );
     assert.ok(failures.some((p) => p.failed === 1));
   });
 
@@ -440,11 +540,18 @@ describeBackends('Pool', (ctx, method) => {
     const onTask: TaskTiming[] = [];
     const m = pool.mapAsync(t.sqr, range(8), { chunksize: 2, onTask: (x) => onTask.push(x) });
     await m.get();
-    assert.deepEqual(m.timings.map((x) => x.index).sort((a, b) => a - b), [0, 2, 4, 6]);
+    assert.deepEqual(
+      m.timings.map((x) => x.index).sort((a, b) => a - b),
+      [0, 2, 4, 6],
+    );
     assert.equal(onTask.length, 4);
     assert.ok(onTask.every((x) => x.items === 2 && x.ok));
     // Two slow tasks on two workers: the third waits in the queue for one of them.
-    const slow = await Promise.all([pool.applyAsync(t.sqr, [1, 60]), pool.applyAsync(t.sqr, [1, 60]), pool.applyAsync(t.sqr, [1, 60])].map(async (x) => (await x.get(), x.timings[0]!)));
+    const slow = await Promise.all(
+      [pool.applyAsync(t.sqr, [1, 60]), pool.applyAsync(t.sqr, [1, 60]), pool.applyAsync(t.sqr, [1, 60])].map(
+        async (x) => (await x.get(), x.timings[0]!),
+      ),
+    );
     assert.ok(Math.max(...slow.map((x) => x.queuedMs)) >= 40, `queued ${slow.map((x) => x.queuedMs)}`);
     assert.equal(poolTasks.length, 1 + 4 + 3);
     assert.equal(poolProgress.at(-1)!.done, 1 + 8 + 3);
@@ -461,7 +568,9 @@ describeBackends('Pool', (ctx, method) => {
     assert.equal(await pool.apply(t.sqr, [4]), 16);
     pool.close();
     await pool.join();
-    const trace = JSON.parse(fs.readFileSync(file, 'utf8')) as { traceEvents: { ph: string; name: string; pid: number; tid: number; ts?: number; dur?: number; args?: Record<string, unknown> }[] };
+    const trace = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+      traceEvents: { ph: string; name: string; pid: number; tid: number; ts?: number; dur?: number; args?: Record<string, unknown> }[];
+    };
     assert.ok(Array.isArray(trace.traceEvents));
     for (const e of trace.traceEvents) {
       assert.equal(typeof e.name, 'string');
@@ -473,7 +582,9 @@ describeBackends('Pool', (ctx, method) => {
     const slices = trace.traceEvents.filter((e) => e.ph === 'X');
     assert.equal(slices.length, 40 + 2 + 1);
     assert.ok(slices.every((e) => typeof e.dur === 'number' && e.dur >= 0 && e.name === 'sqr'));
-    const names = new Map(trace.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => [e.tid, String(e.args!.name)]));
+    const names = new Map(
+      trace.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => [e.tid, String(e.args!.name)]),
+    );
     // One row per worker: 2 at the start, 1 replacement; every slice sits on a worker's row.
     const workerRows = [...names].filter(([tid]) => tid !== 0);
     assert.equal(workerRows.length, 3);
@@ -489,7 +600,14 @@ describeBackends('Pool', (ctx, method) => {
     const orig = process.stderr.write.bind(process.stderr);
     process.stderr.write = ((chunk: string) => (written.push(String(chunk)), true)) as typeof process.stderr.write;
     try {
-      assert.deepEqual(await pool.map(t.sqr, [1, 2], { onProgress: () => { throw new Error('hook boom'); } }), [1, 4]);
+      assert.deepEqual(
+        await pool.map(t.sqr, [1, 2], {
+          onProgress: () => {
+            throw new Error('hook boom');
+          },
+        }),
+        [1, 4],
+      );
     } finally {
       process.stderr.write = orig;
     }
@@ -535,5 +653,8 @@ test('ProgressBar: a line every 25 % when not a TTY, in-place redraws on a TTY',
   bar2.finish();
   assert.ok(tty.at(-1)!.endsWith('\n'));
   // Total unknown: a count, no bar.
-  assert.match(new ProgressBar({ stream, tty: false }).line({ done: 7, total: undefined, failed: 0, rate: 3.5, elapsedMs: 2000 }), /^7 done 3\.5\/s 2s$/);
+  assert.match(
+    new ProgressBar({ stream, tty: false }).line({ done: 7, total: undefined, failed: 0, rate: 3.5, elapsedMs: 2000 }),
+    /^7 done 3\.5\/s 2s$/,
+  );
 });

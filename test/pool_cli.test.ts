@@ -15,7 +15,10 @@ const INPUT = path.join(__dirname, '..', '..', 'test', 'fixtures', 'cli_map_inpu
 const TARGETS = fixture('cli_map_targets.mjs');
 const dir = tmpDir();
 
-function run(args: string[], opts: { stdin?: string; cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  args: string[],
+  opts: { stdin?: string; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [MAIN, 'map', ...args], { cwd: opts.cwd ?? dir, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -53,7 +56,10 @@ for (const backend of [[], ['--threads']]) {
     const input = Array.from({ length: 20 }, (_, i) => `${i}\n`).join('');
     const r = await run([`${path.relative(dir, TARGETS)}#slowFirst`, '-', '--chunksize', '3', '-p', '2', ...backend], { stdin: input });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(lines(r.stdout), Array.from({ length: 20 }, (_, i) => String(i * 10)));
+    assert.deepEqual(
+      lines(r.stdout),
+      Array.from({ length: 20 }, (_, i) => String(i * 10)),
+    );
   });
 
   test(`--fail-fast stops at the first failure with a non-zero exit (${tag})`, async () => {
@@ -84,7 +90,10 @@ test('objects in and out, --starmap, the default export, a CommonJS module by re
   fs.mkdirSync(path.join(cjsDir, 'node_modules', 'tripler'), { recursive: true });
   fs.writeFileSync(path.join(cjsDir, 'lib.cjs'), 'exports.triple = (x) => x * 3;\n');
   fs.writeFileSync(path.join(cjsDir, 'node_modules', 'tripler', 'package.json'), '{"name":"tripler","main":"index.js"}');
-  fs.writeFileSync(path.join(cjsDir, 'node_modules', 'tripler', 'index.js'), 'module.exports.triple = function triple(x) { return x * 3; };\n');
+  fs.writeFileSync(
+    path.join(cjsDir, 'node_modules', 'tripler', 'index.js'),
+    'module.exports.triple = function triple(x) { return x * 3; };\n',
+  );
   r = await run(['./lib.cjs#triple', '--no-progress', '--threads'], { stdin: '1\n2\n', cwd: cjsDir });
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(lines(r.stdout), ['3', '6']);

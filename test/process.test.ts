@@ -122,7 +122,14 @@ describeBackends('Process', (ctx, method) => {
     const q = new ctx.Process({ target: t.checkError, args: [file2, new t.CustomError('boom', 3)] });
     q.start();
     await q.join();
-    assert.deepEqual(readJson(file2), { isCustom: true, isError: true, name: 'CustomError', message: 'boom', extra: 3, cause: 'RemoteTraceback' });
+    assert.deepEqual(readJson(file2), {
+      isCustom: true,
+      isError: true,
+      name: 'CustomError',
+      message: 'boom',
+      extra: 3,
+      cause: 'RemoteTraceback',
+    });
   });
 
   test('exitcode: 1 after an uncaught error, n after process.exit(n) or process.exitCode = n', async () => {
@@ -205,12 +212,15 @@ describeBackends('Process', (ctx, method) => {
   test('values that cannot cross are refused at start(), naming their path, before anything starts', () => {
     const before = childPids().length;
     const k = 3;
-    assert.throws(() => new ctx.Process({ target: () => k }).start(), (err: unknown) => {
-      assert.ok(err instanceof NotTransferableError);
-      assert.match(err.message, /outer variable 'k'/);
-      assert.match(err.message, /Export the function/);
-      return true;
-    });
+    assert.throws(
+      () => new ctx.Process({ target: () => k }).start(),
+      (err: unknown) => {
+        assert.ok(err instanceof NotTransferableError);
+        assert.match(err.message, /outer variable 'k'/);
+        assert.match(err.message, /Export the function/);
+        return true;
+      },
+    );
     assert.throws(() => new ctx.Process({ target: t.writeJson, args: ['x', { cb: () => k }] }).start(), {
       name: 'NotTransferableError',
       path: 'args[1].cb',
@@ -219,7 +229,10 @@ describeBackends('Process', (ctx, method) => {
     class Local {
       v = 1;
     }
-    assert.throws(() => new ctx.Process({ target: t.writeJson, args: ['x', new Local()] }).start(), /instance of Local, which is not exported/);
+    assert.throws(
+      () => new ctx.Process({ target: t.writeJson, args: ['x', new Local()] }).start(),
+      /instance of Local, which is not exported/,
+    );
     assert.throws(() => new ctx.Process({ target: t.writeJson, args: ['x', new SharedArrayBuffer(4)] }).start(), /SharedArrayBuffer/);
     assert.throws(() => new ctx.Process({ target: t.writeJson, args: ['x', Promise.resolve()] }).start(), /Promise/);
     assert.equal(childPids().length, before);

@@ -33,9 +33,6 @@ before(async () => {
   t = (await import(pathToFileURL(fixture('ipc_targets.mjs')).href)) as Targets;
 });
 
-
-
-
 /** Rejects with `cls`, and took about `ms` (0: at once). */
 async function rejectsAfter(f: () => Promise<unknown>, cls: new (...a: never[]) => Error, ms: number): Promise<void> {
   const t0 = performance.now();
@@ -128,7 +125,7 @@ describeBackends('Queue', (ctx, method) => {
     await rejectsAfter(() => queue.get({ timeout: TIMEOUT3 }), Empty, TIMEOUT3);
   });
 
-  test('test_fork: items put before the child started, then the child\'s, in order', async () => {
+  test("test_fork: items put before the child started, then the child's, in order", async () => {
     const queue = ctx.Queue<number>();
     for (let i = 0; i < 10; i++) await queue.put(i);
     const p = start(ctx, t.putRange, [queue, 10, 20], true);
@@ -181,7 +178,10 @@ describeBackends('Queue', (ctx, method) => {
     await queue.put('a');
     await queue.get();
     queue.taskDone();
-    assert.throws(() => queue.taskDone(), (err) => err instanceof ProcessError && (err as ProcessError).code === 'ERR_MP_TASK_DONE');
+    assert.throws(
+      () => queue.taskDone(),
+      (err) => err instanceof ProcessError && (err as ProcessError).code === 'ERR_MP_TASK_DONE',
+    );
     // Still usable after the error.
     await queue.put('b');
     const report = ctx.Queue<Record<string, unknown>>();
@@ -306,8 +306,16 @@ describeBackends('Queue', (ctx, method) => {
     for (let p = 0; p < PRODUCERS; p++) for (let i = 0; i < N; i++) expectedSum += t.stressValue(p, i);
     const count = reports.reduce((s, r) => s + r.count, 0);
     const sum = reports.reduce((s, r) => s + r.sum, 0);
-    assert.equal(reports.reduce((s, r) => s + r.bad, 0), 0, 'damaged items');
-    assert.equal(reports.reduce((s, r) => s + r.outOfOrder, 0), 0, 'items of one producer out of order');
+    assert.equal(
+      reports.reduce((s, r) => s + r.bad, 0),
+      0,
+      'damaged items',
+    );
+    assert.equal(
+      reports.reduce((s, r) => s + r.outOfOrder, 0),
+      0,
+      'items of one producer out of order',
+    );
     assert.equal(count, PRODUCERS * N, 'item count');
     assert.equal(sum, expectedSum, 'checksum');
     // Every item seen exactly once, over all consumers.
@@ -324,22 +332,18 @@ describeBackends('Queue', (ctx, method) => {
     assert.equal(q.qsize(), 0);
   });
 
-  test(
-    `a consumer killed while blocked in get() does not corrupt the queue; its reader lock is recovered`,
-    {},
-    async () => {
-      const r = await scenario('killed-consumer', method);
-      assert.equal(r.error, undefined, r.error);
-      assert.equal(r.heldByVictim, true, 'the victim held the reader lock when it was killed');
-      assert.equal(r.exitcode, -9);
-      assert.equal(r.count, 2000);
-      assert.equal(r.allOnce, true);
-      assert.equal(r.inOrder, true);
-      // Waiters check the owner every 0.5 s.
-      assert.ok(r.recoveredMs < 1500, `the others got an item only ${r.recoveredMs} ms after the kill`);
-      assert.deepEqual(r.othersExit, [0, 0]);
-    },
-  );
+  test(`a consumer killed while blocked in get() does not corrupt the queue; its reader lock is recovered`, {}, async () => {
+    const r = await scenario('killed-consumer', method);
+    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.heldByVictim, true, 'the victim held the reader lock when it was killed');
+    assert.equal(r.exitcode, -9);
+    assert.equal(r.count, 2000);
+    assert.equal(r.allOnce, true);
+    assert.equal(r.inOrder, true);
+    // Waiters check the owner every 0.5 s.
+    assert.ok(r.recoveredMs < 1500, `the others got an item only ${r.recoveredMs} ms after the kill`);
+    assert.deepEqual(r.othersExit, [0, 0]);
+  });
 
   test('a 100 MB item crosses intact', async () => {
     const q = ctx.Queue<Uint8Array | string>();
@@ -373,24 +377,23 @@ describeBackends('Queue', (ctx, method) => {
     assert.equal(q.qsize(), 0);
   });
 
-  test(
-    'cancelJoinThread() lets a child exit with items still in its feeder; the queue still works',
-    {},
-    async () => {
-      // In a process of its own: when the writer lock is not given back, the put() below waits for good.
-      const r = await scenario('cancel-join', method);
-      assert.equal(r.exitcode, 0, 'the child did not exit');
-      // What reached the ring is there, whole and in order; the rest is lost, as documented.
-      const got = r.got as number[];
-      assert.ok(got.length > 0 && got.length < 64, `${got.length} items arrived`);
-      assert.deepEqual(got, Array.from({ length: got.length }, (_, i) => i));
-      assert.equal(r.intact, true);
-      assert.equal(r.endedWith, 'Empty');
-      // The writer lock the child's feeder held is given back (recovered) and the queue works.
-      assert.equal(r.error, undefined, r.error);
-      assert.equal(r.after, 'after');
-    },
-  );
+  test('cancelJoinThread() lets a child exit with items still in its feeder; the queue still works', {}, async () => {
+    // In a process of its own: when the writer lock is not given back, the put() below waits for good.
+    const r = await scenario('cancel-join', method);
+    assert.equal(r.exitcode, 0, 'the child did not exit');
+    // What reached the ring is there, whole and in order; the rest is lost, as documented.
+    const got = r.got as number[];
+    assert.ok(got.length > 0 && got.length < 64, `${got.length} items arrived`);
+    assert.deepEqual(
+      got,
+      Array.from({ length: got.length }, (_, i) => i),
+    );
+    assert.equal(r.intact, true);
+    assert.equal(r.endedWith, 'Empty');
+    // The writer lock the child's feeder held is given back (recovered) and the queue works.
+    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.after, 'after');
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -26,11 +26,13 @@ test('the README tour runs and prints what it promises', async () => {
   const r = await runBlock(blocks[0]);
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
-  assert.deepEqual(lines.filter((l) => / runs in /.test(l)).map((l) => l.replace(/, pid \d+/, '')).sort(), [
-    'job1 runs in Process-1',
-    'job2 runs in Process-2',
-    'job3 runs in Process-3',
-  ]);
+  assert.deepEqual(
+    lines
+      .filter((l) => / runs in /.test(l))
+      .map((l) => l.replace(/, pid \d+/, ''))
+      .sort(),
+    ['job1 runs in Process-1', 'job2 runs in Process-2', 'job3 runs in Process-3'],
+  );
   assert.deepEqual(lines.slice(-2), ['[ 0, 0, 0 ] 100', '144']);
   await assertNoLeftovers();
 });

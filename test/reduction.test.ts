@@ -20,7 +20,13 @@ const roundTrip = async <T>(v: T): Promise<T> => (await loads(dumps(v))) as T;
 describe('reduction', () => {
   test('plain structured data crosses unchanged, cycles and shared references included', async () => {
     const shared = { s: 1 };
-    const v: Record<string, unknown> = { a: [1, 'x', null, true, 2n], d: new Date(5), m: new Map([['k', shared]]), set: new Set([shared]), buf: new Float64Array([1.5]) };
+    const v: Record<string, unknown> = {
+      a: [1, 'x', null, true, 2n],
+      d: new Date(5),
+      m: new Map([['k', shared]]),
+      set: new Set([shared]),
+      buf: new Float64Array([1.5]),
+    };
     v.self = v;
     const r = await roundTrip(v);
     assert.equal(r.self, r);
@@ -71,7 +77,10 @@ describe('reduction', () => {
 
   test('refusals name the path of the value', () => {
     const k = 1;
-    assert.throws(() => dumps({ a: [{ b: () => k }] }, 'args'), (e: unknown) => e instanceof NotTransferableError && e.path === 'args.a[0].b');
+    assert.throws(
+      () => dumps({ a: [{ b: () => k }] }, 'args'),
+      (e: unknown) => e instanceof NotTransferableError && e.path === 'args.a[0].b',
+    );
     assert.throws(() => dumps(new Map([['x', Symbol('q')]]), 'v'), { path: 'v.get("x")' });
     assert.throws(() => dumps({ w: new WeakMap() }, ''), { path: 'w' });
     assert.throws(() => dumps(Math.max, ''), /native or bound/);

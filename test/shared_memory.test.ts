@@ -71,16 +71,28 @@ describe('SharedMemory in one process', () => {
       also.close();
       slash.close();
       assert.throws(() => new SharedMemory({ name, size: 1024 }), /fewer than the 1024 expected/);
-      assert.throws(() => new SharedMemory({ name, create: true, size: 512 }), (e: ProcessError) => e instanceof ProcessError && e.code === 'EEXIST');
+      assert.throws(
+        () => new SharedMemory({ name, create: true, size: 512 }),
+        (e: ProcessError) => e instanceof ProcessError && e.code === 'EEXIST',
+      );
     } finally {
       sms.close();
       sms.close();
       assert.equal(sms.closed, true);
-      assert.throws(() => sms.buf, (e: ProcessError) => e.code === 'ERR_MP_CLOSED');
+      assert.throws(
+        () => sms.buf,
+        (e: ProcessError) => e.code === 'ERR_MP_CLOSED',
+      );
       sms.unlink();
     }
-    assert.throws(() => sms.unlink(), (e: ProcessError) => e.code === 'ENOENT');
-    assert.throws(() => new SharedMemory({ name }), (e: ProcessError) => e instanceof ProcessError && e.code === 'ENOENT');
+    assert.throws(
+      () => sms.unlink(),
+      (e: ProcessError) => e.code === 'ENOENT',
+    );
+    assert.throws(
+      () => new SharedMemory({ name }),
+      (e: ProcessError) => e instanceof ProcessError && e.code === 'ENOENT',
+    );
   });
 
   test('argument errors', () => {
@@ -168,7 +180,10 @@ describe('SharedMemory in one process', () => {
     const name = freshName('named');
     const named = new ShareableList([1, 'x'], { name });
     assert.equal(named.shm.name, name);
-    assert.throws(() => new ShareableList([1], { name }), (e: ProcessError) => e.code === 'EEXIST');
+    assert.throws(
+      () => new ShareableList([1], { name }),
+      (e: ProcessError) => e.code === 'EEXIST',
+    );
     named.shm.close();
     named.shm.unlink();
   });

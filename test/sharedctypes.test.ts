@@ -6,7 +6,16 @@ import { pathToFileURL } from 'node:url';
 
 import { InvalidArgumentError } from '../src/errors.js';
 import { dumps, loads } from '../src/reduction/reduction.js';
-import { RawArray, RawValue, SharedArray, sizeOf, Synchronized, SynchronizedArray, Value, type Typecode } from '../src/memory/sharedctypes.js';
+import {
+  RawArray,
+  RawValue,
+  SharedArray,
+  sizeOf,
+  Synchronized,
+  SynchronizedArray,
+  Value,
+  type Typecode,
+} from '../src/memory/sharedctypes.js';
 import { Lock, RLock } from '../src/sync/synchronize.js';
 import { assertNoLeftovers, describeBackends, fixture } from './helpers.js';
 
@@ -70,7 +79,10 @@ describeBackends('sharedctypes', (ctx) => {
     for (const p of procs) p.start();
     await t.increment(counter, 1000);
     for (const p of procs) await p.join();
-    assert.deepEqual(procs.map((p) => p.exitcode), [0, 0, 0, 0]);
+    assert.deepEqual(
+      procs.map((p) => p.exitcode),
+      [0, 0, 0, 0],
+    );
     assert.equal(counter.value, 5000);
   });
 
@@ -79,7 +91,10 @@ describeBackends('sharedctypes', (ctx) => {
     const procs = [0, 1, 2, 3].map((k) => new ctx.Process({ target: t.fillSlice, args: [arr, k * 1000, (k + 1) * 1000, k + 0.5] }));
     for (const p of procs) p.start();
     for (const p of procs) await p.join();
-    assert.deepEqual(procs.map((p) => p.exitcode), [0, 0, 0, 0]);
+    assert.deepEqual(
+      procs.map((p) => p.exitcode),
+      [0, 0, 0, 0],
+    );
     for (let i = 0; i < 4000; i++) assert.equal(arr[i], Math.floor(i / 1000) + 0.5);
   });
 
@@ -165,7 +180,12 @@ describe('sharedctypes in one process', () => {
       assert.equal((v.getLock() as RLock)._isMine(), true);
     }
     assert.equal((v.getLock() as RLock)._isMine(), false);
-    await assert.rejects(v.withLock(() => { throw new Error('boom'); }), /boom/);
+    await assert.rejects(
+      v.withLock(() => {
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
     assert.equal((v.getLock() as RLock)._isMine(), false, 'released after a throw');
   });
 
@@ -279,8 +299,12 @@ describe('sharedctypes in one process', () => {
       return Number(process.hrtime.bigint() - s) / N;
     };
     let sink = 0;
-    const viaBuf = time(() => { for (let k = 0; k < N; k++) sink += buf[k % 1000]!; });
-    const viaProxy = time(() => { for (let k = 0; k < N; k++) sink += big[k % 1000]!; });
+    const viaBuf = time(() => {
+      for (let k = 0; k < N; k++) sink += buf[k % 1000]!;
+    });
+    const viaProxy = time(() => {
+      for (let k = 0; k < N; k++) sink += big[k % 1000]!;
+    });
     tc.diagnostic(`read: arr.buf[i] ${viaBuf.toFixed(1)} ns, arr[i] ${viaProxy.toFixed(1)} ns (sum ${sink})`);
   });
 

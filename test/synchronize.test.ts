@@ -41,9 +41,6 @@ before(async () => {
 
 const other = (method: StartMethod): StartMethod => (method === 'spawn' ? 'thread' : 'spawn');
 
-
-
-
 /** A timed-out wait took about its timeout: at least most of it, and not absurdly more. */
 function assertTookAbout(ms: number, timeout: number): void {
   // The clock starts after the call that began the wait returned, so allow a little slack.
@@ -79,7 +76,10 @@ describeBackends('Lock and RLock', (ctx, method) => {
     assert.match(String(lock), /^<Lock\(owner=me\)>$/);
     assert.equal(lock.release(), undefined);
     assert.match(String(lock), /^<Lock\(owner=None\)>$/);
-    assert.throws(() => lock.release(), (err) => err instanceof ProcessError && (err as ProcessError).code === 'ERR_MP_RELEASED_TOO_MANY');
+    assert.throws(
+      () => lock.release(),
+      (err) => err instanceof ProcessError && (err as ProcessError).code === 'ERR_MP_RELEASED_TOO_MANY',
+    );
     assert.throws(() => lock.release(), RELEASED_TOO_MANY);
     // Still usable after the error.
     assert.equal(await lock.acquire({ block: false }), true);
@@ -166,7 +166,12 @@ describeBackends('Lock and RLock', (ctx, method) => {
     await rlock.acquire();
     const f2 = out();
     await joinAll([start(ctx, t.tryRelease, [rlock, f2])]);
-    assert.deepEqual(readJson(f2), { ok: false, name: 'ProcessError', code: 'ERR_MP_NOT_OWNER', message: 'cannot release un-acquired lock' });
+    assert.deepEqual(readJson(f2), {
+      ok: false,
+      name: 'ProcessError',
+      code: 'ERR_MP_NOT_OWNER',
+      message: 'cannot release un-acquired lock',
+    });
     // Still ours, once.
     assert.match(String(rlock), /^<RLock\(me, 1\)>$/);
     rlock.release();
@@ -272,7 +277,12 @@ describeBackends('Lock and RLock', (ctx, method) => {
       assert.match(r.after, kind === 'Lock' ? /^<Lock\(owner=me\)>$/ : /^<RLock\(me, 1\)>$/);
       if (kind === 'RLock') assert.equal(r.reentered, true);
       assert.equal(recovered.length, 1, JSON.stringify(r.warnings));
-      assert.match(recovered[0]!.message, method === 'spawn' ? new RegExp(`held by process ${r.childPid}, which died, was recovered`) : /held by thread \d+ of this process, which died, was recovered/);
+      assert.match(
+        recovered[0]!.message,
+        method === 'spawn'
+          ? new RegExp(`held by process ${r.childPid}, which died, was recovered`)
+          : /held by thread \d+ of this process, which died, was recovered/,
+      );
     });
   }
 
@@ -328,7 +338,12 @@ describeBackends('Semaphore and BoundedSemaphore', (ctx) => {
     // It stays bounded in a child.
     const f = out();
     await joinAll([start(ctx, t.tryRelease, [sem, f])]);
-    assert.deepEqual(readJson(f), { ok: false, name: 'ProcessError', code: 'ERR_MP_RELEASED_TOO_MANY', message: 'semaphore or lock released too many times' });
+    assert.deepEqual(readJson(f), {
+      ok: false,
+      name: 'ProcessError',
+      code: 'ERR_MP_RELEASED_TOO_MANY',
+      message: 'semaphore or lock released too many times',
+    });
     assert.equal(sem.getValue(), 2);
   });
 
@@ -416,7 +431,8 @@ describeBackends('Semaphore and BoundedSemaphore', (ctx) => {
       ac.abort(); // in the same tick: the wake goes to A, which then sees the abort
       const ra = await a;
       // Either A took the unit, or B must get it.
-      if (ra !== true) assert.equal(await inside.acquire({ timeout: 1500 }), true, `A ${String(ra)}, B never woke, value ${sem.getValue()}`);
+      if (ra !== true)
+        assert.equal(await inside.acquire({ timeout: 1500 }), true, `A ${String(ra)}, B never woke, value ${sem.getValue()}`);
     } finally {
       // Let B out (killing it would leave its segments behind, see above).
       if (inside.getValue() === 0) sem.release(2);
@@ -628,7 +644,10 @@ describeBackends('Condition', (ctx, method) => {
     await assert.rejects(cond.wait(10), NOT_OWNER);
     assert.throws(() => cond.notify(), NOT_OWNER);
     assert.throws(() => cond.notifyAll(), NOT_OWNER);
-    await assert.rejects(cond.waitFor(() => false, 10), NOT_OWNER);
+    await assert.rejects(
+      cond.waitFor(() => false, 10),
+      NOT_OWNER,
+    );
     const held = ctx.Event();
     const go = ctx.Event();
     const p = start(ctx, t.holdUntil, [cond, held, go]);
@@ -731,7 +750,11 @@ describeBackends('argument checks', (ctx) => {
     const sem = ctx.Semaphore(1);
     for (const l of [lock, rlock, sem] as const) {
       for (const o of [5, 'x', { block: 'no' }, { timeout: '10' }, { timeout: NaN }]) {
-        await assert.rejects(async () => l.acquire(o as never), (err) => err instanceof InvalidArgumentError && err instanceof TypeError && (err as InvalidArgumentError).code === 'ERR_MP_INVALID_ARG');
+        await assert.rejects(
+          async () => l.acquire(o as never),
+          (err) =>
+            err instanceof InvalidArgumentError && err instanceof TypeError && (err as InvalidArgumentError).code === 'ERR_MP_INVALID_ARG',
+        );
       }
     }
     for (const v of [-1, 1.5, '2', NaN]) {
@@ -745,7 +768,10 @@ describeBackends('argument checks', (ctx) => {
     const cond = ctx.Condition();
     await cond.acquire();
     await assert.rejects(cond.wait('1' as never), bad);
-    await assert.rejects(cond.waitFor(() => false, '1' as never), bad);
+    await assert.rejects(
+      cond.waitFor(() => false, '1' as never),
+      bad,
+    );
     assert.throws(() => cond.notify(-1), bad);
     assert.throws(() => cond.notify(1.5), bad);
     cond.release();

@@ -21,10 +21,18 @@ export interface DemoExample {
 export const DEMO_EXAMPLES: readonly DemoExample[] = [
   { file: 'start_process', shows: 'start a process with args and with a name', seed: 'seed 002 §2' },
   { file: 'join_many', shows: 'join() four timed tasks: the total is the longest, not the sum', seed: 'seed 002 §3' },
-  { file: 'isolated_globals', shows: 'a child setting a module-level variable leaves the parent\'s alone', seed: 'seed 002 §4, seed 001 f1' },
+  {
+    file: 'isolated_globals',
+    shows: "a child setting a module-level variable leaves the parent's alone",
+    seed: 'seed 002 §4, seed 001 f1',
+  },
   { file: 'data_list', shows: 'five children append to their own copy of a list', seed: 'seed 000' },
   { file: 'pid_ppid', shows: 'pid, ppid, name and currentProcess().pid', seed: 'seed 002 §5' },
-  { file: 'current_process', shows: 'currentProcess()/parentProcess() in the parent, a process child and a thread child', seed: 'seed 000, seed 002 §5' },
+  {
+    file: 'current_process',
+    shows: 'currentProcess()/parentProcess() in the parent, a process child and a thread child',
+    seed: 'seed 000, seed 002 §5',
+  },
   { file: 'subclass_run', shows: 'a Process subclass overriding run(), started 4 times', seed: 'seed 000' },
   { file: 'terminate', shows: 'terminate(): isAlive() is true right after, false once it ended', seed: 'seed 002 §5, seed 003' },
   { file: 'daemon_eunuch', shows: 'a daemon child (老太监) dies with the main process (皇帝)', seed: 'seed 002 §6' },
@@ -94,6 +102,8 @@ export async function demo(): Promise<number> {
   }
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   const ok = DEMO_EXAMPLES.length - failed.length;
-  process.stdout.write(`\ndemo: ${ok}/${DEMO_EXAMPLES.length} examples ran successfully in ${secs} s${failed.length ? `; failed: ${failed.join(', ')}` : ''}\n`);
+  process.stdout.write(
+    `\ndemo: ${ok}/${DEMO_EXAMPLES.length} examples ran successfully in ${secs} s${failed.length ? `; failed: ${failed.join(', ')}` : ''}\n`,
+  );
   return failed.length ? 1 : 0;
 }

@@ -44,16 +44,27 @@ class UsageError extends Error {}
 
 function positiveInt(name: string, v: string | undefined): number {
   const n = Number(v);
-  if (v === undefined || !Number.isInteger(n) || n < 1) throw new UsageError(`${name} needs an integer >= 1, got ${v === undefined ? 'nothing' : `'${v}'`}`);
+  if (v === undefined || !Number.isInteger(n) || n < 1)
+    throw new UsageError(`${name} needs an integer >= 1, got ${v === undefined ? 'nothing' : `'${v}'`}`);
   return n;
 }
 
 function parse(argv: string[]): MapArgs | 'help' {
   const pos: string[] = [];
-  const a: MapArgs = { target: '', input: '-', processes: undefined, chunksize: 1, threads: false, starmap: false, failFast: false, progress: true };
+  const a: MapArgs = {
+    target: '',
+    input: '-',
+    processes: undefined,
+    chunksize: 1,
+    threads: false,
+    starmap: false,
+    failFast: false,
+    progress: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const [flag, inline] =
+      arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
     const value = (): string | undefined => inline ?? argv[++i];
     if (flag === '--help' || flag === '-h') return 'help';
     else if (flag === '--processes' || flag === '-p') a.processes = positiveInt(flag, value());
@@ -97,7 +108,8 @@ async function loadTarget(url: string, exportName: string): Promise<AnyFn> {
   let fn = mod[exportName];
   // A CommonJS module imported from here: its module.exports is the default export.
   if (fn === undefined && mod.default && typeof mod.default === 'object') fn = mod.default[exportName];
-  if (typeof fn !== 'function') throw new UsageError(`${url} has no exported function '${exportName}' (found ${fn === undefined ? 'nothing' : typeof fn})`);
+  if (typeof fn !== 'function')
+    throw new UsageError(`${url} has no exported function '${exportName}' (found ${fn === undefined ? 'nothing' : typeof fn})`);
   return fn as AnyFn;
 }
 
@@ -139,7 +151,7 @@ function countLines(file: string): number | undefined {
     const buf = Buffer.allocUnsafe(1 << 16);
     let n = 0;
     let last = 10;
-    for (let got; (got = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) {
+    for (let got; (got = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) {
       for (let i = 0; i < got; i++) if (buf[i] === 10) n++;
       last = buf[got - 1]!;
     }

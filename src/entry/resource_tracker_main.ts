@@ -30,6 +30,7 @@ process.stdin.on('end', () => {
       // Already unlinked by its last user.
     }
   }
-  if (names.size && process.env.MULTIPROC_DEBUG) process.stderr.write(`multiproc resource tracker: unlinked ${names.size} segment(s) left by crashed processes\n`);
+  if (names.size && process.env.MULTIPROC_DEBUG)
+    process.stderr.write(`multiproc resource tracker: unlinked ${names.size} segment(s) left by crashed processes\n`);
   process.exit(0);
 });

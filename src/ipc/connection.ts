@@ -61,11 +61,19 @@ export abstract class Connection {
    */
   sendBytes(buf: ArrayBufferView | ArrayBuffer, offset = 0, size?: number): Promise<void> {
     this.#check('write');
-    const bytes = ArrayBuffer.isView(buf) ? new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) : buf instanceof ArrayBuffer ? new Uint8Array(buf) : undefined;
+    const bytes = ArrayBuffer.isView(buf)
+      ? new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)
+      : buf instanceof ArrayBuffer
+        ? new Uint8Array(buf)
+        : undefined;
     if (!bytes) throw new InvalidArgumentError('sendBytes(buf): buf must be a Buffer, typed array, DataView or ArrayBuffer');
-    if (!Number.isInteger(offset) || offset < 0 || offset > bytes.length) throw new InvalidArgumentError(`sendBytes: offset ${String(offset)} is outside the buffer (length ${bytes.length})`);
+    if (!Number.isInteger(offset) || offset < 0 || offset > bytes.length)
+      throw new InvalidArgumentError(`sendBytes: offset ${String(offset)} is outside the buffer (length ${bytes.length})`);
     const n = size ?? bytes.length - offset;
-    if (!Number.isInteger(n) || n < 0 || offset + n > bytes.length) throw new InvalidArgumentError(`sendBytes: size ${String(size)} from offset ${offset} is outside the buffer (length ${bytes.length})`);
+    if (!Number.isInteger(n) || n < 0 || offset + n > bytes.length)
+      throw new InvalidArgumentError(
+        `sendBytes: size ${String(size)} from offset ${offset} is outside the buffer (length ${bytes.length})`,
+      );
     const view = bytes.subarray(offset, offset + n);
     try {
       if (this.#pendingWrites === 0 && this._tryWrite(view)) return RESOLVED;
@@ -100,9 +108,11 @@ export abstract class Connection {
    * @throws EOFError when the other end closed and nothing is left.
    */
   async recvBytes(maxlength?: number): Promise<Buffer> {
-    if (maxlength !== undefined && (!Number.isInteger(maxlength) || maxlength < 0)) throw new InvalidArgumentError('recvBytes(maxlength): maxlength must be an integer >= 0');
+    if (maxlength !== undefined && (!Number.isInteger(maxlength) || maxlength < 0))
+      throw new InvalidArgumentError('recvBytes(maxlength): maxlength must be an integer >= 0');
     const m = await this.#readOne();
-    if (maxlength !== undefined && m.length > maxlength) throw new BufferTooShort(`message of ${m.length} bytes is longer than maxlength ${maxlength}`, { data: m });
+    if (maxlength !== undefined && m.length > maxlength)
+      throw new BufferTooShort(`message of ${m.length} bytes is longer than maxlength ${maxlength}`, { data: m });
     return Buffer.from(m.buffer, m.byteOffset, m.length);
   }
 
@@ -113,9 +123,11 @@ export abstract class Connection {
   async recvBytesInto(buf: ArrayBufferView, offset = 0): Promise<number> {
     if (!ArrayBuffer.isView(buf)) throw new InvalidArgumentError('recvBytesInto(buf): buf must be a Buffer, typed array or DataView');
     const dst = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-    if (!Number.isInteger(offset) || offset < 0 || offset > dst.length) throw new InvalidArgumentError(`recvBytesInto: offset ${String(offset)} is outside the buffer`);
+    if (!Number.isInteger(offset) || offset < 0 || offset > dst.length)
+      throw new InvalidArgumentError(`recvBytesInto: offset ${String(offset)} is outside the buffer`);
     const m = await this.#readOne();
-    if (m.length > dst.length - offset) throw new BufferTooShort(`message of ${m.length} bytes does not fit in ${dst.length - offset} bytes`, { data: m });
+    if (m.length > dst.length - offset)
+      throw new BufferTooShort(`message of ${m.length} bytes does not fit in ${dst.length - offset} bytes`, { data: m });
     dst.set(m, offset);
     return m.length;
   }
@@ -133,7 +145,8 @@ export abstract class Connection {
    */
   async poll(timeout: number | null = 0, options: { signal?: AbortSignal } = {}): Promise<boolean> {
     this.#check('read');
-    if (timeout !== null && (typeof timeout !== 'number' || Number.isNaN(timeout))) throw new InvalidArgumentError('poll(timeout): timeout must be a number of milliseconds or null');
+    if (timeout !== null && (typeof timeout !== 'number' || Number.isNaN(timeout)))
+      throw new InvalidArgumentError('poll(timeout): timeout must be a number of milliseconds or null');
     return this._poll(timeout === null ? undefined : timeout, options.signal);
   }
 
@@ -203,7 +216,8 @@ class PipeConnection extends Connection {
     this.#role = role;
     this.#duplex = duplex;
     const c = seg.i32;
-    const ring = (k: 0 | 1): Ring => new Ring(c, BASE + 1 + k * CELLS_PER_RING, new Uint8Array(seg.buffer, DATA_OFFSET + k * PIPE_CAPACITY, PIPE_CAPACITY), init);
+    const ring = (k: 0 | 1): Ring =>
+      new Ring(c, BASE + 1 + k * CELLS_PER_RING, new Uint8Array(seg.buffer, DATA_OFFSET + k * PIPE_CAPACITY, PIPE_CAPACITY), init);
     // Duplex: end 0 reads ring 0 and writes ring 1, end 1 the reverse. Simplex: end 0 reads, end 1 writes ring 0.
     if (duplex) {
       this.#in = ring(role);
@@ -242,7 +256,8 @@ class PipeConnection extends Connection {
   }
   protected _tryWrite(msg: Uint8Array): boolean {
     // Closed everywhere: Python's BrokenPipeError (a dead reader is found by write()'s waits).
-    if (!this.#out!.hasHolders('read')) throw new ProcessError('the other end of the pipe is closed: nobody will read this message', { code: 'ERR_MP_BROKEN_PIPE' });
+    if (!this.#out!.hasHolders('read'))
+      throw new ProcessError('the other end of the pipe is closed: nobody will read this message', { code: 'ERR_MP_BROKEN_PIPE' });
     return this.#out!.tryWrite(msg);
   }
   protected _write(msg: Uint8Array): Promise<void> {
@@ -304,7 +319,8 @@ registerType(
   PipeConnection,
   {
     reduce: (c) => c._reduce(),
-    rebuild: ({ name, role, duplex }: { name: string; role: 0 | 1; duplex: boolean }) => new PipeConnection(Segment.adopt(name, KIND.Pipe), role, duplex, false, true),
+    rebuild: ({ name, role, duplex }: { name: string; role: 0 | 1; duplex: boolean }) =>
+      new PipeConnection(Segment.adopt(name, KIND.Pipe), role, duplex, false, true),
   },
   'multiproc.Connection',
 );
@@ -312,7 +328,8 @@ registerType(
 // ---------------------------------------------------------------------------------------------
 
 /** Anything connection.wait() can watch. */
-export type Waitable = Connection | Promise<unknown> | { _waitReadable(timeoutMs: number | undefined, signal: AbortSignal): Promise<boolean> };
+export type Waitable =
+  Connection | Promise<unknown> | { _waitReadable(timeoutMs: number | undefined, signal: AbortSignal): Promise<boolean> };
 
 /**
  * Wait until at least one of `objects` is ready — a Connection (or queue) with something to
@@ -321,13 +338,20 @@ export type Waitable = Connection | Promise<unknown> | { _waitReadable(timeoutMs
  */
 export async function wait<T extends Waitable>(objects: Iterable<T>, timeout?: number | null): Promise<T[]> {
   const list = [...objects];
-  if (timeout != null && (typeof timeout !== 'number' || Number.isNaN(timeout))) throw new InvalidArgumentError('wait(objects, timeout): timeout must be a number of milliseconds');
+  if (timeout != null && (typeof timeout !== 'number' || Number.isNaN(timeout)))
+    throw new InvalidArgumentError('wait(objects, timeout): timeout must be a number of milliseconds');
   const ctl = new AbortController();
   const ready = new Set<T>();
   const deadline = deadlineOf(timeout ?? undefined);
   const watches = list.map(async (o) => {
     try {
-      const ok = o instanceof Promise ? (await o.then(() => true, () => true)) : await (o as Exclude<Waitable, Promise<unknown>>)._waitReadable(timeout ?? undefined, ctl.signal);
+      const ok =
+        o instanceof Promise
+          ? await o.then(
+              () => true,
+              () => true,
+            )
+          : await (o as Exclude<Waitable, Promise<unknown>>)._waitReadable(timeout ?? undefined, ctl.signal);
       if (ok) {
         ready.add(o);
         ctl.abort();

@@ -100,7 +100,8 @@ function createResponse(key: Buffer, message: Buffer): Buffer {
 function verifyChallenge(key: Buffer, message: Buffer, response: Buffer): void {
   const [name, mac] = digestNameAndPayload(response);
   const expected = hmac(name || 'md5', key, message);
-  if (expected.length !== mac.length) throw new AuthenticationError(`expected a ${name || 'md5'} digest of ${expected.length} bytes, got ${mac.length}`);
+  if (expected.length !== mac.length)
+    throw new AuthenticationError(`expected a ${name || 'md5'} digest of ${expected.length} bytes, got ${mac.length}`);
   if (!crypto.timingSafeEqual(expected, mac)) throw new AuthenticationError('digest received was wrong: the peer has a different authkey');
 }
 
@@ -121,7 +122,8 @@ async function deliverChallenge(conn: SocketConnection, key: Buffer, digest = 's
 /** Python's answer_challenge: prove we know the key. */
 async function answerChallenge(conn: SocketConnection, key: Buffer): Promise<void> {
   const challenge = await conn.recvBytes(HANDSHAKE_LIMIT);
-  if (!challenge.subarray(0, CHALLENGE.length).equals(CHALLENGE)) throw new AuthenticationError(`protocol error: expected a challenge, got a message of ${challenge.length} bytes`);
+  if (!challenge.subarray(0, CHALLENGE.length).equals(CHALLENGE))
+    throw new AuthenticationError(`protocol error: expected a challenge, got a message of ${challenge.length} bytes`);
   const message = challenge.subarray(CHALLENGE.length);
   if (message.length < 20) throw new AuthenticationError(`challenge too short: ${message.length} bytes`);
   await conn.sendBytes(createResponse(key, message));
@@ -131,7 +133,8 @@ async function answerChallenge(conn: SocketConnection, key: Buffer): Promise<voi
 
 function checkMaxMessageSize(n: unknown, what: string): number | undefined {
   if (n === undefined) return undefined;
-  if (!Number.isInteger(n) || (n as number) < 0 || (n as number) > MAX_MESSAGE) throw new InvalidArgumentError(`${what}: maxMessageSize must be an integer from 0 to ${MAX_MESSAGE}`);
+  if (!Number.isInteger(n) || (n as number) < 0 || (n as number) > MAX_MESSAGE)
+    throw new InvalidArgumentError(`${what}: maxMessageSize must be an integer from 0 to ${MAX_MESSAGE}`);
   // The handshake's messages must fit.
   return Math.max(n as number, HANDSHAKE_LIMIT);
 }
@@ -151,7 +154,14 @@ const FAMILIES: readonly Family[] = ['AF_INET', 'AF_INET6', 'AF_UNIX'];
 
 function isAddress(a: unknown): a is Address {
   if (typeof a === 'string') return a.length > 0;
-  return Array.isArray(a) && a.length === 2 && typeof a[0] === 'string' && Number.isInteger(a[1]) && (a[1] as number) >= 0 && (a[1] as number) <= 65535;
+  return (
+    Array.isArray(a) &&
+    a.length === 2 &&
+    typeof a[0] === 'string' &&
+    Number.isInteger(a[1]) &&
+    (a[1] as number) >= 0 &&
+    (a[1] as number) <= 65535
+  );
 }
 
 /** Python's address_type. */
@@ -161,10 +171,13 @@ function addressType(a: Address): Family {
 }
 
 function checkFamily(family: unknown, address: Address | undefined, what: string): Family {
-  if (family !== undefined && !FAMILIES.includes(family as Family)) throw new InvalidArgumentError(`${what}: family must be one of ${FAMILIES.join(', ')}`);
+  if (family !== undefined && !FAMILIES.includes(family as Family))
+    throw new InvalidArgumentError(`${what}: family must be one of ${FAMILIES.join(', ')}`);
   const f = (family as Family | undefined) ?? (address === undefined ? 'AF_INET' : addressType(address));
   if (address !== undefined && (f === 'AF_UNIX') !== (typeof address === 'string')) {
-    throw new InvalidArgumentError(`${what}: family ${f} does not match the address ${JSON.stringify(address)} (a path is AF_UNIX, [host, port] is TCP)`);
+    throw new InvalidArgumentError(
+      `${what}: family ${f} does not match the address ${JSON.stringify(address)} (a path is AF_UNIX, [host, port] is TCP)`,
+    );
   }
   return f;
 }
@@ -210,13 +223,16 @@ export class Listener {
     if (address !== undefined && address !== null && !isAddress(address)) {
       throw new InvalidArgumentError('Listener(address): address must be [host, port] (port 0..65535) or a socket path');
     }
-    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('Listener(address, options): options must be an object');
+    if (typeof options !== 'object' || options === null)
+      throw new InvalidArgumentError('Listener(address, options): options must be an object');
     const { backlog } = options;
-    if (backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0)) throw new InvalidArgumentError('Listener: backlog must be an integer >= 0');
+    if (backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0))
+      throw new InvalidArgumentError('Listener: backlog must be an integer >= 0');
     this.#maxMessageSize = checkMaxMessageSize(options.maxMessageSize, 'Listener');
     this.#family = checkFamily(options.family, address ?? undefined, 'Listener');
     this.#authkey = toAuthkey(options.authkey, 'Listener');
-    const addr: Address = address ?? (this.#family === 'AF_UNIX' ? arbitraryUnixPath() : this.#family === 'AF_INET6' ? ['::1', 0] : ['127.0.0.1', 0]);
+    const addr: Address =
+      address ?? (this.#family === 'AF_UNIX' ? arbitraryUnixPath() : this.#family === 'AF_INET6' ? ['::1', 0] : ['127.0.0.1', 0]);
     this.#requested = addr;
     const server = (this.#server = net.createServer());
     server.on('connection', (s) => this.#onConnection(s));
@@ -268,7 +284,12 @@ export class Listener {
   get address(): Address {
     if (this.#bound) return typeof this.#bound === 'string' ? this.#bound : [this.#bound[0], this.#bound[1]];
     if (typeof this.#requested === 'string' && !this.#bindError) return this.#requested;
-    throw new ProcessError(this.#bindError ? `the listener could not bind: ${this.#bindError.message}` : 'the listener is not bound yet: await listener.ready first', { code: 'ERR_MP_NOT_BOUND', cause: this.#bindError });
+    throw new ProcessError(
+      this.#bindError
+        ? `the listener could not bind: ${this.#bindError.message}`
+        : 'the listener is not bound yet: await listener.ready first',
+      { code: 'ERR_MP_NOT_BOUND', cause: this.#bindError },
+    );
   }
 
   /** The address family (`'AF_INET'`, `'AF_INET6'` or `'AF_UNIX'`). */
@@ -339,7 +360,8 @@ export class Listener {
    */
   async accept(options: AcceptOptions = {}): Promise<SocketConnection> {
     const { timeout, signal } = options;
-    if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout))) throw new InvalidArgumentError('accept({ timeout }): timeout must be a number of milliseconds');
+    if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout)))
+      throw new InvalidArgumentError('accept({ timeout }): timeout must be a number of milliseconds');
     const deadline = deadlineOf(timeout);
     for (;;) {
       if (this.#bindError) throw this.#bindError;
@@ -370,10 +392,13 @@ export class Listener {
         this.#waiters.add(wake);
         if (this.#bound) this.#updateRef();
         if (deadline !== Infinity) {
-          timer = setTimeout(() => {
-            done();
-            resolve(false);
-          }, Math.max(0, deadline - performance.now()));
+          timer = setTimeout(
+            () => {
+              done();
+              resolve(false);
+            },
+            Math.max(0, deadline - performance.now()),
+          );
         }
         signal?.addEventListener('abort', onAbort, { once: true });
       });
@@ -436,7 +461,8 @@ registerType(
  */
 export async function Client(address: Address, options: ClientOptions = {}): Promise<SocketConnection> {
   if (!isAddress(address)) throw new InvalidArgumentError('Client(address): address must be [host, port] or a socket path');
-  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('Client(address, options): options must be an object');
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidArgumentError('Client(address, options): options must be an object');
   checkFamily(options.family, address, 'Client');
   const key = toAuthkey(options.authkey, 'Client');
   const maxMessageSize = checkMaxMessageSize(options.maxMessageSize, 'Client');

@@ -50,13 +50,18 @@ process.on('exit', () => {
 
 function parseMaxsize(maxsize: unknown): number {
   if (maxsize === undefined || maxsize === null) return 0;
-  if (typeof maxsize !== 'number' || !Number.isInteger(maxsize) || maxsize > 0x7fffffff) throw new InvalidArgumentError(`Queue(maxsize): maxsize must be an integer (0 or less: unbounded), got ${String(maxsize)}`);
+  if (typeof maxsize !== 'number' || !Number.isInteger(maxsize) || maxsize > 0x7fffffff)
+    throw new InvalidArgumentError(`Queue(maxsize): maxsize must be an integer (0 or less: unbounded), got ${String(maxsize)}`);
   return Math.max(0, maxsize);
 }
 
-function waitOptions(options: WaitOptions | undefined, what: string): { block: boolean; deadline: Deadline; signal: AbortSignal | undefined } {
+function waitOptions(
+  options: WaitOptions | undefined,
+  what: string,
+): { block: boolean; deadline: Deadline; signal: AbortSignal | undefined } {
   if (options === undefined) return { block: true, deadline: Infinity, signal: undefined };
-  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`${what}: options must be an object like { block, timeout, signal }`);
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidArgumentError(`${what}: options must be an object like { block, timeout, signal }`);
   const block = options.block ?? true;
   if (typeof block !== 'boolean') throw new InvalidArgumentError(`${what}: block must be a boolean`);
   return { block, deadline: block ? checkTimeout(options.timeout, what) : deadlineOf(0), signal: options.signal };
@@ -372,7 +377,8 @@ registerType(
   Queue,
   {
     reduce: (q) => ({ name: q._segment().retainForSend(), joinable: q instanceof JoinableQueue }),
-    rebuild: ({ name, joinable }: { name: string; joinable: boolean }) => rebuildWith(Segment.adopt(name, KIND.Queue), () => (joinable ? new JoinableQueue() : new Queue())),
+    rebuild: ({ name, joinable }: { name: string; joinable: boolean }) =>
+      rebuildWith(Segment.adopt(name, KIND.Queue), () => (joinable ? new JoinableQueue() : new Queue())),
   },
   'multiproc.Queue',
 );

@@ -79,7 +79,8 @@ export class SocketConnection extends Connection {
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.#writeError ??= err;
       // A reset peer is a peer gone: EOF once the messages already here are read.
-      if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') this.#failure ??= new ProcessError(`socket error: ${err.message}`, { code: 'ERR_MP_SOCKET', cause: err });
+      if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE')
+        this.#failure ??= new ProcessError(`socket error: ${err.message}`, { code: 'ERR_MP_SOCKET', cause: err });
       this.#onEnd();
     });
   }
@@ -223,7 +224,10 @@ export class SocketConnection extends Connection {
   // Why a read would fail now that nothing is queued, if it would.
   #doneError(): Error | undefined {
     if (this.#closed) return new ProcessError('handle is closed: the connection was closed', { code: 'ERR_MP_CLOSED' });
-    if (this.#stalled) return new AuthenticationError(`message of ${this.#stalled} bytes during authentication (at most ${this.#limit}): the peer is not speaking the protocol`);
+    if (this.#stalled)
+      return new AuthenticationError(
+        `message of ${this.#stalled} bytes during authentication (at most ${this.#limit}): the peer is not speaking the protocol`,
+      );
     if (this.#failure) return this.#failure;
     if (this.#ended) return new EOFError();
     return undefined;
@@ -252,10 +256,13 @@ export class SocketConnection extends Connection {
       this.#waiters.add(wake);
       if (this.#refs++ === 0) this.#socket.ref();
       if (deadline !== Infinity) {
-        timer = setTimeout(() => {
-          done();
-          resolve(false);
-        }, Math.max(0, deadline - performance.now()));
+        timer = setTimeout(
+          () => {
+            done();
+            resolve(false);
+          },
+          Math.max(0, deadline - performance.now()),
+        );
       }
       signal?.addEventListener('abort', onAbort, { once: true });
     });
@@ -286,7 +293,10 @@ export class SocketConnection extends Connection {
 
   #broken(): Error | undefined {
     if (this.#writeError || this.#socket.destroyed || this.#socket.writableEnded) {
-      return new ProcessError('the peer closed the connection: nobody will read this message', { code: 'ERR_MP_BROKEN_PIPE', cause: this.#writeError });
+      return new ProcessError('the peer closed the connection: nobody will read this message', {
+        code: 'ERR_MP_BROKEN_PIPE',
+        cause: this.#writeError,
+      });
     }
     return undefined;
   }

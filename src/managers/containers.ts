@@ -30,7 +30,10 @@ export class ValueError extends Error {
 
 export type Key = string | number | bigint | boolean | null | undefined;
 function checkKey(k: unknown): Key {
-  if (k !== null && typeof k === 'object') throw new TypeError(`unhashable type: a dict key must be a primitive (string, number, bigint, boolean, null), got ${Array.isArray(k) ? 'an array' : 'an object'}`);
+  if (k !== null && typeof k === 'object')
+    throw new TypeError(
+      `unhashable type: a dict key must be a primitive (string, number, bigint, boolean, null), got ${Array.isArray(k) ? 'an array' : 'an object'}`,
+    );
   if (typeof k === 'function' || typeof k === 'symbol') throw new TypeError(`unhashable type: ${typeof k}`);
   return k as Key;
 }
@@ -290,8 +293,18 @@ export class ManagedValue {
 }
 
 const TYPED: Record<string, (new (n: number) => ArrayLike<number | bigint> & { [i: number]: number | bigint }) | undefined> = {
-  b: Int8Array, B: Uint8Array, h: Int16Array, H: Uint16Array, i: Int32Array, I: Uint32Array,
-  l: BigInt64Array, L: BigUint64Array, q: BigInt64Array, Q: BigUint64Array, f: Float32Array, d: Float64Array,
+  b: Int8Array,
+  B: Uint8Array,
+  h: Int16Array,
+  H: Uint16Array,
+  i: Int32Array,
+  I: Uint32Array,
+  l: BigInt64Array,
+  L: BigUint64Array,
+  q: BigInt64Array,
+  Q: BigUint64Array,
+  f: Float32Array,
+  d: Float64Array,
 } as never;
 
 /** The Array a SyncManager serves (Python: `array.array` in the server). */
@@ -300,7 +313,8 @@ export class ManagedArray {
   readonly #a: { length: number; [i: number]: unknown };
   constructor(typecode: string, init: number | Iterable<unknown>) {
     const T = TYPED[typecode];
-    if (!T && typecode !== 'c' && typecode !== 'u') throw new ValueError(`bad typecode '${typecode}' (must be b, B, h, H, i, I, l, L, q, Q, f, d, c or u)`);
+    if (!T && typecode !== 'c' && typecode !== 'u')
+      throw new ValueError(`bad typecode '${typecode}' (must be b, B, h, H, i, I, l, L, q, Q, f, d, c or u)`);
     this.#typecode = typecode;
     const values = typeof init === 'number' ? undefined : [...init];
     const n = typeof init === 'number' ? init : values!.length;

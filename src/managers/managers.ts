@@ -16,7 +16,17 @@ import { InvalidArgumentError, ProcessError } from '../errors.js';
 import type { Address, Authkey, Family } from '../ipc/listener.js';
 import { ManagedArray, ManagedDict, ManagedList, ManagedNamespace, ManagedValue, type Key } from './containers.js';
 import { AsyncResultProxy, ManagedPool, PoolProxy, type ManagedPoolOptions } from './pool.js';
-import { BaseProxy, channelFor, checkNoInlineFunctions, dropChannels, makeProxy, proxyTypeKey, toModuleUrl, unwrapReply, type ProxyState } from './proxy.js';
+import {
+  BaseProxy,
+  channelFor,
+  checkNoInlineFunctions,
+  dropChannels,
+  makeProxy,
+  proxyTypeKey,
+  toModuleUrl,
+  unwrapReply,
+  type ProxyState,
+} from './proxy.js';
 import { Server, type ServerEntry, type ServerSpec } from './server.js';
 import {
   ManagedBarrier,
@@ -48,7 +58,17 @@ import { moduleOf, reduceFunction } from '../reduction/functions.js';
 
 export { BaseProxy, makeProxyType, type Token } from './proxy.js';
 export { publicMethods, Server } from './server.js';
-export { IndexError, KeyError, ManagedArray, ManagedDict, ManagedList, ManagedNamespace, ManagedValue, pyCompare, ValueError } from './containers.js';
+export {
+  IndexError,
+  KeyError,
+  ManagedArray,
+  ManagedDict,
+  ManagedList,
+  ManagedNamespace,
+  ManagedValue,
+  pyCompare,
+  ValueError,
+} from './containers.js';
 export {
   ManagedBarrier,
   ManagedBoundedSemaphore,
@@ -138,11 +158,17 @@ export class BaseManager {
   #server: Server | undefined;
 
   constructor(options: ManagerOptions = {}) {
-    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('new BaseManager(options): options must be an object like { address, authkey }');
+    if (typeof options !== 'object' || options === null)
+      throw new InvalidArgumentError('new BaseManager(options): options must be an object like { address, authkey }');
     this.#options = options;
     this.#address = options.address ?? null;
     const k = options.authkey;
-    this.#authkey = k === undefined || k === null ? crypto.randomBytes(32) : typeof k === 'string' ? Buffer.from(k, 'utf8') : Buffer.from(k instanceof ArrayBuffer ? new Uint8Array(k) : k);
+    this.#authkey =
+      k === undefined || k === null
+        ? crypto.randomBytes(32)
+        : typeof k === 'string'
+          ? Buffer.from(k, 'utf8')
+          : Buffer.from(k instanceof ArrayBuffer ? new Uint8Array(k) : k);
   }
 
   /**
@@ -152,7 +178,8 @@ export class BaseManager {
    */
   static register(typeid: string, callable?: Function | null, options: RegisterOptions = {}): void {
     if (typeof typeid !== 'string' || !typeid) throw new InvalidArgumentError('register(typeid): typeid must be a non-empty string');
-    if (callable !== undefined && callable !== null && typeof callable !== 'function') throw new InvalidArgumentError('register(typeid, callable): callable must be a function or class');
+    if (callable !== undefined && callable !== null && typeof callable !== 'function')
+      throw new InvalidArgumentError('register(typeid, callable): callable must be a function or class');
     if (!Object.prototype.hasOwnProperty.call(this, '_registry')) this._registry = new Map(this._registry);
     const { exposed = null, methodToTypeid = null, proxytype = null, createMethod = true } = options;
     this._registry.set(typeid, {
@@ -198,13 +225,22 @@ export class BaseManager {
     const registry: ServerEntry[] = [];
     const trusted = new Set<string>((this.#options.trustedModules ?? []).map(toModuleUrl));
     for (const e of this.#registry().values()) {
-      for (const [what, fn] of [['callable', e.callable], ['proxytype', e.proxytype]] as const) {
+      for (const [what, fn] of [
+        ['callable', e.callable],
+        ['proxytype', e.proxytype],
+      ] as const) {
         if (!fn || proxyTypeKey(fn) !== fn) continue;
         // The server imports these modules, so it also trusts them.
         const url = moduleOf(reduceFunction(fn, `register('${e.typeid}') ${what}`, false));
         if (url) trusted.add(url);
       }
-      registry.push({ typeid: e.typeid, callable: e.callable, exposed: e.exposed, methodToTypeid: e.methodToTypeid, proxytype: proxyTypeKey(e.proxytype) });
+      registry.push({
+        typeid: e.typeid,
+        callable: e.callable,
+        exposed: e.exposed,
+        methodToTypeid: e.methodToTypeid,
+        proxytype: proxyTypeKey(e.proxytype),
+      });
     }
     const maxMessage = this.#options.maxMessage ?? 512 * 1024 * 1024;
     return { registry, address: this.#address, authkey: this.#authkey, trusted: [...trusted], maxMessage };
@@ -216,12 +252,20 @@ export class BaseManager {
    * @throws ProcessError when already started; the server's error when it cannot listen.
    */
   async start(initializer?: ((...args: never[]) => unknown) | null, initargs: readonly unknown[] = []): Promise<this> {
-    if (this.#state !== 'initial') throw new ProcessError(this.#state === 'shutdown' ? 'Manager has shut down' : 'Already started server', { code: 'ERR_MP_MANAGER_STATE' });
-    if (initializer !== undefined && initializer !== null && typeof initializer !== 'function') throw new InvalidArgumentError('start(initializer): initializer must be a function');
+    if (this.#state !== 'initial')
+      throw new ProcessError(this.#state === 'shutdown' ? 'Manager has shut down' : 'Already started server', {
+        code: 'ERR_MP_MANAGER_STATE',
+      });
+    if (initializer !== undefined && initializer !== null && typeof initializer !== 'function')
+      throw new InvalidArgumentError('start(initializer): initializer must be a function');
     const spec = this.#spec();
     const [reader, writer] = Pipe(false);
     const P = this.#options.ctx?.Process ?? Process;
-    const proc = new P({ target: runManagerServer, args: [spec, writer, initializer ?? null, initargs], name: `${this.constructor.name}-${++managerCount}` });
+    const proc = new P({
+      target: runManagerServer,
+      args: [spec, writer, initializer ?? null, initargs],
+      name: `${this.constructor.name}-${++managerCount}`,
+    });
     proc.start();
     writer.close();
     this.#process = proc;
@@ -229,7 +273,14 @@ export class BaseManager {
     liveManagers.add(this);
     let answer: { address?: Address; error?: Error };
     try {
-      answer = (await Promise.race([reader.recv(), proc.sentinel.then(() => ({ error: new ProcessError(`the manager process exited with code ${proc.exitcode} before it listened`, { code: 'ERR_MP_MANAGER_START' }) }))])) as typeof answer;
+      answer = (await Promise.race([
+        reader.recv(),
+        proc.sentinel.then(() => ({
+          error: new ProcessError(`the manager process exited with code ${proc.exitcode} before it listened`, {
+            code: 'ERR_MP_MANAGER_START',
+          }),
+        })),
+      ])) as typeof answer;
     } finally {
       reader.close();
     }
@@ -249,7 +300,8 @@ export class BaseManager {
    * @throws AuthenticationError for a wrong authkey; the connect error when nothing listens.
    */
   async connect(): Promise<this> {
-    if (this.#address === null) throw new InvalidArgumentError('connect(): the manager needs the server address: new BaseManager({ address, authkey })');
+    if (this.#address === null)
+      throw new InvalidArgumentError('connect(): the manager needs the server address: new BaseManager({ address, authkey })');
     const [status, value] = await channelFor(this.#address, this.#authkey).call([0, 'ping']);
     unwrapReply(status, value);
     if (this.#state === 'initial') this.#state = 'connected';
@@ -275,7 +327,8 @@ export class BaseManager {
   /** Make a shared object of `typeid` in the server and resolve its proxy (Python: `_create` + the proxy). */
   async _create<P extends BaseProxy = BaseProxy>(typeid: string, ...args: unknown[]): Promise<P> {
     if (this.#state === 'shutdown') throw new ProcessError('Manager has shut down', { code: 'ERR_MP_MANAGER_STATE' });
-    if (this.#address === null || this.#state === 'initial') throw new ProcessError('the manager is not started or connected: call start() or connect() first', { code: 'ERR_MP_MANAGER_STATE' });
+    if (this.#address === null || this.#state === 'initial')
+      throw new ProcessError('the manager is not started or connected: call start() or connect() first', { code: 'ERR_MP_MANAGER_STATE' });
     checkNoInlineFunctions(args, `${typeid}() args`);
     const [status, value] = await channelFor(this.#address, this.#authkey).call([0, 'create', typeid, args]);
     if (status !== 2) return unwrapReply(status, value) as P;
@@ -358,7 +411,12 @@ process.on('beforeExit', () => {
  * The server process's target (Python: `BaseManager._run_server`): listen, tell the parent the
  * address, serve until shut down. Also ends when the parent process is gone.
  */
-export async function runManagerServer(spec: ServerSpec, writer: Connection, initializer: ((...a: unknown[]) => unknown) | null, initargs: unknown[]): Promise<void> {
+export async function runManagerServer(
+  spec: ServerSpec,
+  writer: Connection,
+  initializer: ((...a: unknown[]) => unknown) | null,
+  initargs: unknown[],
+): Promise<void> {
   let server: Server;
   try {
     if (initializer) await initializer(...initargs);
@@ -470,7 +528,11 @@ SyncManager.register('Pool', ManagedPool, {
   createMethod: false,
 });
 // Made only by the Pool's methods (no callable: a client cannot create one).
-SyncManager.register('AsyncResult', null, { proxytype: AsyncResultProxy, exposed: ['get', 'wait', 'ready', 'successful'], createMethod: false });
+SyncManager.register('AsyncResult', null, {
+  proxytype: AsyncResultProxy,
+  exposed: ['get', 'wait', 'ready', 'successful'],
+  createMethod: false,
+});
 
 /** Start a SyncManager and resolve it (Python: `multiprocessing.Manager()`). Use `await using`. */
 export async function Manager(options: ManagerOptions = {}): Promise<SyncManager> {

@@ -14,7 +14,8 @@ export type ManagedPoolOptions = number | null | Omit<PoolOptions, 'context'>;
 
 function chunkOf(chunksize: unknown): number | undefined {
   if (chunksize === undefined || chunksize === null) return undefined;
-  if (typeof chunksize !== 'number' || !Number.isInteger(chunksize) || chunksize < 1) throw new InvalidArgumentError('chunksize must be an integer >= 1');
+  if (typeof chunksize !== 'number' || !Number.isInteger(chunksize) || chunksize < 1)
+    throw new InvalidArgumentError('chunksize must be an integer >= 1');
   return chunksize;
 }
 
@@ -122,7 +123,11 @@ export class PoolProxy extends BaseProxy {
   starmap<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A>, chunksize?: number): Promise<Awaited<R>[]> {
     return this._callmethod('starmap', [fn, [...iterable], chunksize ?? null]);
   }
-  starmapAsync<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A>, chunksize?: number): Promise<AsyncResultProxy<Awaited<R>[]>> {
+  starmapAsync<A extends unknown[], R>(
+    fn: (...args: A) => R,
+    iterable: Iterable<A>,
+    chunksize?: number,
+  ): Promise<AsyncResultProxy<Awaited<R>[]>> {
     return this._callmethod('starmapAsync', [fn, [...iterable], chunksize ?? null]);
   }
   /**

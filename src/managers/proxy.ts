@@ -10,7 +10,17 @@ import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, Re
 import { Client, type Address } from '../ipc/listener.js';
 import { registerExitTask } from '../util.js';
 import { registerType } from '../reduction/reduction.js';
-import { Batcher, checkNoInlineFunctions, CLIENT_POLICY, decodeJson, decodeWire, encodeWire, isJsonFrame, isJsonMessage, unbatch } from './wire.js';
+import {
+  Batcher,
+  checkNoInlineFunctions,
+  CLIENT_POLICY,
+  decodeJson,
+  decodeWire,
+  encodeWire,
+  isJsonFrame,
+  isJsonMessage,
+  unbatch,
+} from './wire.js';
 
 export { checkNoInlineFunctions } from './wire.js';
 
@@ -54,7 +64,12 @@ function remoteFailure(info: unknown): RemoteError {
 
 export function failureInfo(err: unknown): { name: string; message: string; stack: string; code?: string } {
   const e = err as Error & { code?: string };
-  return { name: e?.name ?? 'Error', message: e?.message ?? String(err), stack: String(e?.stack ?? ''), code: typeof e?.code === 'string' ? e.code : undefined };
+  return {
+    name: e?.name ?? 'Error',
+    message: e?.message ?? String(err),
+    stack: String(e?.stack ?? ''),
+    code: typeof e?.code === 'string' ? e.code : undefined,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,7 +176,10 @@ class SocketChannel implements Channel {
         this.#failAll(
           err instanceof AuthenticationError
             ? err
-            : new ProcessError(`cannot connect to the manager at ${describeAddress(this.address)}: ${(err as Error)?.message ?? String(err)}`, { code: 'ERR_MP_MANAGER_CONNECTION', cause: err }),
+            : new ProcessError(
+                `cannot connect to the manager at ${describeAddress(this.address)}: ${(err as Error)?.message ?? String(err)}`,
+                { code: 'ERR_MP_MANAGER_CONNECTION', cause: err },
+              ),
         );
       },
     );
@@ -180,7 +198,10 @@ class SocketChannel implements Channel {
     const e =
       err instanceof AuthenticationError
         ? err
-        : new ProcessError(`lost the connection to the manager at ${describeAddress(this.address)}: ${(err as Error)?.message ?? String(err)}`, { code: 'ERR_MP_MANAGER_CONNECTION', cause: err });
+        : new ProcessError(
+            `lost the connection to the manager at ${describeAddress(this.address)}: ${(err as Error)?.message ?? String(err)}`,
+            { code: 'ERR_MP_MANAGER_CONNECTION', cause: err },
+          );
     this.#failAll(e);
   }
 
@@ -407,7 +428,9 @@ export function makeProxyType(name: string, exposed: readonly string[]): typeof 
 export function makeProxy(state: ProxyState): BaseProxy {
   const channel = channelFor(state.address, state.authkey);
   const pt = state.proxytype;
-  const cls = (typeof pt === 'string' ? proxyTypes.get(pt) : typeof pt === 'function' ? pt : undefined) ?? makeProxyType(`AutoProxy[${state.typeid}]`, state.exposed);
+  const cls =
+    (typeof pt === 'string' ? proxyTypes.get(pt) : typeof pt === 'function' ? pt : undefined) ??
+    makeProxyType(`AutoProxy[${state.typeid}]`, state.exposed);
   const proxy = new (cls as new (s: ProxyState, c: Channel) => BaseProxy)({ ...state, grant: false }, channel);
   if (!state.grant) channel.incref(state.id);
   channel.hold(state.id);

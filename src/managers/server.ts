@@ -5,8 +5,31 @@
 import type { Connection } from '../ipc/connection.js';
 import { AbortError, ProcessError } from '../errors.js';
 import { Listener, type Address, type Family } from '../ipc/listener.js';
-import { activeServers, addressKey, describeAddress, FAILED, failureInfo, OK, PROXY, THROWN, type Channel, type ProxyState, type Reply } from './proxy.js';
-import { Batcher, CLIENT_POLICY, decodeJson, decodeWire, encodeWire, isJsonFrame, RefusedMessage, serverPolicy, unbatch, type WirePolicy } from './wire.js';
+import {
+  activeServers,
+  addressKey,
+  describeAddress,
+  FAILED,
+  failureInfo,
+  OK,
+  PROXY,
+  THROWN,
+  type Channel,
+  type ProxyState,
+  type Reply,
+} from './proxy.js';
+import {
+  Batcher,
+  CLIENT_POLICY,
+  decodeJson,
+  decodeWire,
+  encodeWire,
+  isJsonFrame,
+  RefusedMessage,
+  serverPolicy,
+  unbatch,
+  type WirePolicy,
+} from './wire.js';
 import { dumps } from '../reduction/reduction.js';
 
 export interface ServerEntry {
@@ -59,7 +82,11 @@ export function callContext(): CallContext {
 /** Public methods of an object: functions on it or its prototypes, not starting with `_`. */
 export function publicMethods(obj: unknown): string[] {
   const out = new Set<string>();
-  for (let p = obj as object | null; p && p !== Object.prototype && p !== Function.prototype; p = Object.getPrototypeOf(p) as object | null) {
+  for (
+    let p = obj as object | null;
+    p && p !== Object.prototype && p !== Function.prototype;
+    p = Object.getPrototypeOf(p) as object | null
+  ) {
     for (const key of Object.getOwnPropertyNames(p)) {
       if (key === 'constructor' || key.startsWith('_')) continue;
       const d = Object.getOwnPropertyDescriptor(p, key);
@@ -126,7 +153,10 @@ export class Server {
     this.#finished = new Promise<void>((r) => (this.#done = r));
     this.local = new LocalChannel(this);
     this.ready = (async () => {
-      const listener = await Listener.create(spec.address, { authkey: spec.authkey, family: spec.family ?? (spec.address === null ? 'AF_UNIX' : undefined) });
+      const listener = await Listener.create(spec.address, {
+        authkey: spec.authkey,
+        family: spec.family ?? (spec.address === null ? 'AF_UNIX' : undefined),
+      });
       this.#listener = listener;
       if (this.#closed) listener.close();
       else activeServers.set(addressKey(listener.address), this);
@@ -217,7 +247,8 @@ export class Server {
             this.#reply(out, msg.reqId!, FAILED, failureInfo(msg));
             continue;
           }
-          if (!Array.isArray(msg) || !Number.isSafeInteger(msg[0]) || (msg[0] as number) < 0 || typeof msg[1] !== 'string') throw new Error('malformed request');
+          if (!Array.isArray(msg) || !Number.isSafeInteger(msg[0]) || (msg[0] as number) < 0 || typeof msg[1] !== 'string')
+            throw new Error('malformed request');
           this.#dispatch(msg, state, (status, value) => this.#reply(out, msg[0] as number, status, value));
         }
       }
@@ -253,7 +284,8 @@ export class Server {
           const [, , id, method, args] = msg as [number, string, string, string, unknown[]];
           const h = this.#objects.get(id);
           if (!h) return fail(`no shared object with id ${String(id)} (it was released, or the manager restarted)`);
-          if (typeof method !== 'string' || !h.exposed.has(method)) return fail(`method '${String(method)}' of ${h.typeid} object is not exposed`);
+          if (typeof method !== 'string' || !h.exposed.has(method))
+            return fail(`method '${String(method)}' of ${h.typeid} object is not exposed`);
           if (!Array.isArray(args)) return fail('args must be an array');
           this.#invoke(h, method, args, reqId, state, reply);
           return;
@@ -265,10 +297,15 @@ export class Server {
           if (!e.callable) return fail(`type id '${typeid}' has no callable in the server`);
           if (!Array.isArray(args)) return fail('args must be an array');
           const callable = e.callable as (...a: unknown[]) => unknown;
-          this.#run(() => (isClass(callable) ? new (callable as unknown as new (...a: unknown[]) => unknown)(...args) : callable(...args)), reqId, state, (status, value) => {
-            if (status !== OK) return reply(status, value);
-            reply(PROXY, this.#register(value, typeid, e.exposed, e.methodToTypeid, e.proxytype));
-          });
+          this.#run(
+            () => (isClass(callable) ? new (callable as unknown as new (...a: unknown[]) => unknown)(...args) : callable(...args)),
+            reqId,
+            state,
+            (status, value) => {
+              if (status !== OK) return reply(status, value);
+              reply(PROXY, this.#register(value, typeid, e.exposed, e.methodToTypeid, e.proxytype));
+            },
+          );
           return;
         }
         case 'getvalue': {
@@ -309,7 +346,14 @@ export class Server {
     }
   }
 
-  #invoke(h: Held, method: string, args: unknown[], reqId: number, state: ConnState, reply: (status: number, value: unknown) => void): void {
+  #invoke(
+    h: Held,
+    method: string,
+    args: unknown[],
+    reqId: number,
+    state: ConnState,
+    reply: (status: number, value: unknown) => void,
+  ): void {
     const obj = h.obj as Record<string, unknown>;
     this.#run(
       () => {
@@ -344,7 +388,12 @@ export class Server {
     } finally {
       currentCall = prev;
     }
-    if (result === null || (typeof result !== 'object' && typeof result !== 'function') || typeof (result as PromiseLike<unknown>).then !== 'function') return done(OK, result);
+    if (
+      result === null ||
+      (typeof result !== 'object' && typeof result !== 'function') ||
+      typeof (result as PromiseLike<unknown>).then !== 'function'
+    )
+      return done(OK, result);
     if (reqId > 0 && ctx.ctl) state.inflight.set(reqId, ctx.ctl);
     (result as PromiseLike<unknown>).then(
       (v) => {
@@ -358,7 +407,13 @@ export class Server {
     );
   }
 
-  #register(obj: unknown, typeid: string, exposed: string[] | null, methodToTypeid: Record<string, string> | null, proxytype: string | Function | null): ProxyState {
+  #register(
+    obj: unknown,
+    typeid: string,
+    exposed: string[] | null,
+    methodToTypeid: Record<string, string> | null,
+    proxytype: string | Function | null,
+  ): ProxyState {
     const list = exposed ?? publicMethods(obj);
     const id = (++this.#nextId).toString(16);
     this.#objects.set(id, { obj, typeid, exposed: new Set(list), exposedList: list, methodToTypeid, proxytype, refs: 1 });

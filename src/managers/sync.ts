@@ -60,7 +60,6 @@ export function blockAndDeadline(options: ProxyWaitOptions | undefined): { block
   return { block, deadline: block ? deadlineOf(options?.timeout) : 0 };
 }
 
-
 // Locks. Ownership is per caller (a connection: one process or thread), as Python's server
 // serves each client thread on a thread of its own.
 interface Owned {
@@ -199,7 +198,8 @@ export class ManagedCondition {
   readonly #waiters = new Set<{ notified: boolean; wake: () => void }>();
   constructor(lock?: unknown) {
     const ref = lock === undefined || lock === null ? new ManagedRLock() : (localReferent(lock) ?? lock);
-    if (!(ref instanceof ManagedLock || ref instanceof ManagedRLock)) throw new TypeError('Condition(lock): lock must be a Lock or RLock of the same manager');
+    if (!(ref instanceof ManagedLock || ref instanceof ManagedRLock))
+      throw new TypeError('Condition(lock): lock must be a Lock or RLock of the same manager');
     this.#lock = ref;
   }
   acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {

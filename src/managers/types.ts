@@ -5,7 +5,9 @@ import type { Key } from './containers.js';
 import { BaseProxy, registerProxyType } from './proxy.js';
 import type { ProxyWaitOptions } from './sync.js';
 
-export function splitSignal<T extends { signal?: AbortSignal }>(options: T | undefined): [Omit<T, 'signal'> | undefined, { signal?: AbortSignal }] {
+export function splitSignal<T extends { signal?: AbortSignal }>(
+  options: T | undefined,
+): [Omit<T, 'signal'> | undefined, { signal?: AbortSignal }] {
   if (!options || typeof options !== 'object') return [options, {}];
   const { signal, ...rest } = options;
   return [rest as Omit<T, 'signal'>, { signal }];
@@ -335,12 +337,27 @@ export class JoinableQueueProxy<T = unknown> extends QueueProxy<T> {
 }
 
 for (const [tag, cls] of Object.entries({
-  DictProxy, ListProxy, NamespaceProxy, ValueProxy, ArrayProxy, AcquirerProxy, SemaphoreProxy, ConditionProxy, EventProxy, BarrierProxy, QueueProxy, JoinableQueueProxy,
+  DictProxy,
+  ListProxy,
+  NamespaceProxy,
+  ValueProxy,
+  ArrayProxy,
+  AcquirerProxy,
+  SemaphoreProxy,
+  ConditionProxy,
+  EventProxy,
+  BarrierProxy,
+  QueueProxy,
+  JoinableQueueProxy,
 })) {
   registerProxyType(`multiproc.${tag}`, cls);
 }
 
 /** The type of an auto-made proxy of `T`: its methods, each returning a Promise. */
 export type Proxied<T> = BaseProxy & {
-  [K in keyof T as K extends `_${string}` ? never : T[K] extends (...args: never[]) => unknown ? K : never]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+  [K in keyof T as K extends `_${string}` ? never : T[K] extends (...args: never[]) => unknown ? K : never]: T[K] extends (
+    ...args: infer A
+  ) => infer R
+    ? (...args: A) => Promise<Awaited<R>>
+    : never;
 };

@@ -225,7 +225,7 @@ export async function decodeWire(buf: Uint8Array, policy: WirePolicy): Promise<u
           } else {
             throw new RefusedMessage(
               `refused: the message names ${describeRef(ref)}; a manager never runs code sent over the wire and imports only the modules it trusts ` +
-                '(send plain data, or list the module in the manager\'s trustedModules)',
+                "(send plain data, or list the module in the manager's trustedModules)",
               reqId,
             );
           }
@@ -258,11 +258,12 @@ export function checkNoInlineFunctions(v: unknown, where: string, seen = new Set
   if (typeof v !== 'object' || v === null || seen.has(v) || ArrayBuffer.isView(v)) return;
   seen.add(v);
   if (Array.isArray(v)) v.forEach((x, i) => checkNoInlineFunctions(x, `${where}[${i}]`, seen));
-  else if (v instanceof Map) for (const [k, x] of v) (checkNoInlineFunctions(k, `${where}.<key>`, seen), checkNoInlineFunctions(x, `${where}.get(…)`, seen));
+  else if (v instanceof Map)
+    for (const [k, x] of v) (checkNoInlineFunctions(k, `${where}.<key>`, seen), checkNoInlineFunctions(x, `${where}.get(…)`, seen));
   else if (v instanceof Set) for (const x of v) checkNoInlineFunctions(x, `${where}.<item>`, seen);
   else {
     const proto = Object.getPrototypeOf(v) as unknown;
-    if (proto === Object.prototype || proto === null) for (const k of Object.keys(v)) checkNoInlineFunctions((v as Record<string, unknown>)[k], `${where}.${k}`, seen);
+    if (proto === Object.prototype || proto === null)
+      for (const k of Object.keys(v)) checkNoInlineFunctions((v as Record<string, unknown>)[k], `${where}.${k}`, seen);
   }
 }
-

@@ -49,14 +49,19 @@ export class SharedMemory {
    * @throws ProcessError with `code` 'ENOENT' (no such block), 'EEXIST' (name taken), 'EACCES', ...
    */
   constructor(options: SharedMemoryOptions = {}) {
-    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('SharedMemory(options): options must be an object like { name, create, size }');
+    if (typeof options !== 'object' || options === null)
+      throw new InvalidArgumentError('SharedMemory(options): options must be an object like { name, create, size }');
     const { name = null, create = false, size = 0, track = true } = options;
-    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) throw new InvalidArgumentError(`SharedMemory: size must be an integer >= 0, got ${String(size)}`);
-    if (create && size === 0) throw new InvalidArgumentError("SharedMemory: size must be a positive number different from zero when create is true");
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0)
+      throw new InvalidArgumentError(`SharedMemory: size must be an integer >= 0, got ${String(size)}`);
+    if (create && size === 0)
+      throw new InvalidArgumentError('SharedMemory: size must be a positive number different from zero when create is true');
     if (name !== null && (typeof name !== 'string' || name.replace(/^\//, '') === '' || name.slice(1).includes('/'))) {
-      throw new InvalidArgumentError(`SharedMemory: name must be a non-empty string without '/' (a leading one is allowed), got ${inspect(name)}`);
+      throw new InvalidArgumentError(
+        `SharedMemory: name must be a non-empty string without '/' (a leading one is allowed), got ${inspect(name)}`,
+      );
     }
-    if (name === null && !create) throw new InvalidArgumentError("SharedMemory: name can only be null if create is true");
+    if (name === null && !create) throw new InvalidArgumentError('SharedMemory: name can only be null if create is true');
     let full: string;
     let buffer: SegmentBuffer;
     if (name === null) {
@@ -201,7 +206,9 @@ function pack(value: unknown, what: string): Packed {
   }
   if (typeof value === 'string') return { fmt: 's', code: 1, bytes: encoder.encode(value) };
   if (value instanceof Uint8Array) return { fmt: 's', code: 2, bytes: value };
-  throw new InvalidArgumentError(`${what}: a ShareableList holds numbers, bigints, booleans, strings, Uint8Arrays and null, got ${inspect(value)}`);
+  throw new InvalidArgumentError(
+    `${what}: a ShareableList holds numbers, bigints, booleans, strings, Uint8Arrays and null, got ${inspect(value)}`,
+  );
 }
 
 /** Options of `new ShareableList(...)`. */
@@ -235,7 +242,8 @@ export class ShareableList implements Indexed, Iterable<Shareable> {
    * @throws ProcessError when the block does not exist (ENOENT) or the name is taken (EEXIST).
    */
   constructor(sequence?: Iterable<Shareable> | null, options: ShareableListOptions = {}) {
-    if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidArgumentError('ShareableList(sequence, options): options must be an object like { name }');
+    if (options !== undefined && (typeof options !== 'object' || options === null))
+      throw new InvalidArgumentError('ShareableList(sequence, options): options must be an object like { name }');
     const name = options.name ?? null;
     if (sequence === null || sequence === undefined) {
       if (name === null) sequence = [];
@@ -259,7 +267,10 @@ export class ShareableList implements Indexed, Iterable<Shareable> {
       this.shm = new SharedMemory({ name });
       this._view = new DataView(this.shm.buf.buffer, this.shm.buf.byteOffset, this.shm.size);
       const n = Number(this._view.getBigInt64(0, LE));
-      if (!(n >= 0 && (n + 2) * 8 <= this.shm.size)) throw new ProcessError(`shared memory block '${this.shm.name}' does not hold a ShareableList`, { code: 'ERR_MP_NOT_SHAREABLE_LIST' });
+      if (!(n >= 0 && (n + 2) * 8 <= this.shm.size))
+        throw new ProcessError(`shared memory block '${this.shm.name}' does not hold a ShareableList`, {
+          code: 'ERR_MP_NOT_SHAREABLE_LIST',
+        });
       this.length = n;
       this._offsets = Array.from({ length: n + 1 }, (_, k) => Number(this._view.getBigInt64(8 + k * 8, LE)));
     }
@@ -334,7 +345,8 @@ export class ShareableList implements Indexed, Iterable<Shareable> {
     const p = pack(value, `ShareableList[${i}]`);
     if (p.bytes) {
       const room = this._offsets[i + 1]! - this._offsets[i]!;
-      if (p.bytes.length > room) throw new InvalidArgumentError(`ShareableList[${i}]: ${p.bytes.length} bytes exceed the ${room} bytes available to this item`);
+      if (p.bytes.length > room)
+        throw new InvalidArgumentError(`ShareableList[${i}]: ${p.bytes.length} bytes exceed the ${room} bytes available to this item`);
     }
     this._write(i, value, p);
   }

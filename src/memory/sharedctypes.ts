@@ -16,14 +16,42 @@ type CharCode = 'c' | 'u';
 /** What reading an element of typecode `C` gives: bigint for 64-bit integers, a 1-char string for 'c'/'u', else number. */
 export type ElementOf<C extends Typecode> = C extends BigCode ? bigint : C extends CharCode ? string : number;
 /** What an element of typecode `C` accepts: as `ElementOf`, plus safe-integer numbers for 64-bit codes and byte values for 'c'. */
-export type InputOf<C extends Typecode> = C extends BigCode ? bigint | number : C extends 'c' ? string | number | Uint8Array : C extends 'u' ? string : number;
+export type InputOf<C extends Typecode> = C extends BigCode
+  ? bigint | number
+  : C extends 'c'
+    ? string | number | Uint8Array
+    : C extends 'u'
+      ? string
+      : number;
 /** The typed array over the memory of typecode `C` (`.buf`). */
 export type BufOf<C extends Typecode> = {
-  c: Uint8Array; u: Uint32Array; b: Int8Array; B: Uint8Array; h: Int16Array; H: Uint16Array; i: Int32Array; I: Uint32Array;
-  l: BigInt64Array; L: BigUint64Array; q: BigInt64Array; Q: BigUint64Array; f: Float32Array; d: Float64Array;
+  c: Uint8Array;
+  u: Uint32Array;
+  b: Int8Array;
+  B: Uint8Array;
+  h: Int16Array;
+  H: Uint16Array;
+  i: Int32Array;
+  I: Uint32Array;
+  l: BigInt64Array;
+  L: BigUint64Array;
+  q: BigInt64Array;
+  Q: BigUint64Array;
+  f: Float32Array;
+  d: Float64Array;
 }[C];
 
-type AnyTyped = Uint8Array | Uint32Array | Int8Array | Int16Array | Uint16Array | Int32Array | BigInt64Array | BigUint64Array | Float32Array | Float64Array;
+type AnyTyped =
+  | Uint8Array
+  | Uint32Array
+  | Int8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | BigInt64Array
+  | BigUint64Array
+  | Float32Array
+  | Float64Array;
 type TypedCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => AnyTyped;
 
 interface TypeInfo {
@@ -34,13 +62,22 @@ interface TypeInfo {
   decode(raw: number | bigint): number | bigint | string;
 }
 
-const describeValue = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? `Uint8Array(${v.length})` : String(v));
+const describeValue = (v: unknown): string =>
+  typeof v === 'string'
+    ? JSON.stringify(v)
+    : typeof v === 'bigint'
+      ? `${v}n`
+      : v instanceof Uint8Array
+        ? `Uint8Array(${v.length})`
+        : String(v);
 
 function intType(ctor: TypedCtor, ctype: string, min: number, max: number): TypeInfo {
   return {
-    ctor, ctype,
+    ctor,
+    ctype,
     encode(v, what) {
-      if (typeof v !== 'number' || !Number.isInteger(v)) throw new InvalidArgumentError(`${what}: ${ctype} takes an integer number, got ${describeValue(v)}`);
+      if (typeof v !== 'number' || !Number.isInteger(v))
+        throw new InvalidArgumentError(`${what}: ${ctype} takes an integer number, got ${describeValue(v)}`);
       if (v < min || v > max) throw new InvalidArgumentError(`${what}: ${v} is out of range for ${ctype} (${min}..${max})`);
       return v;
     },
@@ -50,7 +87,8 @@ function intType(ctor: TypedCtor, ctype: string, min: number, max: number): Type
 
 function bigType(ctor: TypedCtor, ctype: string, min: bigint, max: bigint): TypeInfo {
   return {
-    ctor, ctype,
+    ctor,
+    ctype,
     encode(v, what) {
       let b: bigint;
       if (typeof v === 'bigint') b = v;
@@ -65,7 +103,8 @@ function bigType(ctor: TypedCtor, ctype: string, min: bigint, max: bigint): Type
 
 function floatType(ctor: TypedCtor, ctype: string): TypeInfo {
   return {
-    ctor, ctype,
+    ctor,
+    ctype,
     encode(v, what) {
       if (typeof v !== 'number') throw new InvalidArgumentError(`${what}: ${ctype} takes a number, got ${describeValue(v)}`);
       return v;
@@ -78,21 +117,26 @@ const TYPES: Record<Typecode, TypeInfo> = {
   // 'c' is C char, a byte: Python reads it as bytes of length 1; here a 1-char string whose code
   // is the byte (latin-1), which is what `'x'` in Python source means to most readers.
   c: {
-    ctor: Uint8Array, ctype: 'c_char (a byte)',
+    ctor: Uint8Array,
+    ctype: 'c_char (a byte)',
     encode(v, what) {
       if (typeof v === 'string' && v.length === 1 && v.charCodeAt(0) <= 0xff) return v.charCodeAt(0);
       if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xff) return v;
       if (v instanceof Uint8Array && v.length === 1) return v[0]!;
-      throw new InvalidArgumentError(`${what}: c_char takes a 1-character string with a code below 256, a byte value 0..255 or a 1-byte Uint8Array, got ${describeValue(v)}`);
+      throw new InvalidArgumentError(
+        `${what}: c_char takes a 1-character string with a code below 256, a byte value 0..255 or a 1-byte Uint8Array, got ${describeValue(v)}`,
+      );
     },
     decode: (raw) => String.fromCharCode(raw as number),
   },
   // 'u' is wchar_t: 4 bytes (UTF-32) on Linux and macOS, so any code point fits.
   u: {
-    ctor: Uint32Array, ctype: 'c_wchar (a code point)',
+    ctor: Uint32Array,
+    ctype: 'c_wchar (a code point)',
     encode(v, what) {
       const cp = typeof v === 'string' ? v.codePointAt(0) : undefined;
-      if (cp === undefined || String.fromCodePoint(cp).length !== (v as string).length) throw new InvalidArgumentError(`${what}: c_wchar takes a 1-character string, got ${describeValue(v)}`);
+      if (cp === undefined || String.fromCodePoint(cp).length !== (v as string).length)
+        throw new InvalidArgumentError(`${what}: c_wchar takes a 1-character string, got ${describeValue(v)}`);
       return cp;
     },
     decode: (raw) => String.fromCodePoint(raw as number),
@@ -113,7 +157,11 @@ const TYPES: Record<Typecode, TypeInfo> = {
 
 function typeInfo(typecode: unknown, what: string): TypeInfo {
   if (typeof typecode !== 'string' || !Object.prototype.hasOwnProperty.call(TYPES, typecode)) {
-    throw new InvalidArgumentError(`${what}: unknown typecode ${describeValue(typecode)}; use one of ${Object.keys(TYPES).map((c) => `'${c}'`).join(', ')}`);
+    throw new InvalidArgumentError(
+      `${what}: unknown typecode ${describeValue(typecode)}; use one of ${Object.keys(TYPES)
+        .map((c) => `'${c}'`)
+        .join(', ')}`,
+    );
   }
   return TYPES[typecode as Typecode];
 }
@@ -135,7 +183,8 @@ export interface SyncOptions {
 }
 
 function chooseLock(options: SyncOptions | undefined, what: string): LockLike | false {
-  if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidArgumentError(`${what}: options must be an object like { lock }`);
+  if (options !== undefined && (typeof options !== 'object' || options === null))
+    throw new InvalidArgumentError(`${what}: options must be an object like { lock }`);
   const lock = options?.lock;
   if (lock === undefined || lock === null || lock === true) return new RLock();
   if (lock === false) return false;
@@ -417,7 +466,9 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
   set(values: Iterable<InputOf<C>>, offset = 0): void {
     const encoded = encodeAll(this._info, values, `Array('${this.typecode}').set`);
     if (!Number.isInteger(offset) || offset < 0 || offset + encoded.length > this.length) {
-      throw new InvalidArgumentError(`Array('${this.typecode}').set: ${encoded.length} values at offset ${offset} do not fit in length ${this.length}`);
+      throw new InvalidArgumentError(
+        `Array('${this.typecode}').set: ${encoded.length} values at offset ${offset} do not fit in length ${this.length}`,
+      );
     }
     for (let k = 0; k < encoded.length; k++) this.buf[offset + k] = encoded[k] as never;
   }
@@ -429,7 +480,11 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
     if (this.typecode === 'c' || this.typecode === 'u') {
       const end = (this.buf as Uint8Array).indexOf(0);
       const used = this.buf.subarray(0, end < 0 ? this.length : end) as Uint8Array | Uint32Array;
-      return (this.typecode === 'c' ? Buffer.from(used.buffer, used.byteOffset, used.length).toString('utf8') : codePointsToString(used as Uint32Array)) as never;
+      return (
+        this.typecode === 'c'
+          ? Buffer.from(used.buffer, used.byteOffset, used.length).toString('utf8')
+          : codePointsToString(used as Uint32Array)
+      ) as never;
     }
     return this.toArray() as never;
   }
@@ -441,17 +496,31 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
   set value(v: C extends CharCode ? string | Uint8Array : Iterable<InputOf<C>>) {
     const what = `Array('${this.typecode}').value`;
     if (this.typecode === 'c' || this.typecode === 'u') {
-      const units = this.typecode === 'c'
-        ? (typeof v === 'string' ? Buffer.from(v, 'utf8') : v instanceof Uint8Array ? v : undefined)
-        : (typeof v === 'string' ? Uint32Array.from(v, (ch) => ch.codePointAt(0)!) : undefined);
-      if (units === undefined) throw new InvalidArgumentError(`${what}: takes a string${this.typecode === 'c' ? ' or a Uint8Array' : ''}, got ${describeValue(v)}`);
-      if (units.length > this.length) throw new InvalidArgumentError(`${what}: ${units.length} ${this.typecode === 'c' ? 'bytes' : 'characters'} is too long for length ${this.length}`);
+      const units =
+        this.typecode === 'c'
+          ? typeof v === 'string'
+            ? Buffer.from(v, 'utf8')
+            : v instanceof Uint8Array
+              ? v
+              : undefined
+          : typeof v === 'string'
+            ? Uint32Array.from(v, (ch) => ch.codePointAt(0)!)
+            : undefined;
+      if (units === undefined)
+        throw new InvalidArgumentError(
+          `${what}: takes a string${this.typecode === 'c' ? ' or a Uint8Array' : ''}, got ${describeValue(v)}`,
+        );
+      if (units.length > this.length)
+        throw new InvalidArgumentError(
+          `${what}: ${units.length} ${this.typecode === 'c' ? 'bytes' : 'characters'} is too long for length ${this.length}`,
+        );
       (this.buf as Uint8Array).set(units as Uint8Array);
       if (units.length < this.length) this.buf[units.length] = 0 as never;
       return;
     }
     const encoded = encodeAll(this._info, v as Iterable<unknown>, what);
-    if (encoded.length !== this.length) throw new InvalidArgumentError(`${what}: got ${encoded.length} values for an array of length ${this.length}`);
+    if (encoded.length !== this.length)
+      throw new InvalidArgumentError(`${what}: got ${encoded.length} values for an array of length ${this.length}`);
     for (let k = 0; k < encoded.length; k++) this.buf[k] = encoded[k] as never;
   }
   /** For 'c' arrays, a copy of all the bytes (Python: `.raw`). */
@@ -461,7 +530,8 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
   /** @throws InvalidArgumentError when more bytes than the array holds, or the array is not 'c'. */
   set raw(bytes: Uint8Array) {
     if (this.typecode !== 'c') throw new InvalidArgumentError(`Array('${this.typecode}').raw: only 'c' arrays have raw bytes`);
-    if (!(bytes instanceof Uint8Array) || bytes.length > this.length) throw new InvalidArgumentError(`Array('c').raw: takes a Uint8Array of at most ${this.length} bytes`);
+    if (!(bytes instanceof Uint8Array) || bytes.length > this.length)
+      throw new InvalidArgumentError(`Array('c').raw: takes a Uint8Array of at most ${this.length} bytes`);
     (this.buf as Uint8Array).set(bytes);
   }
   *[Symbol.iterator](): IterableIterator<ElementOf<C>> {
@@ -488,7 +558,8 @@ function codePointsToString(units: Uint32Array): string {
 }
 
 function encodeAll(info: TypeInfo, values: Iterable<unknown>, what: string): (number | bigint)[] {
-  if (values === null || typeof (values as Iterable<unknown>)[Symbol.iterator] !== 'function') throw new InvalidArgumentError(`${what}: takes an iterable of values, got ${describeValue(values)}`);
+  if (values === null || typeof (values as Iterable<unknown>)[Symbol.iterator] !== 'function')
+    throw new InvalidArgumentError(`${what}: takes an iterable of values, got ${describeValue(values)}`);
   const out: (number | bigint)[] = [];
   let k = 0;
   for (const v of values) out.push(info.encode(v, `${what}[${k++}]`));
@@ -497,9 +568,15 @@ function encodeAll(info: TypeInfo, values: Iterable<unknown>, what: string): (nu
 
 // What Array/RawArray take besides the typecode: a size, or the initial values. Strings give the
 // elements of 'c' (as UTF-8 bytes) and 'u' (code points) arrays, as `Array('c', b'abc')` in Python.
-function initialValues(info: TypeInfo, typecode: string, sizeOrValues: unknown, what: string): { length: number; values?: (number | bigint)[] } {
+function initialValues(
+  info: TypeInfo,
+  typecode: string,
+  sizeOrValues: unknown,
+  what: string,
+): { length: number; values?: (number | bigint)[] } {
   if (typeof sizeOrValues === 'number') {
-    if (!Number.isInteger(sizeOrValues) || sizeOrValues < 0) throw new InvalidArgumentError(`${what}: size must be an integer >= 0, got ${sizeOrValues}`);
+    if (!Number.isInteger(sizeOrValues) || sizeOrValues < 0)
+      throw new InvalidArgumentError(`${what}: size must be an integer >= 0, got ${sizeOrValues}`);
     return { length: sizeOrValues };
   }
   if (typeof sizeOrValues === 'string') {
@@ -528,7 +605,8 @@ export class RawArray<C extends Typecode = Typecode> extends ArrayBase<C> {
     const bytes = length * sizeOfInfo(info);
     // Whole 8-byte words: Segment views the mapping as Int32 cells.
     const [seg, created] = segmentFor(Math.ceil(bytes / 8) * 8, KIND.Array);
-    if (seg.size < HEADER_BYTES + bytes) throw new InvalidArgumentError(`shared memory segment "${seg.name}" is too small for ${length} elements of '${typecode}'`);
+    if (seg.size < HEADER_BYTES + bytes)
+      throw new InvalidArgumentError(`shared memory segment "${seg.name}" is too small for ${length} elements of '${typecode}'`);
     super(typecode, info, new info.ctor(seg.buffer, HEADER_BYTES, length));
     this._seg = seg;
     if (created && values) for (let k = 0; k < length; k++) this.buf[k] = values[k] as never;
@@ -595,8 +673,16 @@ export class SynchronizedArray<C extends Typecode = Typecode> extends ArrayBase<
 }
 /** Constructor of `Array`/`SharedArray`: `{ lock: false }` gives a `RawArray`, otherwise a synchronized array. */
 export interface SharedArrayConstructor {
-  new <C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never), options: { lock: false }): RawArray<C>;
-  new <C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never), options?: { lock?: true | null | LockLike }): SynchronizedArray<C>;
+  new <C extends Typecode>(
+    typecode: C,
+    sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never),
+    options: { lock: false },
+  ): RawArray<C>;
+  new <C extends Typecode>(
+    typecode: C,
+    sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never),
+    options?: { lock?: true | null | LockLike },
+  ): SynchronizedArray<C>;
   readonly prototype: SynchronizedArray;
 }
 

@@ -39,7 +39,17 @@ import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './re
 import { APPLY, frame, FUNC, MAP, poolWorker, STARMAP } from './worker.js';
 
 export { AsyncResult, IMapIterator, MapResult } from './results.js';
-export { defaultChunksize, ProgressBar, type AsyncOptions, type CallOptions, type MapOptions, type PoolOptions, type Progress, type ProgressBarOptions, type TaskTiming } from './progress.js';
+export {
+  defaultChunksize,
+  ProgressBar,
+  type AsyncOptions,
+  type CallOptions,
+  type MapOptions,
+  type PoolOptions,
+  type Progress,
+  type ProgressBarOptions,
+  type TaskTiming,
+} from './progress.js';
 import { reduceFunction } from '../reduction/functions.js';
 
 /** Tasks sent to one worker and not yet answered: the running one and one waiting. */
@@ -66,7 +76,6 @@ interface Worker {
   wake: (() => void) | undefined;
 }
 
-
 const enum State {
   RUN,
   CLOSE,
@@ -77,8 +86,6 @@ const STATE_NAMES = ['RUN', 'CLOSE', 'TERMINATE'];
 function notRunning(): ProcessError {
   return new ProcessError('Pool not running', { code: 'ERR_MP_POOL_NOT_RUNNING' });
 }
-
-
 
 /**
  * A pool of worker processes (Python: `multiprocessing.Pool`). Results are Promises; a worker
@@ -116,12 +123,15 @@ export class Pool {
   constructor(processes?: number | null | PoolOptions) {
     const o: PoolOptions = typeof processes === 'object' && processes !== null ? processes : { processes };
     const size = o.processes ?? cpuCount();
-    if (typeof size !== 'number' || !Number.isInteger(size) || size < 1) throw new InvalidArgumentError(`Pool(processes): the number of processes must be an integer >= 1, got ${String(size)}`);
-    if (o.initializer != null && typeof o.initializer !== 'function') throw new InvalidArgumentError('Pool({ initializer }): initializer must be a function');
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 1)
+      throw new InvalidArgumentError(`Pool(processes): the number of processes must be an integer >= 1, got ${String(size)}`);
+    if (o.initializer != null && typeof o.initializer !== 'function')
+      throw new InvalidArgumentError('Pool({ initializer }): initializer must be a function');
     const initargs = o.initargs ?? [];
     if (!Array.isArray(initargs)) throw new InvalidArgumentError('Pool({ initargs }): initargs must be an array');
     const maxtasks = o.maxtasksperchild ?? null;
-    if (maxtasks !== null && (typeof maxtasks !== 'number' || !Number.isInteger(maxtasks) || maxtasks < 1)) throw new InvalidArgumentError('Pool({ maxtasksperchild }): maxtasksperchild must be an integer >= 1');
+    if (maxtasks !== null && (typeof maxtasks !== 'number' || !Number.isInteger(maxtasks) || maxtasks < 1))
+      throw new InvalidArgumentError('Pool({ maxtasksperchild }): maxtasksperchild must be an integer >= 1');
     checkPoolObservers(o);
     this.#ctx = this.#resolveContext(o.context);
     this.#size = size;
@@ -141,7 +151,8 @@ export class Pool {
   #resolveContext(c: ContextLike | StartMethod | undefined): ContextLike {
     if (typeof c === 'object' && c !== null && typeof c.getStartMethod === 'function' && typeof c.Process === 'function') return c;
     const method = c ?? this._defaultMethod() ?? defaultStartMethod();
-    if (!isStartMethod(method)) throw new InvalidArgumentError("Pool({ context }): context must be a context (getContext('spawn')) or a start method name");
+    if (!isStartMethod(method))
+      throw new InvalidArgumentError("Pool({ context }): context must be a context (getContext('spawn')) or a start method name");
     return { Process: processClassFor(method), getStartMethod: () => method };
   }
 
@@ -170,7 +181,19 @@ export class Pool {
       throw err;
     }
     this.#trace?.worker(tid, proc.name, proc.pid);
-    const w: Worker = { proc, tid, conn, child, held: [], sent: 0, known: new Set(), exitcode: null, stopping: false, finalized: undefined as unknown as Promise<void>, wake: undefined };
+    const w: Worker = {
+      proc,
+      tid,
+      conn,
+      child,
+      held: [],
+      sent: 0,
+      known: new Set(),
+      exitcode: null,
+      stopping: false,
+      finalized: undefined as unknown as Promise<void>,
+      wake: undefined,
+    };
     this.#workers.push(w);
     void proc.sentinel.then((code) => {
       w.exitcode = code;
@@ -222,7 +245,14 @@ export class Pool {
 
   /** A task finished: its timing goes to the call, the pool's hooks and the trace. */
   #observe(w: Worker, job: Job, ok: boolean, t0: number, t1: number): void {
-    const t: TaskTiming = { worker: w.proc.name, index: job.first, items: job.items, queuedMs: Math.max(0, (t0 - job.at) / 1000), runMs: (t1 - t0) / 1000, ok };
+    const t: TaskTiming = {
+      worker: w.proc.name,
+      index: job.first,
+      items: job.items,
+      queuedMs: Math.max(0, (t0 - job.at) / 1000),
+      runMs: (t1 - t0) / 1000,
+      ok,
+    };
     job.owner._timing(t);
     this.#tally?.task(t);
     this.#trace?.task(w.tid, this.#fnNames[job.fnId] ?? 'task', t0, t1, t);
@@ -280,7 +310,10 @@ export class Pool {
 
   #breakPool(err: unknown): void {
     if (this.#state === State.TERMINATE) return;
-    this.#broken = new ProcessError('the pool initializer failed in a worker; the pool was terminated', { code: 'ERR_MP_POOL_INITIALIZER', cause: err });
+    this.#broken = new ProcessError('the pool initializer failed in a worker; the pool was terminated', {
+      code: 'ERR_MP_POOL_INITIALIZER',
+      cause: err,
+    });
     this.#terminate(this.#broken);
   }
 
@@ -289,7 +322,8 @@ export class Pool {
   // Worker exits never hold the event loop (children do not), and idle readers do not read: while
   // tasks are queued or running, this timer keeps the program alive until they settle.
   #updateHold(): void {
-    const busy = this.#state !== State.TERMINATE && (this.#pendingAt < this.#pending.length || this.#workers.some((w) => w.held.length > 0));
+    const busy =
+      this.#state !== State.TERMINATE && (this.#pendingAt < this.#pending.length || this.#workers.some((w) => w.held.length > 0));
     if (busy && !this.#hold) this.#hold = setInterval(() => undefined, 1 << 30);
     else if (!busy && this.#hold) {
       clearInterval(this.#hold);
@@ -354,7 +388,17 @@ export class Pool {
     return entry.id;
   }
 
-  #job(owner: Owner, kind: number, fnId: number, payload: unknown, index: number, where: string, first: number, items: number, at: number): Job {
+  #job(
+    owner: Owner,
+    kind: number,
+    fnId: number,
+    payload: unknown,
+    index: number,
+    where: string,
+    first: number,
+    items: number,
+    at: number,
+  ): Job {
     const id = ++this.#jobSeq;
     return { id, fnId, bytes: frame(id, kind, fnId, dumps(payload, where)), owner, index, first, items, at };
   }
@@ -377,7 +421,8 @@ export class Pool {
 
   #check(): void {
     if (this.#state !== State.RUN) {
-      if (this.#broken) throw new ProcessError('Pool not running: its initializer failed', { code: 'ERR_MP_POOL_NOT_RUNNING', cause: this.#broken.cause });
+      if (this.#broken)
+        throw new ProcessError('Pool not running: its initializer failed', { code: 'ERR_MP_POOL_NOT_RUNNING', cause: this.#broken.cause });
       throw notRunning();
     }
   }
@@ -423,7 +468,7 @@ export class Pool {
     this.#check();
     checkFunction(fn, 'applyAsync');
     const a = args ?? [];
-    if (!Array.isArray(a)) throw new InvalidArgumentError('applyAsync(func, args): args must be an array (Python\'s args tuple)');
+    if (!Array.isArray(a)) throw new InvalidArgumentError("applyAsync(func, args): args must be an array (Python's args tuple)");
     checkCallOptions(options, 'applyAsync');
     const fnId = this.#fnId(fn as AnyFn);
     const result = new AsyncResult<Awaited<R>>(options?.callback, options?.errorCallback);
@@ -443,17 +488,29 @@ export class Pool {
   }
 
   /** As `map`, returning a MapResult (Python: `map_async`). */
-  mapAsync<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null): MapResult<Awaited<R>> {
+  mapAsync<T, R>(
+    fn: (item: T) => R,
+    iterable: Iterable<T> | AsyncIterable<T>,
+    chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null,
+  ): MapResult<Awaited<R>> {
     return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'mapAsync'), MAP, 'mapAsync') as MapResult<Awaited<R>>;
   }
 
   /** `fn(...args)` for every args array, in input order (Python: `starmap`). */
-  starmap<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A> | AsyncIterable<A>, chunksize?: number | MapOptions | null): Promise<Awaited<R>[]> {
+  starmap<A extends unknown[], R>(
+    fn: (...args: A) => R,
+    iterable: Iterable<A> | AsyncIterable<A>,
+    chunksize?: number | MapOptions | null,
+  ): Promise<Awaited<R>[]> {
     return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'starmap'), STARMAP, 'starmap').get() as Promise<Awaited<R>[]>;
   }
 
   /** As `starmap`, returning a MapResult (Python: `starmap_async`). */
-  starmapAsync<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A> | AsyncIterable<A>, chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null): MapResult<Awaited<R>> {
+  starmapAsync<A extends unknown[], R>(
+    fn: (...args: A) => R,
+    iterable: Iterable<A> | AsyncIterable<A>,
+    chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null,
+  ): MapResult<Awaited<R>> {
     return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'starmapAsync'), STARMAP, 'starmapAsync') as MapResult<Awaited<R>>;
   }
 
@@ -471,7 +528,8 @@ export class Pool {
       const size = chunksize ?? defaultChunksize(items.length, this.#size);
       const jobs: Job[] = [];
       const at = nowUs();
-      for (let i = 0; i < items.length; i += size) jobs.push(this.#job(result, kind, fnId, items.slice(i, i + size), i, 'iterable', i, Math.min(size, items.length - i), at));
+      for (let i = 0; i < items.length; i += size)
+        jobs.push(this.#job(result, kind, fnId, items.slice(i, i + size), i, 'iterable', i, Math.min(size, items.length - i), at));
       result._tally?.setTotal(items.length, false);
       result._setLength(items.length, jobs.length);
       this.#submit(jobs);
@@ -503,12 +561,20 @@ export class Pool {
    * Results of `fn` over `iterable` as an async iterable, in input order (Python: `imap`). Lazy:
    * the input is read as results are consumed. Default chunksize 1.
    */
-  imap<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | MapOptions | null): IMapIterator<Awaited<R>> {
+  imap<T, R>(
+    fn: (item: T) => R,
+    iterable: Iterable<T> | AsyncIterable<T>,
+    chunksize?: number | MapOptions | null,
+  ): IMapIterator<Awaited<R>> {
     return this.#imap(fn as AnyFn, iterable, mapOptions(chunksize, 'imap'), true) as IMapIterator<Awaited<R>>;
   }
 
   /** As `imap`, in completion order (Python: `imap_unordered`). */
-  imapUnordered<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | MapOptions | null): IMapIterator<Awaited<R>> {
+  imapUnordered<T, R>(
+    fn: (item: T) => R,
+    iterable: Iterable<T> | AsyncIterable<T>,
+    chunksize?: number | MapOptions | null,
+  ): IMapIterator<Awaited<R>> {
     return this.#imap(fn as AnyFn, iterable, mapOptions(chunksize, 'imapUnordered'), false) as IMapIterator<Awaited<R>>;
   }
 
@@ -529,14 +595,12 @@ export class Pool {
       first += items.length;
       this.#submit([job]);
     };
-    void it
-      ._produce(iterable as Iterable<unknown>, chunksize, submit)
-      .finally(() => {
-        if (!it.settled) it._tally?.setTotal(first);
-        this.#producers--;
-        this.#iterators.delete(it);
-        this.#maybeStop();
-      });
+    void it._produce(iterable as Iterable<unknown>, chunksize, submit).finally(() => {
+      if (!it.settled) it._tally?.setTotal(first);
+      this.#producers--;
+      this.#iterators.delete(it);
+      this.#maybeStop();
+    });
     return it;
   }
 
@@ -596,9 +660,18 @@ export class Pool {
    * @throws ProcessError (ERR_MP_POOL_RUNNING) when neither close() nor terminate() was called.
    */
   async join(): Promise<void> {
-    if (this.#state === State.RUN) throw new ProcessError('the pool is still running: call close() or terminate() before join()', { code: 'ERR_MP_POOL_RUNNING' });
+    if (this.#state === State.RUN)
+      throw new ProcessError('the pool is still running: call close() or terminate() before join()', { code: 'ERR_MP_POOL_RUNNING' });
     // Process.join holds the event loop while the workers exit; the readers then finish.
-    while (this.#workers.length) await Promise.all(this.#workers.map((w) => w.proc.join().catch(() => undefined).then(() => w.finalized)));
+    while (this.#workers.length)
+      await Promise.all(
+        this.#workers.map((w) =>
+          w.proc
+            .join()
+            .catch(() => undefined)
+            .then(() => w.finalized),
+        ),
+      );
     this.#trace?.write();
   }
 

@@ -97,8 +97,10 @@ function checkHook(h: unknown, name: string, what: string): void {
 export function checkCallOptions(o: CallOptions | undefined, what: string): void {
   if (o === undefined) return;
   if (typeof o !== 'object' || o === null) throw new InvalidArgumentError(`${what}: options must be an object`);
-  if (o.timeout !== undefined && (typeof o.timeout !== 'number' || Number.isNaN(o.timeout) || o.timeout < 0)) throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds >= 0`);
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError(`${what}: signal must be an AbortSignal`);
+  if (o.timeout !== undefined && (typeof o.timeout !== 'number' || Number.isNaN(o.timeout) || o.timeout < 0))
+    throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds >= 0`);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal))
+    throw new InvalidArgumentError(`${what}: signal must be an AbortSignal`);
   checkHook(o.onProgress, 'onProgress', what);
   checkHook(o.onTask, 'onTask', what);
 }
@@ -106,7 +108,8 @@ export function checkCallOptions(o: CallOptions | undefined, what: string): void
 export function checkPoolObservers(o: PoolOptions): void {
   checkHook(o.onProgress, 'onProgress', 'Pool({ onProgress })');
   checkHook(o.onTask, 'onTask', 'Pool({ onTask })');
-  if (o.trace !== undefined && o.trace !== null && (typeof o.trace !== 'string' || o.trace === '')) throw new InvalidArgumentError('Pool({ trace }): trace must be a file path');
+  if (o.trace !== undefined && o.trace !== null && (typeof o.trace !== 'string' || o.trace === ''))
+    throw new InvalidArgumentError('Pool({ trace }): trace must be a file path');
 }
 
 export function mapOptions(arg: number | MapOptions | null | undefined, what: string): MapOptions {
@@ -118,7 +121,8 @@ export function mapOptions(arg: number | MapOptions | null | undefined, what: st
 
 export function checkChunksize(c: unknown, what: string): number | undefined {
   if (c === undefined || c === null) return undefined;
-  if (typeof c !== 'number' || !Number.isInteger(c) || c < 1) throw new InvalidArgumentError(`${what}: chunksize must be an integer >= 1, got ${String(c)}`);
+  if (typeof c !== 'number' || !Number.isInteger(c) || c < 1)
+    throw new InvalidArgumentError(`${what}: chunksize must be an integer >= 1, got ${String(c)}`);
   return c;
 }
 
@@ -134,7 +138,8 @@ function isIterable(x: unknown): x is Iterable<unknown> {
 }
 
 export function checkIterable(x: unknown, what: string): void {
-  if (!isIterable(x) && !isAsyncIterable(x)) throw new InvalidArgumentError(`${what}: iterable must be an iterable or async iterable, got ${x === null ? 'null' : typeof x}`);
+  if (!isIterable(x) && !isAsyncIterable(x))
+    throw new InvalidArgumentError(`${what}: iterable must be an iterable or async iterable, got ${x === null ? 'null' : typeof x}`);
 }
 
 // ---- clock, progress, timings ---------------------------------------------------------------
@@ -156,7 +161,11 @@ export class Tally {
   readonly #onProgress: ((p: Progress) => void) | null | undefined;
   readonly #onTask: ((t: TaskTiming) => void) | null | undefined;
 
-  constructor(onProgress: ((p: Progress) => void) | null | undefined, onTask: ((t: TaskTiming) => void) | null | undefined, total?: number) {
+  constructor(
+    onProgress: ((p: Progress) => void) | null | undefined,
+    onTask: ((t: TaskTiming) => void) | null | undefined,
+    total?: number,
+  ) {
     this.#onProgress = onProgress;
     this.#onTask = onTask;
     this.total = total;
@@ -396,6 +405,12 @@ export class ProgressBar {
     const p = this.#last;
     if (!p) return;
     if (this.#tty) this.#stream.write(`\r${this.line(p)}\x1b[K\n`);
-    else if (p.total === undefined || p.total === 0 || Math.floor((100 * p.done) / p.total / this.#everyPct) > this.#lastStep || p.done < p.total) this.#stream.write(`${this.line(p)}\n`);
+    else if (
+      p.total === undefined ||
+      p.total === 0 ||
+      Math.floor((100 * p.done) / p.total / this.#everyPct) > this.#lastStep ||
+      p.done < p.total
+    )
+      this.#stream.write(`${this.line(p)}\n`);
   }
 }

@@ -7,7 +7,6 @@ import type { Pool } from './pool.js';
 import type { Tally, TaskTiming } from './progress.js';
 import { isAsyncIterable } from '../util.js';
 
-
 /** @internal A chunk of work sent to a worker. */
 export interface Job {
   id: number;
@@ -108,7 +107,8 @@ export class AsyncResult<T = unknown> implements Owner {
    * stack as `cause`), or with TimeoutError when not ready within `timeout` ms (the call goes on).
    */
   get(timeout?: number): Promise<T> {
-    if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout))) throw new InvalidArgumentError('get(timeout): timeout must be a number of milliseconds');
+    if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout)))
+      throw new InvalidArgumentError('get(timeout): timeout must be a number of milliseconds');
     if (this.settled || timeout === undefined) return this.#promise;
     return this.#within(timeout);
   }
@@ -344,7 +344,11 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
   }
 
   /** @internal Feed the pool from `iterable`, `chunksize` items per task, within the window. */
-  async _produce(iterable: Iterable<unknown> | AsyncIterable<unknown>, chunksize: number, submit: (items: unknown[], index: number) => void): Promise<void> {
+  async _produce(
+    iterable: Iterable<unknown> | AsyncIterable<unknown>,
+    chunksize: number,
+    submit: (items: unknown[], index: number) => void,
+  ): Promise<void> {
     let it: Iterator<unknown> | AsyncIterator<unknown> | undefined;
     let sync = false;
     let finished = false;
@@ -403,4 +407,3 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
 }
 
 // ---------------------------------------------------------------------------------------------
-

@@ -34,7 +34,6 @@ export type ReplyMsg = [id: number, ok: boolean, value: unknown, startUs?: numbe
 
 type AnyFn = (...args: unknown[]) => unknown;
 
-
 async function run(kind: number, fn: AnyFn, payload: unknown): Promise<unknown> {
   if (kind === APPLY) return fn(...(payload as unknown[]));
   const items = payload as unknown[];
@@ -52,9 +51,14 @@ function send(conn: Connection, reply: ReplyMsg): void {
     void conn.send(reply);
   } catch (err) {
     // The value (or the error) cannot cross: that task fails, the worker goes on.
-    const e = err instanceof NotTransferableError
-      ? new NotTransferableError(reply[1] ? 'result' : 'error', `the task's ${reply[1] ? 'result' : 'error'} cannot be sent back (${err.message})`, 'Return plain data, or register the type with registerType().')
-      : new Error(String(err));
+    const e =
+      err instanceof NotTransferableError
+        ? new NotTransferableError(
+            reply[1] ? 'result' : 'error',
+            `the task's ${reply[1] ? 'result' : 'error'} cannot be sent back (${err.message})`,
+            'Return plain data, or register the type with registerType().',
+          )
+        : new Error(String(err));
     try {
       void conn.send([reply[0], false, e, reply[3], reply[4]]);
     } catch {

@@ -60,7 +60,14 @@ function findFunction(fn: Function, where: string, byValue: boolean): FunctionRe
   const captured = capturedIdentifiers(source);
   if (byValue && captured.length === 0) return { kind: 'source', source, name: fn.name };
   const problem = captured.length
-    ? `${what} uses the outer variable '${captured[0]}'${captured.length > 1 ? ` (and ${captured.slice(1).map((c) => `'${c}'`).join(', ')})` : ''} and is not exported from a module, so it cannot be sent`
+    ? `${what} uses the outer variable '${captured[0]}'${
+        captured.length > 1
+          ? ` (and ${captured
+              .slice(1)
+              .map((c) => `'${c}'`)
+              .join(', ')})`
+          : ''
+      } and is not exported from a module, so it cannot be sent`
     : `${what} is not exported from a module`;
   throw new NotTransferableError(
     where,
@@ -118,10 +125,10 @@ function scriptUrlOf(fn: Function): string | undefined {
   try {
     const { result } = post<{ result: { objectId?: string } }>('Runtime.evaluate', { expression: `globalThis.${key}` });
     if (!result.objectId) return undefined;
-    const props = post<{ internalProperties?: { name: string; value?: { value?: { scriptId: string } } }[] }>(
-      'Runtime.getProperties',
-      { objectId: result.objectId, ownProperties: true },
-    );
+    const props = post<{ internalProperties?: { name: string; value?: { value?: { scriptId: string } } }[] }>('Runtime.getProperties', {
+      objectId: result.objectId,
+      ownProperties: true,
+    });
     post('Runtime.releaseObject', { objectId: result.objectId });
     const scriptId = props.internalProperties?.find((p) => p.name === '[[FunctionLocation]]')?.value?.value?.scriptId;
     if (!scriptId) return undefined;
@@ -171,7 +178,11 @@ export function exportedAs(text: string, local: string): string | undefined {
   if (local === 'default' && /\bexport\s+default\b/.test(text)) return 'default';
   if (new RegExp(`\\bexport\\s+default\\s+(?:async\\s+)?(?:function\\s*\\*?|class)\\s*${id}\\b`).test(text)) return 'default';
   if (new RegExp(`\\bexport\\s+default\\s+${id}\\s*;?\\s*$`, 'm').test(text)) return 'default';
-  if (new RegExp(`\\bexport\\s+(?:declare\\s+)?(?:abstract\\s+)?(?:async\\s+)?(?:function\\s*\\*?|class|const|let|var)\\s*${id}\\b`).test(text)) {
+  if (
+    new RegExp(`\\bexport\\s+(?:declare\\s+)?(?:abstract\\s+)?(?:async\\s+)?(?:function\\s*\\*?|class|const|let|var)\\s*${id}\\b`).test(
+      text,
+    )
+  ) {
     return local;
   }
   for (const m of text.matchAll(/\bexport\s*(?:type\s*)?\{([^}]*)\}(?!\s*from)/g)) {
@@ -365,7 +376,11 @@ export function loadFunctionSync(ref: FunctionRef, tryRequire = true): Function 
 }
 
 function keyOf(ref: FunctionRef): string {
-  return ref.kind === 'cjs' ? `cjs:${ref.file}#${ref.exportName}` : ref.kind === 'esm' ? `${ref.url}#${ref.exportName}` : `src:${ref.source}`;
+  return ref.kind === 'cjs'
+    ? `cjs:${ref.file}#${ref.exportName}`
+    : ref.kind === 'esm'
+      ? `${ref.url}#${ref.exportName}`
+      : `src:${ref.source}`;
 }
 
 function remember(ref: FunctionRef, fn: unknown, exportName: string, where: string): Function {

@@ -35,7 +35,16 @@ type Placeholder =
   | { [MARK]: 'fn'; ref: FunctionRef }
   | { [MARK]: 'lib'; tag: string; state: unknown }
   | { [MARK]: 'obj'; cls: FunctionRef; custom: boolean; state: unknown }
-  | { [MARK]: 'err'; cls: FunctionRef | null; builtin: string; name: string; message: string; stack: string; props: unknown; cause: unknown };
+  | {
+      [MARK]: 'err';
+      cls: FunctionRef | null;
+      builtin: string;
+      name: string;
+      message: string;
+      stack: string;
+      props: unknown;
+      cause: unknown;
+    };
 
 /**
  * Teach multiproc how an instance of `cls` crosses a process boundary. Library types pass a
@@ -86,7 +95,11 @@ export function dumps(value: unknown, where = 'value'): Buffer {
   try {
     return v8.serialize(data);
   } catch (err) {
-    throw new NotTransferableError(where, `holds a value structured clone cannot copy (${(err as Error).message})`, 'Send plain data, or register the type with registerType().');
+    throw new NotTransferableError(
+      where,
+      `holds a value structured clone cannot copy (${(err as Error).message})`,
+      'Send plain data, or register the type with registerType().',
+    );
   }
 }
 
@@ -174,7 +187,8 @@ function scan(v: unknown, seen: Set<object> | undefined, where: string | undefin
   seen ??= new Set();
   if (seen.has(v)) return false;
   seen.add(v);
-  const at = (k: string | number): string | undefined => (where === undefined ? undefined : typeof k === 'number' ? `${where}[${k}]` : pathOf(where, k));
+  const at = (k: string | number): string | undefined =>
+    where === undefined ? undefined : typeof k === 'number' ? `${where}[${k}]` : pathOf(where, k);
   if (Array.isArray(v)) {
     let special = false;
     for (let i = 0; i < v.length; i++) if (scan(v[i], seen, at(i))) special = true;
@@ -182,7 +196,8 @@ function scan(v: unknown, seen: Set<object> | undefined, where: string | undefin
   }
   if (isPlain(v)) {
     let special = false;
-    for (const key in v) if (Object.prototype.hasOwnProperty.call(v, key) && scan((v as Record<string, unknown>)[key], seen, at(key))) special = true;
+    for (const key in v)
+      if (Object.prototype.hasOwnProperty.call(v, key) && scan((v as Record<string, unknown>)[key], seen, at(key))) special = true;
     return special;
   }
   if (v instanceof Map) {
@@ -199,11 +214,18 @@ function scan(v: unknown, seen: Set<object> | undefined, where: string | undefin
     return special;
   }
   if (v instanceof SharedArrayBuffer) {
-    throw where === undefined ? REFUSED : refuse(where, 'is a SharedArrayBuffer, which Node cannot share with another process', 'Use multiproc SharedMemory, Value or Array: they cross by name.');
+    throw where === undefined
+      ? REFUSED
+      : refuse(
+          where,
+          'is a SharedArrayBuffer, which Node cannot share with another process',
+          'Use multiproc SharedMemory, Value or Array: they cross by name.',
+        );
   }
   if (isCloneableLeaf(v)) return false;
   if (v instanceof Promise) throw where === undefined ? REFUSED : refuse(where, 'is a Promise', 'Await it and send the result.');
-  if (v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) throw where === undefined ? REFUSED : refuse(where, `is a ${v.constructor.name}`, 'Send a Map or Set of plain data instead.');
+  if (v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef)
+    throw where === undefined ? REFUSED : refuse(where, `is a ${v.constructor.name}`, 'Send a Map or Set of plain data instead.');
   return true;
 }
 
@@ -226,9 +248,11 @@ function reduce(v: unknown, where: string, seen: Map<object, unknown>): unknown 
   }
   const entry = registered(v);
   if (entry) {
-    const ph = (entry.tag !== undefined
-      ? { [MARK]: 'lib', tag: entry.tag, state: undefined }
-      : { [MARK]: 'obj', cls: reduceFunction(entry.cls, `${where} (class ${entry.cls.name})`, false), custom: true, state: undefined }) as Placeholder & { state: unknown };
+    const ph = (
+      entry.tag !== undefined
+        ? { [MARK]: 'lib', tag: entry.tag, state: undefined }
+        : { [MARK]: 'obj', cls: reduceFunction(entry.cls, `${where} (class ${entry.cls.name})`, false), custom: true, state: undefined }
+    ) as Placeholder & { state: unknown };
     seen.set(v, ph);
     ph.state = reduce(entry.reducer.reduce(v, where), where, seen);
     return ph;
@@ -269,7 +293,14 @@ function reduce(v: unknown, where: string, seen: Map<object, unknown>): unknown 
 }
 
 const BUILTIN_ERRORS: Record<string, new (message?: string) => Error> = {
-  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, AggregateError: AggregateError as unknown as new (message?: string) => Error,
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+  AggregateError: AggregateError as unknown as new (message?: string) => Error,
 };
 
 function reduceError(err: Error, where: string, seen: Map<object, unknown>): Placeholder {
@@ -291,7 +322,16 @@ function reduceError(err: Error, where: string, seen: Map<object, unknown>): Pla
       }
     }
   }
-  const ph = { [MARK]: 'err', cls, builtin, name: err.name, message: err.message, stack: String(err.stack ?? ''), props: undefined, cause: undefined } as Placeholder & { props: unknown; cause: unknown };
+  const ph = {
+    [MARK]: 'err',
+    cls,
+    builtin,
+    name: err.name,
+    message: err.message,
+    stack: String(err.stack ?? ''),
+    props: undefined,
+    cause: undefined,
+  } as Placeholder & { props: unknown; cause: unknown };
   seen.set(err, ph);
   const props: Record<string, unknown> = {};
   for (const key of Object.keys(err)) {
@@ -436,7 +476,8 @@ function rebuild(v: unknown, fns: Map<FunctionRef, Function>, seen: Map<object, 
     }
     case 'lib': {
       const entry = byTag.get(v.tag) ?? (loadLibraryTypes(), byTag.get(v.tag));
-      if (!entry) throw new NotTransferableError(`rebuild of ${v.tag}`, 'this process does not know the type', 'Import the module that defines it.');
+      if (!entry)
+        throw new NotTransferableError(`rebuild of ${v.tag}`, 'this process does not know the type', 'Import the module that defines it.');
       const obj = entry.reducer.rebuild(rebuild(v.state, fns, seen));
       seen.set(v, obj);
       return obj;
@@ -445,7 +486,12 @@ function rebuild(v: unknown, fns: Map<FunctionRef, Function>, seen: Map<object, 
       const cls = fns.get(v.cls) as Function;
       if (v.custom) {
         const entry = byClass.get(cls);
-        if (!entry) throw new NotTransferableError(`rebuild of ${v.cls.name}`, 'the class has no registerType() call at the top level of its module', 'Call registerType() at module top level, outside the main guard.');
+        if (!entry)
+          throw new NotTransferableError(
+            `rebuild of ${v.cls.name}`,
+            'the class has no registerType() call at the top level of its module',
+            'Call registerType() at module top level, outside the main guard.',
+          );
         const obj = entry.reducer.rebuild(rebuild(v.state, fns, seen));
         seen.set(v, obj);
         return obj;
@@ -477,7 +523,8 @@ function rebuildError(p: Extract<Placeholder, { [MARK]: 'err' }>, fns: Map<Funct
     }
   }
   const remote = new RemoteTraceback(p.stack);
-  if (p.cause !== undefined) Object.defineProperty(remote, 'cause', { value: rebuild(p.cause, fns, seen), configurable: true, writable: true });
+  if (p.cause !== undefined)
+    Object.defineProperty(remote, 'cause', { value: rebuild(p.cause, fns, seen), configurable: true, writable: true });
   Object.defineProperty(err, 'cause', { value: remote, writable: true, configurable: true, enumerable: false });
   return err;
 }

@@ -74,7 +74,9 @@ function recoverFromDeadOwner(c: Int32Array, i: number): boolean {
     Atomics.store(c, i + 2, meTid());
   }
   const who = pid === ME_PID ? `thread ${thread - 1} of this process` : `process ${pid}`;
-  process.emitWarning(`multiproc: a lock held by ${who}, which died, was recovered by process ${ME_PID}`, { code: 'MULTIPROC_LOCK_RECOVERED' });
+  process.emitWarning(`multiproc: a lock held by ${who}, which died, was recovered by process ${ME_PID}`, {
+    code: 'MULTIPROC_LOCK_RECOVERED',
+  });
   return true;
 }
 

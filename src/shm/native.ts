@@ -146,10 +146,9 @@ export function openSegment(name: string, size: number, create: boolean): Segmen
     if (buf.byteLength < size) {
       const actual = buf.byteLength;
       b.shmClose(buf);
-      throw new ProcessError(
-        `shared memory segment "${normalName(name)}" has ${actual} bytes, fewer than the ${size} expected`,
-        { code: 'ERR_MP_SEGMENT_SIZE' },
-      );
+      throw new ProcessError(`shared memory segment "${normalName(name)}" has ${actual} bytes, fewer than the ${size} expected`, {
+        code: 'ERR_MP_SEGMENT_SIZE',
+      });
     }
   }
   return buf;

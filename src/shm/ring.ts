@@ -190,7 +190,7 @@ export class Ring {
 
   // Write `total` bytes produced by `fill` as room frees up, keeping PARTIAL_W current.
   async #stream(head: number, total: number, fill: (at: number, off: number, n: number) => void): Promise<void> {
-    for (let off = 0; off < total; ) {
+    for (let off = 0; off < total;) {
       let room = this.#cap - ((head - this.#load(TAIL)) >>> 0);
       if (room === 0) {
         await this.#waitRoom(1);
@@ -215,7 +215,8 @@ export class Ring {
   async #waitRoom(need: number): Promise<void> {
     if (spin(() => this.#cap - this.used() >= need)) return;
     for (;;) {
-      if (!this.isOpen('read')) throw new ProcessError('the other end of the pipe is closed: nobody will read this message', { code: 'ERR_MP_BROKEN_PIPE' });
+      if (!this.isOpen('read'))
+        throw new ProcessError('the other end of the pipe is closed: nobody will read this message', { code: 'ERR_MP_BROKEN_PIPE' });
       const tail = this.#load(TAIL);
       if (this.#cap - ((this.#load(HEAD) - tail) >>> 0) >= need) return;
       Atomics.add(this.#c, this.#b + WWAIT, 1);
@@ -287,7 +288,7 @@ export class Ring {
       const left = end - performance.now();
       if (left <= 0 || !this.isOpen('write')) return null;
       const head = this.#load(HEAD);
-      if (((head - this.#load(TAIL)) >>> 0) >= 4) continue;
+      if ((head - this.#load(TAIL)) >>> 0 >= 4) continue;
       Atomics.add(this.#c, this.#b + RWAIT, 1);
       try {
         futexWait(this.#c, this.#b + HEAD, head, left);
@@ -309,7 +310,7 @@ export class Ring {
 
   // Consume `total` bytes as they arrive, keeping PARTIAL_R current.
   async #drain(tail: number, total: number, take: (at: number, off: number, n: number) => void): Promise<void> {
-    for (let off = 0; off < total; ) {
+    for (let off = 0; off < total;) {
       const avail = (this.#load(HEAD) - tail) >>> 0;
       if (avail === 0) {
         await this.#waitBytes(tail);
@@ -347,7 +348,7 @@ export class Ring {
     if (spin(() => this.used() >= need)) return true;
     for (;;) {
       const head = this.#load(HEAD);
-      if (((head - this.#load(TAIL)) >>> 0) >= need) return true;
+      if ((head - this.#load(TAIL)) >>> 0 >= need) return true;
       if (!this.isOpen('write')) {
         // A last message may have landed between the two loads.
         if (this.used() >= need) return true;

@@ -39,9 +39,12 @@ export class Barrier {
     this.#c = seg.i32;
     this.#action = action ?? undefined;
     if (created) {
-      if (!Number.isInteger(parties) || parties < 1) throw new InvalidArgumentError(`Barrier(parties): parties must be an integer >= 1, got ${String(parties)}`);
-      if (action != null && typeof action !== 'function') throw new InvalidArgumentError('Barrier(parties, action): action must be a function');
-      if (timeout != null && (typeof timeout !== 'number' || !(timeout >= 0))) throw new InvalidArgumentError('Barrier(parties, action, timeout): timeout must be a number of milliseconds >= 0');
+      if (!Number.isInteger(parties) || parties < 1)
+        throw new InvalidArgumentError(`Barrier(parties): parties must be an integer >= 1, got ${String(parties)}`);
+      if (action != null && typeof action !== 'function')
+        throw new InvalidArgumentError('Barrier(parties, action): action must be a function');
+      if (timeout != null && (typeof timeout !== 'number' || !(timeout >= 0)))
+        throw new InvalidArgumentError('Barrier(parties, action, timeout): timeout must be a number of milliseconds >= 0');
       Atomics.store(this.#c, PARTIES, parties);
       Atomics.store(this.#c, TIMEOUT, timeout == null ? -1 : Math.min(Math.round(timeout), 0x7fffffff));
     }

@@ -38,12 +38,17 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
-function checkOptions(options: WaitOptions | undefined, what: string): { deadline: Deadline; block: boolean; signal: AbortSignal | undefined } {
+function checkOptions(
+  options: WaitOptions | undefined,
+  what: string,
+): { deadline: Deadline; block: boolean; signal: AbortSignal | undefined } {
   if (options === undefined) return { deadline: Infinity, block: true, signal: undefined };
-  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`${what}: options must be an object like { block, timeout, signal }`);
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidArgumentError(`${what}: options must be an object like { block, timeout, signal }`);
   const { block = true, timeout, signal } = options;
   if (typeof block !== 'boolean') throw new InvalidArgumentError(`${what}: block must be a boolean`);
-  if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout))) throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds`);
+  if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout)))
+    throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds`);
   return { deadline: block ? deadlineOf(timeout) : performance.now(), block, signal };
 }
 
@@ -54,12 +59,12 @@ function ownerName(c: Int32Array, i: number): string {
   return pid === ME_PID ? `thread ${Atomics.load(c, i + 2) - 1}` : `process ${pid}`;
 }
 
-
 // Settled Promises shared by every fast path: an uncontended acquire allocates nothing.
 const RESOLVED_TRUE = Promise.resolve(true);
 const RESOLVED_FALSE = Promise.resolve(false);
 
-const releasedTooMany = (): ProcessError => new ProcessError('semaphore or lock released too many times', { code: 'ERR_MP_RELEASED_TOO_MANY' });
+const releasedTooMany = (): ProcessError =>
+  new ProcessError('semaphore or lock released too many times', { code: 'ERR_MP_RELEASED_TOO_MANY' });
 
 /** What Lock, RLock, Semaphore and Condition share: acquire/release plus the `with` forms. */
 abstract class LockLike {
@@ -133,7 +138,7 @@ export class Lock extends LockLike {
   readonly #c: Int32Array;
   constructor() {
     super();
-    [this.#seg] = segmentFor((MUTEX_CELLS) * 4, KIND.Lock);
+    [this.#seg] = segmentFor(MUTEX_CELLS * 4, KIND.Lock);
     this.#c = this.#seg.i32;
   }
   acquire(options?: WaitOptions): Promise<boolean> {
@@ -246,11 +251,12 @@ export class Semaphore extends LockLike {
   /** @throws InvalidArgumentError when `value` is not an integer >= 0. */
   constructor(value = 1) {
     super();
-    const [seg, created] = segmentFor((SEM_CELLS) * 4, KIND.Semaphore);
+    const [seg, created] = segmentFor(SEM_CELLS * 4, KIND.Semaphore);
     this.#seg = seg;
     this.#c = seg.i32;
     if (created) {
-      if (!Number.isInteger(value) || value < 0 || value > 0x7fffffff) throw new InvalidArgumentError(`${new.target.name}(value): value must be an integer >= 0, got ${String(value)}`);
+      if (!Number.isInteger(value) || value < 0 || value > 0x7fffffff)
+        throw new InvalidArgumentError(`${new.target.name}(value): value must be an integer >= 0, got ${String(value)}`);
       Atomics.store(this.#c, BASE, value);
       if (new.target === BoundedSemaphore) Atomics.store(this.#c, BASE + 2, Math.max(value, 1));
     }
@@ -305,8 +311,9 @@ export class Condition extends LockLike {
   /** @throws InvalidArgumentError when `lock` is neither a Lock nor an RLock. */
   constructor(lock?: Lock | RLock) {
     super();
-    if (lock !== undefined && !(lock instanceof Lock) && !(lock instanceof RLock)) throw new InvalidArgumentError('Condition(lock): lock must be a Lock or an RLock');
-    [this.#seg] = segmentFor((COND_CELLS) * 4, KIND.Condition);
+    if (lock !== undefined && !(lock instanceof Lock) && !(lock instanceof RLock))
+      throw new InvalidArgumentError('Condition(lock): lock must be a Lock or an RLock');
+    [this.#seg] = segmentFor(COND_CELLS * 4, KIND.Condition);
     this.#c = this.#seg.i32;
     this.#lock = lock ?? new RLock();
   }
@@ -384,7 +391,7 @@ export class Event {
   readonly #seg: Segment;
   readonly #c: Int32Array;
   constructor() {
-    [this.#seg] = segmentFor((2) * 4, KIND.Event);
+    [this.#seg] = segmentFor(2 * 4, KIND.Event);
     this.#c = this.#seg.i32;
   }
   /** Whether the flag is set (Python: `is_set()`). */
@@ -428,8 +435,16 @@ export class Event {
 type WithSegment = { _segment(): Segment };
 const send = (o: WithSegment): string => o._segment().retainForSend();
 
-registerType(Lock, { reduce: send, rebuild: (name: string) => rebuildWith(Segment.adopt(name, KIND.Lock), () => new Lock()) }, 'multiproc.Lock');
-registerType(RLock, { reduce: send, rebuild: (name: string) => rebuildWith(Segment.adopt(name, KIND.RLock), () => new RLock()) }, 'multiproc.RLock');
+registerType(
+  Lock,
+  { reduce: send, rebuild: (name: string) => rebuildWith(Segment.adopt(name, KIND.Lock), () => new Lock()) },
+  'multiproc.Lock',
+);
+registerType(
+  RLock,
+  { reduce: send, rebuild: (name: string) => rebuildWith(Segment.adopt(name, KIND.RLock), () => new RLock()) },
+  'multiproc.RLock',
+);
 registerType(
   Semaphore,
   {
@@ -443,8 +458,13 @@ registerType(
   Condition,
   {
     reduce: (c) => ({ name: send(c), lock: c.lock }),
-    rebuild: ({ name, lock }: { name: string; lock: Lock | RLock }) => rebuildWith(Segment.adopt(name, KIND.Condition), () => new Condition(lock)),
+    rebuild: ({ name, lock }: { name: string; lock: Lock | RLock }) =>
+      rebuildWith(Segment.adopt(name, KIND.Condition), () => new Condition(lock)),
   },
   'multiproc.Condition',
 );
-registerType(Event, { reduce: send, rebuild: (name: string) => rebuildWith(Segment.adopt(name, KIND.Event), () => new Event()) }, 'multiproc.Event');
+registerType(
+  Event,
+  { reduce: send, rebuild: (name: string) => rebuildWith(Segment.adopt(name, KIND.Event), () => new Event()) },
+  'multiproc.Event',
+);
