@@ -85,7 +85,7 @@ async function make(who: Who): Promise<Adapter> {
       return { run: (name, x) => pool.run(x, { name }) as Promise<number>, pids: () => [], close: () => pool.destroy() };
     }
     case 'tinypool': {
-      const { Tinypool } = (await import('tinypool')) as typeof import('tinypool');
+      const { Tinypool } = await import('tinypool');
       const pool = new Tinypool({ filename: PEER_FILE, minThreads: 2, maxThreads: 2 });
       return { run: (name, x) => pool.run(x, { name }) as Promise<number>, pids: () => [], close: () => pool.destroy() };
     }
@@ -100,7 +100,7 @@ async function make(who: Who): Promise<Adapter> {
       const workerpool = require('workerpool') as typeof import('workerpool');
       const pool = workerpool.pool(PEER_FILE, { minWorkers: 2, maxWorkers: 2, workerType: 'thread' });
       return {
-        run: (name, x) => pool.exec(name, [x]) as unknown as Promise<number>,
+        run: (name, x) => pool.exec(name, [x]),
         pids: () => [],
         close: async () => void (await pool.terminate()),
       };

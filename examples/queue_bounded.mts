@@ -18,7 +18,7 @@ import { Empty, Full, isMainModule, Process, Queue } from 'multiproc';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Puts one item after a while, into the queue the parent is blocked on. */
-export async function latePut(q: Queue<unknown>): Promise<void> {
+export async function latePut(q: Queue): Promise<void> {
   await sleep(200);
   await q.put('c (from the child)');
 }

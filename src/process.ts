@@ -96,7 +96,7 @@ export class Process {
       closed: false,
       self: undefined,
       counter: 0,
-      method: (new.target as typeof Process)._startMethod,
+      method: new.target._startMethod,
     });
   }
 

@@ -41,7 +41,7 @@ describeBackends('Barrier', (ctx: BaseContext) => {
   async function runThreads<A extends unknown[]>(f: (...args: A) => Promise<void>, args: A): Promise<void> {
     const ps: Process[] = [];
     for (let i = 0; i < N - 1; i++) {
-      const p = new ctx.Process({ target: f as (...a: unknown[]) => unknown, args });
+      const p = new ctx.Process({ target: f, args });
       p.start();
       ps.push(p);
     }
@@ -195,10 +195,7 @@ describeBackends('Barrier', (ctx: BaseContext) => {
       [0, 0],
     );
     assert.equal(len(broken), 2);
-    await assert.rejects(
-      b.wait(),
-      (err) => err instanceof BrokenBarrierError && (err as BrokenBarrierError).code === 'ERR_MP_BROKEN_BARRIER',
-    );
+    await assert.rejects(b.wait(), (err) => err instanceof BrokenBarrierError && err.code === 'ERR_MP_BROKEN_BARRIER');
     await b.reset();
     assert.equal(b.broken, false);
     assert.equal(b.nWaiting, 0);

@@ -259,7 +259,7 @@ describeBackends('Connection', (ctx, method) => {
     b.close();
     assert.equal(await a.recv(), 'one');
     assert.deepEqual(await a.recvBytes(), bytes('two'));
-    await assert.rejects(a.recv(), (err) => err instanceof EOFError && (err as EOFError).code === 'ERR_MP_EOF');
+    await assert.rejects(a.recv(), (err) => err instanceof EOFError && err.code === 'ERR_MP_EOF');
     await assert.rejects(a.recvBytes(), EOFError);
     a.close();
     // A child that returns without closing its end: its exit closes it.

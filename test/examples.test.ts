@@ -33,7 +33,7 @@ function descendantsOf(root: number): number[] {
   const out: number[] = [];
   const queue = [root];
   while (queue.length) {
-    for (const c of childPids(queue.shift()!)) {
+    for (const c of childPids(queue.shift())) {
       out.push(c);
       queue.push(c);
     }
@@ -52,8 +52,8 @@ function runNode(args: string[]): Promise<Run> {
     }, 20);
     let stdout = '';
     let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     const timer = setTimeout(() => {
       try {
         process.kill(-pid, 'SIGKILL'); // the whole group: the example and whatever it started

@@ -112,7 +112,7 @@ export async function waitGone(pid: number, ms: number): Promise<boolean> {
 
 /** Start a child of `ctx` running `target(...args)`. */
 export function start(ctx: BaseContext, target: (...args: never[]) => unknown, args: unknown[], daemon = false): Process {
-  const p = new ctx.Process({ target: target as (...a: unknown[]) => unknown, args, daemon });
+  const p = new ctx.Process({ target: target, args, daemon });
   p.start();
   return p;
 }

@@ -554,10 +554,10 @@ except Exception as e:
 `;
 
 /** Run python with `code`; resolves its JSON lines as they come, and its exit. */
-function runPython(py: string, code: string, args: string[]): { lines: AsyncGenerator<unknown>; exited: Promise<number | null> } {
+function runPython(py: string, code: string, args: string[]): { lines: AsyncGenerator; exited: Promise<number | null> } {
   const child = spawn(py, ['-c', code, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-  async function* lines(): AsyncGenerator<unknown> {
+  async function* lines(): AsyncGenerator {
     let buf = '';
     for await (const chunk of child.stdout.setEncoding('utf8')) {
       buf += chunk as string;

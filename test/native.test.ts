@@ -53,7 +53,7 @@ function startChild(mode: string, name: string): Child {
   const proc = spawn(process.execPath, [CHILD, mode, name], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines: unknown[] = [];
   const waiting: ((v: unknown) => void)[] = [];
-  readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
+  readline.createInterface({ input: proc.stdout }).on('line', (line) => {
     const value = JSON.parse(line) as unknown;
     const w = waiting.shift();
     if (w) w(value);
@@ -67,7 +67,7 @@ function startChild(mode: string, name: string): Child {
     next,
     exited,
     send(line: string) {
-      proc.stdin!.write(`${line}\n`);
+      proc.stdin.write(`${line}\n`);
       return next();
     },
   };
@@ -168,7 +168,7 @@ test('errors are typed and say what went wrong', async () => {
 
     const invalid = (fn: () => unknown, re: RegExp): void =>
       assert.throws(fn, (e: InvalidArgumentError) => {
-        assert.ok(e instanceof InvalidArgumentError, `${String(e)}`);
+        assert.ok(e instanceof InvalidArgumentError, String(e));
         assert.ok(e instanceof TypeError);
         assert.equal(e.code, 'ERR_MP_INVALID_ARG');
         assert.match(e.message, re);

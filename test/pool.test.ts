@@ -312,7 +312,7 @@ describeBackends('Pool', (ctx, method) => {
 
   test('initializer and initargs run in every worker', async () => {
     await using pool = make(2, { initializer: t.init, initargs: [{ hello: 'world' }] });
-    const got = await pool.map(t.getInitialized as never, [1, 2, 3, 4], 1);
+    const got = await pool.map(t.getInitialized, [1, 2, 3, 4], 1);
     assert.deepEqual(got, [{ hello: 'world' }, { hello: 'world' }, { hello: 'world' }, { hello: 'world' }]);
   });
 
@@ -598,7 +598,7 @@ describeBackends('Pool', (ctx, method) => {
     await using pool = make(1);
     const written: string[] = [];
     const orig = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((chunk: string) => (written.push(String(chunk)), true)) as typeof process.stderr.write;
+    process.stderr.write = (chunk: string) => (written.push(String(chunk)), true);
     try {
       assert.deepEqual(
         await pool.map(t.sqr, [1, 2], {
@@ -649,7 +649,7 @@ test('ProgressBar: a line every 25 % when not a TTY, in-place redraws on a TTY',
   const ttyStream = { isTTY: true, columns: 80, write: (s: string) => (tty.push(s), true) } as unknown as NodeJS.WritableStream;
   const bar2 = new ProgressBar({ stream: ttyStream, everyMs: 0 });
   bar2.update({ done: 5, total: 10, failed: 1, rate: 2, elapsedMs: 2500 });
-  assert.match(tty[0]!, /^\r\[#{15}-{15}\]  50% 5\/10 1 failed 2\/s 3s ETA 3s\x1b\[K$/);
+  assert.match(tty[0]!, /^\r\[#{15}-{15}\] {2}50% 5\/10 1 failed 2\/s 3s ETA 3s\x1b\[K$/);
   bar2.finish();
   assert.ok(tty.at(-1)!.endsWith('\n'));
   // Total unknown: a count, no bar.

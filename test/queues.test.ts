@@ -180,7 +180,7 @@ describeBackends('Queue', (ctx, method) => {
     queue.taskDone();
     assert.throws(
       () => queue.taskDone(),
-      (err) => err instanceof ProcessError && (err as ProcessError).code === 'ERR_MP_TASK_DONE',
+      (err) => err instanceof ProcessError && err.code === 'ERR_MP_TASK_DONE',
     );
     // Still usable after the error.
     await queue.put('b');
@@ -199,7 +199,7 @@ describeBackends('Queue', (ctx, method) => {
   });
 
   test('test_queue_feeder_donot_stop_onexc: a non-transferable item throws at put(); the queue keeps working', async () => {
-    const q = ctx.Queue<unknown>();
+    const q = ctx.Queue();
     assert.throws(() => q.put({ fn: Symbol('no') }), NotTransferableError);
     const secret = 42;
     assert.throws(() => q.putNowait([1, () => secret]), /secret/);
@@ -320,7 +320,7 @@ describeBackends('Queue', (ctx, method) => {
     assert.equal(sum, expectedSum, 'checksum');
     // Every item seen exactly once, over all consumers.
     const seen = new Uint8Array(PRODUCERS * N);
-    for (const r of reports) for (let k = 0; k < seen.length; k++) seen[k] += r.seen[k]!;
+    for (const r of reports) for (let k = 0; k < seen.length; k++) seen[k] = seen[k]! + r.seen[k]!;
     const missing = seen.findIndex((x) => x === 0);
     const twice = seen.findIndex((x) => x > 1);
     assert.equal(missing, -1, `item ${missing} lost`);

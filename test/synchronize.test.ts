@@ -78,7 +78,7 @@ describeBackends('Lock and RLock', (ctx, method) => {
     assert.match(String(lock), /^<Lock\(owner=None\)>$/);
     assert.throws(
       () => lock.release(),
-      (err) => err instanceof ProcessError && (err as ProcessError).code === 'ERR_MP_RELEASED_TOO_MANY',
+      (err) => err instanceof ProcessError && err.code === 'ERR_MP_RELEASED_TOO_MANY',
     );
     assert.throws(() => lock.release(), RELEASED_TOO_MANY);
     // Still usable after the error.
@@ -126,7 +126,7 @@ describeBackends('Lock and RLock', (ctx, method) => {
     let ran = false;
     await assert.rejects(
       lock.withLock(() => (ran = true), { timeout: 50 }),
-      (err) => err instanceof TimeoutError && (err as TimeoutError).code === 'ERR_MP_TIMEOUT',
+      (err) => err instanceof TimeoutError && err.code === 'ERR_MP_TIMEOUT',
     );
     assert.equal(ran, false);
     await assert.rejects(lock.guard({ block: false }), TimeoutError);
@@ -228,7 +228,7 @@ describeBackends('Lock and RLock', (ctx, method) => {
       const ac = new AbortController();
       const pending = lock.acquire({ signal: ac.signal });
       setTimeout(() => ac.abort(), 50);
-      await assert.rejects(pending, (err) => err instanceof AbortError && (err as AbortError).code === 'ABORT_ERR');
+      await assert.rejects(pending, (err) => err instanceof AbortError && err.code === 'ABORT_ERR');
       await assert.rejects(lock.acquire({ signal: AbortSignal.timeout(30) }), ABORTED);
       // An already aborted signal: rejected, even though a non-blocking try would fail anyway.
       await assert.rejects(lock.acquire({ signal: AbortSignal.abort() }), ABORTED);
@@ -752,8 +752,7 @@ describeBackends('argument checks', (ctx) => {
       for (const o of [5, 'x', { block: 'no' }, { timeout: '10' }, { timeout: NaN }]) {
         await assert.rejects(
           async () => l.acquire(o as never),
-          (err) =>
-            err instanceof InvalidArgumentError && err instanceof TypeError && (err as InvalidArgumentError).code === 'ERR_MP_INVALID_ARG',
+          (err) => err instanceof InvalidArgumentError && err instanceof TypeError && err.code === 'ERR_MP_INVALID_ARG',
         );
       }
     }

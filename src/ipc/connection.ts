@@ -351,7 +351,7 @@ export async function wait<T extends Waitable>(objects: Iterable<T>, timeout?: n
               () => true,
               () => true,
             )
-          : await (o as Exclude<Waitable, Promise<unknown>>)._waitReadable(timeout ?? undefined, ctl.signal);
+          : await o._waitReadable(timeout ?? undefined, ctl.signal);
       if (ok) {
         ready.add(o);
         ctl.abort();

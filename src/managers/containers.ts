@@ -137,7 +137,7 @@ export function typeName(v: unknown): string {
   if (Array.isArray(v)) return 'array';
   if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
   if (typeof v === 'string') return 'str';
-  return typeof v === 'object' ? ((v as object).constructor?.name ?? 'object') : typeof v;
+  return typeof v === 'object' ? (v.constructor?.name ?? 'object') : typeof v;
 }
 
 /** Python's `<` for sorting: numbers with numbers, strings with strings, arrays element-wise. */
@@ -305,7 +305,7 @@ const TYPED: Record<string, (new (n: number) => ArrayLike<number | bigint> & { [
   Q: BigUint64Array,
   f: Float32Array,
   d: Float64Array,
-} as never;
+};
 
 /** The Array a SyncManager serves (Python: `array.array` in the server). */
 export class ManagedArray {

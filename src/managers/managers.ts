@@ -520,7 +520,7 @@ for (const [typeid, callable, proxytype] of [
   ['Queue', ManagedQueue, QueueProxy],
   ['JoinableQueue', ManagedJoinableQueue, JoinableQueueProxy],
 ] as const) {
-  SyncManager.register(typeid, callable, { proxytype: proxytype as never, createMethod: false });
+  SyncManager.register(typeid, callable, { proxytype: proxytype, createMethod: false });
 }
 SyncManager.register('Pool', ManagedPool, {
   proxytype: PoolProxy,

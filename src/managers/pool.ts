@@ -21,8 +21,8 @@ function chunkOf(chunksize: unknown): number | undefined {
 
 /** The result of an asynchronous call on a served Pool (Python: the `AsyncResult` the server holds). */
 export class ManagedAsyncResult {
-  readonly #r: AsyncResult<unknown> | AsyncResult<unknown[]>;
-  constructor(r: AsyncResult<unknown> | AsyncResult<unknown[]>) {
+  readonly #r: AsyncResult | AsyncResult<unknown[]>;
+  constructor(r: AsyncResult | AsyncResult<unknown[]>) {
     this.#r = r;
     // A result nobody asks for must not be an unhandled rejection in the server.
     r.get().catch(() => undefined);
@@ -37,7 +37,7 @@ export class ManagedAsyncResult {
     return this.#r.wait(timeout ?? undefined);
   }
   get(timeout?: number | null): Promise<unknown> {
-    return (this.#r as AsyncResult<unknown>).get(timeout ?? undefined);
+    return (this.#r as AsyncResult).get(timeout ?? undefined);
   }
 }
 

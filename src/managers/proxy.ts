@@ -7,7 +7,7 @@ import { inspect } from 'node:util';
 
 import { Connection } from '../ipc/connection.js';
 import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, RemoteError, RemoteTraceback } from '../errors.js';
-import { Client, type Address } from '../ipc/listener.js';
+import { Client, type Address, type SocketConnection } from '../ipc/listener.js';
 import { registerExitTask } from '../util.js';
 import { registerType } from '../reduction/reduction.js';
 import {
@@ -128,7 +128,7 @@ export function dropChannels(address: Address): void {
 class SocketChannel implements Channel {
   readonly address: Address;
   readonly #authkey: Uint8Array;
-  #conn: Connection | undefined;
+  #conn: SocketConnection | undefined;
   #connecting = false;
   #outbox: Uint8Array[] = [];
   #nextId = 1;
@@ -283,8 +283,7 @@ class SocketChannel implements Channel {
     this.#batcher.flush();
     // Wait until connected and the outbox went out, then until the socket took it.
     for (let i = 0; i < 200 && (this.#connecting || this.#outbox.length); i++) await new Promise((r) => setTimeout(r, 5));
-    const conn = this.#conn as (Connection & { _flushed?: () => Promise<void> }) | undefined;
-    await conn?._flushed?.();
+    await this.#conn?._flushed();
   }
 
   close(): void {

@@ -10,7 +10,7 @@ export function splitSignal<T extends { signal?: AbortSignal }>(
 ): [Omit<T, 'signal'> | undefined, { signal?: AbortSignal }] {
   if (!options || typeof options !== 'object') return [options, {}];
   const { signal, ...rest } = options;
-  return [rest as Omit<T, 'signal'>, { signal }];
+  return [rest, { signal }];
 }
 
 /** Proxy of a shared dict. Keys are primitives (1 and '1' are different keys, as in Python). */

@@ -227,7 +227,7 @@ export class RawValue<C extends Typecode = Typecode> {
     this.#info = info;
     this._seg = seg;
     this.#view = new info.ctor(seg.buffer, HEADER_BYTES, 1);
-    if (created && initial !== undefined) this.#view[0] = initial as never;
+    if (created && initial !== undefined) this.#view[0] = initial;
   }
 
   /** The current value. Each read or write is one memory access; `v.value += 1` is not atomic: use a lock. */
@@ -236,7 +236,7 @@ export class RawValue<C extends Typecode = Typecode> {
   }
   /** @throws InvalidArgumentError for a value of the wrong type or out of range. */
   set value(v: InputOf<C>) {
-    this.#view[0] = this.#info.encode(v, `Value('${this.typecode}').value`) as never;
+    this.#view[0] = this.#info.encode(v, `Value('${this.typecode}').value`);
   }
 
   toString(): string {
@@ -444,7 +444,7 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
   }
   /** @internal */
   _setAt(i: number, v: unknown): void {
-    this.buf[i] = this._info.encode(v, `Array('${this.typecode}')[${i}]`) as never;
+    this.buf[i] = this._info.encode(v, `Array('${this.typecode}')[${i}]`);
   }
   /** Element `i`; negative counts from the end (as Python's `a[-1]`); undefined when out of range. */
   at(i: number): ElementOf<C> | undefined {
@@ -515,7 +515,7 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
           `${what}: ${units.length} ${this.typecode === 'c' ? 'bytes' : 'characters'} is too long for length ${this.length}`,
         );
       (this.buf as Uint8Array).set(units as Uint8Array);
-      if (units.length < this.length) this.buf[units.length] = 0 as never;
+      if (units.length < this.length) this.buf[units.length] = 0;
       return;
     }
     const encoded = encodeAll(this._info, v as Iterable<unknown>, what);
@@ -558,7 +558,7 @@ function codePointsToString(units: Uint32Array): string {
 }
 
 function encodeAll(info: TypeInfo, values: Iterable<unknown>, what: string): (number | bigint)[] {
-  if (values === null || typeof (values as Iterable<unknown>)[Symbol.iterator] !== 'function')
+  if (values === null || typeof values[Symbol.iterator] !== 'function')
     throw new InvalidArgumentError(`${what}: takes an iterable of values, got ${describeValue(values)}`);
   const out: (number | bigint)[] = [];
   let k = 0;

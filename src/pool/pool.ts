@@ -168,7 +168,7 @@ export class Pool {
     const [conn, child] = Pipe(true);
     const tid = ++this.#workerSeq;
     const proc = new this.#ctx.Process({
-      target: poolWorker as AnyFn,
+      target: poolWorker,
       args: [child, this.#initializer, this.#initargs, this.#maxtasks],
       daemon: true,
       name: `${this.#prefix}-${tid}`,
@@ -470,7 +470,7 @@ export class Pool {
     const a = args ?? [];
     if (!Array.isArray(a)) throw new InvalidArgumentError("applyAsync(func, args): args must be an array (Python's args tuple)");
     checkCallOptions(options, 'applyAsync');
-    const fnId = this.#fnId(fn as AnyFn);
+    const fnId = this.#fnId(fn);
     const result = new AsyncResult<Awaited<R>>(options?.callback, options?.errorCallback);
     result._pool = this;
     const job = this.#job(result, APPLY, fnId, a, 0, 'args', 0, 1, nowUs());
@@ -484,7 +484,7 @@ export class Pool {
    * async; it is read to its end first, as Python does. Default chunksize as CPython's.
    */
   map<T, R>(fn: (item: T) => R, iterable: Iterable<T> | AsyncIterable<T>, chunksize?: number | MapOptions | null): Promise<Awaited<R>[]> {
-    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'map'), MAP, 'map').get() as Promise<Awaited<R>[]>;
+    return this.#mapAsync(fn, iterable, mapOptions(chunksize, 'map'), MAP, 'map').get() as Promise<Awaited<R>[]>;
   }
 
   /** As `map`, returning a MapResult (Python: `map_async`). */
@@ -493,7 +493,7 @@ export class Pool {
     iterable: Iterable<T> | AsyncIterable<T>,
     chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null,
   ): MapResult<Awaited<R>> {
-    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'mapAsync'), MAP, 'mapAsync') as MapResult<Awaited<R>>;
+    return this.#mapAsync(fn, iterable, mapOptions(chunksize, 'mapAsync'), MAP, 'mapAsync') as MapResult<Awaited<R>>;
   }
 
   /** `fn(...args)` for every args array, in input order (Python: `starmap`). */
@@ -502,7 +502,7 @@ export class Pool {
     iterable: Iterable<A> | AsyncIterable<A>,
     chunksize?: number | MapOptions | null,
   ): Promise<Awaited<R>[]> {
-    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'starmap'), STARMAP, 'starmap').get() as Promise<Awaited<R>[]>;
+    return this.#mapAsync(fn, iterable, mapOptions(chunksize, 'starmap'), STARMAP, 'starmap').get() as Promise<Awaited<R>[]>;
   }
 
   /** As `starmap`, returning a MapResult (Python: `starmap_async`). */
@@ -511,10 +511,10 @@ export class Pool {
     iterable: Iterable<A> | AsyncIterable<A>,
     chunksize?: number | (MapOptions & AsyncOptions<Awaited<R>[]>) | null,
   ): MapResult<Awaited<R>> {
-    return this.#mapAsync(fn as AnyFn, iterable, mapOptions(chunksize, 'starmapAsync'), STARMAP, 'starmapAsync') as MapResult<Awaited<R>>;
+    return this.#mapAsync(fn, iterable, mapOptions(chunksize, 'starmapAsync'), STARMAP, 'starmapAsync') as MapResult<Awaited<R>>;
   }
 
-  #mapAsync(fn: AnyFn, iterable: unknown, o: MapOptions & AsyncOptions<unknown[]>, kind: number, what: string): MapResult<unknown> {
+  #mapAsync(fn: AnyFn, iterable: unknown, o: MapOptions & AsyncOptions<unknown[]>, kind: number, what: string): MapResult {
     this.#check();
     checkFunction(fn, what);
     checkIterable(iterable, what);
@@ -566,7 +566,7 @@ export class Pool {
     iterable: Iterable<T> | AsyncIterable<T>,
     chunksize?: number | MapOptions | null,
   ): IMapIterator<Awaited<R>> {
-    return this.#imap(fn as AnyFn, iterable, mapOptions(chunksize, 'imap'), true) as IMapIterator<Awaited<R>>;
+    return this.#imap(fn, iterable, mapOptions(chunksize, 'imap'), true) as IMapIterator<Awaited<R>>;
   }
 
   /** As `imap`, in completion order (Python: `imap_unordered`). */
@@ -575,10 +575,10 @@ export class Pool {
     iterable: Iterable<T> | AsyncIterable<T>,
     chunksize?: number | MapOptions | null,
   ): IMapIterator<Awaited<R>> {
-    return this.#imap(fn as AnyFn, iterable, mapOptions(chunksize, 'imapUnordered'), false) as IMapIterator<Awaited<R>>;
+    return this.#imap(fn, iterable, mapOptions(chunksize, 'imapUnordered'), false) as IMapIterator<Awaited<R>>;
   }
 
-  #imap(fn: AnyFn, iterable: unknown, o: MapOptions, ordered: boolean): IMapIterator<unknown> {
+  #imap(fn: AnyFn, iterable: unknown, o: MapOptions, ordered: boolean): IMapIterator {
     const what = ordered ? 'imap' : 'imapUnordered';
     this.#check();
     checkFunction(fn, what);

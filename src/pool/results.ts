@@ -193,7 +193,7 @@ export class MapResult<T = unknown> extends AsyncResult<T[]> {
   /** @internal */
   override _onResult(job: Job, ok: boolean, value: unknown): void {
     if (this.settled) return;
-    if (!ok) return this._set(false, value);
+    if (!ok) return void this._set(false, value);
     const values = value as T[];
     const start = job.index;
     for (let i = 0; i < values.length; i++) this.#results[start + i] = values[i]!;
@@ -355,7 +355,7 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
     try {
       if (isAsyncIterable(iterable)) it = iterable[Symbol.asyncIterator]();
       else {
-        it = (iterable as Iterable<unknown>)[Symbol.iterator]();
+        it = iterable[Symbol.iterator]();
         sync = true;
       }
       for (;;) {

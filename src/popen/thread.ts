@@ -52,7 +52,7 @@ class ThreadPopen implements Popen {
     worker.on('error', (err) => {
       // thread_main reports errors from run() itself; this is what escaped it (e.g. an
       // unhandled rejection after run returned). Print it as the thread's own stderr would.
-      process.stderr.write(`Process ${config.name}:\n${(err as Error)?.stack ?? String(err)}\n`);
+      process.stderr.write(`Process ${config.name}:\n${err?.stack ?? String(err)}\n`);
     });
     this.#liveness = new Liveness(worker);
   }

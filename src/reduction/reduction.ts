@@ -57,7 +57,7 @@ export function registerType<T extends object, S>(cls: abstract new (...args: ne
   if (typeof reducer?.reduce !== 'function' || typeof reducer?.rebuild !== 'function') {
     throw new InvalidArgumentError('registerType(cls, reducer): reducer must have reduce(obj) and rebuild(state) functions');
   }
-  const entry: Entry = { cls, tag, reducer: reducer as unknown as Reducer<object> };
+  const entry: Entry = { cls, tag, reducer: reducer };
   byClass.set(cls, entry);
   if (tag !== undefined) byTag.set(tag, entry);
 }

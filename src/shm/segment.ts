@@ -199,7 +199,7 @@ function release(held: Held): void {
   }
   // At exit the mapping goes with the process; unmapping now would pull memory from under
   // other exit hooks (a pipe end detaching from its ring).
-  if (!exiting) closeSegment(header.buffer as SegmentBuffer);
+  if (!exiting) closeSegment(header.buffer);
 }
 
 // Python's Finalize at exit: wrappers still alive when this process or thread exits give their

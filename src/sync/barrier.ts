@@ -99,7 +99,7 @@ export class Barrier {
         }
         return index;
       } finally {
-        c[COUNT] = c[COUNT]! - 1;
+        c[COUNT] = c[COUNT] - 1;
         // The last one out of a draining or resetting barrier opens it for the next round.
         if (c[COUNT] === 0 && (c[STATE] === DRAINING || c[STATE] === RESETTING)) {
           c[STATE] = FILLING;
