@@ -1,6 +1,10 @@
 // `npm test`: Node's built-in runner over the compiled tests, then a check that the suite left
-// no shared-memory segment of ours in /dev/shm. The runner's own summary is what CI reads.
+// no shared-memory segment in /dev/shm. The runner's own summary is what CI reads.
+//
+// Every segment the suite's processes create carries this run's tag (MULTIPROC_SHM_TAG, passed
+// down through the environment), so segments of other programs on the machine are not counted.
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 
 const filter = process.argv.slice(2);
@@ -8,21 +12,21 @@ const files = readdirSync('build/test')
   .filter((f) => f.endsWith('.test.js'))
   .filter((f) => filter.length === 0 || filter.some((x) => f.includes(x)))
   .map((f) => `build/test/${f}`);
-// Segments from other programs (or earlier, killed runs) are not this run's business.
-const shm = () => (existsSync('/dev/shm') ? readdirSync('/dev/shm').filter((n) => /^(multiproc|mp-)/.test(n)) : []);
-const before = new Set(shm());
-const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+const tag = `t${randomBytes(5).toString('hex')}`;
+const ours = () => (existsSync('/dev/shm') ? readdirSync('/dev/shm').filter((n) => n.endsWith(`-${tag}`)) : []);
+const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=2', ...files], {
+  stdio: 'inherit',
+  env: { ...process.env, MULTIPROC_SHM_TAG: tag },
+});
 let code = r.status ?? 1;
-{
-  // The resource tracker of the last test process may still be unlinking: give it a moment.
-  let ours = shm().filter((n) => !before.has(n));
-  for (let i = 0; i < 20 && ours.length; i++) {
-    spawnSync('sleep', ['0.1']);
-    ours = shm().filter((n) => !before.has(n));
-  }
-  if (ours.length) {
-    console.error(`shared-memory segments left in /dev/shm after the suite: ${ours.join(', ')}`);
-    code = code || 1;
-  }
+// The resource tracker of the last test process may still be unlinking: give it a moment.
+let left = ours();
+for (let i = 0; i < 20 && left.length; i++) {
+  spawnSync('sleep', ['0.1']);
+  left = ours();
+}
+if (left.length) {
+  console.error(`shared-memory segments left in /dev/shm after the suite: ${left.join(', ')}`);
+  code = code || 1;
 }
 process.exit(code);

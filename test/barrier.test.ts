@@ -30,7 +30,7 @@ describeBackends('Barrier', (ctx: BaseContext) => {
   // CPython's setUp; no tearDown abort is needed, as no test leaves a party waiting.
   const newBarrier = (): Barrier => ctx.Barrier(N, null, defaultTimeout);
 
-  // Barrier waits on the Condition cells of backends/cells.ts, whose notify-all can be taken by
+  // Barrier waits on the Condition cells of shm/cells.ts, whose notify-all can be taken by
   // a party that re-enters while the barrier drains: the parties it was meant for sleep on and
   // the barrier breaks by timeout. Every test that passes the barrier twice in a row hits it.
 

@@ -2,6 +2,7 @@
 // child process or worker thread behind.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -98,6 +99,22 @@ export function runNode(
       resolve({ code, signal, stdout, stderr, pid: child.pid ?? -1 });
     });
   });
+}
+
+/**
+ * Run a scenario of a fixture in a process of its own (`node --expose-gc fixtures/<file> ...args`)
+ * and resolve its last stdout line, parsed as JSON. The process must exit with 0, and once it
+ * has, no segment made by it or by anything it started may be left (they carry a tag of their
+ * own, which the resource tracker may need a moment to unlink).
+ */
+export async function runScenario(file: string, args: string[], timeoutMs = 60_000): Promise<Record<string, any>> {
+  const tag = `s${randomBytes(5).toString('hex')}`;
+  const run = await runNode(['--expose-gc', fixture(file), ...args], { timeoutMs, env: { ...process.env, MULTIPROC_SHM_TAG: tag } });
+  assert.equal(run.code, 0, `${file} ${args.join(' ')} exited with ${run.code} (${run.signal}):\n${run.stderr}`);
+  const left = (): string[] => fs.readdirSync('/dev/shm').filter((n) => n.endsWith(`-${tag}`));
+  for (let i = 0; i < 250 && left().length; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(left(), [], `segments left after ${file} ${args.join(' ')} ended`);
+  return JSON.parse(run.stdout.trim().split('\n').pop()!) as Record<string, any>;
 }
 
 /** Poll until `pid` is gone or `ms` passed; resolves with whether it is gone. */

@@ -7,7 +7,6 @@
 // waits for a child are waits on those, never sleeps. The timed checks ("Empty after 100 ms")
 // are CPython's TIMEOUT1..3 checks.
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import { before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
@@ -22,7 +21,7 @@ import {
   Queue,
   SimpleQueue,
 } from '../src/index.js';
-import { describeBackends, fixture, joinAll, runNode, start, timed } from './helpers.js';
+import { describeBackends, fixture, joinAll, start, timed, runScenario } from './helpers.js';
 
 type Targets = typeof import('./fixtures/ipc_targets.mjs');
 type StressItem = import('./fixtures/ipc_targets.mjs').StressItem;
@@ -49,16 +48,7 @@ const CLOSED = { name: 'ProcessError', code: 'ERR_MP_CLOSED' };
 const TASK_DONE = { name: 'ProcessError', code: 'ERR_MP_TASK_DONE' };
 
 /** A scenario of ipc_targets.mjs in a process of its own (see there); its JSON line. */
-async function scenario(name: string, method: string): Promise<Record<string, any>> {
-  const run = await runNode(['--expose-gc', fixture('ipc_targets.mjs'), name, method], { timeoutMs: 60_000 });
-  assert.equal(run.code, 0, run.stderr);
-  // Nothing of that process is left in /dev/shm once it has ended (killed children included).
-  const prefix = `mp-${run.pid.toString(36)}-`;
-  const left = (): string[] => fs.readdirSync('/dev/shm').filter((n) => n.startsWith(prefix));
-  for (let i = 0; i < 250 && left().length; i++) await new Promise((r) => setTimeout(r, 20));
-  assert.deepEqual(left(), [], 'segments of the scenario process left after it ended');
-  return JSON.parse(run.stdout.trim().split('\n').pop()!) as Record<string, any>;
-}
+const scenario = (name: string, method: string): Promise<Record<string, any>> => runScenario('ipc_targets.mjs', [name, method]);
 
 // ---------------------------------------------------------------------------------------------
 // _TestQueue

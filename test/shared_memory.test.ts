@@ -303,7 +303,7 @@ describe('SharedMemory and the resource tracker', () => {
   afterEach(assertNoLeftovers);
 
   test('a block whose creator is SIGKILLed without unlink() is unlinked by the tracker', async () => {
-    const lib = path.join(__dirname, '..', 'src', 'shared_memory.js');
+    const lib = path.join(__dirname, '..', 'src', 'memory', 'shared_memory.js');
     const script = `const { SharedMemory } = require(${JSON.stringify(lib)});
 const shm = new SharedMemory({ create: true, size: 64 });
 process.stdout.write(shm.name + '\\n', () => process.kill(process.pid, 'SIGKILL'));`;

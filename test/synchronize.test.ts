@@ -27,7 +27,7 @@ import {
   TimeoutError,
   type StartMethod,
 } from '../src/index.js';
-import { describeBackends, fixture, joinAll, readJson, runNode, start, timed, tmpDir } from './helpers.js';
+import { describeBackends, fixture, joinAll, readJson, start, timed, tmpDir, runScenario } from './helpers.js';
 
 type Targets = typeof import('./fixtures/sync_targets.mjs');
 let t: Targets;
@@ -250,15 +250,7 @@ describeBackends('Lock and RLock', (ctx, method) => {
     return scenarios.get(kind)!;
   }
   async function runKilledHolder(kind: 'Lock' | 'RLock'): Promise<Record<string, any>> {
-    const run = await runNode(['--expose-gc', fixture('sync_targets.mjs'), 'killed-holder', method, kind], { timeoutMs: 60_000 });
-    assert.equal(run.code, 0, run.stderr);
-    const r = JSON.parse(run.stdout.trim().split('\n').pop()!) as Record<string, any>;
-    // Nothing of that process is left in /dev/shm once it has ended.
-    const prefix = `mp-${run.pid.toString(36)}-`;
-    const left = (): string[] => fs.readdirSync('/dev/shm').filter((n) => n.startsWith(prefix));
-    for (let i = 0; i < 250 && left().length; i++) await t.sleep(20);
-    assert.deepEqual(left(), [], 'segments of the scenario process left after it ended');
-    return r;
+    return runScenario('sync_targets.mjs', ['killed-holder', method, kind]);
   }
 
   for (const kind of ['Lock', 'RLock'] as const) {

@@ -71,11 +71,22 @@ function runOne(file: string): Promise<number> {
   });
 }
 
-/** Run the demo; resolves with the exit code for the CLI (0 when every example succeeded). */
-export async function demo(): Promise<number> {
+/**
+ * Run the demo — every example, or those named in `only` — and resolve the exit code for the
+ * CLI: 0 when every example succeeded, 2 for a name that is not an example.
+ */
+export async function demo(only: readonly string[] = []): Promise<number> {
+  const unknown = only.filter((name) => !DEMO_EXAMPLES.some((e) => e.file === name));
+  if (unknown.length) {
+    process.stderr.write(
+      `multiproc demo: no example named ${unknown.map((n) => `'${n}'`).join(', ')}; the examples are:\n  ${DEMO_EXAMPLES.map((e) => e.file).join('\n  ')}\n`,
+    );
+    return 2;
+  }
+  const chosen = only.length ? DEMO_EXAMPLES.filter((e) => only.includes(e.file)) : DEMO_EXAMPLES;
   const dir = examplesDir();
-  const missing = DEMO_EXAMPLES.filter((e) => !fs.existsSync(path.join(dir, `${e.file}.mjs`)));
-  if (missing.length === DEMO_EXAMPLES.length) {
+  const missing = chosen.filter((e) => !fs.existsSync(path.join(dir, `${e.file}.mjs`)));
+  if (missing.length === chosen.length) {
     process.stderr.write(
       `multiproc demo: the compiled examples were not found in ${dir}.\n` +
         'They are built from the examples/ folder of the source repository and are not part of the\n' +
@@ -86,9 +97,9 @@ export async function demo(): Promise<number> {
   }
   const started = Date.now();
   const failed: string[] = [];
-  for (const [i, e] of DEMO_EXAMPLES.entries()) {
+  for (const [i, e] of chosen.entries()) {
     const file = path.join(dir, `${e.file}.mjs`);
-    process.stdout.write(`\n== ${i + 1}/${DEMO_EXAMPLES.length} ${e.file}: ${e.shows} (twin of ${e.seed})\n`);
+    process.stdout.write(`\n== ${i + 1}/${chosen.length} ${e.file}: ${e.shows} (twin of ${e.seed})\n`);
     if (!fs.existsSync(file)) {
       process.stdout.write(`   (missing: ${file}; run \`npm run build\`)\n`);
       failed.push(e.file);
@@ -101,9 +112,9 @@ export async function demo(): Promise<number> {
     }
   }
   const secs = ((Date.now() - started) / 1000).toFixed(1);
-  const ok = DEMO_EXAMPLES.length - failed.length;
+  const ok = chosen.length - failed.length;
   process.stdout.write(
-    `\ndemo: ${ok}/${DEMO_EXAMPLES.length} examples ran successfully in ${secs} s${failed.length ? `; failed: ${failed.join(', ')}` : ''}\n`,
+    `\ndemo: ${ok}/${chosen.length} examples ran successfully in ${secs} s${failed.length ? `; failed: ${failed.join(', ')}` : ''}\n`,
   );
   return failed.length ? 1 : 0;
 }

@@ -6,7 +6,8 @@ import { mapCommand } from './map.js';
 const USAGE = `Usage: multiproc <command>
 
 Commands:
-  demo    run the example programs (Python multiprocessing tutorials ported to TypeScript)
+  demo    run the example programs (Python multiprocessing tutorials ported to TypeScript):
+          multiproc demo [example ...]
   map     run a function over JSON lines in a pool: multiproc map <module>#<export> [inputs.jsonl|-]
           (multiproc map --help for its options)
   help    show this help
@@ -16,7 +17,7 @@ type Command = (args: string[]) => Promise<number> | number;
 
 /** Every command by name. New commands are added here. */
 const COMMANDS: Record<string, Command> = {
-  demo: () => demo(),
+  demo: (args) => demo(args),
   help: () => {
     process.stdout.write(USAGE);
     return 0;

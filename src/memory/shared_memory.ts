@@ -3,7 +3,6 @@
 // programs can share one block by name; ShareableList uses CPython's byte layout for the same
 // reason. Lifetime is Python's: the creator registers the name with the resource tracker,
 // `unlink()` removes it, and the tracker unlinks what crashed programs left behind.
-import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { inspect } from 'node:util';
 
@@ -11,6 +10,7 @@ import { closeSegment, openSegment, unlinkSegment, type SegmentBuffer } from '..
 import { InvalidArgumentError, ProcessError } from '../errors.js';
 import { registerType } from '../reduction/reduction.js';
 import * as tracker from '../shm/resource_tracker.js';
+import { segmentName } from '../shm/segment.js';
 import { indexedProxy, type Indexed } from './sharedctypes.js';
 
 /** Options of `new SharedMemory(...)`, as Python's arguments. */
@@ -27,8 +27,6 @@ export interface SharedMemoryOptions {
    */
   track?: boolean;
 }
-
-let made = 0;
 
 /**
  * A block of shared memory that any process can attach to by name (Python:
@@ -68,7 +66,7 @@ export class SharedMemory {
       // A fresh name, retried on the rare collision (Python does the same). The prefix makes it
       // recognisable as this process's, as the library's other segments are.
       for (;;) {
-        full = `/mp-${process.pid.toString(36)}-m${(++made).toString(36)}${randomBytes(3).toString('hex')}`;
+        full = segmentName('m');
         try {
           buffer = openSegment(full, size, true);
           break;

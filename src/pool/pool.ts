@@ -34,6 +34,7 @@ import {
 import { defaultStartMethod, isStartMethod } from '../popen/methods.js';
 import { processClassFor, type ContextLike, type Process, type StartMethod } from '../process.js';
 import { unlinkSegment } from '../shm/native.js';
+import { withReservations } from '../shm/segment.js';
 import { dumps } from '../reduction/reduction.js';
 import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './results.js';
 import { APPLY, frame, FUNC, MAP, poolWorker, STARMAP } from './worker.js';
@@ -74,6 +75,8 @@ interface Worker {
   finalized: Promise<void>;
   /** Wakes the reader when a task is sent or the worker ended. */
   wake: (() => void) | undefined;
+  /** The cancelled task the pool killed this worker to stop. */
+  killing: Job | undefined;
 }
 
 const enum State {
@@ -144,7 +147,7 @@ export class Pool {
     this.#tally = tally.active ? tally : undefined;
     this.#trace = o.trace ? new PoolTrace(o.trace, `${this.constructor.name}(${size})`) : undefined;
     // Refuse an initializer that cannot cross before anything starts.
-    if (this.#initializer) dumps([this.#initializer, initargs], 'initializer');
+    if (this.#initializer) withReservations(() => dumps([this.#initializer, initargs], 'initializer'))[1]();
     for (let i = 0; i < size; i++) this.#spawn();
   }
 
@@ -193,6 +196,7 @@ export class Pool {
       stopping: false,
       finalized: undefined as unknown as Promise<void>,
       wake: undefined,
+      killing: undefined,
     };
     this.#workers.push(w);
     void proc.sentinel.then((code) => {
@@ -228,6 +232,8 @@ export class Pool {
       }
       const job = w.held.shift();
       if (job) {
+        // The worker took over what the payload held (or never will): nothing is reserved now.
+        job.release();
         if (this.#owners.has(job.owner)) {
           if (t0 !== undefined) this.#observe(w, job, ok, t0, t1!);
           job.owner._onResult(job, ok, value);
@@ -264,13 +270,23 @@ export class Pool {
     if (i >= 0) this.#workers.splice(i, 1);
     const held = w.held;
     w.held = [];
-    const head = held[0];
-    if (head && !head.owner.settled) {
-      head.owner._fail(new WorkerDiedError(w.proc.name, w.exitcode));
-      this.#owners.delete(head.owner);
+    // Killed by the pool to stop a cancelled task that had already finished: the task running
+    // then did not cause the death, and runs again elsewhere.
+    const innocent = w.killing !== undefined && held[0] !== w.killing;
+    const head = innocent ? undefined : held.shift();
+    if (head) {
+      head.release();
+      if (!head.owner.settled) {
+        head.owner._fail(new WorkerDiedError(w.proc.name, w.exitcode));
+        this.#owners.delete(head.owner);
+      }
     }
     // The tasks waiting behind it never started: another worker runs them.
-    const rest = held.slice(1).filter((j) => !j.owner.settled);
+    const rest: Job[] = [];
+    for (const j of held) {
+      if (j.owner.settled) j.release();
+      else rest.push(j);
+    }
     if (rest.length) this.#pending.splice(this.#pendingAt, 0, ...rest);
     // A worker that was killed never gave back its hold on the pipe's segment: nobody will open
     // it again, so its name goes now (the mappings go with the two ends closed below).
@@ -299,8 +315,11 @@ export class Pool {
     this.#updateHold();
   }
 
+  // Stop the task `w` runs now (its call was cancelled) by killing the worker; it gets no more tasks.
   #kill(w: Worker): void {
-    if (w.exitcode !== null) return;
+    if (w.exitcode !== null || w.killing) return;
+    w.killing = w.held[0];
+    w.stopping = true;
     try {
       w.proc.kill();
     } catch {
@@ -345,6 +364,7 @@ export class Pool {
         this.#pendingAt = 0;
       }
       if (!j.owner.settled) return j;
+      j.release();
     }
     return undefined;
   }
@@ -400,7 +420,9 @@ export class Pool {
     at: number,
   ): Job {
     const id = ++this.#jobSeq;
-    return { id, fnId, bytes: frame(id, kind, fnId, dumps(payload, where)), owner, index, first, items, at };
+    // Library objects in the payload reserve holds for the copy; a task never sent gives them back.
+    const [bytes, release] = withReservations(() => frame(id, kind, fnId, dumps(payload, where)));
+    return { id, fnId, bytes, owner, index, first, items, at, release };
   }
 
   #submit(jobs: Job[]): void {
@@ -638,6 +660,8 @@ export class Pool {
   #terminate(err: ProcessError): void {
     if (this.#state === State.TERMINATE) return;
     this.#state = State.TERMINATE;
+    for (let i = this.#pendingAt; i < this.#pending.length; i++) this.#pending[i]!.release();
+    for (const w of this.#workers) for (const j of w.held) j.release();
     this.#pending = [];
     this.#pendingAt = 0;
     for (const o of [...this.#owners]) o._fail(err);

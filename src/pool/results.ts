@@ -21,6 +21,8 @@ export interface Job {
   items: number;
   /** When it was handed to the pool (CLOCK_MONOTONIC µs). */
   at: number;
+  /** Give back the holds its payload reserved; for a task dropped before it was sent. */
+  release: () => void;
 }
 
 /** Whatever waits for jobs: an AsyncResult or an imap iterator. */

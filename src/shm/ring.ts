@@ -6,6 +6,7 @@
 // once every reader has.
 import { EOFError, ProcessError } from '../errors.js';
 import { futexWait, futexWaitAsync, futexWake } from './native.js';
+import { noteReservation } from './segment.js';
 import { holderAlive, meTid } from './threads.js';
 import { deadlineOf, remaining, type Deadline } from '../util.js';
 
@@ -111,7 +112,16 @@ export class Ring {
    * sender closing its copy right away does not end the stream.
    */
   reserve(end: End): void {
-    Atomics.add(this.#c, this.#b + (end === 'write' ? WRITERS : READERS) + OVERFLOW, 1);
+    const cell = this.#b + (end === 'write' ? WRITERS : READERS) + OVERFLOW;
+    const c = this.#c;
+    Atomics.add(c, cell, 1);
+    noteReservation(() => {
+      // A closed end has no mapping left; the segment's own count is given back apart.
+      if (c.length === 0) return;
+      Atomics.sub(c, cell, 1);
+      // The other end may be waiting to learn that nobody holds this one any more.
+      futexWake(c, this.#b + (end === 'write' ? HEAD : TAIL));
+    });
   }
 
   /** Give back a holder token from attach(). */

@@ -2,8 +2,10 @@
 // (locks, shared values, queues) lives in.
 //
 // Lifetime: the header records the holders — the pid of each live wrapper, in any process, in a
-// slot of its own, plus a count of serialized copies not yet opened (and of wrappers that found
-// no free slot). Sending a segment counts 1 more, which the receiver adopts; a wrapper that is
+// slot of its own, plus the serialized copies not yet opened: each has a ticket in the header
+// (or, when all tickets are taken, a count, which also counts wrappers that found no free slot).
+// Sending a segment takes a ticket, which the receiver adopts, or the sender gives back if the
+// copy will never be delivered (whichever comes first; the other finds it gone); a wrapper that is
 // closed, garbage-collected, or still alive when its process exits gives its hold back, clears
 // the slots of holders that died (a SIGKILLed process gives nothing back), and whoever finds no
 // holder left unlinks the name. The resource tracker unlinks what is left when the whole process
@@ -15,8 +17,8 @@ import { holderAlive, meTid } from './threads.js';
 import * as tracker from './resource_tracker.js';
 import { closeSegment, openSegment, unlinkSegment, type SegmentBuffer } from './native.js';
 
-/** Bytes reserved at the start of every segment: magic, holder count, kind, holder slots. */
-export const HEADER_BYTES = 128;
+/** Bytes reserved at the start of every segment: magic, holder count, kind, holder slots, tickets. */
+export const HEADER_BYTES = 256;
 /** First Int32 cell after the header. */
 export const BASE = HEADER_BYTES / 4;
 
@@ -59,10 +61,22 @@ const MAGIC = 0x6d70726f; // 'mpro'
 const CELL_MAGIC = 0;
 const CELL_HOLDERS = 1; // copies in flight + holders without a slot
 const CELL_KIND = 2;
+const CELL_TICKET = 3; // the last ticket given out
 const FIRST_SLOT = 4; // then SLOTS (pid, thread) pairs
-const SLOTS = (HEADER_BYTES / 4 - FIRST_SLOT) / 2;
+const SLOTS = 14;
+const FIRST_TICKET = FIRST_SLOT + 2 * SLOTS; // then TICKETS cells: copies in flight, 0 when free
+const TICKETS = HEADER_BYTES / 4 - FIRST_TICKET;
 
 let counter = 0;
+// MULTIPROC_SHM_TAG (letters and digits, inherited by every child through the environment) ends
+// the names of the segments a whole process tree creates, so that a test run or a container can
+// tell its own segments from those of other programs sharing /dev/shm.
+const TAG = /^[A-Za-z0-9]{1,16}$/.test(process.env.MULTIPROC_SHM_TAG ?? '') ? `-${process.env.MULTIPROC_SHM_TAG}` : '';
+
+/** A fresh segment name of this process: `/mp-<pid>-<infix><n>-<random>[-<tag>]`. */
+export function segmentName(infix = ''): string {
+  return `/mp-${process.pid.toString(36)}-${infix}${(++counter).toString(36)}-${randomBytes(4).toString('hex')}${TAG}`;
+}
 /** Every wrapper of this process not yet closed or collected, for the exit hook. */
 const live = new Set<WeakRef<Segment>>();
 let exitHookInstalled = false;
@@ -96,7 +110,7 @@ export class Segment {
   readonly name: string;
   readonly size: number;
   readonly buffer: SegmentBuffer;
-  /** Int32 cells over the whole segment; cells 0..15 are the header. */
+  /** Int32 cells over the whole segment; the first BASE cells are the header. */
   readonly i32: Int32Array;
   #closed = false;
   readonly #held: Held;
@@ -120,7 +134,7 @@ export class Segment {
    */
   static create(bytes: number, kind: number): Segment {
     if (!Number.isInteger(bytes) || bytes < 0) throw new InvalidArgumentError(`segment size must be an integer >= 0, got ${String(bytes)}`);
-    const name = `/mp-${process.pid.toString(36)}-${(++counter).toString(36)}-${randomBytes(4).toString('hex')}`;
+    const name = segmentName();
     // Whole Int32 cells (and 8-byte alignment for 64-bit views after the header).
     const buffer = openSegment(name, HEADER_BYTES + Math.ceil(bytes / 8) * 8, true);
     tracker.register(name);
@@ -130,11 +144,15 @@ export class Segment {
     return seg;
   }
 
-  /** Open a segment another process created and sent (adopting the count the sender added). */
-  static adopt(name: string, kind: number): Segment {
+  /** Open a segment another process created and sent, as `retainForSend()` named it (adopting its ticket). */
+  static adopt(sent: string, kind: number): Segment {
+    const hash = sent.indexOf('#');
+    const name = hash < 0 ? sent : sent.slice(0, hash);
     const seg = new Segment(name, openSegment(name, HEADER_BYTES, false));
-    // Our slot is taken (constructor); the copy in flight is now us.
-    Atomics.sub(seg.i32, CELL_HOLDERS, 1);
+    // Our slot is taken (constructor); the copy in flight is now us. A ticket the sender already
+    // gave back (a copy it said would never arrive) is simply gone.
+    if (hash < 0) Atomics.sub(seg.i32, CELL_HOLDERS, 1);
+    else takeTicket(seg.i32, Number(sent.slice(hash + 1)));
     if (Atomics.load(seg.i32, CELL_MAGIC) !== MAGIC || Atomics.load(seg.i32, CELL_KIND) !== kind) {
       seg.close();
       throw new InvalidArgumentError(`shared memory segment "${name}" does not hold the expected multiproc object`);
@@ -142,10 +160,23 @@ export class Segment {
     return seg;
   }
 
-  /** Count one more holder for a copy about to be sent; the receiver adopts it. */
+  /**
+   * Hold the segment for a copy about to be sent; the receiver passes what this returns to
+   * `adopt`. A copy that will never be delivered gives its hold back (see withReservations).
+   */
   retainForSend(): string {
-    Atomics.add(this.i32, CELL_HOLDERS, 1);
-    return this.name;
+    const { name, i32 } = this;
+    const ticket = (Atomics.add(i32, CELL_TICKET, 1) & 0x3fffffff) + 1;
+    for (let k = FIRST_TICKET; k < FIRST_TICKET + TICKETS; k++) {
+      if (Atomics.compareExchange(i32, k, 0, ticket) === 0) {
+        noteReservation(() => giveBackTicket(name, i32, ticket));
+        return `${name}#${ticket}`;
+      }
+    }
+    // No ticket left: a plain count, which cannot be told apart from an adopted copy, so it is
+    // not given back (the resource tracker unlinks the segment when the program ends).
+    Atomics.add(i32, CELL_HOLDERS, 1);
+    return name;
   }
 
   /** Give this wrapper's count back now (unlinking if it was the last) and unmap. */
@@ -161,16 +192,82 @@ export class Segment {
   }
 }
 
+// Holds reserved for copies being serialized (retainForSend, Ring.reserve), for a caller that
+// may drop the message instead of delivering it (a pool discarding tasks it never ran).
+let reservations: (() => void)[] | undefined;
+
+/** @internal Called by whatever reserves a hold for a copy in flight: how to give it back (once). */
+export function noteReservation(undo: () => void): void {
+  if (!reservations) return;
+  let done = false;
+  reservations.push(() => {
+    if (!done) {
+      done = true;
+      undo();
+    }
+  });
+}
+
+// Clear `ticket` from the header; false when it was not there (adopted or given back already).
+function takeTicket(header: Int32Array, ticket: number): boolean {
+  for (let k = FIRST_TICKET; k < FIRST_TICKET + TICKETS; k++) if (Atomics.compareExchange(header, k, ticket, 0) === ticket) return true;
+  return false;
+}
+
+/**
+ * Run `serialize` and return its result with a function that gives back every hold it reserved
+ * for the copies it made, to call if the message will never be delivered (at most once).
+ */
+export function withReservations<T>(serialize: () => T): [T, () => void] {
+  const outer = reservations;
+  const mine: (() => void)[] = [];
+  reservations = mine;
+  try {
+    return [serialize(), () => mine.splice(0).forEach((undo) => undo())];
+  } finally {
+    reservations = outer;
+    outer?.push(...mine);
+  }
+}
+
+// Give back the ticket of a copy that will never be delivered. This wrapper may have been closed
+// (its mapping gone) meanwhile: then the segment is mapped again for the moment.
+function giveBackTicket(name: string, i32: Int32Array, ticket: number): void {
+  let header = i32;
+  let mapped: SegmentBuffer | undefined;
+  if (header.length === 0) {
+    try {
+      mapped = openSegment(name, HEADER_BYTES, false);
+    } catch {
+      return; // unlinked already: nothing is held any more
+    }
+    header = new Int32Array(mapped, 0, HEADER_BYTES / 4);
+  }
+  if (takeTicket(header, ticket) && noHoldersLeft(header)) unlinkQuietly(name);
+  if (mapped) closeSegment(mapped);
+}
+
+function unlinkQuietly(name: string): void {
+  try {
+    unlinkSegment(name);
+  } catch {
+    // Someone else unlinked it: nothing to do.
+  }
+  tracker.unregister(name);
+}
+
 /** Holders left for a segment: live slots plus counted copies (for tests and diagnostics). */
 export function holders(seg: Segment): number {
   let n = Atomics.load(seg.i32, CELL_HOLDERS);
   for (let s = FIRST_SLOT; s < FIRST_SLOT + 2 * SLOTS; s += 2) if (Atomics.load(seg.i32, s) !== 0) n++;
+  for (let k = FIRST_TICKET; k < FIRST_TICKET + TICKETS; k++) if (Atomics.load(seg.i32, k) !== 0) n++;
   return n;
 }
 
 // Clear the slots of holders that died; true when no holder of any kind is left.
 function noHoldersLeft(header: Int32Array): boolean {
   let left = Atomics.load(header, CELL_HOLDERS) > 0;
+  for (let k = FIRST_TICKET; k < FIRST_TICKET + TICKETS && !left; k++) if (Atomics.load(header, k) !== 0) left = true;
   for (let s = FIRST_SLOT; s < FIRST_SLOT + 2 * SLOTS; s += 2) {
     const pid = Atomics.load(header, s);
     if (pid === 0) continue;
@@ -189,14 +286,7 @@ function release(held: Held): void {
   if (header.length === 0) return;
   if (held.slot >= 0) Atomics.compareExchange(header, held.slot, process.pid, 0);
   else Atomics.sub(header, CELL_HOLDERS, 1);
-  if (noHoldersLeft(header)) {
-    try {
-      unlinkSegment(name);
-    } catch {
-      // Someone else unlinked it: nothing to do.
-    }
-    tracker.unregister(name);
-  }
+  if (noHoldersLeft(header)) unlinkQuietly(name);
   // At exit the mapping goes with the process; unmapping now would pull memory from under
   // other exit hooks (a pipe end detaching from its ring).
   if (!exiting) closeSegment(header.buffer);
