@@ -88,9 +88,10 @@ describeBackends('Connection', (ctx, method) => {
     await conn.send(null);
     // Python sleeps 0.1 s here; a poll with a long timeout waits for the echo instead.
     assert.equal(await conn.poll(20_000), true);
-    [ready, ms] = await timed(() => conn.poll(TIMEOUT1));
+    // Ready: it answers at once instead of waiting out its (long) timeout.
+    [ready, ms] = await timed(() => conn.poll(20_000));
     assert.equal(ready, true);
-    assert.ok(ms < 50, `${ms}`);
+    assert.ok(ms < 10_000, `${ms}`);
     assert.equal(await conn.recv(), null);
 
     const reallyBigMsg = Buffer.alloc(16 << 20, 'X');
