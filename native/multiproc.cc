@@ -5,7 +5,7 @@
 // TypeScript on Atomics; this file only supplies what JS cannot do by itself (map memory
 // shared with other processes, and sleep until another process says so).
 //
-// Plain N-API (version 8), so one binary serves every Node major from 18 on.
+// Plain N-API (version 8), so one binary serves every Node major this package supports (20 on).
 
 #include <node_api.h>
 
@@ -213,7 +213,7 @@ bool GetDeadline(napi_env env, napi_value v, bool* forever, timespec* deadline, 
 // ---------------------------------------------------------------------------------------
 // Shared memory segments.
 
-// Looked up at run time: Node 22.x/24.x (and 26 officially) export it, 18/20 do not. A
+// Looked up at run time: Node 22.x/24.x (and 26 officially) export it, 20 does not. A
 // binary built against older headers then still gets a real SharedArrayBuffer on newer
 // Node, and falls back to an external ArrayBuffer (whose Atomics RMW are still exact
 // across processes, measured) where the symbol is absent.

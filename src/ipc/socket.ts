@@ -404,7 +404,7 @@ export function socketRefusal(what: string, where: string | undefined): NotTrans
 }
 
 // Refused by name rather than tried by reference (the class is exported, so reduction would
-// otherwise send an empty instance). reduction.ts passes no path today; `where` is used if it does.
+// otherwise send an empty instance). `where` is the path of the value in what was sent.
 registerType(
   SocketConnection,
   {

@@ -79,7 +79,7 @@ export function available(): boolean {
 /**
  * True when segments are real SharedArrayBuffers (Node builds exporting
  * `node_api_create_external_sharedarraybuffer`: 22.x and 24.x recent releases, 26+); false when
- * they are ArrayBuffers over the mapping (Node 18/20). Atomics read-modify-write are exact across
+ * they are ArrayBuffers over the mapping (Node 20). Atomics read-modify-write are exact across
  * processes either way; `Atomics.wait` works only on the former, and never across processes.
  */
 export function isSharedArrayBuffer(): boolean {
