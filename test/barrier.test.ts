@@ -184,7 +184,8 @@ describeBackends('Barrier', (ctx: BaseContext) => {
     });
     // No event says "arrived": poll nWaiting, as CPython's _test_reset_f does.
     const end = Date.now() + 20_000;
-    while (b.nWaiting < 2 && Date.now() < end) await t.sleep(2);
+    const waiting = (): number => b.nWaiting;
+    while (waiting() < 2 && Date.now() < end) await t.sleep(2);
     assert.equal(b.nWaiting, 2);
     await b.abort();
     assert.equal(b.broken, true);

@@ -9,10 +9,11 @@
 // ("poll(100) is false after 100 ms") are CPython's TIMEOUT1 checks.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
+import { inspect } from 'node:util';
 import { pathToFileURL } from 'node:url';
 
 import { BufferTooShort, Connection, EOFError, InvalidArgumentError, Pipe, wait, type Process } from '../src/index.js';
-import { describeBackends, fixture, joinAll, start, timed, runScenario } from './helpers.js';
+import { describeBackends, fixture, joinAll, start, timed, runScenario, type ScenarioResult } from './helpers.js';
 
 type Targets = typeof import('./fixtures/ipc_targets.mjs');
 let t: Targets;
@@ -34,7 +35,7 @@ const WRITE_ONLY = { name: 'ProcessError', code: 'ERR_MP_WRITE_ONLY' };
 const BROKEN_PIPE = { name: 'ProcessError', code: 'ERR_MP_BROKEN_PIPE' };
 
 /** A scenario of ipc_targets.mjs in a process of its own (see there); its JSON line. */
-const scenario = (name: string, method: string): Promise<Record<string, any>> => runScenario('ipc_targets.mjs', [name, method]);
+const scenario = (name: string, method: string): Promise<ScenarioResult> => runScenario('ipc_targets.mjs', [name, method]);
 
 // ---------------------------------------------------------------------------------------------
 // _TestConnection
@@ -122,8 +123,8 @@ describeBackends('Connection', (ctx, method) => {
     await assert.rejects(writer.recv(), WRITE_ONLY);
     await assert.rejects(writer.recvBytes(), WRITE_ONLY);
     await assert.rejects(writer.poll(), WRITE_ONLY);
-    assert.match(String(reader), /^<Connection read-only>$/);
-    assert.match(String(writer), /^<Connection write-only>$/);
+    assert.match(inspect(reader), /^<Connection read-only>$/);
+    assert.match(inspect(writer), /^<Connection write-only>$/);
     assert.throws(() => Pipe('no' as unknown as boolean), InvalidArgumentError);
     reader.close();
     writer.close();
@@ -200,7 +201,7 @@ describeBackends('Connection', (ctx, method) => {
     await assert.rejects(a.recv(), CLOSED);
     await assert.rejects(a.recvBytes(), CLOSED);
     await assert.rejects(a.poll(), CLOSED);
-    assert.match(String(a), /^<Connection duplex closed>$/);
+    assert.match(inspect(a), /^<Connection duplex closed>$/);
     // A closed end cannot be sent to a child.
     assert.throws(() => start(ctx, t.echo, [a]), CLOSED);
     b.close();
@@ -265,7 +266,7 @@ describeBackends('Connection', (ctx, method) => {
 
   test('EOF: recv() on a pipe whose only peer process was killed gives what it sent, then EOFError', {}, async () => {
     const r = await scenario('killed-peer', method);
-    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.error, undefined, String(r.error));
     assert.equal(r.exitcode, -9);
     assert.deepEqual(r.msgs, ['one', 'two']);
     assert.deepEqual(r.eof, { name: 'EOFError', code: 'ERR_MP_EOF' });
@@ -488,7 +489,7 @@ describeBackends('connection.wait', (ctx, method) => {
     assert.deepEqual(res, []);
     tookAbout(ms, 200);
     go.set();
-    [res, ms] = await timed(() => wait([a, p.sentinel, b], 20_000));
+    [res] = await timed(() => wait([a, p.sentinel, b], 20_000));
     assert.deepEqual(res, [p.sentinel]);
     await a.send(null);
     [res, ms] = await timed(() => wait([a, p.sentinel, b], 20_000));

@@ -636,5 +636,5 @@ test('cli: demo runs the chosen examples under a heading each and ends with a su
   const wrong = spawnSync(process.execPath, [CLI, 'demo', 'pipe', 'no_such_example'], { encoding: 'utf8' });
   assert.equal(wrong.status, 2);
   assert.equal(wrong.stdout, '');
-  assert.match(wrong.stderr, /^multiproc demo: no example named 'no_such_example'; the examples are:\n  start_process\n/);
+  assert.match(wrong.stderr, /^multiproc demo: no example named 'no_such_example'; the examples are:\n {2}start_process\n/);
 });

@@ -101,20 +101,24 @@ export function runNode(
   });
 }
 
+/** What a scenario printed: JSON from another process, whose fields each test knows. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON of another process; each test reads its own fields
+export type ScenarioResult = Record<string, any>;
+
 /**
  * Run a scenario of a fixture in a process of its own (`node --expose-gc fixtures/<file> ...args`)
  * and resolve its last stdout line, parsed as JSON. The process must exit with 0, and once it
  * has, no segment made by it or by anything it started may be left (they carry a tag of their
  * own, which the resource tracker may need a moment to unlink).
  */
-export async function runScenario(file: string, args: string[], timeoutMs = 60_000): Promise<Record<string, any>> {
+export async function runScenario(file: string, args: string[], timeoutMs = 60_000): Promise<ScenarioResult> {
   const tag = `s${randomBytes(5).toString('hex')}`;
   const run = await runNode(['--expose-gc', fixture(file), ...args], { timeoutMs, env: { ...process.env, MULTIPROC_SHM_TAG: tag } });
   assert.equal(run.code, 0, `${file} ${args.join(' ')} exited with ${run.code} (${run.signal}):\n${run.stderr}`);
   const left = (): string[] => fs.readdirSync('/dev/shm').filter((n) => n.endsWith(`-${tag}`));
   for (let i = 0; i < 250 && left().length; i++) await new Promise((r) => setTimeout(r, 20));
   assert.deepEqual(left(), [], `segments left after ${file} ${args.join(' ')} ended`);
-  return JSON.parse(run.stdout.trim().split('\n').pop()!) as Record<string, any>;
+  return JSON.parse(run.stdout.trim().split('\n').pop()!) as ScenarioResult;
 }
 
 /** Poll until `pid` is gone or `ms` passed; resolves with whether it is gone. */

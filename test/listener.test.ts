@@ -482,7 +482,12 @@ describe('SocketConnection in one process', () => {
     const chunk = Buffer.alloc(1 << 20);
     let resolved = 0;
     const sends: Promise<void>[] = [];
-    for (let i = 0; i < 64; i++) sends.push(a.sendBytes(chunk).then(() => void resolved++));
+    for (let i = 0; i < 64; i++)
+      sends.push(
+        a.sendBytes(chunk).then(() => {
+          resolved++;
+        }),
+      );
     await Promise.race([Promise.all(sends), new Promise((r) => setTimeout(r, 300))]);
     assert.ok(resolved < 64, `all ${resolved} sends of 1 MiB resolved with nobody reading`);
     for (let i = 0; i < 64; i++) assert.equal((await b.recvBytes()).length, chunk.length);

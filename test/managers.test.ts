@@ -11,7 +11,7 @@ import * as v8 from 'node:v8';
 
 import { AuthenticationError, BrokenBarrierError, Empty, Full, NotTransferableError, Process, RemoteError } from '../src/index.js';
 import { Client, type Address } from '../src/ipc/listener.js';
-import { BaseManager, IndexError, KeyError, Manager, SyncManager, ValueError, type DictProxy } from '../src/managers/managers.js';
+import { IndexError, KeyError, Manager, SyncManager, ValueError, type DictProxy } from '../src/managers/managers.js';
 import { assertNoLeftovers, describeBackends, fixture, tmpDir } from './helpers.js';
 
 type Targets = typeof import('./fixtures/manager_targets.mjs');
@@ -126,7 +126,7 @@ describe('SyncManager', () => {
   });
 
   test('nested proxies stay live (test_list_proxy_in_list, test_dict_proxy_nested)', async () => {
-    const a = await m.list([...Array(3)].map(() => 0));
+    const a = await m.list([0, 0, 0]);
     const outer = await m.list([a]);
     const inner = await outer.get(0);
     await inner.set(0, 5);
@@ -264,7 +264,7 @@ describe('SyncManager', () => {
     await assert.rejects(m._create('nope'), (e: Error) => e instanceof RemoteError && /unknown type id 'nope'/.test(e.message));
     await assert.rejects(d.pop('x'), (e: Error) => {
       assert.ok(e instanceof KeyError);
-      assert.match(String((e.cause as Error).message), /ManagedDict\.pop/, 'the remote stack is the cause');
+      assert.match((e.cause as Error).message, /ManagedDict\.pop/, 'the remote stack is the cause');
       return true;
     });
     await d.set('ok', 1);
@@ -469,7 +469,7 @@ describe('user types (_TestMyManager)', () => {
     assert.ok(counter instanceof t.IteratorProxy);
     assert.equal(await counter.next(), 0);
     assert.equal(await counter.next(), 1);
-    const child = (await counter._callmethod('child')) as { f(): Promise<string> };
+    const child = await counter._callmethod<{ f(): Promise<string> }>('child');
     assert.equal(await child.f(), 'f()');
   });
 });
@@ -490,7 +490,7 @@ describe('remote managers (_TestRemoteManager)', () => {
     await p.join();
     assert.equal(p.exitcode, 0);
     const client = await new t.RemoteManager({ address, authkey }).connect();
-    const d = (await client._create('getResults')) as DictProxy<string, string>;
+    const d = await client._create<DictProxy<string, string>>('getResults');
     assert.equal(await d.get('http://a'), 'res...');
     await assert.rejects(new t.RemoteManager({ address, authkey: 'wrong' }).connect(), AuthenticationError);
     await client.shutdown();
@@ -645,7 +645,7 @@ describeBackends('proxies in children', (ctx, method) => {
     await using m = await Manager();
     const d = await m.dict({ num: 100 });
     const lock = await m.Lock();
-    const procs = [...Array(10)].map(() => new ctx.Process({ target: t.decrement, args: [d, lock] }));
+    const procs = Array.from({ length: 10 }, () => new ctx.Process({ target: t.decrement, args: [d, lock] }));
     for (const p of procs) p.start();
     for (const p of procs) await p.join();
     assert.equal(await d.get('num'), 90);
@@ -711,5 +711,3 @@ describeBackends('proxies in children', (ctx, method) => {
     assert.deepEqual(await l.copy(), [1, 2]);
   });
 });
-
-BaseManager;

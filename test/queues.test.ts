@@ -21,7 +21,7 @@ import {
   Queue,
   SimpleQueue,
 } from '../src/index.js';
-import { describeBackends, fixture, joinAll, start, timed, runScenario } from './helpers.js';
+import { describeBackends, fixture, joinAll, start, timed, runScenario, type ScenarioResult } from './helpers.js';
 
 type Targets = typeof import('./fixtures/ipc_targets.mjs');
 type StressItem = import('./fixtures/ipc_targets.mjs').StressItem;
@@ -48,7 +48,7 @@ const CLOSED = { name: 'ProcessError', code: 'ERR_MP_CLOSED' };
 const TASK_DONE = { name: 'ProcessError', code: 'ERR_MP_TASK_DONE' };
 
 /** A scenario of ipc_targets.mjs in a process of its own (see there); its JSON line. */
-const scenario = (name: string, method: string): Promise<Record<string, any>> => runScenario('ipc_targets.mjs', [name, method]);
+const scenario = (name: string, method: string): Promise<ScenarioResult> => runScenario('ipc_targets.mjs', [name, method]);
 
 // ---------------------------------------------------------------------------------------------
 // _TestQueue
@@ -324,7 +324,7 @@ describeBackends('Queue', (ctx, method) => {
 
   test(`a consumer killed while blocked in get() does not corrupt the queue; its reader lock is recovered`, {}, async () => {
     const r = await scenario('killed-consumer', method);
-    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.error, undefined, String(r.error));
     assert.equal(r.heldByVictim, true, 'the victim held the reader lock when it was killed');
     assert.equal(r.exitcode, -9);
     assert.equal(r.count, 2000);
@@ -381,7 +381,7 @@ describeBackends('Queue', (ctx, method) => {
     assert.equal(r.intact, true);
     assert.equal(r.endedWith, 'Empty');
     // The writer lock the child's feeder held is given back (recovered) and the queue works.
-    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.error, undefined, String(r.error));
     assert.equal(r.after, 'after');
   });
 });

@@ -175,18 +175,20 @@ describe('sharedctypes in one process', () => {
     v.release();
     assert.throws(() => v.release(), /un-acquired/);
     assert.equal(await v.withLock(() => (v.value = 2.5)), 2.5);
+    const lock = v.getLock();
+    assert.ok(lock instanceof RLock);
     {
       await using _held = await v.guard();
-      assert.equal((v.getLock() as RLock)._isMine(), true);
+      assert.equal(lock._isMine(), true);
     }
-    assert.equal((v.getLock() as RLock)._isMine(), false);
+    assert.equal(lock._isMine(), false);
     await assert.rejects(
       v.withLock(() => {
         throw new Error('boom');
       }),
       /boom/,
     );
-    assert.equal((v.getLock() as RLock)._isMine(), false, 'released after a throw');
+    assert.equal(lock._isMine(), false, 'released after a throw');
   });
 
   test('every typecode round-trips its limits; out of range and wrong types are refused', () => {
