@@ -276,11 +276,11 @@ export class Process {
   }
 }
 
-function defaultNamePrefix(cls: Function): string {
+function defaultNamePrefix(cls: typeof Process): string {
   return isLibraryProcessClass(cls) ? 'Process' : cls.name || 'Process';
 }
 
-const libraryProcessClasses = new WeakSet<Function>([Process]);
+const libraryProcessClasses = new WeakSet<typeof Process>([Process]);
 const methodClasses = new Map<StartMethod, typeof Process>();
 
 /**
@@ -305,7 +305,7 @@ export interface ContextLike {
   getStartMethod(): StartMethod;
 }
 
-function isLibraryProcessClass(cls: Function): boolean {
+function isLibraryProcessClass(cls: typeof Process): boolean {
   return libraryProcessClasses.has(cls);
 }
 
@@ -412,7 +412,7 @@ current = makeMain();
 
 /** What start() sends: the target, its args and a subclass's own fields, plus the subclass itself. */
 interface ChildPayload {
-  cls: Function | null;
+  cls: typeof Process | null;
   target: unknown;
   args: readonly unknown[];
   this: Record<string, unknown>;
@@ -478,8 +478,8 @@ export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, i
   let proc: Process;
   bootstrapping = true;
   try {
-    const data = (await loads(payload)) as { cls: Function | null; target: unknown; args: unknown[]; this: Record<string, unknown> };
-    const cls = (data.cls ?? Process) as typeof Process;
+    const data = (await loads(payload)) as { cls: typeof Process | null; target: unknown; args: unknown[]; this: Record<string, unknown> };
+    const cls = data.cls ?? Process;
     proc = Object.create(cls.prototype) as Process;
     Object.assign(proc, data.this);
     internals.set(proc, { ...s, target: data.target as Internal['target'], args: data.args, counter: 0, method: undefined });

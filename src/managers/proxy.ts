@@ -8,7 +8,7 @@ import { inspect } from 'node:util';
 import { Connection } from '../ipc/connection.js';
 import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, RemoteError, RemoteTraceback } from '../errors.js';
 import { Client, type Address, type SocketConnection } from '../ipc/listener.js';
-import { registerExitTask } from '../util.js';
+import { registerExitTask, type FunctionOrClass } from '../util.js';
 import { registerType } from '../reduction/reduction.js';
 import {
   Batcher,
@@ -41,7 +41,7 @@ export interface ProxyState {
   address: Address;
   authkey: Uint8Array;
   exposed: string[];
-  proxytype: string | Function | null;
+  proxytype: string | FunctionOrClass | null;
   grant: boolean;
 }
 
@@ -306,17 +306,17 @@ export function describeAddress(a: Address): string {
 // ---------------------------------------------------------------------------------------------
 // Proxies.
 
-const proxyTypes = new Map<string, Function>();
-const proxyTags = new Map<Function, string>();
+const proxyTypes = new Map<string, FunctionOrClass>();
+const proxyTags = new Map<FunctionOrClass, string>();
 
 /** @internal Name a library proxy class, so that it crosses as a tag rather than by reference. */
-export function registerProxyType(tag: string, cls: Function): void {
+export function registerProxyType(tag: string, cls: FunctionOrClass): void {
   proxyTypes.set(tag, cls);
   proxyTags.set(cls, tag);
 }
 
 /** @internal The tag of a library proxy class, or the class itself. */
-export function proxyTypeKey(cls: Function | null | undefined): string | Function | null {
+export function proxyTypeKey(cls: FunctionOrClass | null | undefined): string | FunctionOrClass | null {
   if (!cls) return null;
   return proxyTags.get(cls) ?? cls;
 }

@@ -31,13 +31,14 @@ import {
   type WirePolicy,
 } from './wire.js';
 import { dumps } from '../reduction/reduction.js';
+import type { FunctionOrClass } from '../util.js';
 
 export interface ServerEntry {
   typeid: string;
-  callable: Function | null;
+  callable: FunctionOrClass | null;
   exposed: string[] | null;
   methodToTypeid: Record<string, string> | null;
-  proxytype: string | Function | null;
+  proxytype: string | FunctionOrClass | null;
 }
 
 export interface ServerSpec {
@@ -55,7 +56,7 @@ interface Held {
   exposed: Set<string>;
   exposedList: string[];
   methodToTypeid: Record<string, string> | null;
-  proxytype: string | Function | null;
+  proxytype: string | FunctionOrClass | null;
   refs: number;
 }
 
@@ -96,7 +97,7 @@ export function publicMethods(obj: unknown): string[] {
   return [...out];
 }
 
-function isClass(fn: Function): boolean {
+function isClass(fn: FunctionOrClass): boolean {
   return /^class[\s{]/.test(Function.prototype.toString.call(fn));
 }
 
@@ -412,7 +413,7 @@ export class Server {
     typeid: string,
     exposed: string[] | null,
     methodToTypeid: Record<string, string> | null,
-    proxytype: string | Function | null,
+    proxytype: string | FunctionOrClass | null,
   ): ProxyState {
     const list = exposed ?? publicMethods(obj);
     const id = (++this.#nextId).toString(16);

@@ -22,6 +22,7 @@ import * as v8 from 'node:v8';
 import { NotTransferableError } from '../errors.js';
 import { dumps, loads } from '../reduction/reduction.js';
 import { moduleOf, reduceFunction, type FunctionRef } from '../reduction/functions.js';
+import { isFunctionOrClass } from '../util.js';
 
 // ---------------------------------------------------------------------------------------------
 // Decoding what arrives from the wire.
@@ -243,7 +244,7 @@ export async function decodeWire(buf: Uint8Array, policy: WirePolicy): Promise<u
  * it anyway. Functions exported from a module may cross (by reference).
  */
 export function checkNoInlineFunctions(v: unknown, where: string, seen = new Set<object>()): void {
-  if (typeof v === 'function') {
+  if (isFunctionOrClass(v)) {
     try {
       reduceFunction(v, where, false);
     } catch (err) {
