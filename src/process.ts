@@ -71,6 +71,7 @@ export class Process {
    * not a string or `daemon` not a boolean.
    */
   constructor(options: ProcessOptions = {}) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('new Process(options): options must be an object like { target, args, name, daemon }');
     const { target, args = [], name, daemon } = options;
@@ -81,9 +82,8 @@ export class Process {
     if (name !== undefined && typeof name !== 'string') throw new InvalidArgumentError('new Process({ name }): name must be a string');
     if (daemon !== undefined && typeof daemon !== 'boolean')
       throw new InvalidArgumentError('new Process({ daemon }): daemon must be a boolean');
-    const cur = current ? state(current) : undefined;
-    const count = cur ? ++cur.counter : 1;
-    const identity = [...(cur?.identity ?? []), count];
+    const cur = state(current);
+    const identity = [...cur.identity, ++cur.counter];
     internals.set(this, {
       target,
       args,
@@ -91,7 +91,7 @@ export class Process {
       daemon: daemon ?? false,
       identity,
       parentPid: process.pid,
-      parentName: cur?.name ?? null,
+      parentName: cur.name,
       popen: undefined,
       closed: false,
       self: undefined,
@@ -426,12 +426,15 @@ interface ChildPayload {
  */
 export function isMainModule(meta: { url: string } | NodeJS.Module): boolean {
   if (isChild()) return false;
-  if (meta && typeof meta === 'object' && 'url' in meta && typeof meta.url === 'string') {
-    const main = process.argv[1];
-    if (!main) return false;
-    return samePath(fileURLToPath(meta.url), path.resolve(main));
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
+  if (meta && typeof meta === 'object') {
+    if ('url' in meta && typeof meta.url === 'string') {
+      const main = process.argv[1];
+      if (!main) return false;
+      return samePath(fileURLToPath(meta.url), path.resolve(main));
+    }
+    if ('exports' in meta) return require.main === meta;
   }
-  if (meta && typeof meta === 'object' && 'exports' in meta) return require.main === meta;
   throw new InvalidArgumentError('isMainModule(meta): pass import.meta (ES modules) or module (CommonJS)');
 }
 

@@ -223,6 +223,7 @@ export class Listener {
     if (address !== undefined && address !== null && !isAddress(address)) {
       throw new InvalidArgumentError('Listener(address): address must be [host, port] (port 0..65535) or a socket path');
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('Listener(address, options): options must be an object');
     const { backlog } = options;
@@ -461,6 +462,7 @@ registerType(
  */
 export async function Client(address: Address, options: ClientOptions = {}): Promise<SocketConnection> {
   if (!isAddress(address)) throw new InvalidArgumentError('Client(address): address must be [host, port] or a socket path');
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError('Client(address, options): options must be an object');
   checkFamily(options.family, address, 'Client');

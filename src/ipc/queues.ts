@@ -60,6 +60,7 @@ function waitOptions(
   what: string,
 ): { block: boolean; deadline: Deadline; signal: AbortSignal | undefined } {
   if (options === undefined) return { block: true, deadline: Infinity, signal: undefined };
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError(`${what}: options must be an object like { block, timeout, signal }`);
   const block = options.block ?? true;

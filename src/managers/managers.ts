@@ -159,6 +159,7 @@ export class BaseManager {
   #server: Server | undefined;
 
   constructor(options: ManagerOptions = {}) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('new BaseManager(options): options must be an object like { address, authkey }');
     this.#options = options;

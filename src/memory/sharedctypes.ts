@@ -183,6 +183,7 @@ export interface SyncOptions {
 }
 
 function chooseLock(options: SyncOptions | undefined, what: string): LockLike | false {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (options !== undefined && (typeof options !== 'object' || options === null))
     throw new InvalidArgumentError(`${what}: options must be an object like { lock }`);
   const lock = options?.lock;
@@ -558,6 +559,7 @@ function codePointsToString(units: Uint32Array): string {
 }
 
 function encodeAll(info: TypeInfo, values: Iterable<unknown>, what: string): (number | bigint)[] {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (values === null || typeof values[Symbol.iterator] !== 'function')
     throw new InvalidArgumentError(`${what}: takes an iterable of values, got ${describeValue(values)}`);
   const out: (number | bigint)[] = [];

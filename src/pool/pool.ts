@@ -149,6 +149,7 @@ export class Pool {
   }
 
   #resolveContext(c: ContextLike | StartMethod | undefined): ContextLike {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof c === 'object' && c !== null && typeof c.getStartMethod === 'function' && typeof c.Process === 'function') return c;
     const method = c ?? this._defaultMethod() ?? defaultStartMethod();
     if (!isStartMethod(method))

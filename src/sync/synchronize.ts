@@ -43,6 +43,7 @@ function checkOptions(
   what: string,
 ): { deadline: Deadline; block: boolean; signal: AbortSignal | undefined } {
   if (options === undefined) return { deadline: Infinity, block: true, signal: undefined };
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError(`${what}: options must be an object like { block, timeout, signal }`);
   const { block = true, timeout, signal } = options;
