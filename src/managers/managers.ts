@@ -381,6 +381,7 @@ export class BaseManager {
     if (proc.exitcode === null) {
       proc.terminate();
       await proc.join(100);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- join() changes exitcode, a getter narrowing takes as fixed
       if (proc.exitcode === null) {
         proc.kill();
         await proc.join();
