@@ -329,7 +329,10 @@ export class Listener {
     })().then(
       () => {
         this.#handshaking.delete(conn);
-        if (this.#closed) return conn.close();
+        if (this.#closed) {
+          conn.close();
+          return;
+        }
         conn._authenticated();
         this.#results.push({ conn, from });
         this.#wake();
@@ -429,6 +432,7 @@ export class Listener {
   }
 
   /** Close at the end of an `await using` block. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async, so that a throw from close() rejects
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }

@@ -51,6 +51,7 @@ process.on('exit', () => {
 function parseMaxsize(maxsize: unknown): number {
   if (maxsize === undefined || maxsize === null) return 0;
   if (typeof maxsize !== 'number' || !Number.isInteger(maxsize) || maxsize > 0x7fffffff)
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a wrong value of any type, shown as String() shows it
     throw new InvalidArgumentError(`Queue(maxsize): maxsize must be an integer (0 or less: unbounded), got ${String(maxsize)}`);
   return Math.max(0, maxsize);
 }
