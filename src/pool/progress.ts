@@ -123,6 +123,7 @@ export function mapOptions(arg: number | MapOptions | null | undefined, what: st
 export function checkChunksize(c: unknown, what: string): number | undefined {
   if (c === undefined || c === null) return undefined;
   if (typeof c !== 'number' || !Number.isInteger(c) || c < 1)
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a wrong value of any type, shown as String() shows it
     throw new InvalidArgumentError(`${what}: chunksize must be an integer >= 1, got ${String(c)}`);
   return c;
 }
