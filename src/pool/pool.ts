@@ -428,11 +428,11 @@ export class Pool {
     }
   }
 
-  #arm(owner: Owner & { _cleanup: (() => void)[] }, o: CallOptions | undefined, total?: number): void {
+  #arm<T>(owner: AsyncResult<T> | IMapIterator<T>, o: CallOptions | undefined, total?: number): void {
     this.#owners.add(owner);
     if (!o) return;
     if (o.onProgress || o.onTask) owner._tally = new Tally(o.onProgress, o.onTask, total);
-    const cancel = (err: unknown): void => (owner instanceof IMapIterator ? owner._cancel(err, true) : (owner as AsyncResult)._cancel(err));
+    const cancel = (err: unknown): void => (owner instanceof IMapIterator ? owner._cancel(err, true) : owner._cancel(err));
     if (o.signal) {
       const signal = o.signal;
       if (signal.aborted) {
