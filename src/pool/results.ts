@@ -281,7 +281,7 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
       if (this.#failure) {
         const f = this.#failure;
         this.#failure = { err: undefined };
-        // eslint-disable-next-line @typescript-eslint/only-throw-error -- the task's own failure, whatever it threw
+        // eslint-disable-next-line @typescript-eslint/only-throw-error -- what ended the loop (a failed task, an abort), whatever value it is
         if (f.err !== undefined) throw f.err;
         return { value: undefined, done: true };
       }
