@@ -105,7 +105,7 @@ function findInRequireCache(fn: FunctionOrClass): FunctionRef | undefined {
 let session: import('node:inspector').Session | undefined;
 
 function scriptUrlOf(fn: FunctionOrClass): string | undefined {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a function is looked up in ES modules
   const inspector = require('node:inspector') as typeof import('node:inspector');
   if (!session) {
     session = new inspector.Session();
@@ -203,7 +203,7 @@ const ALWAYS_BOUND = new Set(['arguments', 'undefined', 'globalThis', 'NaN', 'In
 
 /** Identifiers `source` (a function's text) uses but does not declare, less the globals. */
 export function capturedIdentifiers(source: string): string[] {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a function may cross by value
   const acorn = require('acorn') as typeof import('acorn');
   let root: import('acorn').Node | undefined;
   // Module code first (import.meta parses only there), then sloppy script code; method shorthand

@@ -50,7 +50,7 @@ function load(): Binding {
   if (binding) return binding;
   if (loadError) throw loadError;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, so that a missing addon fails here, with the message below
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
     binding = nodeGypBuild(path.join(packageRoot(), 'native')) as Binding;
     return binding;
