@@ -293,9 +293,7 @@ export function compare(
 
 /** `process.env` without `name`: for figures that must not pay e.g. NODE_EXTRA_CA_CERTS. */
 export function envWithout(name: string): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env[name];
-  return env;
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== name));
 }
 
 interface RunResult {
@@ -320,7 +318,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: num
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (code === 0) return resolve({ stdout });
+      if (code === 0) {
+        resolve({ stdout });
+        return;
+      }
       const why = signal === 'SIGKILL' ? `timed out after ${timeoutMs} ms` : `exit ${code ?? signal}`;
       reject(new Error(`${path.basename(args[0] ?? cmd)} ${why}: ${stderr.trim().slice(-3000)}`));
     };
@@ -352,6 +353,7 @@ export async function runDriver(
 }
 
 /** The main block of a driver: runs `measure(params from argv)` and prints its samples. */
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- P says what the parent sent as JSON; each driver names it
 export function driverMain<P>(measure: (params: P) => Promise<Measurement>): void {
   const params = JSON.parse(process.argv[2] ?? '{}') as P;
   measure(params).then(

@@ -10,7 +10,7 @@ let loaded: MP | undefined;
 
 /** The library, loaded on first use. */
 export function mp(): MP {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded lazily, see above
   return (loaded ??= require('../src/index.js') as MP);
 }
 

@@ -18,11 +18,14 @@ export function burn(iters: number): number {
 if (!isMainThread) {
   const lib = process.env.MP_PEER_LIB;
   if (lib === 'poolifier') {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only in this library's workers
     const { ThreadWorker } = require('poolifier') as typeof import('poolifier');
-    module.exports.worker = new ThreadWorker({ square: (x?: unknown) => square(x as number), burn: (x?: unknown) => burn(x as number) });
+    (module.exports as Record<string, unknown>).worker = new ThreadWorker({
+      square: (x?: unknown) => square(x as number),
+      burn: (x?: unknown) => burn(x as number),
+    });
   } else if (lib === 'workerpool') {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only in this library's workers
     (require('workerpool') as typeof import('workerpool')).worker({ square, burn });
   }
 }

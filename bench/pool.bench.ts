@@ -63,6 +63,9 @@ interface Adapter {
 const PEER_FILE = path.join(__dirname, 'peer_worker.js');
 const FNS = { square, burn };
 
+// Libraries load in the case that uses them: the orchestrator imports this file for its figures,
+// and our pool's workers for square and burn, and neither must load more than it needs.
+/* eslint-disable @typescript-eslint/no-require-imports -- loaded in the case that uses them, see above */
 async function make(who: Who): Promise<Adapter> {
   switch (who) {
     case 'spawn':
@@ -102,11 +105,15 @@ async function make(who: Who): Promise<Adapter> {
       return {
         run: (name, x) => pool.exec(name, [x]),
         pids: () => [],
-        close: async () => void (await pool.terminate()),
+        close: async () => {
+          await pool.terminate();
+        },
       };
     }
   }
 }
+
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
@@ -118,8 +125,10 @@ function rssMB(pid: number | 'self'): number {
 function gc(): void {
   const g = globalThis as { gc?: () => void };
   if (!g.gc) {
+    /* eslint-disable @typescript-eslint/no-require-imports -- loaded only when needed, as the libraries in make() */
     (require('node:v8') as typeof import('node:v8')).setFlagsFromString('--expose-gc');
     g.gc = (require('node:vm') as typeof import('node:vm')).runInNewContext('gc') as () => void;
+    /* eslint-enable @typescript-eslint/no-require-imports */
   }
   g.gc();
 }

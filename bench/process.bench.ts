@@ -25,6 +25,7 @@ import {
   settled,
   summarize,
 } from './harness.js';
+import { processClass } from './library.js';
 import { noop } from './targets.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -69,9 +70,8 @@ function startWorker(): Join {
 
 function multiprocStarter(method: 'spawn' | 'thread'): Start {
   // Loaded here, not at the top of the file: the raw anchors' drivers must not load the library.
-  const mp = require('../src/index.js') as typeof import('../src/index.js');
   // The default context is spawn; the figure measures exactly what a user writes.
-  const P = method === 'spawn' ? mp.Process : mp.getContext('thread').Process;
+  const P = processClass(method);
   return () => {
     const p = new P({ target: noop });
     p.start();
@@ -190,7 +190,7 @@ function measureNode(
   const params: DriverParams = { starter: who, concurrent, n: concurrent ? s.concN : s.seqN, reps: s.reps, warmup: s.warmup };
   return ctx.once(`node:${JSON.stringify(params)}${env.suffix}`, async () => {
     await ctx.settle();
-    ctx.log(`  ${who}${concurrent ? ' x' + params.n : ''}${env.suffix}`);
+    ctx.log(`  ${who}${concurrent ? ` x${params.n}` : ''}${env.suffix}`);
     return summarize(await runDriver(__filename, params, env.env));
   });
 }

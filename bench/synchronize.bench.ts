@@ -109,6 +109,7 @@ export async function conditionWaiter(cond: Condition, flags: RawArray<'i'>, wok
  * A marker argument: rebuilding one in the receiver records the time. Arguments are rebuilt in
  * order, so `[..., new Stamp(), arr, new Stamp()]` brackets exactly the rebuild of `arr`.
  */
+// eslint-disable-next-line @typescript-eslint/no-extraneous-class -- a marker: registerType needs a class, and a Stamp carries nothing
 export class Stamp {}
 const stamps: number[] = [];
 

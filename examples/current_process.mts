@@ -10,7 +10,7 @@ import { currentProcess, getContext, isMainModule, parentProcess, Process } from
 
 export function show(where: string): void {
   const parent = parentProcess();
-  console.log(`${where}: currentProcess() = ${currentProcess()}`);
+  console.log(`${where}: currentProcess() = ${currentProcess().toString()}`);
   console.log(`${where}: parentProcess() = ${parent ? `${parent.name} (pid ${parent.pid})` : 'null'}, pid = ${process.pid}`);
 }
 

@@ -61,6 +61,6 @@ if (isMainModule(import.meta)) {
   }
   const p = new Process({ target: latePut, args: [q] });
   p.start();
-  console.log(`get() waited for: ${await q.get()}`); // blocks until the child has put
+  console.log(`get() waited for: ${String(await q.get())}`); // blocks until the child has put
   await p.join();
 }

@@ -12,7 +12,7 @@ import { currentProcess, isMainModule, Process } from 'multiproc';
 
 export class MyProcess extends Process {
   override run(): void {
-    console.log(`current process ${currentProcess()}`); // 当前进程
+    console.log(`current process ${currentProcess().toString()}`); // 当前进程
   }
 }
 

@@ -28,7 +28,7 @@ import { isMainModule, Lock, Process } from 'multiproc';
 
 const TICKETS = 2;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const readDb = (db: string): { count: number } => JSON.parse(fs.readFileSync(db, 'utf8'));
+const readDb = (db: string) => JSON.parse(fs.readFileSync(db, 'utf8')) as { count: number };
 
 export async function search(name: string, db: string): Promise<void> {
   const dic = readDb(db);

@@ -71,6 +71,7 @@ export class Process {
    * not a string or `daemon` not a boolean.
    */
   constructor(options: ProcessOptions = {}) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('new Process(options): options must be an object like { target, args, name, daemon }');
     const { target, args = [], name, daemon } = options;
@@ -81,9 +82,8 @@ export class Process {
     if (name !== undefined && typeof name !== 'string') throw new InvalidArgumentError('new Process({ name }): name must be a string');
     if (daemon !== undefined && typeof daemon !== 'boolean')
       throw new InvalidArgumentError('new Process({ daemon }): daemon must be a boolean');
-    const cur = current ? state(current) : undefined;
-    const count = cur ? ++cur.counter : 1;
-    const identity = [...(cur?.identity ?? []), count];
+    const cur = state(current);
+    const identity = [...cur.identity, ++cur.counter];
     internals.set(this, {
       target,
       args,
@@ -91,7 +91,7 @@ export class Process {
       daemon: daemon ?? false,
       identity,
       parentPid: process.pid,
-      parentName: cur?.name ?? null,
+      parentName: cur.name,
       popen: undefined,
       closed: false,
       self: undefined,
@@ -276,11 +276,11 @@ export class Process {
   }
 }
 
-function defaultNamePrefix(cls: Function): string {
+function defaultNamePrefix(cls: typeof Process): string {
   return isLibraryProcessClass(cls) ? 'Process' : cls.name || 'Process';
 }
 
-const libraryProcessClasses = new WeakSet<Function>([Process]);
+const libraryProcessClasses = new WeakSet<typeof Process>([Process]);
 const methodClasses = new Map<StartMethod, typeof Process>();
 
 /**
@@ -305,7 +305,7 @@ export interface ContextLike {
   getStartMethod(): StartMethod;
 }
 
-function isLibraryProcessClass(cls: Function): boolean {
+function isLibraryProcessClass(cls: typeof Process): boolean {
   return libraryProcessClasses.has(cls);
 }
 
@@ -412,7 +412,7 @@ current = makeMain();
 
 /** What start() sends: the target, its args and a subclass's own fields, plus the subclass itself. */
 interface ChildPayload {
-  cls: Function | null;
+  cls: typeof Process | null;
   target: unknown;
   args: readonly unknown[];
   this: Record<string, unknown>;
@@ -426,12 +426,15 @@ interface ChildPayload {
  */
 export function isMainModule(meta: { url: string } | NodeJS.Module): boolean {
   if (isChild()) return false;
-  if (meta && typeof meta === 'object' && 'url' in meta && typeof meta.url === 'string') {
-    const main = process.argv[1];
-    if (!main) return false;
-    return samePath(fileURLToPath(meta.url), path.resolve(main));
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
+  if (meta && typeof meta === 'object') {
+    if ('url' in meta && typeof meta.url === 'string') {
+      const main = process.argv[1];
+      if (!main) return false;
+      return samePath(fileURLToPath(meta.url), path.resolve(main));
+    }
+    if ('exports' in meta) return require.main === meta;
   }
-  if (meta && typeof meta === 'object' && 'exports' in meta) return require.main === meta;
   throw new InvalidArgumentError('isMainModule(meta): pass import.meta (ES modules) or module (CommonJS)');
 }
 
@@ -478,8 +481,8 @@ export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, i
   let proc: Process;
   bootstrapping = true;
   try {
-    const data = (await loads(payload)) as { cls: Function | null; target: unknown; args: unknown[]; this: Record<string, unknown> };
-    const cls = (data.cls ?? Process) as typeof Process;
+    const data = (await loads(payload)) as { cls: typeof Process | null; target: unknown; args: unknown[]; this: Record<string, unknown> };
+    const cls = data.cls ?? Process;
     proc = Object.create(cls.prototype) as Process;
     Object.assign(proc, data.this);
     internals.set(proc, { ...s, target: data.target as Internal['target'], args: data.args, counter: 0, method: undefined });

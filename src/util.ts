@@ -7,6 +7,17 @@ export function isAsyncIterable(x: unknown): x is AsyncIterable<unknown> {
   return x !== null && typeof x === 'object' && typeof (x as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
 }
 
+/**
+ * A function or a class: what crosses a process boundary by reference (a target, a registered
+ * type, a proxy type). Classes have no call signature, so neither half alone covers both.
+ */
+export type FunctionOrClass = ((...args: never[]) => unknown) | (abstract new (...args: never[]) => unknown);
+
+/** Whether `x` is a function or a class (both are `typeof 'function'`). */
+export function isFunctionOrClass(x: unknown): x is FunctionOrClass {
+  return typeof x === 'function';
+}
+
 /** Whether `v` is a Promise or another thenable. */
 export function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';

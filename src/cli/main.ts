@@ -48,7 +48,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`multiproc: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.stderr.write(`multiproc: ${(err as Error | null | undefined)?.stack ?? String(err)}\n`);
     process.exitCode = 1;
   },
 );

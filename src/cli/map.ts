@@ -202,7 +202,8 @@ export async function mapCommand(argv: string[]): Promise<number> {
   const rl = readline.createInterface({ input, crlfDelay: Infinity });
   const window = Math.max(4, pool._processes * 4);
   const queue: Chunk[] = [];
-  let stop = false;
+  // Widened: fail() sets it (--fail-fast), and narrowing does not follow into a closure.
+  let stop = false as boolean;
   let wake: (() => void) | undefined;
 
   const write = async (s: string): Promise<void> => {
@@ -241,7 +242,10 @@ export async function mapCommand(argv: string[]): Promise<number> {
         if (!r || !r[0]) {
           fail(c.lines[i]!, r ? String(r[1]) : chunkError!);
           out += 'null\n';
-        } else out += `${JSON.stringify(r[1]) ?? 'null'}\n`;
+        } else {
+          // JSON.stringify gives undefined for undefined and functions, which its type leaves out.
+          out += `${(JSON.stringify(r[1]) as string | undefined) ?? 'null'}\n`;
+        }
       }
       if (out) await write(out);
       report();

@@ -13,6 +13,7 @@ const { setLibraryTypeLoader } = require('../reduction/reduction.js') as typeof 
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 // The library's own types (locks, queues, ...) load when a message first holds one.
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when needed
 setLibraryTypeLoader(() => require('../index.js') as unknown);
 
 process.once('message', (msg: StartMessage) => {
@@ -24,7 +25,7 @@ process.once('message', (msg: StartMessage) => {
   bootstrapChild(msg.config, msg.payload, process.pid).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`multiproc: child bootstrap failed: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.stderr.write(`multiproc: child bootstrap failed: ${(err as Error | null | undefined)?.stack ?? String(err)}\n`);
       process.exit(1);
     },
   );

@@ -15,7 +15,7 @@ adoptThreadTable(threads);
 bootstrapChild(config, payload, threadId).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`multiproc: thread bootstrap failed: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.stderr.write(`multiproc: thread bootstrap failed: ${(err as Error | null | undefined)?.stack ?? String(err)}\n`);
     process.exit(1);
   },
 );

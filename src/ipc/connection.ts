@@ -78,6 +78,7 @@ export abstract class Connection {
     try {
       if (this.#pendingWrites === 0 && this._tryWrite(view)) return RESOLVED;
     } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what _tryWrite threw (an Error, ours or Node's), as a rejection
       return Promise.reject(err);
     }
     // Queued behind others: copied, since the caller may reuse its buffer once this returns.
@@ -88,6 +89,7 @@ export abstract class Connection {
     try {
       if (this.#pendingWrites === 0 && this._tryWrite(msg)) return RESOLVED;
     } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what _tryWrite threw (an Error, ours or Node's), as a rejection
       return Promise.reject(err);
     }
     this.#pendingWrites++;
@@ -156,6 +158,7 @@ export abstract class Connection {
   }
 
   /** Close at the end of an `await using` block. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async, so that a throw from close() rejects
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }

@@ -223,6 +223,7 @@ export class Listener {
     if (address !== undefined && address !== null && !isAddress(address)) {
       throw new InvalidArgumentError('Listener(address): address must be [host, port] (port 0..65535) or a socket path');
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('Listener(address, options): options must be an object');
     const { backlog } = options;
@@ -328,7 +329,10 @@ export class Listener {
     })().then(
       () => {
         this.#handshaking.delete(conn);
-        if (this.#closed) return conn.close();
+        if (this.#closed) {
+          conn.close();
+          return;
+        }
         conn._authenticated();
         this.#results.push({ conn, from });
         this.#wake();
@@ -428,6 +432,7 @@ export class Listener {
   }
 
   /** Close at the end of an `await using` block. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async, so that a throw from close() rejects
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }
@@ -461,6 +466,7 @@ registerType(
  */
 export async function Client(address: Address, options: ClientOptions = {}): Promise<SocketConnection> {
   if (!isAddress(address)) throw new InvalidArgumentError('Client(address): address must be [host, port] or a socket path');
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError('Client(address, options): options must be an object');
   checkFamily(options.family, address, 'Client');

@@ -51,6 +51,7 @@ process.on('exit', () => {
 function parseMaxsize(maxsize: unknown): number {
   if (maxsize === undefined || maxsize === null) return 0;
   if (typeof maxsize !== 'number' || !Number.isInteger(maxsize) || maxsize > 0x7fffffff)
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a wrong value of any type, shown as String() shows it
     throw new InvalidArgumentError(`Queue(maxsize): maxsize must be an integer (0 or less: unbounded), got ${String(maxsize)}`);
   return Math.max(0, maxsize);
 }
@@ -60,6 +61,7 @@ function waitOptions(
   what: string,
 ): { block: boolean; deadline: Deadline; signal: AbortSignal | undefined } {
   if (options === undefined) return { block: true, deadline: Infinity, signal: undefined };
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError(`${what}: options must be an object like { block, timeout, signal }`);
   const block = options.block ?? true;

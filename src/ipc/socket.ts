@@ -349,7 +349,10 @@ export class SocketConnection extends Connection {
   protected _write(msg: Uint8Array): Promise<void> {
     return new Promise((resolve, reject) => {
       const broken = this.#broken();
-      if (broken) return reject(broken);
+      if (broken) {
+        reject(broken);
+        return;
+      }
       const header = this.#header(msg.length);
       const parts = msg.length <= SMALL ? [Buffer.concat([header, msg])] : [header, msg];
       // Resolved once the socket took the bytes (handed to the kernel): that is the backpressure.

@@ -63,7 +63,7 @@ export class ManagedDict {
   }
   getItem(key: unknown): unknown {
     const k = checkKey(key);
-    if (!this.#m.has(k)) throw new KeyError(String(describe(k)));
+    if (!this.#m.has(k)) throw new KeyError(describe(k));
     return this.#m.get(k);
   }
   set(key: unknown, value: unknown): void {
@@ -95,7 +95,7 @@ export class ManagedDict {
       return v;
     }
     if (dflt.length) return dflt[0];
-    throw new KeyError(String(describe(k)));
+    throw new KeyError(describe(k));
   }
   popitem(): [Key, unknown] {
     const last = [...this.#m.keys()].at(-1);
@@ -137,7 +137,8 @@ export function typeName(v: unknown): string {
   if (Array.isArray(v)) return 'array';
   if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
   if (typeof v === 'string') return 'str';
-  return typeof v === 'object' ? (v.constructor?.name ?? 'object') : typeof v;
+  // An object made by Object.create(null) has no constructor.
+  return typeof v === 'object' ? ((v as { constructor?: { name: string } }).constructor?.name ?? 'object') : typeof v;
 }
 
 /** Python's `<` for sorting: numbers with numbers, strings with strings, arrays element-wise. */
@@ -169,7 +170,8 @@ function normIndex(i: unknown, len: number, what: string): number {
 /** The list a SyncManager serves: an array with Python's list methods. */
 export class ManagedList {
   #a: unknown[];
-  constructor(init?: Iterable<unknown>) {
+  // Arguments come from clients, untyped: null is Python's None.
+  constructor(init?: Iterable<unknown> | null) {
     this.#a = init === undefined || init === null ? [] : [...init];
   }
   append(x: unknown): void {
@@ -204,7 +206,7 @@ export class ManagedList {
   count(x: unknown): number {
     return this.#a.filter((y) => isDeepStrictEqual(y, x)).length;
   }
-  sort(options: { key?: (x: unknown) => unknown; reverse?: boolean } = {}): void {
+  sort(options: { key?: (x: unknown) => unknown; reverse?: boolean } | null = {}): void {
     const { key, reverse = false } = options ?? {};
     const decorated = this.#a.map((v, i) => ({ v, k: key ? key(v) : v, i }));
     decorated.sort((p, q) => (reverse ? pyCompare(q.k, p.k) : pyCompare(p.k, q.k)) || p.i - q.i);
@@ -244,26 +246,25 @@ export class ManagedList {
 
 /** The Namespace a SyncManager serves: named attributes. */
 export class ManagedNamespace {
-  readonly #o: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  readonly #o = new Map<string, unknown>();
   constructor(init?: Record<string, unknown>) {
-    if (init) for (const [k, v] of Object.entries(init)) this.#o[k] = v;
+    if (init) for (const [k, v] of Object.entries(init)) this.#o.set(k, v);
   }
-  get(name: string): unknown {
-    return this.#o[String(name)];
+  // Names come from clients, untyped: a name that is not a string is used as its string form.
+  get(name: unknown): unknown {
+    return this.#o.get(String(name));
   }
-  set(name: string, value: unknown): void {
-    this.#o[String(name)] = value;
+  set(name: unknown, value: unknown): void {
+    this.#o.set(String(name), value);
   }
-  delete(name: string): boolean {
-    const had = String(name) in this.#o;
-    delete this.#o[String(name)];
-    return had;
+  delete(name: unknown): boolean {
+    return this.#o.delete(String(name));
   }
-  has(name: string): boolean {
-    return String(name) in this.#o;
+  has(name: unknown): boolean {
+    return this.#o.has(String(name));
   }
   toObject(): Record<string, unknown> {
-    return { ...this.#o };
+    return Object.fromEntries(this.#o);
   }
   _getvalue(): Record<string, unknown> {
     return this.toObject();
@@ -325,6 +326,7 @@ export class ManagedArray {
   #encode(v: unknown): unknown {
     const c = this.#typecode;
     if (c === 'c' || c === 'u') {
+      // eslint-disable-next-line @typescript-eslint/no-misused-spread -- a character is a code point, as Python counts them: what spread counts
       if (typeof v !== 'string' || [...v].length !== 1) throw new TypeError(`array item must be a 1-character string for typecode '${c}'`);
       return v;
     }

@@ -55,6 +55,7 @@ import {
 } from './types.js';
 import { parentProcess, Process } from '../process.js';
 import { moduleOf, reduceFunction } from '../reduction/functions.js';
+import type { FunctionOrClass } from '../util.js';
 
 export { BaseProxy, makeProxyType, type Token } from './proxy.js';
 export { publicMethods, Server } from './server.js';
@@ -115,10 +116,10 @@ export interface RegisterOptions {
 
 interface RegistryEntry {
   typeid: string;
-  callable: Function | null;
+  callable: FunctionOrClass | null;
   exposed: string[] | null;
   methodToTypeid: Record<string, string> | null;
-  proxytype: Function | null;
+  proxytype: (new (...args: never[]) => BaseProxy) | null;
 }
 
 /** Options of `new BaseManager(...)`. */
@@ -158,6 +159,7 @@ export class BaseManager {
   #server: Server | undefined;
 
   constructor(options: ManagerOptions = {}) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('new BaseManager(options): options must be an object like { address, authkey }');
     this.#options = options;
@@ -176,7 +178,7 @@ export class BaseManager {
    * (a class is called with `new`); it crosses to the server process by reference, so it must be
    * exported from a module. A client that only connects registers the type id without it.
    */
-  static register(typeid: string, callable?: Function | null, options: RegisterOptions = {}): void {
+  static register(typeid: string, callable?: FunctionOrClass | null, options: RegisterOptions = {}): void {
     if (typeof typeid !== 'string' || !typeid) throw new InvalidArgumentError('register(typeid): typeid must be a non-empty string');
     if (callable !== undefined && callable !== null && typeof callable !== 'function')
       throw new InvalidArgumentError('register(typeid, callable): callable must be a function or class');
@@ -379,6 +381,7 @@ export class BaseManager {
     if (proc.exitcode === null) {
       proc.terminate();
       await proc.join(100);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- join() changes exitcode, a getter narrowing takes as fixed
       if (proc.exitcode === null) {
         proc.kill();
         await proc.join();

@@ -46,7 +46,7 @@ export class ManagedPool {
   readonly #pool: Pool;
   constructor(options?: ManagedPoolOptions) {
     // Loaded here: pool.ts imports the contexts, which import the managers.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded here, see above
     const { Pool: P } = require('../pool/pool.js') as typeof import('../pool/pool.js');
     this.#pool = new P(options ?? undefined);
   }

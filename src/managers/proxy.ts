@@ -8,7 +8,7 @@ import { inspect } from 'node:util';
 import { Connection } from '../ipc/connection.js';
 import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, RemoteError, RemoteTraceback } from '../errors.js';
 import { Client, type Address, type SocketConnection } from '../ipc/listener.js';
-import { registerExitTask } from '../util.js';
+import { registerExitTask, type FunctionOrClass } from '../util.js';
 import { registerType } from '../reduction/reduction.js';
 import {
   Batcher,
@@ -41,7 +41,7 @@ export interface ProxyState {
   address: Address;
   authkey: Uint8Array;
   exposed: string[];
-  proxytype: string | Function | null;
+  proxytype: string | FunctionOrClass | null;
   grant: boolean;
 }
 
@@ -63,10 +63,12 @@ function remoteFailure(info: unknown): RemoteError {
 }
 
 export function failureInfo(err: unknown): { name: string; message: string; stack: string; code?: string } {
-  const e = err as Error & { code?: string };
+  // Anything can be thrown: null, a string, an object of any shape.
+  const e = err as (Error & { code?: unknown }) | null | undefined;
   return {
     name: e?.name ?? 'Error',
     message: e?.message ?? String(err),
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- a thrown object's stack may be any value
     stack: String(e?.stack ?? ''),
     code: typeof e?.code === 'string' ? e.code : undefined,
   };
@@ -77,7 +79,7 @@ export function failureInfo(err: unknown): { name: string; message: string; stac
 
 interface Pending {
   resolve(r: Reply): void;
-  reject(err: unknown): void;
+  reject(err: Error): void;
 }
 
 /** @internal How proxies of one server talk to it from this process. */
@@ -177,7 +179,7 @@ class SocketChannel implements Channel {
           err instanceof AuthenticationError
             ? err
             : new ProcessError(
-                `cannot connect to the manager at ${describeAddress(this.address)}: ${(err as Error)?.message ?? String(err)}`,
+                `cannot connect to the manager at ${describeAddress(this.address)}: ${(err as Error | null | undefined)?.message ?? String(err)}`,
                 { code: 'ERR_MP_MANAGER_CONNECTION', cause: err },
               ),
         );
@@ -185,7 +187,7 @@ class SocketChannel implements Channel {
     );
   }
 
-  #failAll(err: unknown): void {
+  #failAll(err: Error): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const p of pending) p.reject(err);
@@ -199,7 +201,7 @@ class SocketChannel implements Channel {
       err instanceof AuthenticationError
         ? err
         : new ProcessError(
-            `lost the connection to the manager at ${describeAddress(this.address)}: ${(err as Error)?.message ?? String(err)}`,
+            `lost the connection to the manager at ${describeAddress(this.address)}: ${(err as Error | null | undefined)?.message ?? String(err)}`,
             { code: 'ERR_MP_MANAGER_CONNECTION', cause: err },
           );
     this.#failAll(e);
@@ -245,8 +247,14 @@ class SocketChannel implements Channel {
         signal.addEventListener('abort', onAbort, { once: true });
         const done = (): void => signal.removeEventListener('abort', onAbort);
         this.#pending.set(id, {
-          resolve: (r) => (done(), resolve(r)),
-          reject: (e) => (done(), reject(e)),
+          resolve: (r) => {
+            done();
+            resolve(r);
+          },
+          reject: (e) => {
+            done();
+            reject(e);
+          },
         });
       }
       this.#send(bytes);
@@ -306,17 +314,17 @@ export function describeAddress(a: Address): string {
 // ---------------------------------------------------------------------------------------------
 // Proxies.
 
-const proxyTypes = new Map<string, Function>();
-const proxyTags = new Map<Function, string>();
+const proxyTypes = new Map<string, FunctionOrClass>();
+const proxyTags = new Map<FunctionOrClass, string>();
 
 /** @internal Name a library proxy class, so that it crosses as a tag rather than by reference. */
-export function registerProxyType(tag: string, cls: Function): void {
+export function registerProxyType(tag: string, cls: FunctionOrClass): void {
   proxyTypes.set(tag, cls);
   proxyTags.set(cls, tag);
 }
 
 /** @internal The tag of a library proxy class, or the class itself. */
-export function proxyTypeKey(cls: Function | null | undefined): string | Function | null {
+export function proxyTypeKey(cls: FunctionOrClass | null | undefined): string | FunctionOrClass | null {
   if (!cls) return null;
   return proxyTags.get(cls) ?? cls;
 }

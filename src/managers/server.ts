@@ -31,13 +31,14 @@ import {
   type WirePolicy,
 } from './wire.js';
 import { dumps } from '../reduction/reduction.js';
+import type { FunctionOrClass } from '../util.js';
 
 export interface ServerEntry {
   typeid: string;
-  callable: Function | null;
+  callable: FunctionOrClass | null;
   exposed: string[] | null;
   methodToTypeid: Record<string, string> | null;
-  proxytype: string | Function | null;
+  proxytype: string | FunctionOrClass | null;
 }
 
 export interface ServerSpec {
@@ -55,7 +56,7 @@ interface Held {
   exposed: Set<string>;
   exposedList: string[];
   methodToTypeid: Record<string, string> | null;
-  proxytype: string | Function | null;
+  proxytype: string | FunctionOrClass | null;
   refs: number;
 }
 
@@ -96,7 +97,7 @@ export function publicMethods(obj: unknown): string[] {
   return [...out];
 }
 
-function isClass(fn: Function): boolean {
+function isClass(fn: FunctionOrClass): boolean {
   return /^class[\s{]/.test(Function.prototype.toString.call(fn));
 }
 
@@ -213,6 +214,7 @@ export class Server {
       try {
         conn = await listener.accept();
       } catch (err) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- shutdown() may set it while accept() waits
         if (this.#closed || listener.closed) return;
         // A peer that failed the challenge (or vanished during it): serve the others.
         continue;
@@ -281,37 +283,59 @@ export class Server {
     try {
       switch (op) {
         case 'call': {
-          const [, , id, method, args] = msg as [number, string, string, string, unknown[]];
-          const h = this.#objects.get(id);
-          if (!h) return fail(`no shared object with id ${String(id)} (it was released, or the manager restarted)`);
-          if (typeof method !== 'string' || !h.exposed.has(method))
-            return fail(`method '${String(method)}' of ${h.typeid} object is not exposed`);
-          if (!Array.isArray(args)) return fail('args must be an array');
+          // A peer is not bound by our types: each field is checked before use.
+          const [, , id, method, args] = msg as [number, string, unknown, unknown, unknown[]];
+          const h = typeof id === 'string' ? this.#objects.get(id) : undefined;
+          if (!h) {
+            fail(`no shared object with id ${String(id)} (it was released, or the manager restarted)`);
+            return;
+          }
+          if (typeof method !== 'string' || !h.exposed.has(method)) {
+            fail(`method '${String(method)}' of ${h.typeid} object is not exposed`);
+            return;
+          }
+          if (!Array.isArray(args)) {
+            fail('args must be an array');
+            return;
+          }
           this.#invoke(h, method, args, reqId, state, reply);
           return;
         }
         case 'create': {
-          const [, , typeid, args] = msg as [number, string, string, unknown[]];
-          const e = this.#registry.get(typeid);
-          if (!e) return fail(`unknown type id '${String(typeid)}'`);
-          if (!e.callable) return fail(`type id '${typeid}' has no callable in the server`);
-          if (!Array.isArray(args)) return fail('args must be an array');
+          const [, , typeid, args] = msg as [number, string, unknown, unknown[]];
+          const e = typeof typeid === 'string' ? this.#registry.get(typeid) : undefined;
+          if (!e) {
+            fail(`unknown type id '${String(typeid)}'`);
+            return;
+          }
+          if (!e.callable) {
+            fail(`type id '${e.typeid}' has no callable in the server`);
+            return;
+          }
+          if (!Array.isArray(args)) {
+            fail('args must be an array');
+            return;
+          }
           const callable = e.callable as (...a: unknown[]) => unknown;
           this.#run(
             () => (isClass(callable) ? new (callable as unknown as new (...a: unknown[]) => unknown)(...args) : callable(...args)),
             reqId,
             state,
             (status, value) => {
-              if (status !== OK) return reply(status, value);
-              reply(PROXY, this.#register(value, typeid, e.exposed, e.methodToTypeid, e.proxytype));
+              if (status !== OK) reply(status, value);
+              else reply(PROXY, this.#register(value, e.typeid, e.exposed, e.methodToTypeid, e.proxytype));
             },
           );
           return;
         }
         case 'getvalue': {
           const h = this.#objects.get(msg[2] as string);
-          if (!h) return fail(`no shared object with id ${String(msg[2])}`);
-          const o = h.obj as { _getvalue?: () => unknown };
+          if (!h) {
+            fail(`no shared object with id ${String(msg[2])}`);
+            return;
+          }
+          // A factory may have returned null or undefined.
+          const o = h.obj as { _getvalue?: () => unknown } | null | undefined;
           reply(OK, typeof o?._getvalue === 'function' ? o._getvalue() : o);
           return;
         }
@@ -339,7 +363,7 @@ export class Server {
           setImmediate(() => this.shutdown());
           return;
         default:
-          return fail(`unknown request '${op}'`);
+          fail(`unknown request '${op}'`);
       }
     } catch (err) {
       reply(FAILED, failureInfo(err));
@@ -368,9 +392,8 @@ export class Server {
         const t = h.methodToTypeid?.[method];
         if (status === OK && t) {
           const e = this.#registry.get(t);
-          return reply(PROXY, this.#register(value, t, e?.exposed ?? null, e?.methodToTypeid ?? null, e?.proxytype ?? null));
-        }
-        reply(status, value);
+          reply(PROXY, this.#register(value, t, e?.exposed ?? null, e?.methodToTypeid ?? null, e?.proxytype ?? null));
+        } else reply(status, value);
       },
     );
   }
@@ -384,7 +407,8 @@ export class Server {
     try {
       result = fn();
     } catch (err) {
-      return done(THROWN, err);
+      done(THROWN, err);
+      return;
     } finally {
       currentCall = prev;
     }
@@ -392,8 +416,10 @@ export class Server {
       result === null ||
       (typeof result !== 'object' && typeof result !== 'function') ||
       typeof (result as PromiseLike<unknown>).then !== 'function'
-    )
-      return done(OK, result);
+    ) {
+      done(OK, result);
+      return;
+    }
     if (reqId > 0 && ctx.ctl) state.inflight.set(reqId, ctx.ctl);
     (result as PromiseLike<unknown>).then(
       (v) => {
@@ -412,7 +438,7 @@ export class Server {
     typeid: string,
     exposed: string[] | null,
     methodToTypeid: Record<string, string> | null,
-    proxytype: string | Function | null,
+    proxytype: string | FunctionOrClass | null,
   ): ProxyState {
     const list = exposed ?? publicMethods(obj);
     const id = (++this.#nextId).toString(16);
@@ -438,7 +464,8 @@ export class Server {
   }
 
   #dispose(h: Held): void {
-    const o = h.obj as { _dispose?: () => void };
+    // A factory may have returned null or undefined.
+    const o = h.obj as { _dispose?: () => void } | null | undefined;
     try {
       if (typeof o?._dispose === 'function') o._dispose();
     } catch {

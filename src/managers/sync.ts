@@ -25,10 +25,24 @@ export class WaitList {
         if (timer) clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
       };
-      const wake = (): void => (done(), resolve(true));
-      const onAbort = (): void => (done(), reject(new AbortError(undefined, { cause: signal.reason })));
+      const wake = (): void => {
+        done();
+        resolve(true);
+      };
+      const onAbort = (): void => {
+        done();
+        reject(new AbortError(undefined, { cause: signal.reason }));
+      };
       this.#w.add(wake);
-      if (deadline !== Infinity) timer = setTimeout(() => (done(), resolve(false)), Math.max(0, deadline - performance.now()));
+      if (deadline !== Infinity) {
+        timer = setTimeout(
+          () => {
+            done();
+            resolve(false);
+          },
+          Math.max(0, deadline - performance.now()),
+        );
+      }
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -217,18 +231,18 @@ export class ManagedCondition {
     const list = new WaitList();
     const w = { notified: false, wake: () => list.wake() };
     this.#waiters.add(w);
-    let error: unknown;
+    let failure: { err: unknown } | undefined;
     try {
       await until(() => w.notified, list, deadline, signal);
     } catch (err) {
-      error = err;
+      failure = { err };
     } finally {
       this.#waiters.delete(w);
     }
     // As Python's: the lock is held again when wait returns, also after a timeout or an abort
     // (unless the caller is gone).
     if (!ctx.gone) await this.#lock._acquireRestore(caller, saved, new AbortController().signal);
-    if (error) throw error;
+    if (failure) throw failure.err;
     return w.notified;
   }
   notify(n = 1): void {
@@ -362,7 +376,10 @@ export class ManagedQueue {
   _added(): void {}
   put(item: unknown, options?: ProxyWaitOptions): void | Promise<void> {
     const { block, deadline } = blockAndDeadline(options);
-    if (!this.#isFull()) return this.#push(item);
+    if (!this.#isFull()) {
+      this.#push(item);
+      return;
+    }
     if (!block) throw new Full();
     return until(() => !this.#isFull(), this.#notFull, deadline, callContext().signal).then((ok) => {
       if (!ok) throw new Full();

@@ -22,6 +22,7 @@ import * as v8 from 'node:v8';
 import { NotTransferableError } from '../errors.js';
 import { dumps, loads } from '../reduction/reduction.js';
 import { moduleOf, reduceFunction, type FunctionRef } from '../reduction/functions.js';
+import { isFunctionOrClass } from '../util.js';
 
 // ---------------------------------------------------------------------------------------------
 // Decoding what arrives from the wire.
@@ -163,7 +164,10 @@ export class Batcher {
     this.#parts = [];
     const bytes = this.#bytes;
     this.#bytes = 0;
-    if (parts.length === 1) return this.write(parts[0]!);
+    if (parts.length === 1) {
+      this.write(parts[0]!);
+      return;
+    }
     const out = Buffer.allocUnsafe(1 + 4 * parts.length + bytes);
     out[0] = BATCH_TAG;
     let at = 1;
@@ -204,14 +208,19 @@ export async function decodeWire(buf: Uint8Array, policy: WirePolicy): Promise<u
   if (typeof data !== 'object' || data === null || !Object.prototype.hasOwnProperty.call(data, ROOT)) return data;
   const root = (data as Record<string, unknown>)[ROOT];
   const reqId = Array.isArray(root) && Number.isSafeInteger(root[0]) ? (root[0] as number) : undefined;
-  let changed = false;
+  // Widened: visit() sets it, and narrowing does not follow into a closure.
+  let changed = false as boolean;
   const seen = new Set<object>();
   const visit = (v: unknown): void => {
     if (typeof v !== 'object' || v === null || seen.has(v)) return;
     seen.add(v);
     if (Array.isArray(v)) for (const x of v) visit(x);
-    else if (v instanceof Map) for (const [k, x] of v) (visit(k), visit(x));
-    else if (v instanceof Set) for (const x of v) visit(x);
+    else if (v instanceof Map) {
+      for (const [k, x] of v) {
+        visit(k);
+        visit(x);
+      }
+    } else if (v instanceof Set) for (const x of v) visit(x);
     else if (!ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer)) {
       const o = v as Record<string, unknown>;
       if (Object.prototype.hasOwnProperty.call(o, MARK)) {
@@ -243,7 +252,7 @@ export async function decodeWire(buf: Uint8Array, policy: WirePolicy): Promise<u
  * it anyway. Functions exported from a module may cross (by reference).
  */
 export function checkNoInlineFunctions(v: unknown, where: string, seen = new Set<object>()): void {
-  if (typeof v === 'function') {
+  if (isFunctionOrClass(v)) {
     try {
       reduceFunction(v, where, false);
     } catch (err) {
@@ -258,9 +267,12 @@ export function checkNoInlineFunctions(v: unknown, where: string, seen = new Set
   if (typeof v !== 'object' || v === null || seen.has(v) || ArrayBuffer.isView(v)) return;
   seen.add(v);
   if (Array.isArray(v)) v.forEach((x, i) => checkNoInlineFunctions(x, `${where}[${i}]`, seen));
-  else if (v instanceof Map)
-    for (const [k, x] of v) (checkNoInlineFunctions(k, `${where}.<key>`, seen), checkNoInlineFunctions(x, `${where}.get(…)`, seen));
-  else if (v instanceof Set) for (const x of v) checkNoInlineFunctions(x, `${where}.<item>`, seen);
+  else if (v instanceof Map) {
+    for (const [k, x] of v) {
+      checkNoInlineFunctions(k, `${where}.<key>`, seen);
+      checkNoInlineFunctions(x, `${where}.get(…)`, seen);
+    }
+  } else if (v instanceof Set) for (const x of v) checkNoInlineFunctions(x, `${where}.<item>`, seen);
   else {
     const proto = Object.getPrototypeOf(v) as unknown;
     if (proto === Object.prototype || proto === null)

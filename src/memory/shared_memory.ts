@@ -47,6 +47,7 @@ export class SharedMemory {
    * @throws ProcessError with `code` 'ENOENT' (no such block), 'EEXIST' (name taken), 'EACCES', ...
    */
   constructor(options: SharedMemoryOptions = {}) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('SharedMemory(options): options must be an object like { name, create, size }');
     const { name = null, create = false, size = 0, track = true } = options;
@@ -136,6 +137,7 @@ export class SharedMemory {
   }
 
   /** Closes (not unlinks), for `await using`. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async, so that a throw from close() rejects
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }
@@ -240,7 +242,9 @@ export class ShareableList implements Indexed, Iterable<Shareable> {
    * @throws ProcessError when the block does not exist (ENOENT) or the name is taken (EEXIST).
    */
   constructor(sequence?: Iterable<Shareable> | null, options: ShareableListOptions = {}) {
-    if (options !== undefined && (typeof options !== 'object' || options === null))
+    // The default replaces undefined; null or a primitive can still come from JavaScript.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
+    if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('ShareableList(sequence, options): options must be an object like { name }');
     const name = options.name ?? null;
     if (sequence === null || sequence === undefined) {

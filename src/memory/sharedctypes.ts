@@ -16,13 +16,8 @@ type CharCode = 'c' | 'u';
 /** What reading an element of typecode `C` gives: bigint for 64-bit integers, a 1-char string for 'c'/'u', else number. */
 export type ElementOf<C extends Typecode> = C extends BigCode ? bigint : C extends CharCode ? string : number;
 /** What an element of typecode `C` accepts: as `ElementOf`, plus safe-integer numbers for 64-bit codes and byte values for 'c'. */
-export type InputOf<C extends Typecode> = C extends BigCode
-  ? bigint | number
-  : C extends 'c'
-    ? string | number | Uint8Array
-    : C extends 'u'
-      ? string
-      : number;
+// Written as ElementOf<C> and more, so that what a getter returns is visibly what its setter takes.
+export type InputOf<C extends Typecode> = ElementOf<C> | (C extends BigCode ? number : C extends 'c' ? number | Uint8Array : never);
 /** The typed array over the memory of typecode `C` (`.buf`). */
 export type BufOf<C extends Typecode> = {
   c: Uint8Array;
@@ -183,6 +178,7 @@ export interface SyncOptions {
 }
 
 function chooseLock(options: SyncOptions | undefined, what: string): LockLike | false {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (options !== undefined && (typeof options !== 'object' || options === null))
     throw new InvalidArgumentError(`${what}: options must be an object like { lock }`);
   const lock = options?.lock;
@@ -254,8 +250,8 @@ function sizeOfInfo(info: TypeInfo): number {
 // Set while rebuilding a synchronized wrapper in a receiver: its constructor then wraps these.
 let wrapping: { obj: object; lock: LockLike } | undefined;
 
-function takeWrapping<T>(): { obj: T; lock: LockLike } | undefined {
-  const w = wrapping as { obj: T; lock: LockLike } | undefined;
+function takeWrapping(): { obj: object; lock: LockLike } | undefined {
+  const w = wrapping;
   wrapping = undefined;
   return w;
 }
@@ -285,12 +281,14 @@ export class Synchronized<C extends Typecode = Typecode> {
 
   /** @see Value */
   constructor(typecode: C, value?: InputOf<C>, options?: SyncOptions) {
-    const w = takeWrapping<RawValue<C>>();
+    const w = takeWrapping();
     if (w) {
-      this.#obj = w.obj;
+      // Set by the Value reducer's rebuild, with the RawValue it rebuilt.
+      this.#obj = w.obj as RawValue<C>;
       this.#lock = w.lock;
       return;
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- for JavaScript callers: a Symbol typecode would make a bare template throw
     const lock = chooseLock(options, `Value('${String(typecode)}', value, options)`);
     const obj = new RawValue(typecode, value);
     // Python returns the raw ctypes object for lock=False: so does this.
@@ -338,6 +336,7 @@ export class Synchronized<C extends Typecode = Typecode> {
     return guardOf(this.#lock, this, options);
   }
   /** Release the lock at the end of an `await using` block. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async, so that release() throwing (lock not held) rejects
   async [Symbol.asyncDispose](): Promise<void> {
     this.#lock.release();
   }
@@ -396,7 +395,7 @@ export interface Indexed {
 const INDEXED: ProxyHandler<Indexed> = {
   get(target, p) {
     const i = indexOfKey(p);
-    if (i < 0) return Reflect.get(target, p, target);
+    if (i < 0) return Reflect.get(target, p, target) as unknown;
     return i < target.length ? target._getAt(i) : undefined;
   },
   set(target, p, v) {
@@ -414,7 +413,7 @@ const INDEXED: ProxyHandler<Indexed> = {
 
 /** @internal Make `obj[i]` read and write through `_getAt`/`_setAt`. */
 export function indexedProxy<T extends Indexed>(obj: T): T {
-  return new Proxy(obj, INDEXED as ProxyHandler<T>);
+  return new Proxy<T>(obj, INDEXED);
 }
 
 /** The array part shared by RawArray and SynchronizedArray: indexing, iteration, copies, strings. */
@@ -545,6 +544,7 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
     const shown = this.slice(0, 20).map(describeValue).join(', ');
     return `${cls}('${this.typecode}', [${shown}${this.length > 20 ? `, ... ${this.length - 20} more` : ''}])`;
   }
+  abstract toString(): string;
   [inspect.custom](): string {
     return this.toString();
   }
@@ -558,6 +558,7 @@ function codePointsToString(units: Uint32Array): string {
 }
 
 function encodeAll(info: TypeInfo, values: Iterable<unknown>, what: string): (number | bigint)[] {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (values === null || typeof values[Symbol.iterator] !== 'function')
     throw new InvalidArgumentError(`${what}: takes an iterable of values, got ${describeValue(values)}`);
   const out: (number | bigint)[] = [];
@@ -599,6 +600,7 @@ export class RawArray<C extends Typecode = Typecode> extends ArrayBase<C> {
    * @throws InvalidArgumentError for an unknown typecode, a bad size, or a value of the wrong type or out of range.
    */
   constructor(typecode: C, sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never)) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- for JavaScript callers: a Symbol typecode would make a bare template throw
     const what = `Array('${String(typecode)}', sizeOrValues)`;
     const info = typeInfo(typecode, what);
     const { length, values } = initialValues(info, typecode, sizeOrValues, what);
@@ -626,9 +628,11 @@ export class SynchronizedArray<C extends Typecode = Typecode> extends ArrayBase<
 
   /** @see SharedArray */
   constructor(typecode: C, sizeOrValues: number | Iterable<InputOf<C>> | (C extends CharCode ? string : never), options?: SyncOptions) {
-    const w = takeWrapping<RawArray<C>>();
+    const w = takeWrapping();
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- for JavaScript callers: a Symbol typecode would make a bare template throw
     const lock = w ? w.lock : chooseLock(options, `Array('${String(typecode)}', sizeOrValues, options)`);
-    const obj = w ? w.obj : new RawArray(typecode, sizeOrValues);
+    // Set by the Array reducer's rebuild, with the RawArray it rebuilt.
+    const obj = w ? (w.obj as RawArray<C>) : new RawArray(typecode, sizeOrValues);
     // Python returns the raw ctypes array for lock=False: so does this.
     if (lock === false) return obj as unknown as SynchronizedArray<C>;
     super(obj.typecode, obj._info, obj.buf);
@@ -664,6 +668,7 @@ export class SynchronizedArray<C extends Typecode = Typecode> extends ArrayBase<
     return guardOf(this._lk, this, options);
   }
   /** Release the lock at the end of an `await using` block. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async, so that release() throwing (lock not held) rejects
   async [Symbol.asyncDispose](): Promise<void> {
     this._lk.release();
   }

@@ -152,6 +152,7 @@ export class Pool {
   }
 
   #resolveContext(c: ContextLike | StartMethod | undefined): ContextLike {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof c === 'object' && c !== null && typeof c.getStartMethod === 'function' && typeof c.Process === 'function') return c;
     const method = c ?? this._defaultMethod() ?? defaultStartMethod();
     if (!isStartMethod(method))
@@ -449,11 +450,11 @@ export class Pool {
     }
   }
 
-  #arm(owner: Owner & { _cleanup: (() => void)[] }, o: CallOptions | undefined, total?: number): void {
+  #arm<T>(owner: AsyncResult<T> | IMapIterator<T>, o: CallOptions | undefined, total?: number): void {
     this.#owners.add(owner);
     if (!o) return;
     if (o.onProgress || o.onTask) owner._tally = new Tally(o.onProgress, o.onTask, total);
-    const cancel = (err: unknown): void => (owner instanceof IMapIterator ? owner._cancel(err, true) : (owner as AsyncResult)._cancel(err));
+    const cancel = (err: unknown): void => (owner instanceof IMapIterator ? owner._cancel(err, true) : owner._cancel(err));
     if (o.signal) {
       const signal = o.signal;
       if (signal.aborted) {

@@ -96,6 +96,7 @@ function checkHook(h: unknown, name: string, what: string): void {
 
 export function checkCallOptions(o: CallOptions | undefined, what: string): void {
   if (o === undefined) return;
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (typeof o !== 'object' || o === null) throw new InvalidArgumentError(`${what}: options must be an object`);
   if (o.timeout !== undefined && (typeof o.timeout !== 'number' || Number.isNaN(o.timeout) || o.timeout < 0))
     throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds >= 0`);
@@ -122,6 +123,7 @@ export function mapOptions(arg: number | MapOptions | null | undefined, what: st
 export function checkChunksize(c: unknown, what: string): number | undefined {
   if (c === undefined || c === null) return undefined;
   if (typeof c !== 'number' || !Number.isInteger(c) || c < 1)
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a wrong value of any type, shown as String() shows it
     throw new InvalidArgumentError(`${what}: chunksize must be an integer >= 1, got ${String(c)}`);
   return c;
 }

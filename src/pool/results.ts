@@ -120,8 +120,15 @@ export class AsyncResult<T = unknown> implements Owner {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new TimeoutError(`the result was not ready within ${timeout} ms`)), Math.max(0, timeout));
       this.#promise.then(
-        (v) => (clearTimeout(timer), resolve(v)),
-        (e) => (clearTimeout(timer), reject(e)),
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own failure, whatever it threw
+          reject(e);
+        },
       );
     });
   }
@@ -195,7 +202,10 @@ export class MapResult<T = unknown> extends AsyncResult<T[]> {
   /** @internal */
   override _onResult(job: Job, ok: boolean, value: unknown): void {
     if (this.settled) return;
-    if (!ok) return void this._set(false, value);
+    if (!ok) {
+      this._set(false, value);
+      return;
+    }
     const values = value as T[];
     const start = job.index;
     for (let i = 0; i < values.length; i++) this.#results[start + i] = values[i]!;
@@ -254,6 +264,7 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
   }
 
   /** Stop early (a `break` calls it): queued tasks are dropped and running ones stopped. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async, so that a throw from _cancel() rejects
   async return(): Promise<IteratorResult<T, undefined>> {
     this._cancel(new AbortError('the imap loop was left before its end'), false);
     return { value: undefined, done: true };
@@ -272,6 +283,7 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
       if (this.#failure) {
         const f = this.#failure;
         this.#failure = { err: undefined };
+        // eslint-disable-next-line @typescript-eslint/only-throw-error -- what ended the loop (a failed task, an abort), whatever value it is
         if (f.err !== undefined) throw f.err;
         return { value: undefined, done: true };
       }
@@ -375,6 +387,7 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
           }
           items.push(r.value);
         }
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the loop may have ended (or failed) while next() was awaited
         if (this.settled) break;
         if (items.length) submit(items, this.#submitted++);
         if (finished) break;

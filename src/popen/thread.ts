@@ -49,7 +49,8 @@ class ThreadPopen implements Popen {
         resolve(this.#returncode);
       });
     });
-    worker.on('error', (err) => {
+    // A worker may throw anything, undefined included.
+    worker.on('error', (err: Error | null | undefined) => {
       // thread_main reports errors from run() itself; this is what escaped it (e.g. an
       // unhandled rejection after run returned). Print it as the thread's own stderr would.
       process.stderr.write(`Process ${config.name}:\n${err?.stack ?? String(err)}\n`);

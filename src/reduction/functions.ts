@@ -12,6 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as vm from 'node:vm';
 
 import { NotTransferableError } from '../errors.js';
+import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
 
 /** A function or class reduced for transport. */
 export type FunctionRef =
@@ -25,7 +26,7 @@ const cache = new WeakMap<object, FunctionRef>();
  * Reduce `fn` for transport. `byValue` allows self-contained inline functions to cross as source
  * (classes never do). Throws NotTransferableError naming `where` and the fix.
  */
-export function reduceFunction(fn: Function, where: string, byValue = true): FunctionRef {
+export function reduceFunction(fn: FunctionOrClass, where: string, byValue = true): FunctionRef {
   const hit = cache.get(fn);
   if (hit && (byValue || hit.kind !== 'source')) return hit;
   const ref = findFunction(fn, where, byValue);
@@ -33,7 +34,7 @@ export function reduceFunction(fn: Function, where: string, byValue = true): Fun
   return ref;
 }
 
-function findFunction(fn: Function, where: string, byValue: boolean): FunctionRef {
+function findFunction(fn: FunctionOrClass, where: string, byValue: boolean): FunctionRef {
   const source = Function.prototype.toString.call(fn);
   const isClass = /^class[\s{]/.test(source);
   const what = isClass ? `class ${fn.name || '(anonymous)'}` : `function ${fn.name || '(anonymous)'}`;
@@ -81,7 +82,7 @@ function findFunction(fn: Function, where: string, byValue: boolean): FunctionRe
 // ---------------------------------------------------------------------------------------------
 // CommonJS: every loaded module is in require.cache, so identity search is cheap.
 
-function findInRequireCache(fn: Function): FunctionRef | undefined {
+function findInRequireCache(fn: FunctionOrClass): FunctionRef | undefined {
   const requireCache = createRequire(__filename).cache;
   for (const [file, mod] of Object.entries(requireCache)) {
     const exp: unknown = mod?.exports;
@@ -103,8 +104,8 @@ function findInRequireCache(fn: Function): FunctionRef | undefined {
 
 let session: import('node:inspector').Session | undefined;
 
-function scriptUrlOf(fn: Function): string | undefined {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+function scriptUrlOf(fn: FunctionOrClass): string | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a function is looked up in ES modules
   const inspector = require('node:inspector') as typeof import('node:inspector');
   if (!session) {
     session = new inspector.Session();
@@ -112,9 +113,9 @@ function scriptUrlOf(fn: Function): string | undefined {
   }
   const s = session;
   // An in-thread session answers synchronously, so these callbacks run before post() returns.
-  const post = <T>(method: string, params: object): T => {
-    let out: { err: Error | null; res: T } | undefined;
-    s.post(method, params, (err: Error | null, res?: object) => void (out = { err, res: res as T }));
+  const post = (method: string, params: object): unknown => {
+    let out: { err: Error | null; res: unknown } | undefined;
+    s.post(method, params, (err: Error | null, res?: object) => void (out = { err, res }));
     if (!out) throw new Error(`inspector did not answer ${method}`);
     if (out.err) throw out.err;
     return out.res;
@@ -123,12 +124,11 @@ function scriptUrlOf(fn: Function): string | undefined {
   const g = globalThis as Record<string, unknown>;
   g[key] = fn;
   try {
-    const { result } = post<{ result: { objectId?: string } }>('Runtime.evaluate', { expression: `globalThis.${key}` });
+    const { result } = post('Runtime.evaluate', { expression: `globalThis.${key}` }) as { result: { objectId?: string } };
     if (!result.objectId) return undefined;
-    const props = post<{ internalProperties?: { name: string; value?: { value?: { scriptId: string } } }[] }>('Runtime.getProperties', {
-      objectId: result.objectId,
-      ownProperties: true,
-    });
+    const props = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true }) as {
+      internalProperties?: { name: string; value?: { value?: { scriptId: string } } }[];
+    };
     post('Runtime.releaseObject', { objectId: result.objectId });
     const scriptId = props.internalProperties?.find((p) => p.name === '[[FunctionLocation]]')?.value?.value?.scriptId;
     if (!scriptId) return undefined;
@@ -147,11 +147,12 @@ function scriptUrlOf(fn: Function): string | undefined {
     }
     return url;
   } finally {
+    // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- a global the inspector reads by name, not a dictionary
     delete g[key];
   }
 }
 
-function findInEsmModule(fn: Function): FunctionRef | undefined {
+function findInEsmModule(fn: FunctionOrClass): FunctionRef | undefined {
   let url: string | undefined;
   try {
     url = scriptUrlOf(fn);
@@ -202,7 +203,7 @@ const ALWAYS_BOUND = new Set(['arguments', 'undefined', 'globalThis', 'NaN', 'In
 
 /** Identifiers `source` (a function's text) uses but does not declare, less the globals. */
 export function capturedIdentifiers(source: string): string[] {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a function may cross by value
   const acorn = require('acorn') as typeof import('acorn');
   let root: import('acorn').Node | undefined;
   // Module code first (import.meta parses only there), then sloppy script code; method shorthand
@@ -338,10 +339,10 @@ function bind(p: unknown, declared: Set<string>, used: Set<string>, visit: (n: u
 // ---------------------------------------------------------------------------------------------
 // The receiving side.
 
-const loaded = new Map<string, Function>();
+const loaded = new Map<string, FunctionOrClass>();
 
 /** Turn a FunctionRef back into the function (importing its module when by reference). */
-export async function loadFunction(ref: FunctionRef): Promise<Function> {
+export async function loadFunction(ref: FunctionRef): Promise<FunctionOrClass> {
   const hit = loadFunctionSync(ref, false);
   if (hit) return hit;
   const esm = ref as Extract<FunctionRef, { kind: 'esm' }>;
@@ -354,12 +355,13 @@ export async function loadFunction(ref: FunctionRef): Promise<Function> {
  * imported here or when Node can require() them (no top-level await). Returns undefined when
  * only an asynchronous import would do (and `tryRequire` is false, or require failed).
  */
-export function loadFunctionSync(ref: FunctionRef, tryRequire = true): Function | undefined {
+export function loadFunctionSync(ref: FunctionRef, tryRequire = true): FunctionOrClass | undefined {
   const hit = loaded.get(keyOf(ref));
   if (hit) return hit;
   if (ref.kind === 'source') {
     // new Function rather than vm: code compiled by vm cannot use import() without an
     // experimental flag, and inline targets may well `await import('node:fs')`.
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- compiling the sent source is what crossing by value means
     return remember(ref, (new Function(`"use strict"; return (${asExpression(ref.source)});`) as () => unknown)(), 'inline', 'source');
   }
   if (ref.kind === 'cjs') {
@@ -383,8 +385,8 @@ function keyOf(ref: FunctionRef): string {
       : `src:${ref.source}`;
 }
 
-function remember(ref: FunctionRef, fn: unknown, exportName: string, where: string): Function {
-  if (typeof fn !== 'function') throw notExported(ref.name, exportName, where);
+function remember(ref: FunctionRef, fn: unknown, exportName: string, where: string): FunctionOrClass {
+  if (!isFunctionOrClass(fn)) throw notExported(ref.name, exportName, where);
   loaded.set(keyOf(ref), fn);
   return fn;
 }

@@ -9,6 +9,7 @@
 import * as v8 from 'node:v8';
 
 import { InvalidArgumentError, libraryErrors, NotTransferableError, RemoteTraceback } from '../errors.js';
+import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
 import { loadFunction, loadFunctionSync, reduceFunction, type FunctionRef } from './functions.js';
 
 /** How a type reduces to transportable state, and how the receiver rebuilds it. */
@@ -20,12 +21,12 @@ export interface Reducer<T extends object, S = unknown> {
 }
 
 interface Entry {
-  cls: Function;
+  cls: FunctionOrClass;
   tag: string | undefined;
   reducer: Reducer<object>;
 }
 
-const byClass = new Map<Function, Entry>();
+const byClass = new Map<FunctionOrClass, Entry>();
 const byTag = new Map<string, Entry>();
 
 /** Placeholder marker: a key no user object has by accident. */
@@ -54,6 +55,7 @@ type Placeholder =
  */
 export function registerType<T extends object, S>(cls: abstract new (...args: never[]) => T, reducer: Reducer<T, S>, tag?: string): void {
   if (typeof cls !== 'function') throw new InvalidArgumentError('registerType(cls, reducer): cls must be a class');
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (typeof reducer?.reduce !== 'function' || typeof reducer?.rebuild !== 'function') {
     throw new InvalidArgumentError('registerType(cls, reducer): reducer must have reduce(obj) and rebuild(state) functions');
   }
@@ -64,7 +66,7 @@ export function registerType<T extends object, S>(cls: abstract new (...args: ne
 
 function registered(obj: object): Entry | undefined {
   for (let p = Object.getPrototypeOf(obj) as object | null; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
-    const e = byClass.get((p as { constructor: Function }).constructor);
+    const e = byClass.get((p as { constructor: FunctionOrClass }).constructor);
     if (e) return e;
   }
   return undefined;
@@ -230,7 +232,7 @@ function scan(v: unknown, seen: Set<object> | undefined, where: string | undefin
 }
 
 function reduce(v: unknown, where: string, seen: Map<object, unknown>): unknown {
-  if (typeof v === 'function') return { [MARK]: 'fn', ref: reduceFunction(v, where) } satisfies Placeholder;
+  if (isFunctionOrClass(v)) return { [MARK]: 'fn', ref: reduceFunction(v, where) } satisfies Placeholder;
   if (typeof v !== 'object' || v === null) return v;
   const done = seen.get(v);
   if (done !== undefined) return done;
@@ -272,8 +274,8 @@ function reduce(v: unknown, where: string, seen: Map<object, unknown>): unknown 
   }
   if (isCloneableLeaf(v)) return v;
   // An instance of a user class: the class by reference and its own fields, as pickle does.
-  const cls = (Object.getPrototypeOf(v) as { constructor?: Function }).constructor;
-  if (typeof cls !== 'function') throw refuse(where, 'is an object with an unusual prototype', 'Send plain data.');
+  const cls = (Object.getPrototypeOf(v) as { constructor?: unknown }).constructor;
+  if (!isFunctionOrClass(cls)) throw refuse(where, 'is an object with an unusual prototype', 'Send plain data.');
   let clsRef: FunctionRef;
   try {
     clsRef = reduceFunction(cls, where, false);
@@ -309,7 +311,7 @@ function reduceError(err: Error, where: string, seen: Map<object, unknown>): Pla
   let cls: FunctionRef | null = null;
   let builtin = 'Error';
   for (let p = Object.getPrototypeOf(err) as object | null; p; p = Object.getPrototypeOf(p) as object | null) {
-    const ctor = (p as { constructor: Function }).constructor;
+    const ctor = (p as { constructor: FunctionOrClass }).constructor;
     if (BUILTIN_ERRORS[ctor.name] === ctor || libraryErrors.get(ctor.name) === ctor) {
       builtin = ctor.name;
       break;
@@ -328,6 +330,7 @@ function reduceError(err: Error, where: string, seen: Map<object, unknown>): Pla
     builtin,
     name: err.name,
     message: err.message,
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- user code may have set any value as the stack
     stack: String(err.stack ?? ''),
     props: undefined,
     cause: undefined,
@@ -347,6 +350,7 @@ function reduceError(err: Error, where: string, seen: Map<object, unknown>): Pla
     try {
       ph.cause = reduce(err.cause, `${where}.cause`, seen);
     } catch {
+      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a cause that cannot cross goes as text, even if only '[object Object]'
       ph.cause = String(err.cause);
     }
   }
@@ -363,6 +367,7 @@ function pathOf(where: string, key: string): string {
 }
 
 function describeKey(k: unknown): string {
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects are '{…}'; what is left (numbers, symbols, functions) prints as itself
   return typeof k === 'string' ? JSON.stringify(k) : typeof k === 'object' ? '{…}' : String(k);
 }
 
@@ -375,7 +380,7 @@ export async function loads(buf: Uint8Array): Promise<unknown> {
   const data = v8.deserialize(buf) as unknown;
   if (!isWrapped(data)) return data;
   const root = data[ROOT];
-  const fns = new Map<FunctionRef, Function>();
+  const fns = new Map<FunctionRef, FunctionOrClass>();
   const pending: Promise<void>[] = [];
   collectRefs(root, new Set(), (ref) => pending.push(loadFunction(ref).then((f) => void fns.set(ref, f))));
   await Promise.all(pending);
@@ -395,13 +400,15 @@ export function loadsSync(buf: Uint8Array): { value: unknown } | undefined {
   const data = v8.deserialize(buf) as unknown;
   if (!isWrapped(data)) return { value: data };
   const root = data[ROOT];
-  const fns = new Map<FunctionRef, Function>();
+  const refs: FunctionRef[] = [];
+  collectRefs(root, new Set(), (ref) => refs.push(ref));
+  const fns = new Map<FunctionRef, FunctionOrClass>();
   let missing = false;
-  collectRefs(root, new Set(), (ref) => {
+  for (const ref of refs) {
     const f = loadFunctionSync(ref);
     if (f) fns.set(ref, f);
     else missing = true;
-  });
+  }
   return missing ? undefined : { value: rebuild(root, fns, new Map()) };
 }
 
@@ -426,8 +433,12 @@ function collectRefs(v: unknown, seen: Set<object>, add: (ref: FunctionRef) => v
   if (typeof v !== 'object' || v === null || seen.has(v)) return;
   seen.add(v);
   if (Array.isArray(v)) for (const x of v) collectRefs(x, seen, add);
-  else if (v instanceof Map) for (const [k, x] of v) (collectRefs(k, seen, add), collectRefs(x, seen, add));
-  else if (v instanceof Set) for (const x of v) collectRefs(x, seen, add);
+  else if (v instanceof Map) {
+    for (const [k, x] of v) {
+      collectRefs(k, seen, add);
+      collectRefs(x, seen, add);
+    }
+  } else if (v instanceof Set) for (const x of v) collectRefs(x, seen, add);
   else if (isPlain(v)) {
     if (isPlaceholder(v)) {
       if (v[MARK] === 'fn') add(v.ref);
@@ -439,7 +450,7 @@ function collectRefs(v: unknown, seen: Set<object>, add: (ref: FunctionRef) => v
 }
 
 // In place where possible: the deserialized data is ours.
-function rebuild(v: unknown, fns: Map<FunctionRef, Function>, seen: Map<object, unknown>): unknown {
+function rebuild(v: unknown, fns: Map<FunctionRef, FunctionOrClass>, seen: Map<object, unknown>): unknown {
   if (typeof v !== 'object' || v === null) return v;
   if (seen.has(v)) return seen.get(v);
   if (Array.isArray(v)) {
@@ -483,7 +494,7 @@ function rebuild(v: unknown, fns: Map<FunctionRef, Function>, seen: Map<object, 
       return obj;
     }
     case 'obj': {
-      const cls = fns.get(v.cls) as Function;
+      const cls = fns.get(v.cls)!;
       if (v.custom) {
         const entry = byClass.get(cls);
         if (!entry)
@@ -507,7 +518,11 @@ function rebuild(v: unknown, fns: Map<FunctionRef, Function>, seen: Map<object, 
   }
 }
 
-function rebuildError(p: Extract<Placeholder, { [MARK]: 'err' }>, fns: Map<FunctionRef, Function>, seen: Map<object, unknown>): Error {
+function rebuildError(
+  p: Extract<Placeholder, { [MARK]: 'err' }>,
+  fns: Map<FunctionRef, FunctionOrClass>,
+  seen: Map<object, unknown>,
+): Error {
   const cls = (p.cls && fns.get(p.cls)) || BUILTIN_ERRORS[p.builtin] || libraryErrors.get(p.builtin) || Error;
   const err = Object.create(cls.prototype as object) as Error & Record<string, unknown>;
   seen.set(p, err);

@@ -50,13 +50,13 @@ function load(): Binding {
   if (binding) return binding;
   if (loadError) throw loadError;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, so that a missing addon fails here, with the message below
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
     binding = nodeGypBuild(path.join(packageRoot(), 'native')) as Binding;
     return binding;
   } catch (err) {
     loadError = new ProcessError(
-      `the multiproc native addon could not be loaded (${(err as Error)?.message ?? String(err)}). ` +
+      `the multiproc native addon could not be loaded (${(err as Error | null | undefined)?.message ?? String(err)}). ` +
         'It is compiled when the package is installed, which needs a C++ compiler, make and python3 ' +
         '(Debian/Ubuntu: apt-get install g++ make python3; Fedora: dnf install gcc-c++ make python3), ' +
         'then run: npm rebuild multiproc',
@@ -103,7 +103,8 @@ function normalName(name: string): string {
 // Native errors carry `code`; give them the library's classes and a message that says what to do.
 function translate(err: unknown, name?: string): Error {
   const e = err as NodeJS.ErrnoException;
-  const code = e?.code;
+  // Anything can be thrown, null included; a native error is an object with a string `code`.
+  const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
   if (code === 'ERR_MP_INVALID_ARG') return new InvalidArgumentError(e.message, { cause: err });
   if (typeof code !== 'string') return err as Error;
   const seg = name === undefined ? 'shared memory segment' : `shared memory segment "${normalName(name)}"`;
@@ -138,8 +139,8 @@ export function openSegment(name: string, size: number, create: boolean): Segmen
   } catch (err) {
     throw translate(err, name);
   }
-  if (!create && size !== undefined) {
-    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) {
+  if (!create) {
+    if (!Number.isInteger(size) || size < 0) {
       b.shmClose(buf);
       throw new InvalidArgumentError(`size must be an integer >= 0 when opening, got ${String(size)}`);
     }

@@ -12,7 +12,7 @@ let tid = 0;
 /** This thread's id as recorded in holder cells: threadId + 1 (0 means "unknown"). */
 export function meTid(): number {
   // Loaded on first use: node:worker_threads costs every child process ~5 ms of start-up.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, see above
   if (tid === 0) tid = (require('node:worker_threads') as typeof import('node:worker_threads')).threadId + 1;
   return tid;
 }

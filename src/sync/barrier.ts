@@ -90,6 +90,7 @@ export class Barrier {
           }
         } else {
           while (c[STATE] === FILLING) {
+            // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- shared memory: another process may change the state while this one waits
             if (!(await this.#condWait(deadline)) && c[STATE] === FILLING) {
               this.#break();
               throw new BrokenBarrierError('barrier wait timed out; the barrier is now broken');

@@ -43,6 +43,7 @@ function checkOptions(
   what: string,
 ): { deadline: Deadline; block: boolean; signal: AbortSignal | undefined } {
   if (options === undefined) return { deadline: Infinity, block: true, signal: undefined };
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError(`${what}: options must be an object like { block, timeout, signal }`);
   const { block = true, timeout, signal } = options;
@@ -86,6 +87,7 @@ abstract class LockLike {
         result = fn();
       } catch (err) {
         this.release();
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- whatever fn threw, as the async path rejects
         return Promise.reject(err);
       }
       if (!isThenable(result)) {
@@ -121,6 +123,7 @@ abstract class LockLike {
   }
 
   /** Release at the end of an `await using` block. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async, so that release() throwing (lock not held) rejects
   async [Symbol.asyncDispose](): Promise<void> {
     this.release();
   }
@@ -146,6 +149,7 @@ export class Lock extends LockLike {
     try {
       o = checkOptions(options, 'Lock.acquire');
     } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- checkOptions' InvalidArgumentError, as a rejection
       return Promise.reject(err);
     }
     if (mutexTryLock(this.#c, BASE)) return RESOLVED_TRUE;
@@ -266,6 +270,7 @@ export class Semaphore extends LockLike {
     try {
       o = checkOptions(options, `${this.constructor.name}.acquire`);
     } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- checkOptions' InvalidArgumentError, as a rejection
       return Promise.reject(err);
     }
     if (semTryAcquire(this.#c, BASE)) return RESOLVED_TRUE;
@@ -379,7 +384,7 @@ export class Condition extends LockLike {
     return this.#seg;
   }
   override toString(): string {
-    return `<Condition(${this.#lock}, ${condWaiters(this.#c, BASE)})>`;
+    return `<Condition(${this.#lock.toString()}, ${condWaiters(this.#c, BASE)})>`;
   }
   [inspect.custom](): string {
     return this.toString();
