@@ -257,7 +257,7 @@ describe('the main process and contexts', () => {
 
   test('one library for import and require: the ESM face re-exports the CommonJS build', async () => {
     const esm = (await import('multiproc')) as typeof import('../src/index.js');
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- require() itself is what this test checks
     const cjs = require('multiproc') as typeof import('../src/index.js');
     assert.equal(esm.Process, cjs.Process);
     assert.equal(esm.currentProcess(), currentProcess());
