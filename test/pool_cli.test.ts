@@ -2,11 +2,13 @@
 // line and a failing item reported with their line numbers, --fail-fast, --threads, ESM and
 // CommonJS modules, a package name, and the progress lines on stderr.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
 
+import { ProgressBar } from '../src/index.js';
 import { fixture, tmpDir } from './helpers.js';
 
 const MAIN = path.join(__dirname, '..', 'src', 'cli', 'main.js');
@@ -117,4 +119,51 @@ test('usage errors exit with 2 and say what is wrong', async () => {
   r = await run(['--help']);
   assert.equal(r.code, 0);
   assert.match(r.stdout, /--fail-fast/);
+});
+
+test('--version prints the package version', () => {
+  const r = spawnSync(process.execPath, [MAIN, '--version'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  assert.equal(r.stdout, `multiproc ${pkg.version} (node ${process.version})\n`);
+});
+
+test('a TypeScript module: refused with the fix named, then run with --import tsx in every worker', async () => {
+  const source = path.join(__dirname, '..', '..', 'test', 'fixtures', 'cli_map_targets.mts');
+  const root = path.join(__dirname, '..', '..');
+  const plain = await run([`${source}#add`, '-', '--starmap', '--no-progress'], { stdin: '[1,2]\n', cwd: root });
+  assert.equal(plain.code, 2);
+  assert.match(plain.stderr, /for TypeScript add --import tsx/);
+  const r = await run([`${source}#add`, '-', '--starmap', '--no-progress', '--import', 'tsx', '-p', '2'], {
+    stdin: '[1,2]\n[3,4]\n[5,6]\n',
+    cwd: root,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(lines(r.stdout), ['3', '7', '11']);
+});
+
+test('--trace writes a Chrome trace with a slice per chunk; --timings reports each worker', async () => {
+  const trace = path.join(dir, 'map-trace.json');
+  const input = Array.from({ length: 12 }, (_, i) => `${i}\n`).join('');
+  const r = await run([`${TARGETS}#slowFirst`, '-', '-p', '2', '-c', '2', '--no-progress', '--trace', trace, '--timings'], {
+    stdin: input,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(lines(r.stdout).length, 12);
+  const events = (JSON.parse(fs.readFileSync(trace, 'utf8')) as { traceEvents: { ph: string; name: string }[] }).traceEvents;
+  assert.equal(events.filter((e) => e.ph === 'X').length, 6, 'one complete slice per chunk of 2');
+  assert.match(r.stderr, /^worker +chunks +run ms \(mean\) +queued ms \(mean\)$/m);
+  const rows = r.stderr.split('\n').filter((l) => /PoolWorker-\d+ +\d+ +\d/.test(l));
+  assert.ok(rows.length >= 1 && rows.length <= 2, r.stderr);
+  const chunks = rows.map((l) => Number(l.trim().split(/ +/)[1])).reduce((a, b) => a + b, 0);
+  assert.equal(chunks, 6);
+  assert.match(r.stderr, /trace written to /);
+});
+
+test('progress on a terminal that reports 0 columns is drawn for 80, not clipped', () => {
+  const out: string[] = [];
+  const stream = Object.assign(new Writable({ write: (c: Buffer, _e, cb) => (out.push(c.toString()), cb()) }), { isTTY: true, columns: 0 });
+  const bar = new ProgressBar({ stream, everyMs: 0, label: 'map' });
+  bar.update({ done: 5, total: 10, failed: 0, rate: 2, elapsedMs: 2500 });
+  assert.match(out.join(''), /\[#+-+\] +50% 5\/10/);
 });

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // The `multiproc` command. Usage: multiproc <command>; see USAGE below.
+import * as path from 'node:path';
+
 import { demo } from './demo.js';
 import { mapCommand } from './map.js';
 
-const USAGE = `Usage: multiproc <command>
+const USAGE = `Usage: multiproc <command>   (multiproc --version: the version)
 
 Commands:
   demo    run the example programs (Python multiprocessing tutorials ported to TypeScript):
@@ -31,8 +33,26 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
+/** The version of this package, from its package.json (two folders above build/src/cli). */
+function version(): string {
+  for (const up of ['../../..', '../..']) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- read once, only for --version
+      const pkg = require(path.join(__dirname, up, 'package.json')) as { name?: string; version?: string };
+      if (pkg.name === 'multiproc' && pkg.version) return pkg.version;
+    } catch {
+      // not there: try the next place
+    }
+  }
+  return 'unknown';
+}
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-v' || name === 'version') {
+    process.stdout.write(`multiproc ${version()} (node ${process.version})\n`);
+    return 0;
+  }
   if (name === '--help' || name === '-h') return COMMANDS.help!(rest);
   const command = name === undefined ? undefined : Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!command) {

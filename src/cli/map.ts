@@ -2,11 +2,13 @@
 // non-blank input line is one item; the results are written to stdout as JSON lines in input
 // order (one line per item; `null` for an item that failed). Failures are reported on stderr
 // with their line number, and the others go on unless --fail-fast. See docs/pool.md.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 
 import { Pool, ProgressBar, ThreadPool, type AsyncResult, type Progress } from '../pool/pool.js';
 
@@ -24,6 +26,12 @@ Options:
   --starmap       each line is an array of arguments: fn(...line)
   --fail-fast     stop at the first bad line or failed item
   --no-progress   no progress bar on stderr
+  --import M      preload module M in this process and every worker, as node --import does;
+                  for a TypeScript module: --import tsx (the tsx package must be installed)
+  --trace FILE    write a Chrome trace-event file of the run (open it in chrome://tracing
+                  or https://ui.perfetto.dev): one row per worker, one slice per chunk
+  --timings       print per worker the chunks it ran and their mean run and queue times, on
+                  stderr at the end
 
 A line that is not valid JSON, or an item whose call throws, is reported on stderr with its line
 number and gives null in the output; the exit code is then 1.
@@ -38,6 +46,9 @@ interface MapArgs {
   starmap: boolean;
   failFast: boolean;
   progress: boolean;
+  imports: string[];
+  trace: string | undefined;
+  timings: boolean;
 }
 
 class UsageError extends Error {}
@@ -50,37 +61,51 @@ function positiveInt(name: string, v: string | undefined): number {
 }
 
 function parse(argv: string[]): MapArgs | 'help' {
-  const pos: string[] = [];
-  const a: MapArgs = {
-    target: '',
-    input: '-',
-    processes: undefined,
-    chunksize: 1,
-    threads: false,
-    starmap: false,
-    failFast: false,
-    progress: true,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [flag, inline] =
-      arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
-    if (flag === '--help' || flag === '-h') return 'help';
-    else if (flag === '--processes' || flag === '-p') a.processes = positiveInt(flag, value());
-    else if (flag === '--chunksize' || flag === '-c') a.chunksize = positiveInt(flag, value());
-    else if (flag === '--threads') a.threads = true;
-    else if (flag === '--starmap') a.starmap = true;
-    else if (flag === '--fail-fast') a.failFast = true;
-    else if (flag === '--no-progress') a.progress = false;
-    else if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option ${arg}`);
-    else pos.push(arg);
+  let parsed: ReturnType<typeof parseMapArgs>;
+  try {
+    parsed = parseMapArgs(argv);
+  } catch (err) {
+    // parseArgs names the option; its codes (ERR_PARSE_ARGS_*) say nothing a user needs.
+    throw new UsageError((err as Error).message);
   }
+  const { values: v, positionals: pos } = parsed;
+  if (v.help) return 'help';
   if (pos.length === 0) throw new UsageError('missing <module>#<export>');
   if (pos.length > 2) throw new UsageError(`too many arguments: ${pos.slice(2).join(' ')}`);
-  a.target = pos[0]!;
-  a.input = pos[1] ?? '-';
-  return a;
+  if (v.trace === '') throw new UsageError('--trace needs a file path');
+  return {
+    target: pos[0]!,
+    input: pos[1] ?? '-',
+    processes: v.processes === undefined ? undefined : positiveInt('--processes', v.processes),
+    chunksize: v.chunksize === undefined ? 1 : positiveInt('--chunksize', v.chunksize),
+    threads: v.threads ?? false,
+    starmap: v.starmap ?? false,
+    failFast: v['fail-fast'] ?? false,
+    progress: !(v['no-progress'] ?? false),
+    imports: v.import ?? [],
+    trace: v.trace,
+    timings: v.timings ?? false,
+  };
+}
+
+function parseMapArgs(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      processes: { type: 'string', short: 'p' },
+      chunksize: { type: 'string', short: 'c' },
+      threads: { type: 'boolean' },
+      starmap: { type: 'boolean' },
+      'fail-fast': { type: 'boolean' },
+      'no-progress': { type: 'boolean' },
+      import: { type: 'string', multiple: true },
+      trace: { type: 'string' },
+      timings: { type: 'boolean' },
+    },
+  });
 }
 
 /** `./lib.mjs#square` → the module's URL and the export name (`default` without `#`). */
@@ -104,7 +129,16 @@ export function resolveTarget(spec: string, cwd = process.cwd()): { url: string;
 type AnyFn = (...args: unknown[]) => unknown;
 
 async function loadTarget(url: string, exportName: string): Promise<AnyFn> {
-  const mod = (await import(url)) as Record<string, unknown> & { default?: Record<string, unknown> };
+  let mod: Record<string, unknown> & { default?: Record<string, unknown> };
+  try {
+    mod = (await import(url)) as typeof mod;
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_UNKNOWN_FILE_EXTENSION')
+      throw new UsageError(
+        `${url}: Node cannot import this file type by itself; for TypeScript add --import tsx (with the tsx package installed)`,
+      );
+    throw err;
+  }
   let fn = mod[exportName];
   // A CommonJS module imported from here: its module.exports is the default export.
   if (fn === undefined && mod.default && typeof mod.default === 'object') fn = mod.default[exportName];
@@ -173,7 +207,7 @@ export async function mapCommand(argv: string[]): Promise<number> {
       return 0;
     }
     fnUrl = resolveTarget(a.target);
-    await loadTarget(fnUrl.url, fnUrl.exportName);
+    if (a.imports.every((m) => hasImport(process.execArgv, m))) await loadTarget(fnUrl.url, fnUrl.exportName);
     if (a.input !== '-' && !fs.existsSync(a.input)) throw new UsageError(`input file not found: ${a.input}`);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
@@ -181,6 +215,10 @@ export async function mapCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const args = a;
+  // Preloads must be in this process (to import the module) and reach every worker: workers
+  // start with this process's execArgv, so the command runs again with them added.
+  const missing = args.imports.filter((m) => !hasImport(process.execArgv, m));
+  if (missing.length) return rerunWith(missing);
   const stdout = process.stdout;
   const err = (msg: string): void => void process.stderr.write(`multiproc map: ${msg}\n`);
   const lineTotal = args.input === '-' ? undefined : countLines(args.input);
@@ -197,7 +235,22 @@ export async function mapCommand(argv: string[]): Promise<number> {
   };
 
   const P = args.threads ? ThreadPool : Pool;
-  const pool = new P({ processes: args.processes ?? null, initializer: mapInit, initargs: [fnUrl.url, fnUrl.exportName] });
+  const timings = args.timings ? new Map<string, { tasks: number; runMs: number; queuedMs: number }>() : undefined;
+  const pool = new P({
+    processes: args.processes ?? null,
+    initializer: mapInit,
+    initargs: [fnUrl.url, fnUrl.exportName],
+    trace: args.trace ?? null,
+    onTask: timings
+      ? (t) => {
+          const w = timings.get(t.worker) ?? { tasks: 0, runMs: 0, queuedMs: 0 };
+          w.tasks++;
+          w.runMs += t.runMs;
+          w.queuedMs += t.queuedMs;
+          timings.set(t.worker, w);
+        }
+      : null,
+  });
   const input = args.input === '-' ? process.stdin : fs.createReadStream(args.input);
   const rl = readline.createInterface({ input, crlfDelay: Infinity });
   const window = Math.max(4, pool._processes * 4);
@@ -309,6 +362,41 @@ export async function mapCommand(argv: string[]): Promise<number> {
   }
   report();
   bar?.finish();
+  if (timings) printTimings(timings);
+  if (args.trace) err(`trace written to ${args.trace}`);
   if (failed) err(`${failed} of ${done} item(s) failed`);
   return failed ? 1 : 0;
+}
+
+function printTimings(timings: Map<string, { tasks: number; runMs: number; queuedMs: number }>): void {
+  const rows = [...timings].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }));
+  // A task is one chunk (--chunksize lines).
+  const lines = ['worker                      chunks   run ms (mean)   queued ms (mean)'];
+  for (const [name, w] of rows) {
+    lines.push(
+      `${name.padEnd(26)} ${String(w.tasks).padStart(7)} ${(w.runMs / w.tasks).toFixed(2).padStart(15)} ${(w.queuedMs / w.tasks).toFixed(2).padStart(18)}`,
+    );
+  }
+  process.stderr.write(`${lines.join('\n')}\n`);
+}
+
+function hasImport(execArgv: readonly string[], module: string): boolean {
+  for (let i = 0; i < execArgv.length; i++) {
+    const a = execArgv[i]!;
+    if ((a === '--import' && execArgv[i + 1] === module) || a === `--import=${module}`) return true;
+  }
+  return false;
+}
+
+/** Run this command again in a Node started with `--import` for each of `modules`; its exit code. */
+function rerunWith(modules: string[]): Promise<number> {
+  const argv = [...process.execArgv, ...modules.flatMap((m) => ['--import', m]), ...process.argv.slice(1)];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, argv, { stdio: 'inherit' });
+    child.once('error', (e) => {
+      process.stderr.write(`multiproc map: cannot start node with --import ${modules.join(', ')}: ${e.message}\n`);
+      resolve(2);
+    });
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
 }

@@ -370,7 +370,8 @@ export class ProgressBar {
     if (this.#tty) {
       if (complete || now - this.#lastDraw >= this.#everyMs) {
         this.#lastDraw = now;
-        const cols = this.#stream.columns ?? 80;
+        // A terminal may report 0 (or nothing) for its width: draw for 80 columns then.
+        const cols = this.#stream.columns !== undefined && this.#stream.columns >= 20 ? this.#stream.columns : 80;
         this.#stream.write(`\r${this.line(p).slice(0, Math.max(10, cols - 1))}\x1b[K`);
       }
       return;
