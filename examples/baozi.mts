@@ -1,4 +1,4 @@
-// A baker and an eater of 包子 (baozi, steamed buns) around a JoinableQueue(30) (seed 001,
+// A baker and an eater of 包子 (baozi, steamed buns) around a JoinableQueue(30) (tutorial 2,
 // "用队列实现消费者生产者模型", a producer/consumer model with a queue).
 //
 // Python:

@@ -1,4 +1,4 @@
-// A daemon and a normal child side by side (seed 001 "守护进程").
+// A daemon and a normal child side by side (tutorial 2 "守护进程").
 //
 // Python:
 //     def f1(): time.sleep(3); print('xxxx')

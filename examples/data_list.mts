@@ -1,4 +1,4 @@
-// Data is not shared between processes (seed 000 "进程间的数据不会共享").
+// Data is not shared between processes (tutorial 1 "进程间的数据不会共享").
 //
 // Python:
 //     data_list = []

@@ -1,4 +1,4 @@
-// Processes do not share memory (seed 002 §4 "进程之间内存空间互相隔离", seed 001's f1).
+// Processes do not share memory (tutorial 3 §4 "进程之间内存空间互相隔离", tutorial 2's f1).
 //
 // Python:
 //     n = 100

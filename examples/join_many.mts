@@ -1,4 +1,4 @@
-// join(): wait for children; they run concurrently (seed 002 §3 "join方法等待子进程结束").
+// join(): wait for children; they run concurrently (tutorial 3 §3 "join方法等待子进程结束").
 //
 // Python:
 //     for i in range(1, 5):

@@ -1,4 +1,4 @@
-// Producers and daemon consumers around a JoinableQueue (seed 002 §10, "JoinableQueue").
+// Producers and daemon consumers around a JoinableQueue (tutorial 3 §10, "JoinableQueue").
 //
 // Python:
 //     def consumer(name, q):
@@ -8,7 +8,7 @@
 //             print('吃货%s吃了%s' % (name, res))
 //             q.task_done()                  # one item handled: a signal for q.join()
 //     q = JoinableQueue()
-//     ... the same three producers and two consumers as seed 002 §9 ...
+//     ... the same three producers and two consumers as tutorial 3 §9 ...
 //     c1.daemon = True; c2.daemon = True     # the consumers die with the main process
 //     p1.start(); p2.start(); p3.start(); c1.start(); c2.start()
 //     p1.join(); p2.join(); p3.join()        # production is over

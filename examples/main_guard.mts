@@ -1,4 +1,4 @@
-// Why code that starts processes sits behind the main guard (seed 003, "Windows下的问题").
+// Why code that starts processes sits behind the main guard (tutorial 4, "Windows下的问题").
 //
 // Python on Windows (and with the spawn start method everywhere) starts a child by running
 // the program again from the top; without `if __name__ == '__main__':` every child would
@@ -14,7 +14,7 @@ import { isMainModule, Process } from 'multiproc';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function foo(): Promise<void> {
-  await sleep(300); // the seed sleeps 3 s
+  await sleep(300); // the tutorial sleeps 3 s
   console.log('this is foo function');
 }
 

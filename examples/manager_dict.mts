@@ -1,4 +1,4 @@
-// A dict served by a Manager, written by 10 processes (seed 000 "Manager进程间数据共享").
+// A dict served by a Manager, written by 10 processes (tutorial 1 "Manager进程间数据共享").
 //
 // Python:
 //     def task(arg, dic):
@@ -12,7 +12,7 @@
 //     print(dic)
 //
 // The dict lives in the manager's server process; `dic` here and in every child is a proxy
-// whose methods are calls to that server (they return Promises). The seed busy-polls; here the
+// whose methods are calls to that server (they return Promises). The tutorial busy-polls; here the
 // poll sleeps 10 ms between rounds so that it does not burn a core.
 import { isMainModule, Manager, Process, type DictProxy } from 'multiproc';
 

@@ -1,5 +1,5 @@
-// A Manager dict decremented by 10 processes under a Lock (seed 001 "数据共享 manager"; the
-// `with Manager() as m:` of seed 003 is `await using`).
+// A Manager dict decremented by 10 processes under a Lock (tutorial 2 "数据共享 manager"; the
+// `with Manager() as m:` of tutorial 4 is `await using`).
 //
 // Python:
 //     def f1(m_d, l2):
@@ -16,7 +16,7 @@
 //
 // A manager does not lock its dict for you: reading, changing and writing back are three calls,
 // and two processes in between would both write the same value. Under the Lock the result is
-// exactly 90. The seed's Lock is a plain multiprocessing.Lock (shared memory); a manager's own
+// exactly 90. The tutorial's Lock is a plain multiprocessing.Lock (shared memory); a manager's own
 // `await m.Lock()` works the same way, and also across machines.
 import { isMainModule, Lock, Manager, Process, type DictProxy } from 'multiproc';
 

@@ -1,4 +1,4 @@
-// Sharing data between computers (seed 000 "进程间的数据通信,其他电脑"): a crawler whose
+// Sharing data between computers (tutorial 1 "进程间的数据通信,其他电脑"): a crawler whose
 // workers store what they fetched in a dict served over TCP by another process.
 //
 // Python (two programs, usually on two machines):

@@ -1,4 +1,4 @@
-// pid, ppid and name (seed 002 §5 "进程对象其他相关的属性或方法").
+// pid, ppid and name (tutorial 3 §5 "进程对象其他相关的属性或方法").
 //
 // Python:
 //     print('%s is running爹是 %s' % (os.getpid(), os.getppid()))     # in the child

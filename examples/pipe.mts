@@ -1,4 +1,4 @@
-// A Pipe between the parent and a child: messages both ways, then EOF (seed 003 "Pipe";
+// A Pipe between the parent and a child: messages both ways, then EOF (tutorial 4 "Pipe";
 // Python's docs, "Exchanging objects between processes").
 //
 // Python:
@@ -18,7 +18,7 @@
 //     parent_conn.recv()                     # EOFError: every copy of the other end is closed
 //     p.join()
 //
-// As seed 003 says, recv() raises EOFError only once every process that held the other end has
+// As tutorial 4 says, recv() raises EOFError only once every process that held the other end has
 // closed it: that is why the parent closes its own copy of the child's end after start().
 // recv() and poll() return Promises; send() returns one that resolves once the message is in
 // the pipe.

@@ -1,4 +1,4 @@
-// A pool of 5 workers runs 6 tasks with applyAsync, then close() and join() (seed 000 §进程池).
+// A pool of 5 workers runs 6 tasks with applyAsync, then close() and join() (tutorial 1 §进程池).
 //
 // Python:
 //     p = Pool(5)

@@ -1,4 +1,4 @@
-// apply vs applyAsync, and applyAsync(f1, args, { callback: f2 }) on Pool(3) (seeds 003 and 004).
+// apply vs applyAsync, and applyAsync(f1, args, { callback: f2 }) on Pool(3) (tutorials 4 and 5).
 //
 // Python:
 //     pool = Pool(3)

@@ -1,4 +1,4 @@
-// Producers and consumers around a Queue, ended with None sentinels (seed 002 §9, "生产者与消费者模型").
+// Producers and consumers around a Queue, ended with None sentinels (tutorial 3 §9, "生产者与消费者模型").
 //
 // Python:
 //     def producer(name, food, q):

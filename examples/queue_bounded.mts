@@ -1,4 +1,4 @@
-// A bounded queue: Queue(3) (seed 002 §8, "队列").
+// A bounded queue: Queue(3) (tutorial 3 §8, "队列").
 //
 // Python:
 //     q = Queue(3)
@@ -9,7 +9,7 @@
 //     print('队列为空')            # "the queue is empty"
 //     print(q.get())             # blocks: "waits for something to be put, like a lock"
 //
-// The seed leaves the blocking calls commented out or hanging. Here each is shown without
+// The tutorial leaves the blocking calls commented out or hanging. Here each is shown without
 // hanging: put_nowait on the full queue raises Full, a put with a timeout gives up with Full, a
 // get with a timeout on the empty queue gives up with Empty, and a final get blocks until a child
 // process puts something. Timeouts are milliseconds (Python's are seconds).

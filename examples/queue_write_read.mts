@@ -1,4 +1,4 @@
-// A writer and an endless reader sharing a Queue (seed 000 "进程间通信", inter-process communication).
+// A writer and an endless reader sharing a Queue (tutorial 1 "进程间通信", inter-process communication).
 //
 // Python:
 //     def write(q):
@@ -19,7 +19,7 @@
 //     pr.terminate()     # the reader loops forever: it can only be ended by force
 //
 // The parent creates the queue and passes it to both children, where it arrives connected to the
-// same shared memory. In the seed, pr.terminate() comes right after the writer ends, so the reader
+// same shared memory. In the tutorial, pr.terminate() comes right after the writer ends, so the reader
 // may be killed before it printed the last value. Here the queue is a JoinableQueue and the
 // reader calls taskDone() after each print: the parent's `await q.join()` waits for that, and the
 // output is the same on every run.
@@ -32,7 +32,7 @@ export async function write(q: JoinableQueue<string>): Promise<void> {
   for (const value of ['A', 'B', 'C']) {
     console.log(`Put ${value} to queue...`);
     await q.put(value);
-    await sleep(50 + Math.random() * 100); // the seed sleeps random.random() s
+    await sleep(50 + Math.random() * 100); // the tutorial sleeps random.random() s
   }
 }
 
@@ -41,7 +41,7 @@ export async function read(q: JoinableQueue<string>): Promise<void> {
   for (;;) {
     const value = await q.get(); // Python's q.get(1): block = True
     console.log(`Get ${value} from queue.`);
-    q.taskDone(); // not in the seed: tells q.join() this value was handled
+    q.taskDone(); // not in the tutorial: tells q.join() this value was handled
   }
 }
 

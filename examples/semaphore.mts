@@ -1,4 +1,4 @@
-// A semaphore lets at most N processes into a section at once (seed 003 "Semaphore(信号量)").
+// A semaphore lets at most N processes into a section at once (tutorial 4 "Semaphore(信号量)").
 //
 // Python:
 //     sem = Semaphore(2)

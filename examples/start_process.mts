@@ -1,4 +1,4 @@
-// Starting a process, with args and with a name (seed 002 §2 "开启进程的方式").
+// Starting a process, with args and with a name (tutorial 3 §2 "开启进程的方式").
 //
 // Python:
 //     def task(name):
@@ -15,7 +15,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function task(name: string): Promise<void> {
   console.log(`${name} is running (process name: ${currentProcess().name})`);
-  await sleep(300); // the seed sleeps 3 s
+  await sleep(300); // the tutorial sleeps 3 s
   console.log(`${name} is done`);
 }
 

@@ -1,4 +1,4 @@
-// A Process subclass that overrides run() (seed 000 "通过类创建进程").
+// A Process subclass that overrides run() (tutorial 1 "通过类创建进程").
 //
 // Python:
 //     class Myprocess(Process):

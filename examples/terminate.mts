@@ -1,4 +1,4 @@
-// terminate() and isAlive() (seed 002 §5 "杀死子进程", seed 003 on p.terminate()).
+// terminate() and isAlive() (tutorial 3 §5 "杀死子进程", tutorial 4 on p.terminate()).
 //
 // Python:
 //     p = Process(target=task); p.start()
@@ -7,7 +7,7 @@
 //     time.sleep(0.1)        # 需要时间 (it takes a moment)
 //     print(p.is_alive())    # False
 //
-// Seed 003: right after terminate(), is_alive() is still True; once the child has ended it
+// Tutorial 4: right after terminate(), is_alive() is still True; once the child has ended it
 // is False. The child here is killed before it gets to print anything.
 import { isMainModule, Process } from 'multiproc';
 
@@ -15,7 +15,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function task(): Promise<void> {
   console.log(`${process.pid} is running`);
-  await sleep(30_000); // the seed sleeps 30 s: we never get there
+  await sleep(30_000); // the tutorial sleeps 30 s: we never get there
   console.log(`${process.pid} is done`);
 }
 

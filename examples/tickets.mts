@@ -1,4 +1,4 @@
-// Buying tickets (抢票) with a mutex (seed 002 §7 "进程互斥锁").
+// Buying tickets (抢票) with a mutex (tutorial 3 §7 "进程互斥锁").
 //
 // Python:
 //     def search(name):                        # 查票: read db.json, look at the count
@@ -32,7 +32,7 @@ const readDb = (db: string) => JSON.parse(fs.readFileSync(db, 'utf8')) as { coun
 
 export async function search(name: string, db: string): Promise<void> {
   const dic = readDb(db);
-  await sleep(100); // the seed sleeps 1 s: "checking" the tickets
+  await sleep(100); // the tutorial sleeps 1 s: "checking" the tickets
   console.log(`${name} 查看到余票为${dic.count}`);
 }
 
@@ -40,7 +40,7 @@ export async function get(name: string, db: string): Promise<void> {
   const dic = readDb(db);
   if (dic.count > 0) {
     dic.count -= 1;
-    await sleep(100 + Math.floor(Math.random() * 200)); // filling in the form, paying (seed: 1-3 s)
+    await sleep(100 + Math.floor(Math.random() * 200)); // filling in the form, paying (tutorial: 1-3 s)
     // Written aside and renamed into place: the searches read the file without the lock, and
     // must never see it half-written.
     fs.writeFileSync(`${db}.${process.pid}`, JSON.stringify(dic));

@@ -1,4 +1,4 @@
-// FIXTURE, not a demo: the unguarded-main mistake of seed 003 (the Windows fork bomb).
+// FIXTURE, not a demo: the unguarded-main mistake of tutorial 4 (the Windows fork bomb).
 //
 // This module starts a process at its top level WITHOUT the main guard. The child imports
 // this module to find `foo`, reaches `p.start()` again while still bootstrapping, and the

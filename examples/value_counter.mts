@@ -1,4 +1,4 @@
-// A shared counter, with and without its lock. Seed 001 ("进程锁", process lock) shows this race
+// A shared counter, with and without its lock. Tutorial 2 ("进程锁", process lock) shows this race
 // on a Manager dict (tmp = m_d['num']; tmp -= 1; m_d['num'] = tmp, under `with l2:`); here it is
 // on a shared Value, as Python's docs do it.
 //

@@ -424,7 +424,7 @@ const COOKS: [string, string][] = [
 const DISHES = COOKS.flatMap(([, food]) => Array.from({ length: 10 }, (_, i) => `${food}${i}`));
 
 /**
- * The cooks' and eaters' lines of seed 002 §9/§10: every cook produced its 10 dishes in order,
+ * The cooks' and eaters' lines of tutorial 3 §9/§10: every cook produced its 10 dishes in order,
  * every dish was eaten exactly once, and each eater ate each cook's dishes in order (the queue is
  * FIFO per producer). Returns the lines that are neither.
  */
@@ -628,7 +628,7 @@ test('cli: demo runs the chosen examples under a heading each and ends with a su
   assert.equal(run.code, 0, run.stdout);
   const headings = run.lines.filter((l) => l.startsWith('== '));
   assert.deepEqual(
-    headings.map((h) => h.match(/^== (\d+)\/2 (\w+): .+ \(twin of seed .+\)$/)?.[2]),
+    headings.map((h) => h.match(/^== (\d+)\/2 (\w+): .+ \(from tutorial .+\)$/)?.[2]),
     DEMO_EXAMPLES.map((e) => e.file).filter((f) => chosen.includes(f)),
   );
   assert.match(run.lines.at(-1)!, /^demo: 2\/2 examples ran successfully in \d+\.\d s$/);

@@ -1,15 +1,15 @@
-// `multiproc demo`: run the example programs, the TypeScript twins of the seed tutorials'
+// `multiproc demo`: run the example programs, the TypeScript twins of the tutorial tutorials'
 // Process-level programs, one after another, each under a short heading.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-/** One example of the demo: its compiled file, what it shows and the seed program it twins. */
+/** One example of the demo: its compiled file, what it shows and the tutorial program it twins. */
 export interface DemoExample {
   /** Base name in examples/ (examples/<file>.mts, compiled to build/examples/<file>.mjs). */
   file: string;
   shows: string;
-  seed: string;
+  source: string;
 }
 
 /**
@@ -19,40 +19,40 @@ export interface DemoExample {
  * examples/unguarded_main.mts is a fixture for the tests (it fails on purpose) and is left out.
  */
 export const DEMO_EXAMPLES: readonly DemoExample[] = [
-  { file: 'start_process', shows: 'start a process with args and with a name', seed: 'seed 002 §2' },
-  { file: 'join_many', shows: 'join() four timed tasks: the total is the longest, not the sum', seed: 'seed 002 §3' },
+  { file: 'start_process', shows: 'start a process with args and with a name', source: 'tutorial 3 §2' },
+  { file: 'join_many', shows: 'join() four timed tasks: the total is the longest, not the sum', source: 'tutorial 3 §3' },
   {
     file: 'isolated_globals',
     shows: "a child setting a module-level variable leaves the parent's alone",
-    seed: 'seed 002 §4, seed 001 f1',
+    source: 'tutorial 3 §4, tutorial 2 f1',
   },
-  { file: 'data_list', shows: 'five children append to their own copy of a list', seed: 'seed 000' },
-  { file: 'pid_ppid', shows: 'pid, ppid, name and currentProcess().pid', seed: 'seed 002 §5' },
+  { file: 'data_list', shows: 'five children append to their own copy of a list', source: 'tutorial 1' },
+  { file: 'pid_ppid', shows: 'pid, ppid, name and currentProcess().pid', source: 'tutorial 3 §5' },
   {
     file: 'current_process',
     shows: 'currentProcess()/parentProcess() in the parent, a process child and a thread child',
-    seed: 'seed 000, seed 002 §5',
+    source: 'tutorial 1, tutorial 3 §5',
   },
-  { file: 'subclass_run', shows: 'a Process subclass overriding run(), started 4 times', seed: 'seed 000' },
-  { file: 'terminate', shows: 'terminate(): isAlive() is true right after, false once it ended', seed: 'seed 002 §5, seed 003' },
-  { file: 'daemon_eunuch', shows: 'a daemon child (老太监) dies with the main process (皇帝)', seed: 'seed 002 §6' },
-  { file: 'daemon_pair', shows: 'a daemon and a normal child: only the normal one finishes', seed: 'seed 001' },
-  { file: 'main_guard', shows: 'why code that starts processes sits behind the main guard', seed: 'seed 003' },
-  { file: 'lock_print', shows: 'two processes print under one Lock: the locked prints never interleave', seed: 'seed 000' },
-  { file: 'tickets', shows: '10 buyers, a JSON file and a Lock: no ticket is sold twice', seed: 'seed 002 §7' },
-  { file: 'semaphore', shows: 'Semaphore(2): six processes, never more than two inside', seed: 'seed 003' },
-  { file: 'value_counter', shows: 'a shared Value counter: exact under its lock, short without it', seed: 'seed 001' },
-  { file: 'queue_write_read', shows: 'a writer and an endless reader share a Queue; the reader is terminated', seed: 'seed 000' },
-  { file: 'queue_bounded', shows: 'Queue(3): full, Full, Empty, and a get() that waits for a child', seed: 'seed 002 §8' },
-  { file: 'producer_consumer', shows: 'three cooks, two eaters, one Queue, ended by null sentinels', seed: 'seed 002 §9' },
-  { file: 'joinable_queue', shows: 'the same with a JoinableQueue: daemon eaters, taskDone() and q.join()', seed: 'seed 002 §10' },
-  { file: 'baozi', shows: 'a baker and a daemon eater of 包子 around a JoinableQueue(30)', seed: 'seed 001' },
-  { file: 'pipe', shows: 'a Pipe: messages both ways, bytes, then EOFError once the child closed', seed: 'seed 003' },
-  { file: 'pool_apply_async', shows: 'Pool(5) runs 6 applyAsync tasks, then close() and join()', seed: 'seed 000' },
-  { file: 'pool_callbacks', shows: 'apply (one at a time) vs applyAsync with a callback, on Pool(3)', seed: 'seed 003, seed 004' },
-  { file: 'manager_dict', shows: 'a Manager dict written by 10 processes; the parent polls isAlive()', seed: 'seed 000' },
-  { file: 'manager_lock', shows: 'a Manager dict decremented by 10 processes under a Lock: exactly 90', seed: 'seed 001, seed 003' },
-  { file: 'manager_remote', shows: 'crawler results stored in a dict served over TCP by another process', seed: 'seed 000' },
+  { file: 'subclass_run', shows: 'a Process subclass overriding run(), started 4 times', source: 'tutorial 1' },
+  { file: 'terminate', shows: 'terminate(): isAlive() is true right after, false once it ended', source: 'tutorial 3 §5, tutorial 4' },
+  { file: 'daemon_eunuch', shows: 'a daemon child (老太监) dies with the main process (皇帝)', source: 'tutorial 3 §6' },
+  { file: 'daemon_pair', shows: 'a daemon and a normal child: only the normal one finishes', source: 'tutorial 2' },
+  { file: 'main_guard', shows: 'why code that starts processes sits behind the main guard', source: 'tutorial 4' },
+  { file: 'lock_print', shows: 'two processes print under one Lock: the locked prints never interleave', source: 'tutorial 1' },
+  { file: 'tickets', shows: '10 buyers, a JSON file and a Lock: no ticket is sold twice', source: 'tutorial 3 §7' },
+  { file: 'semaphore', shows: 'Semaphore(2): six processes, never more than two inside', source: 'tutorial 4' },
+  { file: 'value_counter', shows: 'a shared Value counter: exact under its lock, short without it', source: 'tutorial 2' },
+  { file: 'queue_write_read', shows: 'a writer and an endless reader share a Queue; the reader is terminated', source: 'tutorial 1' },
+  { file: 'queue_bounded', shows: 'Queue(3): full, Full, Empty, and a get() that waits for a child', source: 'tutorial 3 §8' },
+  { file: 'producer_consumer', shows: 'three cooks, two eaters, one Queue, ended by null sentinels', source: 'tutorial 3 §9' },
+  { file: 'joinable_queue', shows: 'the same with a JoinableQueue: daemon eaters, taskDone() and q.join()', source: 'tutorial 3 §10' },
+  { file: 'baozi', shows: 'a baker and a daemon eater of 包子 around a JoinableQueue(30)', source: 'tutorial 2' },
+  { file: 'pipe', shows: 'a Pipe: messages both ways, bytes, then EOFError once the child closed', source: 'tutorial 4' },
+  { file: 'pool_apply_async', shows: 'Pool(5) runs 6 applyAsync tasks, then close() and join()', source: 'tutorial 1' },
+  { file: 'pool_callbacks', shows: 'apply (one at a time) vs applyAsync with a callback, on Pool(3)', source: 'tutorial 4, tutorial 5' },
+  { file: 'manager_dict', shows: 'a Manager dict written by 10 processes; the parent polls isAlive()', source: 'tutorial 1' },
+  { file: 'manager_lock', shows: 'a Manager dict decremented by 10 processes under a Lock: exactly 90', source: 'tutorial 2, tutorial 4' },
+  { file: 'manager_remote', shows: 'crawler results stored in a dict served over TCP by another process', source: 'tutorial 1' },
 ];
 
 /** Where the compiled examples are: build/examples, found from this file (build/src/cli/demo.js). */
@@ -99,7 +99,7 @@ export async function demo(only: readonly string[] = []): Promise<number> {
   const failed: string[] = [];
   for (const [i, e] of chosen.entries()) {
     const file = path.join(dir, `${e.file}.mjs`);
-    process.stdout.write(`\n== ${i + 1}/${chosen.length} ${e.file}: ${e.shows} (twin of ${e.seed})\n`);
+    process.stdout.write(`\n== ${i + 1}/${chosen.length} ${e.file}: ${e.shows} (twin of ${e.source})\n`);
     if (!fs.existsSync(file)) {
       process.stdout.write(`   (missing: ${file}; run \`npm run build\`)\n`);
       failed.push(e.file);
