@@ -153,7 +153,7 @@ async function measureIncr(p: Extract<DriverParams, { kind: 'incr' }>): Promise<
       const ts = new RawArray('d', 4);
       const go = new Event();
       const readys = [new Event(), new Event()];
-      const ps = [0, 1].map((i) => new P({ target: mgrIncr, args: [d, lock, n, WARM_INCR, readys[i], go, ts, i] }));
+      const ps = [0, 1].map((i) => new P({ target: mgrIncr, args: [d, lock, n, WARM_INCR, readys[i]!, go, ts, i] }));
       for (const c of ps) c.start();
       try {
         for (const r of readys) if (!(await r.wait(60_000))) throw new Error('a child did not become ready');

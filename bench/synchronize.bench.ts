@@ -179,7 +179,7 @@ async function measureContended(p: Extract<DriverParams, { kind: 'contended' }>)
     const ts = new RawArray('d', 4);
     const go = new Event();
     const readys = [new Event(), new Event()];
-    const ps = [0, 1].map((i) => new P({ target: incrTarget, args: [lock, v, n, readys[i], go, ts, i] }));
+    const ps = [0, 1].map((i) => new P({ target: incrTarget, args: [lock, v, n, readys[i]!, go, ts, i] }));
     for (const c of ps) c.start();
     for (const r of readys) if (!(await r.wait(60_000))) throw new Error('a child did not become ready');
     go.set();
@@ -206,7 +206,9 @@ async function measureWake(p: Extract<DriverParams, { kind: 'wake' }>): Promise<
     const sent = new Float64Array(rounds);
     const ev = p.primitive === 'event' ? new Event() : null;
     const cond = p.primitive === 'condition' ? new Condition() : null;
-    const child = new P({ target: ev ? eventWaiter : conditionWaiter, args: [ev ?? cond, flags, woke, rounds] });
+    const child = ev
+      ? new P({ target: eventWaiter, args: [ev, flags, woke, rounds] })
+      : new P({ target: conditionWaiter, args: [cond!, flags, woke, rounds] });
     child.start();
     for (let i = 0; i < rounds; i++) {
       const deadline = Date.now() + 60_000;

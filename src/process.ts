@@ -14,12 +14,15 @@ import { runExitTasks } from './util.js';
 
 export type { StartMethod };
 
-/** Options of `new Process(...)`, as Python's keyword arguments. */
-export interface ProcessOptions {
+/**
+ * Options of `new Process(...)`, as Python's keyword arguments. `A` is the argument list of
+ * `target`, inferred from it: `args` must match (`new Process({ target: f, args: [1] })`).
+ */
+export interface ProcessOptions<A extends readonly unknown[] = readonly unknown[]> {
   /** Function run in the child: exported from a module, or self-contained inline. */
-  target?: (...args: never[]) => unknown;
+  target?: (...args: A) => unknown;
   /** Arguments for `target`; they cross by structured clone (and library objects by name). */
-  args?: readonly unknown[];
+  args?: A;
   /** Defaults to `Process-N` (`Process-1:2` for the second child of Process-1). */
   name?: string;
   /** A daemon child is terminated when its parent exits and may not start children itself. */
@@ -48,6 +51,8 @@ const children = new Set<Process>();
 let current: Process;
 let parent: ParentProcess | null = null;
 let bootstrapping = false;
+/** How this child was started (undefined in the main process). */
+let startedAs: StartMethod | undefined;
 
 function state(p: Process): Internal {
   const s = internals.get(p);
@@ -62,7 +67,7 @@ function state(p: Process): Internal {
  * A child process (or thread) running `target(...args)`, or the subclass's `run()`.
  * Mirrors Python's `multiprocessing.Process`; blocking calls return Promises and timeouts are ms.
  */
-export class Process {
+export class Process<A extends readonly unknown[] = readonly unknown[]> {
   /** @internal The start method of a context's Process class; undefined means the default. */
   static _startMethod: StartMethod | undefined;
 
@@ -70,7 +75,7 @@ export class Process {
    * @throws InvalidArgumentError when `target` is not a function, `args` not an array, `name`
    * not a string or `daemon` not a boolean.
    */
-  constructor(options: ProcessOptions = {}) {
+  constructor(options: ProcessOptions<A> = {}) {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('new Process(options): options must be an object like { target, args, name, daemon }');
@@ -291,7 +296,7 @@ export function processClassFor(method: StartMethod): typeof Process {
   let cls = methodClasses.get(method);
   if (!cls) {
     const name = `${method[0]!.toUpperCase()}${method.slice(1)}Process`;
-    cls = { [name]: class extends Process {} }[name]!;
+    cls = { [name]: class<A extends readonly unknown[] = readonly unknown[]> extends Process<A> {} }[name]!;
     cls._startMethod = method;
     libraryProcessClasses.add(cls);
     methodClasses.set(method, cls);
@@ -459,6 +464,19 @@ export function isBootstrapping(): boolean {
   return bootstrapping;
 }
 
+const THREAD_TS_HINT =
+  "this worker thread cannot import TypeScript: on Node 20 loader hooks such as tsx do not reach worker threads. Use the 'spawn' start method (a Pool instead of a ThreadPool), compile the module to JavaScript, or use Node 22 or later";
+
+/**
+ * @internal What a failed import in a child means: in a worker thread, a TypeScript module that
+ * Node cannot load there becomes a ProcessError (ERR_MP_THREAD_TYPESCRIPT) saying what to do;
+ * other errors are returned as they are.
+ */
+export function explainImportError(err: unknown): unknown {
+  if ((err as { code?: string } | null)?.code !== 'ERR_UNKNOWN_FILE_EXTENSION' || startedAs !== 'thread') return err;
+  return new ProcessError(`${THREAD_TS_HINT} (${(err as Error).message})`, { code: 'ERR_MP_THREAD_TYPESCRIPT', cause: err });
+}
+
 /** True in a process or thread started by multiproc. */
 export function isChild(): boolean {
   return parent !== null;
@@ -471,6 +489,7 @@ export function isChild(): boolean {
 export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, ident: number): Promise<number> {
   parent = new ParentProcess(config.parentName, config.parentPid, config.method === 'thread');
   inheritTracker(config.trackerFd);
+  startedAs = config.method;
   const s = state(current);
   s.name = config.name;
   s.identity = config.identity;
@@ -488,13 +507,7 @@ export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, i
     internals.set(proc, { ...s, target: data.target as Internal['target'], args: data.args, counter: 0, method: undefined });
   } catch (err) {
     bootstrapping = false;
-    reportError(config.name, err);
-    if ((err as { code?: string }).code === 'ERR_UNKNOWN_FILE_EXTENSION' && config.method === 'thread') {
-      process.stderr.write(
-        'multiproc: this worker thread cannot import TypeScript: on Node 20 loader hooks such as tsx\n' +
-          "do not reach worker threads. Use the 'spawn' start method, or compile the module to JavaScript.\n",
-      );
-    }
+    reportError(config.name, explainImportError(err));
     return 1;
   }
   bootstrapping = false;

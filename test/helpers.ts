@@ -132,8 +132,13 @@ export async function waitGone(pid: number, ms: number): Promise<boolean> {
 }
 
 /** Start a child of `ctx` running `target(...args)`. */
-export function start(ctx: BaseContext, target: (...args: never[]) => unknown, args: unknown[], daemon = false): Process {
-  const p = new ctx.Process({ target: target, args, daemon });
+export function start<A extends readonly unknown[]>(
+  ctx: BaseContext,
+  target: (...args: A) => unknown,
+  args: A,
+  daemon = false,
+): Process<A> {
+  const p = new ctx.Process<A>({ target, args, daemon });
   p.start();
   return p;
 }

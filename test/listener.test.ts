@@ -215,7 +215,8 @@ describeBackends('Listener/Client between processes', (ctx, method) => {
     const [a, b, l] = await pair();
     for (const obj of [a, l]) {
       assert.throws(
-        () => new ctx.Process({ target: t.echoClient, args: [obj] }).start(),
+        // A mistake TypeScript would catch: made on purpose, as a JavaScript caller could.
+        () => new ctx.Process({ target: t.echoClient, args: [obj as unknown as string] }).start(),
         (err: Error) =>
           err instanceof NotTransferableError &&
           /cannot be sent to another/.test(err.message) &&

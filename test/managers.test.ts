@@ -655,7 +655,7 @@ describeBackends('proxies in children', (ctx, method) => {
     await using m = await Manager();
     const inner = await m.list<number>();
     const d = await m.dict<string, typeof inner>({ inner });
-    const q = await m.Queue();
+    const q = await m.Queue<typeof d>();
     await q.put(d);
     const p = new ctx.Process({ target: t.nestedWriter, args: [q] });
     p.start();

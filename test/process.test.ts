@@ -332,6 +332,10 @@ describe('the main process and contexts', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['spawn 42']);
     // Node 20 does not apply loader hooks to worker threads: the thread child says so plainly.
-    if (Number(process.versions.node.split('.')[0]) < 22) assert.match(r.stderr, /loader hooks such as tsx\s+do not reach worker threads/);
+    // So does a ThreadPool task: a named error with the fix, not a raw ERR_UNKNOWN_FILE_EXTENSION.
+    if (Number(process.versions.node.split('.')[0]) < 22) {
+      assert.match(r.stderr, /loader hooks such as tsx\s+do not reach worker threads/);
+      assert.match(r.stderr, /^pool: ERR_MP_THREAD_TYPESCRIPT: .*Use the 'spawn' start method \(a Pool instead of a ThreadPool\)/m);
+    }
   });
 });

@@ -115,7 +115,7 @@ describeBackends('sharedctypes', (ctx) => {
 
   test('a 100 MB array crosses by name, nested in args', async (tc) => {
     const arr = new RawArray('B', 100_000_000);
-    const args = [{ deep: [arr] }];
+    const args: [{ deep: [typeof arr] }] = [{ deep: [arr] }];
     const start = process.hrtime.bigint();
     const wire = dumps(args, 'args');
     const micros = Number(process.hrtime.bigint() - start) / 1000;

@@ -417,12 +417,13 @@ process.on('beforeExit', () => {
 export async function runManagerServer(
   spec: ServerSpec,
   writer: Connection,
-  initializer: ((...a: unknown[]) => unknown) | null,
-  initargs: unknown[],
+  initializer: ((...a: never[]) => unknown) | null,
+  initargs: readonly unknown[],
 ): Promise<void> {
   let server: Server;
   try {
-    if (initializer) await initializer(...initargs);
+    // Checked against each other by start()'s signature.
+    if (initializer) await (initializer as (...a: unknown[]) => unknown)(...initargs);
     server = new Server(spec);
     await server.ready;
   } catch (err) {

@@ -15,8 +15,11 @@ export function splitSignal<T extends { signal?: AbortSignal }>(
 
 /** Proxy of a shared dict. Keys are primitives (1 and '1' are different keys, as in Python). */
 export class DictProxy<K extends Key = Key, V = unknown> extends BaseProxy {
-  /** The value at `key`, or `dflt` (undefined) when missing (Python: `d.get(k, default)`). */
-  get(key: K, dflt?: V): Promise<V | undefined> {
+  /** The value at `key`, or undefined when missing (Python: `d.get(k)`). */
+  get(key: K): Promise<V | undefined>;
+  /** The value at `key`, or `dflt` when missing (Python: `d.get(k, default)`). */
+  get<D>(key: K, dflt: D): Promise<V | D>;
+  get(key: K, dflt?: unknown): Promise<unknown> {
     return this._callmethod('get', dflt === undefined ? [key] : [key, dflt]);
   }
   /** The value at `key` (Python: `d[k]`). Rejects with KeyError when missing. */

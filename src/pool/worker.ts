@@ -4,6 +4,7 @@
 import type { Connection } from '../ipc/connection.js';
 import { NotTransferableError } from '../errors.js';
 import { nowUs } from './progress.js';
+import { explainImportError } from '../process.js';
 import { loads } from '../reduction/reduction.js';
 import { isThenable } from '../util.js';
 
@@ -88,10 +89,16 @@ async function nextTask(conn: Connection): Promise<Buffer> {
  * @internal The target of every pool worker. Returns when told to exit, when `maxtasks` tasks
  * are done, or when the initializer fails (which it reports first).
  */
-export async function poolWorker(conn: Connection, initializer: AnyFn | null, initargs: unknown[], maxtasks: number | null): Promise<void> {
+export async function poolWorker(
+  conn: Connection,
+  initializer: ((...args: never[]) => unknown) | null,
+  initargs: readonly unknown[],
+  maxtasks: number | null,
+): Promise<void> {
   if (initializer) {
     try {
-      const r = initializer(...initargs);
+      // Its arguments were checked against it where the pool was made (initargs: Parameters<...>).
+      const r = (initializer as AnyFn)(...initargs);
       if (isThenable(r)) await r;
     } catch (err) {
       send(conn, [-1, false, err]);
@@ -125,7 +132,7 @@ export async function poolWorker(conn: Connection, initializer: AnyFn | null, in
       const value = await run(kind, f, payload);
       reply = [id, true, value, start, nowUs()];
     } catch (err) {
-      reply = [id, false, err, start || nowUs(), nowUs()];
+      reply = [id, false, start ? err : explainImportError(err), start || nowUs(), nowUs()];
     }
     send(conn, reply);
     done++;
