@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 // Lowest first. A module belongs to the first layer whose pattern matches its path under src/.
 const LAYERS = [
-  ['base', /^(errors|platform|util)\.ts$/],
+  ['base', /^(errors|platform|util|diagnostics)\.ts$/],
   ['shm', /^shm\//],
   ['reduction', /^reduction\//],
   ['popen', /^popen\//],

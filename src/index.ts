@@ -121,3 +121,4 @@ export {
   type SharedMemoryOptions,
 } from './memory/shared_memory.js';
 export { isMainModule } from './process.js';
+export { channels as diagnosticsChannels } from './diagnostics.js';

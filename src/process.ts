@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 
+import { channel, channels } from './diagnostics.js';
 import { InvalidArgumentError, ProcessError } from './errors.js';
 import { pidAlive, signalName } from './platform.js';
 import { defaultStartMethod, startChild } from './popen/methods.js';
@@ -139,9 +140,15 @@ export class Process<A extends readonly unknown[] = readonly unknown[]> {
       method,
       trackerFd: trackerFdForChild(),
     };
-    s.popen = startChild(method, payload, config);
+    const popen = (s.popen = startChild(method, payload, config));
     children.add(this);
-    void s.popen.exited.then(() => children.delete(this));
+    const started = channel(channels.processStart);
+    if (started.hasSubscribers) started.publish({ name: s.name, pid: popen.pid, method });
+    void popen.exited.then((exitcode) => {
+      children.delete(this);
+      const exited = channel(channels.processExit);
+      if (exited.hasSubscribers) exited.publish({ name: s.name, pid: popen.pid, exitcode });
+    });
   }
 
   #payload(s: Internal): ChildPayload {

@@ -12,6 +12,7 @@ import { inspect } from 'node:util';
 
 import { Pipe, type Connection } from '../ipc/connection.js';
 import { AbortError, InvalidArgumentError, ProcessError, TimeoutError, WorkerDiedError } from '../errors.js';
+import { channel, channels } from '../diagnostics.js';
 import { cpuCount } from '../platform.js';
 import { isAsyncIterable } from '../util.js';
 import {
@@ -185,6 +186,8 @@ export class Pool {
       throw err;
     }
     this.#trace?.worker(tid, proc.name, proc.pid);
+    const started = channel(channels.workerStart);
+    if (started.hasSubscribers) started.publish({ pool: this, worker: proc.name, pid: proc.pid });
     const w: Worker = {
       proc,
       tid,
@@ -236,7 +239,7 @@ export class Pool {
         // The worker took over what the payload held (or never will): nothing is reserved now.
         job.release();
         if (this.#owners.has(job.owner)) {
-          if (t0 !== undefined) this.#observe(w, job, ok, t0, t1!);
+          if (t0 !== undefined) this.#observe(w, job, ok, value, t0, t1!);
           job.owner._onResult(job, ok, value);
         }
         if (job.owner.settled) this.#owners.delete(job.owner);
@@ -251,7 +254,7 @@ export class Pool {
   }
 
   /** A task finished: its timing goes to the call, the pool's hooks and the trace. */
-  #observe(w: Worker, job: Job, ok: boolean, t0: number, t1: number): void {
+  #observe(w: Worker, job: Job, ok: boolean, value: unknown, t0: number, t1: number): void {
     const t: TaskTiming = {
       worker: w.proc.name,
       index: job.first,
@@ -263,6 +266,8 @@ export class Pool {
     job.owner._timing(t);
     this.#tally?.task(t);
     this.#trace?.task(w.tid, this.#fnNames[job.fnId] ?? 'task', t0, t1, t);
+    const ended = channel(channels.taskEnd);
+    if (ended.hasSubscribers) ended.publish({ pool: this, task: job.id, ...t, error: ok ? undefined : value });
   }
 
   #finalize(w: Worker): void {
@@ -275,13 +280,16 @@ export class Pool {
     // then did not cause the death, and runs again elsewhere.
     const innocent = w.killing !== undefined && held[0] !== w.killing;
     const head = innocent ? undefined : held.shift();
+    const died = head && !head.owner.settled ? new WorkerDiedError(w.proc.name, w.exitcode) : undefined;
     if (head) {
       head.release();
-      if (!head.owner.settled) {
-        head.owner._fail(new WorkerDiedError(w.proc.name, w.exitcode));
+      if (died) {
+        head.owner._fail(died);
         this.#owners.delete(head.owner);
       }
     }
+    const exited = channel(channels.workerExit);
+    if (exited.hasSubscribers) exited.publish({ pool: this, worker: w.proc.name, pid: w.proc.pid, exitcode: w.exitcode, failedTask: died });
     // The tasks waiting behind it never started: another worker runs them.
     const rest: Job[] = [];
     for (const j of held) {
@@ -393,6 +401,8 @@ export class Pool {
     w.held.push(job);
     w.sent++;
     w.wake?.();
+    const started = channel(channels.taskStart);
+    if (started.hasSubscribers) started.publish({ pool: this, worker: w.proc.name, task: job.id, index: job.first, items: job.items });
     void w.conn.sendBytes(job.bytes).catch(() => undefined);
   }
 
