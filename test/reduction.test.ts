@@ -132,3 +132,10 @@ describe('reduction', () => {
     assert.equal(exportedAs('function g() {}\nexport default g;\n', 'g'), 'default');
   });
 });
+
+test("a child's table of library types names every type the library registers, and no other", async () => {
+  await import('../src/index.js');
+  const { knownLibraryTags } = await import('../src/entry/library_types.js');
+  const { libraryTags } = await import('../src/reduction/reduction.js');
+  assert.deepEqual(knownLibraryTags().sort(), libraryTags().sort());
+});

@@ -10,11 +10,11 @@ import type { StartMessage } from '../popen/spawn.js';
 /* eslint-disable @typescript-eslint/no-require-imports -- after enableCompileCache, see above */
 const { bootstrapChild, currentProcess } = require('../process.js') as typeof import('../process.js');
 const { setLibraryTypeLoader } = require('../reduction/reduction.js') as typeof import('../reduction/reduction.js');
+const { loadLibraryType } = require('./library_types.js') as typeof import('./library_types.js');
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 // The library's own types (locks, queues, ...) load when a message first holds one.
-// eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when needed
-setLibraryTypeLoader(() => require('../index.js') as unknown);
+setLibraryTypeLoader(loadLibraryType);
 
 process.once('message', (msg: StartMessage) => {
   // A daemon dies with its parent, also when the parent was killed with SIGKILL: the IPC

@@ -415,14 +415,16 @@ export function loadsSync(buf: Uint8Array): { value: unknown } | undefined {
 // A child loads the library's own types (locks, queues, ...) only when a message holds one:
 // requiring all of it up front would slow every process start. The children's entries (the top
 // of the library) say how; in a program that imported the library, every type is registered.
-let loadLibraryTypes: () => void = () => undefined;
+let loadLibraryType: (tag: string) => void = () => undefined;
 
-/** @internal How to load the modules that register the library's own types (called once, when needed). */
-export function setLibraryTypeLoader(load: () => void): void {
-  loadLibraryTypes = () => {
-    loadLibraryTypes = () => undefined;
-    load();
-  };
+/** @internal How to load the module that registers the library type `tag` (called when one is first needed). */
+export function setLibraryTypeLoader(load: (tag: string) => void): void {
+  loadLibraryType = load;
+}
+
+/** @internal The tags of the library types registered in this process (tests compare them with the loader's table). */
+export function libraryTags(): string[] {
+  return [...byTag.keys()].filter((t) => t.startsWith('multiproc.'));
 }
 
 function isPlaceholder(v: object): v is Placeholder {
@@ -486,7 +488,7 @@ function rebuild(v: unknown, fns: Map<FunctionRef, FunctionOrClass>, seen: Map<o
       return f;
     }
     case 'lib': {
-      const entry = byTag.get(v.tag) ?? (loadLibraryTypes(), byTag.get(v.tag));
+      const entry = byTag.get(v.tag) ?? (loadLibraryType(v.tag), byTag.get(v.tag));
       if (!entry)
         throw new NotTransferableError(`rebuild of ${v.tag}`, 'this process does not know the type', 'Import the module that defines it.');
       const obj = entry.reducer.rebuild(rebuild(v.state, fns, seen));

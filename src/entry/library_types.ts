@@ -1,0 +1,37 @@
+// Which module registers each of the library's own types. A child loads only the module of a
+// type a message holds when it first meets it (a pool worker that only ever sees its pipe loads
+// the pipe, not the managers or the socket code): start-up time and memory. The receiving side
+// requires only modules listed here, whatever a message names. test/reduction.test.ts checks
+// that the table matches what the library registers.
+/* eslint-disable @typescript-eslint/no-require-imports -- each module loads when first needed, see above */
+const MODULES: Readonly<Record<string, () => unknown>> = {
+  'multiproc.Lock': () => require('../sync/synchronize.js') as unknown,
+  'multiproc.RLock': () => require('../sync/synchronize.js') as unknown,
+  'multiproc.Semaphore': () => require('../sync/synchronize.js') as unknown,
+  'multiproc.Condition': () => require('../sync/synchronize.js') as unknown,
+  'multiproc.Event': () => require('../sync/synchronize.js') as unknown,
+  'multiproc.Barrier': () => require('../sync/barrier.js') as unknown,
+  'multiproc.Value': () => require('../memory/sharedctypes.js') as unknown,
+  'multiproc.RawValue': () => require('../memory/sharedctypes.js') as unknown,
+  'multiproc.Array': () => require('../memory/sharedctypes.js') as unknown,
+  'multiproc.RawArray': () => require('../memory/sharedctypes.js') as unknown,
+  'multiproc.SharedMemory': () => require('../memory/shared_memory.js') as unknown,
+  'multiproc.ShareableList': () => require('../memory/shared_memory.js') as unknown,
+  'multiproc.Connection': () => require('../ipc/connection.js') as unknown,
+  'multiproc.SocketConnection': () => require('../ipc/socket.js') as unknown,
+  'multiproc.Listener': () => require('../ipc/listener.js') as unknown,
+  'multiproc.Queue': () => require('../ipc/queues.js') as unknown,
+  'multiproc.SimpleQueue': () => require('../ipc/queues.js') as unknown,
+  'multiproc.ManagerProxy': () => require('../managers/managers.js') as unknown,
+};
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+/** Load the module that registers library type `tag`; unknown tags load nothing. */
+export function loadLibraryType(tag: string): void {
+  if (Object.prototype.hasOwnProperty.call(MODULES, tag)) MODULES[tag]!();
+}
+
+/** The tags this table knows. */
+export function knownLibraryTags(): string[] {
+  return Object.keys(MODULES);
+}
