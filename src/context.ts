@@ -172,7 +172,7 @@ const quoted = (): string =>
 /**
  * The context of a start method: `getContext('thread').Process`, `getContext('spawn').Lock()`.
  * Without an argument, the default context (the method set by setStartMethod, else 'spawn').
- * @throws InvalidArgumentError for a method other than 'spawn' or 'thread'.
+ * @throws InvalidArgumentError for a method other than 'spawn', 'thread' or 'forkserver'.
  */
 export function getContext(method?: StartMethod): BaseContext {
   const m = method ?? getStartMethod();
@@ -209,7 +209,19 @@ export function getStartMethod(allowNone = false): StartMethod | undefined {
   return allowNone ? chosenStartMethod() : defaultStartMethod();
 }
 
-/** Every start method this platform supports: ['spawn', 'thread']. */
+/** Every start method this platform supports: ['spawn', 'thread', 'forkserver']. */
 export function getAllStartMethods(): StartMethod[] {
   return startMethods();
+}
+
+/**
+ * The modules every child of the `'forkserver'` start method loads before it is handed a process
+ * (Python: `set_forkserver_preload`): module names, paths or file URLs; `'__main__'` (the default)
+ * is the main module. Children already standing ready are replaced.
+ * @throws InvalidArgumentError when `modules` is not an array of non-empty strings.
+ */
+export function setForkserverPreload(modules: readonly string[]): void {
+  // Loaded here, not at the top: a program that never uses the forkserver does not load it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy on purpose, see above
+  (require('./popen/forkserver.js') as typeof import('./popen/forkserver.js')).setPreload(modules);
 }

@@ -57,7 +57,7 @@ export {
   type RegisterOptions,
   type Token,
 } from './managers/managers.js';
-export { BaseContext, getAllStartMethods, getContext, getStartMethod, setStartMethod } from './context.js';
+export { BaseContext, getAllStartMethods, getContext, getStartMethod, setForkserverPreload, setStartMethod } from './context.js';
 export {
   AbortError,
   AuthenticationError,

@@ -484,6 +484,21 @@ export function explainImportError(err: unknown): unknown {
   return new ProcessError(`${THREAD_TS_HINT} (${(err as Error).message})`, { code: 'ERR_MP_THREAD_TYPESCRIPT', cause: err });
 }
 
+/**
+ * @internal In a child booted ahead of time (the forkserver start method): import `urls` before
+ * knowing which process it will run, as a child imports its target's module — with the main
+ * guard false and starting processes refused (the bootstrapping error).
+ */
+export async function preloadModules(urls: readonly string[]): Promise<void> {
+  parent ??= new ParentProcess('MainProcess', process.ppid, false);
+  bootstrapping = true;
+  try {
+    for (const url of urls) await import(url);
+  } finally {
+    bootstrapping = false;
+  }
+}
+
 /** True in a process or thread started by multiproc. */
 export function isChild(): boolean {
   return parent !== null;

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe } from 'node:test';
 
+import { standingChildren } from '../src/popen/forkserver.js';
 import { liveThreads } from '../src/popen/thread.js';
 import { trackerPid } from '../src/shm/resource_tracker.js';
 import { getContext, type BaseContext, type Process, type StartMethod } from '../src/index.js';
@@ -25,10 +26,11 @@ export function describeBackends(name: string, body: (ctx: BaseContext, method: 
   }
 }
 
-/** Our children, less the resource tracker (which lives until this process ends, by design). */
+/** Our children, less the resource tracker and the forkserver's standing children (which live until this process ends, by design). */
 function ourChildren(): number[] {
   const tracker = trackerPid();
-  return childPids().filter((p) => p !== tracker);
+  const standing = new Set(standingChildren().map((c) => c.pid));
+  return childPids().filter((p) => p !== tracker && !standing.has(p));
 }
 
 /** Segments in /dev/shm that this process created (their names start with its pid). */

@@ -1,6 +1,7 @@
 // Entry of a 'spawn' child (Python: `multiprocessing.spawn.spawn_main`): receive the start
 // message, rebuild the Process, run it, exit with its code.
 import * as nodeModule from 'node:module';
+import { inspect } from 'node:util';
 
 import type { StartMessage } from '../popen/spawn.js';
 
@@ -16,17 +17,55 @@ const { loadLibraryType } = require('./library_types.js') as typeof import('./li
 // The library's own types (locks, queues, ...) load when a message first holds one.
 setLibraryTypeLoader(loadLibraryType);
 
+// A child booted ahead of time by the forkserver start method (see popen/forkserver.ts) gets
+// the modules to load first in its environment; it then waits, as any child, for its start.
+const preload = process.env.MULTIPROC_FORKSERVER_PRELOAD;
+let preloaded: Promise<string | undefined> = Promise.resolve(undefined);
+if (preload !== undefined) {
+  delete process.env.MULTIPROC_FORKSERVER_PRELOAD;
+  // Until it is handed a process to run, it ends with the parent's channel.
+  const idle = (): never => process.exit(0);
+  process.once('disconnect', idle);
+  process.once('message', () => process.off('disconnect', idle));
+  const { preloadModules } = require('../process.js') as typeof import('../process.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- loaded above already
+  // The whole library first: the modules a child imports nearly always import it.
+  require('../index.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- only in a forkserver child
+  preloaded = preloadModules(JSON.parse(preload) as string[]).then(
+    () => {
+      process.send?.({ type: 'ready' });
+      return undefined;
+    },
+    (err: unknown) => {
+      const message = err instanceof Error ? (err.stack ?? err.message) : inspect(err);
+      process.send?.({ type: 'preload-failed', message });
+      return message;
+    },
+  );
+}
+
 process.once('message', (msg: StartMessage) => {
   // A daemon dies with its parent, also when the parent was killed with SIGKILL: the IPC
   // channel closes when the parent's end of it goes away.
   process.once('disconnect', () => {
     if (currentProcess().daemon) process.kill(process.pid, 'SIGTERM');
   });
-  bootstrapChild(msg.config, msg.payload, process.pid).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`multiproc: child bootstrap failed: ${(err as Error | null | undefined)?.stack ?? String(err)}\n`);
+  void preloaded.then((failed) => {
+    if (failed) {
+      process.stderr.write(`Process ${msg.config.name}:\nthe forkserver could not preload its modules: ${failed}\n`);
       process.exit(1);
-    },
-  );
+    }
+    // Booted before the parent started this process: take the parent's directory and environment of now.
+    if (msg.cwd !== undefined && msg.cwd !== process.cwd()) process.chdir(msg.cwd);
+    if (msg.env) {
+      for (const k of Object.keys(process.env)) if (!(k in msg.env)) Reflect.deleteProperty(process.env, k);
+      Object.assign(process.env, msg.env);
+    }
+    bootstrapChild(msg.config, msg.payload, process.pid).then(
+      (code) => process.exit(code),
+      (err: unknown) => {
+        process.stderr.write(`multiproc: child bootstrap failed: ${(err as Error | null | undefined)?.stack ?? String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  });
 });

@@ -11,6 +11,7 @@ type Starter = (payload: Uint8Array, config: ChildConfig) => Popen;
 const METHODS: Readonly<Record<StartMethod, () => Starter>> = {
   spawn: () => (require('./spawn.js') as typeof import('./spawn.js')).startSpawn,
   thread: () => (require('./thread.js') as typeof import('./thread.js')).startThread,
+  forkserver: () => (require('./forkserver.js') as typeof import('./forkserver.js')).startForkserver,
 };
 /* eslint-enable @typescript-eslint/no-require-imports */
 

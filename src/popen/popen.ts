@@ -1,8 +1,8 @@
 // The seam between Process and the ways a child is started (Python: the `Popen` classes).
 // Nothing outside popen/ (and entry/, the children's side) touches child_process or worker_threads.
 
-/** How a child is started: a new Node process, or a worker thread of this one. */
-export type StartMethod = 'spawn' | 'thread';
+/** How a child is started: a new Node process, a worker thread of this one, or a Node process booted ahead of time. */
+export type StartMethod = 'spawn' | 'thread' | 'forkserver';
 
 /** What a child learns about itself before it rebuilds its Process object. */
 export interface ChildConfig {

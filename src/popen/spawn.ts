@@ -8,57 +8,70 @@ import { inheritedExecArgv, Liveness, waitExit, type ChildConfig, type Popen } f
 
 const SPAWN_MAIN = path.join(__dirname, '..', 'entry', `spawn_main${path.extname(__filename)}`);
 
-/** Message the parent sends once, right after spawning. */
+/** Message the parent sends once, right after spawning (or when it hands over a warm child). */
 export interface StartMessage {
+  type: 'start';
   config: ChildConfig;
   payload: Uint8Array;
+  /** For a child booted ahead of time (forkserver): the parent's directory and environment now. */
+  cwd?: string;
+  env?: Record<string, string | undefined>;
 }
 
 const live = new Set<SpawnPopen>();
 let exitHookInstalled = false;
 
-/** Start a child process that rebuilds the Process from `payload` and runs it. */
-export function startSpawn(payload: Uint8Array, config: ChildConfig): Popen {
-  return new SpawnPopen(payload, config);
+/**
+ * @internal A new node running entry/spawn_main.js, waiting for its start message. The resource
+ * tracker's pipe, if this process has one, is handed down as fd 4. `env` adds to this process's.
+ */
+export function bootChild(trackerFd: number | undefined, env?: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, [...inheritedExecArgv(), SPAWN_MAIN], {
+    stdio: trackerFd === undefined ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit', 'ipc', trackerFd],
+    serialization: 'advanced',
+    windowsHide: true,
+    ...(env ? { env: { ...process.env, ...env } } : {}),
+  });
 }
 
-class SpawnPopen implements Popen {
+/** Start a child process that rebuilds the Process from `payload` and runs it. */
+export function startSpawn(payload: Uint8Array, config: ChildConfig): Popen {
+  return new SpawnPopen(bootChild(config.trackerFd), { type: 'start', config, payload });
+}
+
+/** @internal A child process of this one, started by handing `start` to `child` (spawn_main). */
+export class SpawnPopen implements Popen {
   readonly pid: number;
   readonly exited: Promise<number>;
   #child: ChildProcess | undefined;
   #returncode: number | null = null;
   readonly #liveness: Liveness;
 
-  constructor(payload: Uint8Array, config: ChildConfig) {
-    // The resource tracker's pipe, if this process has one, is handed down as fd 4.
-    const trackerFd = config.trackerFd;
-    if (trackerFd !== undefined) config = { ...config, trackerFd: 4 };
-    const child = spawn(process.execPath, [...inheritedExecArgv(), SPAWN_MAIN], {
-      stdio: trackerFd === undefined ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit', 'ipc', trackerFd],
-      serialization: 'advanced',
-      windowsHide: true,
-    });
+  constructor(child: ChildProcess, start: StartMessage) {
+    // The child has the tracker's pipe as its fd 4 (see bootChild).
+    if (start.config.trackerFd !== undefined) start = { ...start, config: { ...start.config, trackerFd: 4 } };
     this.#child = child;
     this.pid = child.pid ?? -1;
     this.exited = new Promise<number>((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.#returncode = code ?? -(signal ? (signalNumber(signal) ?? 1) : 1);
+      const settle = (code: number): void => {
+        if (this.#returncode !== null) return;
+        this.#returncode = code;
         live.delete(this);
-        resolve(this.#returncode);
-      });
-      child.once('error', () => {
-        // spawn itself failed (e.g. EAGAIN): report it as an exit so that join() never hangs.
-        if (this.#returncode === null) {
-          this.#returncode = 1;
-          live.delete(this);
-          resolve(1);
-        }
-      });
+        resolve(code);
+      };
+      // A child handed over after it ended (a warm child that died) reports at once.
+      if (child.exitCode !== null || child.signalCode !== null) {
+        settle(child.exitCode ?? -(child.signalCode ? (signalNumber(child.signalCode) ?? 1) : 1));
+        return;
+      }
+      child.once('exit', (code, signal) => settle(code ?? -(signal ? (signalNumber(signal) ?? 1) : 1)));
+      // spawn itself failed (e.g. EAGAIN): report it as an exit so that join() never hangs.
+      child.once('error', () => settle(1));
     });
     // The channel only carries the start message; once sent it must not keep the parent alive.
-    child.send({ config, payload } satisfies StartMessage, () => child.channel?.unref());
+    if (child.connected) child.send(start, () => child.channel?.unref());
     this.#liveness = new Liveness(child);
-    if (config.daemon) {
+    if (start.config.daemon) {
       // If this process ends abruptly (process.exit), daemons are terminated on 'exit'.
       live.add(this);
       installExitHook();
