@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 
-import { ProcessError, RemoteError } from '../src/index.js';
+import { InvalidArgumentError, ProcessError, RemoteError } from '../src/index.js';
 import { Client, Listener } from '../src/ipc/listener.js';
 import { Manager, SyncManager } from '../src/managers/managers.js';
 import { loadFunctionSync } from '../src/reduction/functions.js';
@@ -145,5 +146,27 @@ describe('a manager client rebuilds only what its process trusts', () => {
       conn.close();
     }
     assert.deepEqual(sideEffects(dir), []);
+  });
+
+  test('a proxy is built only from a BaseProxy subclass, even from a trusted module', async () => {
+    // The fixture registers types with a manager class: its module is trusted by this process.
+    const targets = fixture('manager_targets.mjs');
+    await import(pathToFileURL(targets).href);
+    const authkey = 'proxy-type';
+    await using l = await Listener.create(null, { authkey, family: 'AF_UNIX' });
+    const connecting = new SyncManager({ address: l.address, authkey }).connect();
+    await using conn = await l.accept();
+    const [id] = JSON.parse((await conn.recvBytes()).toString('utf8', 1)) as [number];
+    const state = {
+      typeid: 'Foo',
+      id: '1',
+      address: l.address,
+      authkey,
+      exposed: [],
+      proxytype: crafted.esm(targets, 'FooBar'),
+      grant: true,
+    };
+    await conn.sendBytes(crafted.message([id, 2, state]));
+    await assert.rejects(connecting, (e: Error) => e instanceof InvalidArgumentError && /not a BaseProxy subclass/.test(e.message));
   });
 });
