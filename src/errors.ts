@@ -82,9 +82,20 @@ export class RemoteError extends ProcessError {
  */
 export class NotTransferableError extends ProcessError {
   readonly path: string;
-  constructor(path: string, problem: string, fix: string) {
-    super(`${path}: ${problem}. ${fix}`, { code: 'ERR_MP_NOT_TRANSFERABLE' });
+  constructor(path: string, problem: string, fix: string, options?: { code?: string }) {
+    super(`${path}: ${problem}. ${fix}`, { code: options?.code ?? 'ERR_MP_NOT_TRANSFERABLE' });
     this.path = path;
+  }
+}
+
+/**
+ * A message received from a peer named code — a function or class (by value or by reference) or
+ * a library object — that the receiver does not trust, so nothing of it was rebuilt. `path` names
+ * where it sits in the message; the message names what was refused and the opt-in.
+ */
+export class UntrustedMessageError extends NotTransferableError {
+  constructor(path: string, problem: string, fix: string) {
+    super(path, problem, fix, { code: 'ERR_MP_UNTRUSTED' });
   }
 }
 
@@ -142,8 +153,9 @@ export function describeExit(exitcode: number | null): string {
   return `exit code ${exitcode}`;
 }
 
-/** Library error classes by name, so an error raised in a child is rebuilt as the same class. */
-export const libraryErrors: ReadonlyMap<string, new (...args: never[]) => Error> = new Map<string, new (...args: never[]) => Error>([
+type ErrorClass = new (...args: never[]) => Error;
+
+const errorsByName = new Map<string, ErrorClass>([
   ['ProcessError', ProcessError],
   ['BufferTooShort', BufferTooShort],
   ['AuthenticationError', AuthenticationError],
@@ -154,7 +166,19 @@ export const libraryErrors: ReadonlyMap<string, new (...args: never[]) => Error>
   ['EOFError', EOFError],
   ['RemoteError', RemoteError],
   ['NotTransferableError', NotTransferableError],
+  ['UntrustedMessageError', UntrustedMessageError],
   ['WorkerDiedError', WorkerDiedError],
   ['AbortError', AbortError],
   ['InvalidArgumentError', InvalidArgumentError],
 ]);
+
+/**
+ * Library error classes by name: an error raised in another process is rebuilt as the same class
+ * from its name alone, without importing anything the sender names.
+ */
+export const libraryErrors: ReadonlyMap<string, ErrorClass> = errorsByName;
+
+/** @internal An error class of the library defined outside this file (the managers' KeyError, ...). */
+export function registerLibraryError(cls: ErrorClass): void {
+  errorsByName.set(cls.name, cls);
+}

@@ -11,6 +11,7 @@ export {
   type ClientOptions,
   type Family,
   type ListenerOptions,
+  type Trust,
 } from './ipc/listener.js';
 export {
   AcquirerProxy,
@@ -72,6 +73,7 @@ export {
   RemoteError,
   RemoteTraceback,
   TimeoutError,
+  UntrustedMessageError,
   WorkerDiedError,
 } from './errors.js';
 export { cpuCount } from './platform.js';

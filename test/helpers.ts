@@ -2,11 +2,14 @@
 // child process or worker thread behind.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import * as v8 from 'node:v8';
 
 import { standingChildren } from '../src/popen/forkserver.js';
 import { liveThreads } from '../src/popen/thread.js';
@@ -159,4 +162,130 @@ export async function timed<T>(promise: Promise<T> | (() => Promise<T>)): Promis
   const t0 = performance.now();
   const v = await (typeof promise === 'function' ? promise() : promise);
   return [v, performance.now() - t0];
+}
+
+// ---------------------------------------------------------------------------------------------
+// A peer that speaks the socket wire by hand (4-byte big-endian length + bytes, and CPython's
+// HMAC challenge), for tests that send what the library itself would never send.
+
+/** A raw socket peer: frames out and in, and the handshake of an authkey, written by hand. */
+export class RawPeer {
+  readonly #socket: net.Socket;
+  #buffered = Buffer.alloc(0);
+  #waiter: (() => void) | undefined;
+  /** Resolves once the other side closed the connection (or it broke). */
+  readonly closed: Promise<void>;
+
+  private constructor(socket: net.Socket) {
+    this.#socket = socket;
+    socket.on('data', (d: Buffer) => {
+      this.#buffered = Buffer.concat([this.#buffered, d]);
+      this.#waiter?.();
+    });
+    socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    void this.closed.then(() => this.#waiter?.());
+  }
+
+  /** Connect to `address`; with `authkey`, answer the listener's challenge and challenge it back. */
+  static async connect(address: string | [string, number], authkey?: Uint8Array | string): Promise<RawPeer> {
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = typeof address === 'string' ? net.connect(address) : net.connect(address[1], address[0]);
+      s.once('connect', () => resolve(s));
+      s.once('error', reject);
+    });
+    const peer = new RawPeer(socket);
+    if (authkey !== undefined) {
+      const key = typeof authkey === 'string' ? Buffer.from(authkey) : Buffer.from(authkey);
+      const mac = (m: Buffer): Buffer => Buffer.concat([Buffer.from('{sha256}'), createHmac('sha256', key).update(m).digest()]);
+      const challenge = await peer.recvFrame();
+      assert.equal(challenge.subarray(0, 11).toString(), '#CHALLENGE#');
+      await peer.sendFrame(mac(challenge.subarray(11)));
+      assert.equal((await peer.recvFrame()).toString(), '#WELCOME#');
+      const message = Buffer.concat([Buffer.from('{sha256}'), randomBytes(40)]);
+      await peer.sendFrame(Buffer.concat([Buffer.from('#CHALLENGE#'), message]));
+      assert.deepEqual(await peer.recvFrame(), mac(message));
+      await peer.sendFrame(Buffer.from('#WELCOME#'));
+    }
+    return peer;
+  }
+
+  /** Write raw bytes; resolves when the socket took them (false once the peer is gone). */
+  write(bytes: Uint8Array): Promise<boolean> {
+    if (this.#socket.destroyed) return Promise.resolve(false);
+    return new Promise((resolve) => this.#socket.write(bytes, (err) => resolve(!err)));
+  }
+
+  /** Write one frame: its length, then its bytes. */
+  sendFrame(payload: Uint8Array): Promise<boolean> {
+    const head = Buffer.alloc(4);
+    head.writeInt32BE(payload.length);
+    return this.write(Buffer.concat([head, payload]));
+  }
+
+  /** The next frame from the other side. @throws Error when it closed first. */
+  async recvFrame(): Promise<Buffer> {
+    for (;;) {
+      if (this.#buffered.length >= 4) {
+        const n = this.#buffered.readInt32BE(0);
+        if (this.#buffered.length >= 4 + n) {
+          const frame = this.#buffered.subarray(4, 4 + n);
+          this.#buffered = this.#buffered.subarray(4 + n);
+          return frame;
+        }
+      }
+      if (this.#socket.destroyed) throw new Error('the other side closed the connection');
+      await new Promise<void>((resolve) => (this.#waiter = resolve));
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.#socket.destroyed;
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+}
+
+// The markers of the library's serialized data (src/reduction/reduction.ts), for crafted messages.
+const MARK = '\u0000multiproc';
+const ROOT = '\u0000multiproc.root';
+
+/** Crafted messages: what a peer could send in place of what `send()` produces. */
+export const crafted = {
+  /** A serialized message holding placeholders. */
+  message: (value: unknown): Buffer => v8.serialize({ [ROOT]: value }),
+  /** A function sent by value: `source` is evaluated by whoever rebuilds it. */
+  source: (source: string): object => ({ [MARK]: 'fn', ref: { kind: 'source', source, name: 'x' } }),
+  /** A function named by reference to an ES module. */
+  esm: (file: string, exportName: string): object => ({
+    [MARK]: 'fn',
+    ref: { kind: 'esm', url: pathToFileURL(file).href, exportName, name: exportName },
+  }),
+  /** A function named by reference to a CommonJS module (`exportName` null: module.exports). */
+  cjs: (file: string, exportName: string | null): object => ({
+    [MARK]: 'fn',
+    ref: { kind: 'cjs', file, exportName, name: exportName ?? '' },
+  }),
+  /** An instance of the class `cls` (a reference as `esm`/`cjs` make), with `fields`. */
+  instance: (cls: object, fields: object): object => ({ [MARK]: 'obj', cls: (cls as { ref: unknown }).ref, custom: false, state: fields }),
+  /** An error whose class is `cls` (a reference as `esm`/`cjs` make), its nearest built-in being `builtin`. */
+  error: (cls: object, builtin: string, name: string, message: string): object => ({
+    [MARK]: 'err',
+    cls: (cls as { ref: unknown }).ref,
+    builtin,
+    name,
+    message,
+    stack: `${name}: ${message}\n    at somewhere`,
+    props: {},
+    cause: undefined,
+  }),
+  /** A library object of type `tag` (a lock, a queue, a proxy...) with its state. */
+  library: (tag: string, state: unknown): object => ({ [MARK]: 'lib', tag, state }),
+};
+
+/** Files the side-effect fixtures wrote in `dir` (they write one when imported). */
+export function sideEffects(dir: string): string[] {
+  return fs.readdirSync(dir).filter((f) => f.startsWith('side-effect-'));
 }

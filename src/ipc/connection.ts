@@ -8,6 +8,7 @@ import { Ring, RING_HEADER_CELLS } from '../shm/ring.js';
 import { BASE, KIND, Segment } from '../shm/segment.js';
 import { AbortError, BufferTooShort, InvalidArgumentError, ProcessError } from '../errors.js';
 import { dumps, loads, registerType } from '../reduction/reduction.js';
+import { TRUST_ALL, type ReceivePolicy } from '../reduction/policy.js';
 import { deadlineOf, registerExitTask } from '../util.js';
 
 const RESOLVED = Promise.resolve();
@@ -99,9 +100,19 @@ export abstract class Connection {
     return p;
   }
 
-  /** Receive the next object (Python: `recv`). @throws EOFError when the other end closed and nothing is left. */
+  /**
+   * Receive the next object (Python: `recv`).
+   * @throws EOFError when the other end closed and nothing is left.
+   * @throws UntrustedMessageError (socket connections) when the message names a function, class
+   *   or library object the connection's `trust` option does not allow; nothing of it is rebuilt.
+   */
   async recv(): Promise<unknown> {
-    return loads(await this.#readOne());
+    return loads(await this.#readOne(), this._receivePolicy());
+  }
+
+  /** @internal What a received message may name: everything, for a pipe (its peer is this program). */
+  protected _receivePolicy(): ReceivePolicy {
+    return TRUST_ALL;
   }
 
   /**

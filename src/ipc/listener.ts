@@ -14,8 +14,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { inspect } from 'node:util';
 
-import { HANDSHAKE_LIMIT, MAX_MESSAGE, SocketConnection, socketRefusal } from './socket.js';
+import { HANDSHAKE_LIMIT, MAX_MESSAGE, SocketConnection, socketRefusal, TRUST_OPT_IN } from './socket.js';
 import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, TimeoutError } from '../errors.js';
+import { toModuleUrl, TRUST_ALL, trustModules, type ReceivePolicy } from '../reduction/policy.js';
 import { registerType } from '../reduction/reduction.js';
 import { deadlineOf } from '../util.js';
 
@@ -37,10 +38,22 @@ export interface ListenerOptions {
   authkey?: Authkey | null;
   /**
    * Longest message accepted from a peer, in bytes; a longer length prefix breaks that connection
-   * (ERR_MP_BAD_MESSAGE). Default: the largest Buffer (4 GiB). Set it when strangers can connect.
+   * (ERR_MP_BAD_MESSAGE) before its body is buffered. Default 64 MiB; at most a Buffer's size.
    */
   maxMessageSize?: number;
+  /**
+   * What `recv()` on the accepted connections may rebuild besides plain data and errors. Default:
+   * nothing — a message naming a function, class or library object is refused with
+   * UntrustedMessageError. A list of module paths or URLs: the functions and classes exported
+   * from those modules (and instances of those classes) may arrive; receiving one imports its
+   * module. `'all'`: anything `send()` can send, functions as source text included — **the peer
+   * can then run any code in this process**.
+   */
+  trust?: Trust;
 }
+
+/** What a socket connection's `recv()` may rebuild: module paths or URLs whose exports a peer may name, or `'all'`. */
+export type Trust = 'all' | readonly (string | URL)[];
 
 export interface ClientOptions {
   /** Inferred from the address when omitted. */
@@ -49,8 +62,10 @@ export interface ClientOptions {
   authkey?: Authkey | null;
   /** Abandons connecting (and the handshake). */
   signal?: AbortSignal;
-  /** Longest message accepted from the listener, in bytes (see ListenerOptions). */
+  /** Longest message accepted from the listener, in bytes (see ListenerOptions). Default 64 MiB. */
   maxMessageSize?: number;
+  /** What `recv()` may rebuild besides plain data and errors (see ListenerOptions). Default: nothing. */
+  trust?: Trust;
 }
 
 export interface AcceptOptions {
@@ -139,6 +154,14 @@ function checkMaxMessageSize(n: unknown, what: string): number | undefined {
   return Math.max(n as number, HANDSHAKE_LIMIT);
 }
 
+function toPolicy(trust: unknown, what: string): ReceivePolicy | undefined {
+  if (trust === undefined) return undefined;
+  if (trust === 'all') return TRUST_ALL;
+  if (!Array.isArray(trust) || !trust.every((m) => typeof m === 'string' || m instanceof URL))
+    throw new InvalidArgumentError(`${what}: trust must be 'all' or an array of module paths or URLs`);
+  return trustModules(new Set((trust as (string | URL)[]).map(toModuleUrl)), { libraryObjects: false, optIn: TRUST_OPT_IN });
+}
+
 function toAuthkey(authkey: Authkey | null | undefined, what: string): Buffer | undefined {
   if (authkey === undefined || authkey === null) return undefined;
   if (typeof authkey === 'string') return Buffer.from(authkey, 'utf8');
@@ -182,8 +205,17 @@ function checkFamily(family: unknown, address: Address | undefined, what: string
   return f;
 }
 
+// Sockets at a path of our choosing go in a directory only this user can enter (mkdtemp makes it
+// 0700), as CPython's get_temp_dir(): whatever the umask, no other local user can connect.
+let privateDir: string | undefined;
+
 function arbitraryUnixPath(): string {
-  return path.join(os.tmpdir(), `mp-listener-${process.pid}-${crypto.randomBytes(6).toString('hex')}.sock`);
+  if (privateDir === undefined) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `mp-${process.pid}-`));
+    privateDir = dir;
+    process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  }
+  return path.join(privateDir, `listener-${crypto.randomBytes(6).toString('hex')}.sock`);
 }
 
 // Unix socket files of live listeners are removed when the process exits, as Python's Finalize does.
@@ -201,6 +233,7 @@ export class Listener {
   readonly #server: net.Server;
   readonly #authkey: Buffer | undefined;
   readonly #maxMessageSize: number | undefined;
+  readonly #policy: ReceivePolicy | undefined;
   readonly #family: Family;
   readonly #requested: Address;
   #bound: Address | undefined;
@@ -230,6 +263,7 @@ export class Listener {
     if (backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0))
       throw new InvalidArgumentError('Listener: backlog must be an integer >= 0');
     this.#maxMessageSize = checkMaxMessageSize(options.maxMessageSize, 'Listener');
+    this.#policy = toPolicy(options.trust, 'Listener');
     this.#family = checkFamily(options.family, address ?? undefined, 'Listener');
     this.#authkey = toAuthkey(options.authkey, 'Listener');
     const addr: Address =
@@ -316,12 +350,12 @@ export class Listener {
     const from: Address = socket.remotePort !== undefined ? [socket.remoteAddress ?? '', socket.remotePort] : '';
     const key = this.#authkey;
     if (!key) {
-      this.#results.push({ conn: new SocketConnection(socket, { maxMessageSize: this.#maxMessageSize }), from });
+      this.#results.push({ conn: new SocketConnection(socket, { maxMessageSize: this.#maxMessageSize, policy: this.#policy }), from });
       this.#wake();
       return;
     }
     // Each handshake runs on its own, so that a silent peer delays nobody else.
-    const conn = new SocketConnection(socket, { maxMessageSize: this.#maxMessageSize, handshake: true });
+    const conn = new SocketConnection(socket, { maxMessageSize: this.#maxMessageSize, handshake: true, policy: this.#policy });
     this.#handshaking.add(conn);
     (async () => {
       await deliverChallenge(conn, key);
@@ -472,6 +506,7 @@ export async function Client(address: Address, options: ClientOptions = {}): Pro
   checkFamily(options.family, address, 'Client');
   const key = toAuthkey(options.authkey, 'Client');
   const maxMessageSize = checkMaxMessageSize(options.maxMessageSize, 'Client');
+  const policy = toPolicy(options.trust, 'Client');
   const { signal } = options;
   if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
   const socket = await new Promise<net.Socket>((resolve, reject) => {
@@ -491,7 +526,7 @@ export async function Client(address: Address, options: ClientOptions = {}): Pro
     });
     signal?.addEventListener('abort', onAbort, { once: true });
   });
-  const conn = new SocketConnection(socket, { maxMessageSize, handshake: key !== undefined });
+  const conn = new SocketConnection(socket, { maxMessageSize, handshake: key !== undefined, policy });
   if (key) {
     const onAbort = (): void => conn.close();
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -9,17 +9,29 @@ import { inspect } from 'node:util';
 import { Connection } from './connection.js';
 import { AbortError, AuthenticationError, EOFError, NotTransferableError, ProcessError } from '../errors.js';
 import { registerType } from '../reduction/reduction.js';
+import { trustModules, type ReceivePolicy } from '../reduction/policy.js';
 import { deadlineOf, registerExitTask } from '../util.js';
 
 // Messages up to this size go out in one write together with their header.
 const SMALL = 16384;
 // The largest message a Buffer can hold.
 export const MAX_MESSAGE = bufferConstants.MAX_LENGTH;
+// The longest message accepted unless the receiver says otherwise: a peer can make a connection
+// hold this much memory, so it is well below what a Buffer can hold.
+export const DEFAULT_MAX_MESSAGE = 64 << 20;
 // During the handshake no message may be longer (CPython's recv_bytes(256)).
 export const HANDSHAKE_LIMIT = 256;
 // Received messages nobody has read yet: stop reading the socket above HIGH, resume below LOW.
 const HIGH_WATER = 16 << 20;
 const LOW_WATER = 4 << 20;
+
+/** @internal How a socket connection opts in to more than plain data and errors. */
+export const TRUST_OPT_IN =
+  "Send plain data, or let the receiving side trust the module: new Listener(address, { trust: ['<module path or URL>'] }) " +
+  "or Client(address, { trust: [...] }) (trust: 'all' also accepts functions as source text and library objects, and lets the peer run any code in this process)";
+
+// By default a peer sends data: every function, class or library object it names is refused.
+const DATA_ONLY = trustModules(new Set(), { libraryObjects: false, optIn: TRUST_OPT_IN });
 
 // Sockets with writes not yet handed to the kernel; a process flushes them before it exits.
 const unflushed = new Set<SocketConnection>();
@@ -57,12 +69,17 @@ export class SocketConnection extends Connection {
   #flushWaiters: (() => void)[] = [];
   readonly #waiters = new Set<() => void>();
   #refs = 0;
+  readonly #policy: ReceivePolicy;
 
   /** @internal Made by Listener.accept() and Client(). */
-  constructor(socket: net.Socket, options: { maxMessageSize?: number | undefined; handshake?: boolean } = {}) {
+  constructor(
+    socket: net.Socket,
+    options: { maxMessageSize?: number | undefined; handshake?: boolean; policy?: ReceivePolicy | undefined } = {},
+  ) {
     super();
     this.#socket = socket;
-    this.#max = options.maxMessageSize ?? MAX_MESSAGE;
+    this.#policy = options.policy ?? DATA_ONLY;
+    this.#max = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE;
     this.#limit = options.handshake ? Math.min(HANDSHAKE_LIMIT, this.#max) : this.#max;
     this.#label = socket.remotePort !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : (socket.localAddress ?? 'unix socket');
     if (socket.remotePort !== undefined) socket.setNoDelay(true);
@@ -380,7 +397,11 @@ export class SocketConnection extends Connection {
     return new Promise((r) => this.#flushWaiters.push(r));
   }
 
-  /** @internal The handshake is over: accept messages of any size. */
+  protected override _receivePolicy(): ReceivePolicy {
+    return this.#policy;
+  }
+
+  /** @internal The handshake is over: accept messages up to the connection's limit. */
   _authenticated(): void {
     this.#limit = this.#max;
     this.#stalled = 0;

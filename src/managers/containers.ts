@@ -3,6 +3,8 @@
 // types.ts; the manager classes in managers.ts.
 import { isDeepStrictEqual } from 'node:util';
 
+import { registerLibraryError } from '../errors.js';
+
 // ---------------------------------------------------------------------------------------------
 // Errors the shared containers raise, as Python's built-in ones.
 
@@ -24,6 +26,8 @@ export class ValueError extends Error {
     return 'ValueError';
   }
 }
+// By name, as the library's other errors: a receiver rebuilds them without trusting this module.
+for (const cls of [KeyError, IndexError, ValueError]) registerLibraryError(cls);
 
 // ---------------------------------------------------------------------------------------------
 // The shared objects a SyncManager serves (they live in the server process).

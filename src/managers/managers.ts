@@ -22,8 +22,8 @@ import {
   checkNoInlineFunctions,
   dropChannels,
   makeProxy,
+  MANAGER_MAX_MESSAGE,
   proxyTypeKey,
-  toModuleUrl,
   unwrapReply,
   type ProxyState,
 } from './proxy.js';
@@ -54,7 +54,9 @@ import {
   ValueProxy,
 } from './types.js';
 import { parentProcess, Process } from '../process.js';
-import { moduleOf, reduceFunction } from '../reduction/functions.js';
+import { MAX_MESSAGE } from '../ipc/socket.js';
+import { toModuleUrl } from '../reduction/policy.js';
+import { registeredModule, trustModulesForClients, trustRegisteredForClients } from './wire.js';
 import type { FunctionOrClass } from '../util.js';
 
 export { BaseProxy, makeProxyType, type Token } from './proxy.js';
@@ -132,9 +134,17 @@ export interface ManagerOptions {
   ctx?: { Process: typeof Process } | null;
   /** ms to wait for the server process to exit after shutdown before terminating it. Default 1000. */
   shutdownTimeout?: number;
-  /** Extra modules whose exported functions and classes messages may name (by reference). */
+  /**
+   * Modules (paths or URLs) whose exported functions and classes messages may name, by reference:
+   * the server (and this process's proxies) rebuild them, importing the module. The modules of
+   * registered types are trusted already. Every export of a listed module becomes callable by any
+   * client holding the authkey: list only modules written for that (never the library's own).
+   */
   trustedModules?: readonly (string | URL)[];
-  /** Longest message the server accepts, in bytes; a longer one closes that connection. Default 512 MiB. */
+  /**
+   * Longest message the server accepts (and its proxies accept from it), in bytes; a longer
+   * length prefix closes that connection before the message is buffered. Default 512 MiB.
+   */
   maxMessage?: number;
 }
 
@@ -162,8 +172,17 @@ export class BaseManager {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
     if (typeof options !== 'object' || options === null)
       throw new InvalidArgumentError('new BaseManager(options): options must be an object like { address, authkey }');
+    const { maxMessage, trustedModules } = options;
+    if (maxMessage !== undefined && (!Number.isInteger(maxMessage) || maxMessage < 1 || maxMessage > MAX_MESSAGE))
+      throw new InvalidArgumentError(`new BaseManager({ maxMessage }): maxMessage must be an integer from 1 to ${MAX_MESSAGE}`);
+    if (
+      trustedModules !== undefined &&
+      (!Array.isArray(trustedModules) || !trustedModules.every((m) => typeof m === 'string' || m instanceof URL))
+    )
+      throw new InvalidArgumentError('new BaseManager({ trustedModules }): trustedModules must be an array of module paths or URLs');
     this.#options = options;
     this.#address = options.address ?? null;
+    if (trustedModules) trustModulesForClients(trustedModules);
     const k = options.authkey;
     this.#authkey =
       k === undefined || k === null
@@ -184,6 +203,8 @@ export class BaseManager {
       throw new InvalidArgumentError('register(typeid, callable): callable must be a function or class');
     if (!Object.prototype.hasOwnProperty.call(this, '_registry')) this._registry = new Map(this._registry);
     const { exposed = null, methodToTypeid = null, proxytype = null, createMethod = true } = options;
+    // The module of what the server makes, and of its proxy class, may be named in replies.
+    for (const fn of [callable, proxytype]) if (fn) trustRegisteredForClients(fn, `register('${typeid}')`);
     this._registry.set(typeid, {
       typeid,
       callable: callable ?? null,
@@ -232,8 +253,8 @@ export class BaseManager {
         ['proxytype', e.proxytype],
       ] as const) {
         if (!fn || proxyTypeKey(fn) !== fn) continue;
-        // The server imports these modules, so it also trusts them.
-        const url = moduleOf(reduceFunction(fn, `register('${e.typeid}') ${what}`, false));
+        // The server imports these modules, so it also trusts them (the library's excepted).
+        const url = registeredModule(fn, `register('${e.typeid}') ${what}`);
         if (url) trusted.add(url);
       }
       registry.push({
@@ -244,7 +265,7 @@ export class BaseManager {
         proxytype: proxyTypeKey(e.proxytype),
       });
     }
-    const maxMessage = this.#options.maxMessage ?? 512 * 1024 * 1024;
+    const maxMessage = this.#options.maxMessage ?? MANAGER_MAX_MESSAGE;
     return { registry, address: this.#address, authkey: this.#authkey, trusted: [...trusted], maxMessage };
   }
 
@@ -304,7 +325,7 @@ export class BaseManager {
   async connect(): Promise<this> {
     if (this.#address === null)
       throw new InvalidArgumentError('connect(): the manager needs the server address: new BaseManager({ address, authkey })');
-    const [status, value] = await channelFor(this.#address, this.#authkey).call([0, 'ping']);
+    const [status, value] = await channelFor(this.#address, this.#authkey, this.#options.maxMessage).call([0, 'ping']);
     unwrapReply(status, value);
     if (this.#state === 'initial') this.#state = 'connected';
     return this;
@@ -332,7 +353,7 @@ export class BaseManager {
     if (this.#address === null || this.#state === 'initial')
       throw new ProcessError('the manager is not started or connected: call start() or connect() first', { code: 'ERR_MP_MANAGER_STATE' });
     checkNoInlineFunctions(args, `${typeid}() args`);
-    const [status, value] = await channelFor(this.#address, this.#authkey).call([0, 'create', typeid, args]);
+    const [status, value] = await channelFor(this.#address, this.#authkey, this.#options.maxMessage).call([0, 'create', typeid, args]);
     if (status !== 2) return unwrapReply(status, value) as P;
     const state = value as ProxyState;
     const local = this.#registry().get(typeid);
@@ -343,7 +364,7 @@ export class BaseManager {
   /** Shared objects in the server with their reference counts (Python: `_debug_info`). */
   async _debugInfo(): Promise<Record<string, { typeid: string; refs: number }>> {
     if (this.#address === null) throw new ProcessError('the manager is not started', { code: 'ERR_MP_MANAGER_STATE' });
-    const [status, value] = await channelFor(this.#address, this.#authkey).call([0, 'debug']);
+    const [status, value] = await channelFor(this.#address, this.#authkey, this.#options.maxMessage).call([0, 'debug']);
     return unwrapReply(status, value) as Record<string, { typeid: string; refs: number }>;
   }
 
@@ -368,7 +389,7 @@ export class BaseManager {
     }
     if (address !== null) {
       try {
-        const [status, value] = await channelFor(address, this.#authkey).call([0, 'shutdown']);
+        const [status, value] = await channelFor(address, this.#authkey, this.#options.maxMessage).call([0, 'shutdown']);
         unwrapReply(status, value);
       } catch {
         // Already gone.

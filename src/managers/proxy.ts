@@ -1,8 +1,6 @@
 // The client half of managers (Python: `BaseProxy` and its connection): the per-process
 // channel to a server, tokens and proxy states, and BaseProxy. The wire format and its checks
 // are in wire.ts; the server in server.ts.
-import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
 
 import { Connection } from '../ipc/connection.js';
@@ -43,7 +41,12 @@ export interface ProxyState {
   exposed: string[];
   proxytype: string | FunctionOrClass | null;
   grant: boolean;
+  /** The longest message the server sends or accepts (its manager's `maxMessage`). */
+  maxMessage?: number;
 }
+
+/** A manager's `maxMessage` when not given. */
+export const MANAGER_MAX_MESSAGE = 512 * 1024 * 1024;
 
 export const OK = 0;
 export const THROWN = 1;
@@ -106,13 +109,13 @@ export interface LocalServer {
 export const activeServers = new Map<string, LocalServer>();
 
 /** @internal The channel to the server at `address` (the server itself when it runs here). */
-export function channelFor(address: Address, authkey: Uint8Array): Channel {
+export function channelFor(address: Address, authkey: Uint8Array, maxMessage = MANAGER_MAX_MESSAGE): Channel {
   const server = activeServers.get(addressKey(address));
   // The server runs here: no socket, unless the key differs (which the socket then refuses).
   if (server && Buffer.from(authkey).equals(Buffer.from(server.authkey))) return server.local;
   const key = `${addressKey(address)}#${Buffer.from(authkey).toString('hex')}`;
   let ch = channels.get(key);
-  if (!ch) channels.set(key, (ch = new SocketChannel(address, authkey)));
+  if (!ch) channels.set(key, (ch = new SocketChannel(address, authkey, maxMessage)));
   return ch;
 }
 
@@ -138,10 +141,12 @@ class SocketChannel implements Channel {
   #reading = false;
   readonly #held = new Map<string, number>();
   #exiting = false;
+  readonly #maxMessage: number;
 
-  constructor(address: Address, authkey: Uint8Array) {
+  constructor(address: Address, authkey: Uint8Array, maxMessage: number) {
     this.address = address;
     this.#authkey = authkey;
+    this.#maxMessage = maxMessage;
   }
 
   readonly #batcher = new Batcher((frame) => {
@@ -163,7 +168,8 @@ class SocketChannel implements Channel {
   #connect(): void {
     if (this.#connecting) return;
     this.#connecting = true;
-    Client(this.address, { authkey: this.#authkey }).then(
+    // A reply's length prefix over the limit breaks the connection before the reply is buffered.
+    Client(this.address, { authkey: this.#authkey, maxMessageSize: this.#maxMessage }).then(
       (conn) => {
         this.#connecting = false;
         this.#conn = conn;
@@ -433,11 +439,14 @@ export function makeProxyType(name: string, exposed: readonly string[]): typeof 
 
 /** @internal Build the proxy a state describes. */
 export function makeProxy(state: ProxyState): BaseProxy {
-  const channel = channelFor(state.address, state.authkey);
   const pt = state.proxytype;
   const cls =
     (typeof pt === 'string' ? proxyTypes.get(pt) : typeof pt === 'function' ? pt : undefined) ??
     makeProxyType(`AutoProxy[${state.typeid}]`, state.exposed);
+  // The state may come from a peer: only a proxy class is called with it.
+  if (!(cls.prototype instanceof BaseProxy))
+    throw new InvalidArgumentError(`proxy type of '${state.typeid}' is not a BaseProxy subclass: export a class extending BaseProxy`);
+  const channel = channelFor(state.address, state.authkey, state.maxMessage);
   const proxy = new (cls as new (s: ProxyState, c: Channel) => BaseProxy)({ ...state, grant: false }, channel);
   if (!state.grant) channel.incref(state.id);
   channel.hold(state.id);
@@ -454,13 +463,6 @@ export function localReferent(proxy: unknown): unknown {
   if (!(proxy instanceof BaseProxy)) return undefined;
   const { state } = internalsOf.get(proxy)!;
   return activeServers.get(addressKey(state.address))?.referent(state.id);
-}
-
-/** @internal File URL of a module path, for trustedModules. */
-export function toModuleUrl(m: string | URL): string {
-  if (m instanceof URL) return m.href;
-  if (/^[a-z]+:/i.test(m) && !/^[a-z]:[\\/]/i.test(m)) return m;
-  return pathToFileURL(path.resolve(m)).href;
 }
 
 export { InvalidArgumentError };

@@ -27,9 +27,10 @@ import {
   isJsonFrame,
   RefusedMessage,
   serverPolicy,
+  trustModulesForClients,
   unbatch,
-  type WirePolicy,
 } from './wire.js';
+import type { ReceivePolicy } from '../reduction/policy.js';
 import { dumps } from '../reduction/reduction.js';
 import type { FunctionOrClass } from '../util.js';
 
@@ -134,7 +135,7 @@ export class Server {
   readonly #spec: ServerSpec;
   readonly #registry = new Map<string, ServerEntry>();
   readonly #objects = new Map<string, Held>();
-  readonly #policy: WirePolicy;
+  readonly #policy: ReceivePolicy;
   readonly #conns = new Set<{ conn: Connection; state: ConnState }>();
   #listener: Listener | undefined;
   #nextId = 0;
@@ -151,12 +152,16 @@ export class Server {
     this.#spec = spec;
     for (const e of spec.registry) this.#registry.set(e.typeid, e);
     this.#policy = serverPolicy(spec.trusted);
+    // The proxies the server's own objects hold (a Condition's lock) read its replies here.
+    trustModulesForClients(spec.trusted);
     this.#finished = new Promise<void>((r) => (this.#done = r));
     this.local = new LocalChannel(this);
     this.ready = (async () => {
       const listener = await Listener.create(spec.address, {
         authkey: spec.authkey,
         family: spec.family ?? (spec.address === null ? 'AF_UNIX' : undefined),
+        // Checked against each length prefix, before the frame is buffered.
+        maxMessageSize: spec.maxMessage,
       });
       this.#listener = listener;
       if (this.#closed) listener.close();
@@ -389,7 +394,7 @@ export class Server {
       reqId,
       state,
       (status, value) => {
-        const t = h.methodToTypeid?.[method];
+        const t = h.methodToTypeid && Object.prototype.hasOwnProperty.call(h.methodToTypeid, method) ? h.methodToTypeid[method] : undefined;
         if (status === OK && t) {
           const e = this.#registry.get(t);
           reply(PROXY, this.#register(value, t, e?.exposed ?? null, e?.methodToTypeid ?? null, e?.proxytype ?? null));
@@ -443,7 +448,16 @@ export class Server {
     const list = exposed ?? publicMethods(obj);
     const id = (++this.#nextId).toString(16);
     this.#objects.set(id, { obj, typeid, exposed: new Set(list), exposedList: list, methodToTypeid, proxytype, refs: 1 });
-    return { typeid, id, address: this.address, authkey: this.#spec.authkey, exposed: list, proxytype, grant: true };
+    return {
+      typeid,
+      id,
+      address: this.address,
+      authkey: this.#spec.authkey,
+      exposed: list,
+      proxytype,
+      grant: true,
+      maxMessage: this.#spec.maxMessage,
+    };
   }
 
   /** @internal */

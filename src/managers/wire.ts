@@ -10,26 +10,26 @@
 //
 // Security. Nothing received is ever run as code. Python's pickle can import and call anything
 // its peer names; multiproc's `loads` can rebuild an inline function from source text. Every
-// message a manager receives is therefore checked before it is rebuilt (`decodeWire`): a
-// function sent by value is refused on both sides; the server rebuilds a function, class or
-// error class named by reference only when its module is one it already trusts (loaded in the
-// server already, or the module of a registered callable or proxy type, or listed in
-// `trustedModules`) — it never imports a module a client names. Error classes it does not trust
-// are rebuilt as their nearest built-in ancestor.
+// message a manager receives is therefore decoded under a receive policy (reduction/policy.ts),
+// which checks the whole message before anything of it is rebuilt: a function sent by value is
+// refused on both sides; a function, class or error class named by reference is rebuilt only when
+// its module is one the receiver was told to trust — for the server, the modules of its
+// registered callables and proxy types (outside the library) and its `trustedModules`; for a
+// client, the same for the managers of its own process. Neither imports any other module a peer
+// names, nor trusts the library's modules or whatever is loaded already. Error classes not
+// trusted are rebuilt as their nearest built-in or library ancestor, by name.
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as v8 from 'node:v8';
 
-import { NotTransferableError } from '../errors.js';
+import { NotTransferableError, UntrustedMessageError } from '../errors.js';
 import { dumps, loads } from '../reduction/reduction.js';
-import { moduleOf, reduceFunction, type FunctionRef } from '../reduction/functions.js';
-import { isFunctionOrClass } from '../util.js';
+import { moduleOf, reduceFunction } from '../reduction/functions.js';
+import { toModuleUrl, trustModules, type ReceivePolicy } from '../reduction/policy.js';
+import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
 
 // ---------------------------------------------------------------------------------------------
-// Decoding what arrives from the wire.
-
-// The markers reduction.ts puts in serialized data (kept in sync with it).
-const MARK = '\u0000multiproc';
-const ROOT = '\u0000multiproc.root';
+// What a manager trusts.
 
 /** A message refused by the wire check; `reqId` is known when the rest of it was readable. */
 export class RefusedMessage extends Error {
@@ -41,39 +41,66 @@ export class RefusedMessage extends Error {
   }
 }
 
-/** Who decodes: the server trusts only its modules; a client trusts its server's references. */
-export interface WirePolicy {
-  /** Whether a function or class named by reference may be rebuilt. */
-  trustRef(ref: FunctionRef): boolean;
-}
-
-export const CLIENT_POLICY: WirePolicy = { trustRef: (ref) => ref.kind !== 'source' };
-
 const LIBRARY_DIR = path.resolve(__dirname, '..');
 
-/** The server's policy: modules it loaded itself, its library, and the ones listed. */
-export function serverPolicy(trusted: Iterable<string>): WirePolicy {
-  const urls = new Set(trusted);
-  return {
-    trustRef(ref) {
-      if (ref.kind === 'source') return false;
-      const url = moduleOf(ref);
-      if (url !== undefined && urls.has(url)) return true;
-      if (ref.kind === 'cjs') {
-        const file = path.resolve(ref.file);
-        if (file.startsWith(LIBRARY_DIR + path.sep)) return true;
-        // Already loaded here: rebuilding it imports nothing new.
-        return require.cache[file] !== undefined;
-      }
-      return false;
-    },
-  };
+/**
+ * The module URL of a registered callable or proxy type, when it is to be trusted: a user's
+ * module. The library's own modules are never trusted wholesale (some of their exports load
+ * code); its types cross as tags and its errors by name.
+ */
+export function registeredModule(fn: FunctionOrClass, where: string): string | undefined {
+  let url: string | undefined;
+  try {
+    url = moduleOf(reduceFunction(fn, where, false));
+  } catch {
+    return undefined;
+  }
+  if (url?.startsWith('file:') && fileURLToPath(url).startsWith(LIBRARY_DIR + path.sep)) return undefined;
+  return url;
 }
 
-function describeRef(ref: FunctionRef): string {
-  if (ref.kind === 'source') return `function ${ref.name || '(anonymous)'} sent by value (as source text)`;
-  return `${ref.name || 'an export'} from ${moduleOf(ref) ?? '?'}`;
+const SERVER_OPT_IN =
+  "Send plain data, or export it from a module the server trusts: the module of a type registered with the manager, or one listed in the manager's trustedModules";
+
+/** The server's policy: the modules it was given (its registered types' and trustedModules), and library objects (proxies, locks). */
+export function serverPolicy(trusted: Iterable<string>): ReceivePolicy {
+  return trustModules(new Set(trusted), { libraryObjects: true, optIn: SERVER_OPT_IN });
 }
+
+// A client's trust: the modules of the types registered with any manager class of this process,
+// and the trustedModules of its managers (and of a server running here). Registered code is
+// resolved to its module only when a reply first names a function or class.
+const clientModules = new Set<string>();
+const clientCode: [FunctionOrClass, string][] = [];
+
+/** @internal A type registered with a manager class: its module is trusted by this process's proxies. */
+export function trustRegisteredForClients(fn: FunctionOrClass, where: string): void {
+  clientCode.push([fn, where]);
+}
+
+/** @internal Modules (paths or URLs) this process's proxies trust. */
+export function trustModulesForClients(modules: Iterable<string | URL>): void {
+  for (const m of modules) clientModules.add(toModuleUrl(m));
+}
+
+const clientTrust = trustModules(clientModules, {
+  libraryObjects: true,
+  optIn:
+    'Send plain data, or trust the module in this process too: register the type with a manager class here, or list the module in the trustedModules of a manager made here',
+});
+
+/** How proxies decode their server's replies. */
+export const CLIENT_POLICY: ReceivePolicy = {
+  allowRef(ref) {
+    for (const [fn, where] of clientCode.splice(0)) {
+      const url = registeredModule(fn, where);
+      if (url !== undefined) clientModules.add(url);
+    }
+    return clientTrust.allowRef(ref);
+  },
+  libraryObjects: true,
+  optIn: clientTrust.optIn,
+};
 
 // The common messages — a call with string, number and boolean arguments, a reply with such a
 // value — go as JSON after a tag byte: V8's serializer costs a few µs per message each way and
@@ -198,53 +225,21 @@ export function unbatch(buf: Uint8Array): Uint8Array[] {
 }
 
 /**
- * Deserialize a message from a peer without running anything from it.
+ * Deserialize a message from a peer under `policy`, running nothing from it.
  * @throws RefusedMessage when it names code the policy does not trust; the v8 error when the
  * bytes are not a serialized value at all.
  */
-export async function decodeWire(buf: Uint8Array, policy: WirePolicy): Promise<unknown> {
+export async function decodeWire(buf: Uint8Array, policy: ReceivePolicy): Promise<unknown> {
   if (buf[0] === JSON_TAG) return decodeJson(buf);
-  const data = v8.deserialize(buf) as unknown;
-  if (typeof data !== 'object' || data === null || !Object.prototype.hasOwnProperty.call(data, ROOT)) return data;
-  const root = (data as Record<string, unknown>)[ROOT];
-  const reqId = Array.isArray(root) && Number.isSafeInteger(root[0]) ? (root[0] as number) : undefined;
-  // Widened: visit() sets it, and narrowing does not follow into a closure.
-  let changed = false as boolean;
-  const seen = new Set<object>();
-  const visit = (v: unknown): void => {
-    if (typeof v !== 'object' || v === null || seen.has(v)) return;
-    seen.add(v);
-    if (Array.isArray(v)) for (const x of v) visit(x);
-    else if (v instanceof Map) {
-      for (const [k, x] of v) {
-        visit(k);
-        visit(x);
-      }
-    } else if (v instanceof Set) for (const x of v) visit(x);
-    else if (!ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer)) {
-      const o = v as Record<string, unknown>;
-      if (Object.prototype.hasOwnProperty.call(o, MARK)) {
-        const kind = o[MARK];
-        const ref = (kind === 'fn' ? o.ref : kind === 'obj' || kind === 'err' ? o.cls : undefined) as FunctionRef | null | undefined;
-        if (ref && typeof ref === 'object' && !policy.trustRef(ref)) {
-          if (kind === 'err') {
-            // The error still crosses, as its nearest built-in or library ancestor.
-            o.cls = null;
-            changed = true;
-          } else {
-            throw new RefusedMessage(
-              `refused: the message names ${describeRef(ref)}; a manager never runs code sent over the wire and imports only the modules it trusts ` +
-                "(send plain data, or list the module in the manager's trustedModules)",
-              reqId,
-            );
-          }
-        }
-      }
-      for (const key of Object.keys(o)) visit(o[key]);
-    }
-  };
-  visit(root);
-  return loads(changed ? v8.serialize(data) : buf);
+  try {
+    return await loads(buf, policy);
+  } catch (err) {
+    if (!(err instanceof UntrustedMessageError)) throw err;
+    // Read again for the request id only, so that the refusal answers that request.
+    const root = Object.values(v8.deserialize(buf) as object)[0] as unknown;
+    const reqId = Array.isArray(root) && Number.isSafeInteger(root[0]) ? (root[0] as number) : undefined;
+    throw new RefusedMessage(`refused: ${err.message}`, reqId);
+  }
 }
 
 /**

@@ -347,7 +347,7 @@ export async function loadFunction(ref: FunctionRef): Promise<FunctionOrClass> {
   if (hit) return hit;
   const esm = ref as Extract<FunctionRef, { kind: 'esm' }>;
   const ns = (await import(esm.url)) as Record<string, unknown>;
-  return remember(ref, ns[esm.exportName], esm.exportName, esm.url);
+  return remember(ref, ownExport(ns, esm.exportName), esm.exportName, esm.url);
 }
 
 /**
@@ -366,15 +366,21 @@ export function loadFunctionSync(ref: FunctionRef, tryRequire = true): FunctionO
   }
   if (ref.kind === 'cjs') {
     const exp = createRequire(ref.file)(ref.file) as Record<string, unknown>;
-    return remember(ref, ref.exportName === null ? exp : exp[ref.exportName], ref.exportName ?? 'module.exports', ref.file);
+    return remember(ref, ref.exportName === null ? exp : ownExport(exp, ref.exportName), ref.exportName ?? 'module.exports', ref.file);
   }
   if (!tryRequire) return undefined;
   try {
     const ns = createRequire(__filename)(fileURLToPath(ref.url)) as Record<string, unknown>;
-    return remember(ref, ns[ref.exportName], ref.exportName, ref.url);
+    return remember(ref, ownExport(ns, ref.exportName), ref.exportName, ref.url);
   } catch {
     return undefined;
   }
+}
+
+// An export is an own property of the module's exports: `constructor`, `call` or `__proto__`
+// reached through a prototype are not exports (`Function` is no module's export).
+function ownExport(exports: object, name: string): unknown {
+  return Object.prototype.hasOwnProperty.call(exports, name) ? (exports as Record<string, unknown>)[name] : undefined;
 }
 
 function keyOf(ref: FunctionRef): string {

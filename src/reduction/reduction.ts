@@ -8,9 +8,10 @@
 // copy: a first scan decides whether anything needs replacing.
 import * as v8 from 'node:v8';
 
-import { InvalidArgumentError, libraryErrors, NotTransferableError, RemoteTraceback } from '../errors.js';
+import { InvalidArgumentError, libraryErrors, NotTransferableError, RemoteTraceback, UntrustedMessageError } from '../errors.js';
 import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
 import { loadFunction, loadFunctionSync, reduceFunction, type FunctionRef } from './functions.js';
+import { describeRef, isFunctionRef, TRUST_ALL, type ReceivePolicy } from './policy.js';
 
 /** How a type reduces to transportable state, and how the receiver rebuilds it. */
 export interface Reducer<T extends object, S = unknown> {
@@ -374,16 +375,20 @@ function describeKey(k: unknown): string {
 // ---------------------------------------------------------------------------------------------
 // Receiving side.
 
-/** Deserialize what `dumps` produced, importing the modules of functions and classes it names. */
-export async function loads(buf: Uint8Array): Promise<unknown> {
+/**
+ * Deserialize what `dumps` produced, importing the modules of functions and classes it names.
+ * `policy` says what a peer may name (default: anything, for the program's own pipes and
+ * queues); the whole message is checked before anything is rebuilt or imported.
+ * @throws UntrustedMessageError when the message names what `policy` does not allow.
+ */
+export async function loads(buf: Uint8Array, policy: ReceivePolicy = TRUST_ALL): Promise<unknown> {
   if (buf[0] !== 0xff) return loadsPrimitive(buf);
   const data = v8.deserialize(buf) as unknown;
   if (!isWrapped(data)) return data;
   const root = data[ROOT];
+  const refs = collectRefs(root, policy);
   const fns = new Map<FunctionRef, FunctionOrClass>();
-  const pending: Promise<void>[] = [];
-  collectRefs(root, new Set(), (ref) => pending.push(loadFunction(ref).then((f) => void fns.set(ref, f))));
-  await Promise.all(pending);
+  await Promise.all(refs.map((ref) => loadFunction(ref).then((f) => void fns.set(ref, f))));
   return rebuild(root, fns, new Map());
 }
 
@@ -400,11 +405,9 @@ export function loadsSync(buf: Uint8Array): { value: unknown } | undefined {
   const data = v8.deserialize(buf) as unknown;
   if (!isWrapped(data)) return { value: data };
   const root = data[ROOT];
-  const refs: FunctionRef[] = [];
-  collectRefs(root, new Set(), (ref) => refs.push(ref));
   const fns = new Map<FunctionRef, FunctionOrClass>();
   let missing = false;
-  for (const ref of refs) {
+  for (const ref of collectRefs(root, TRUST_ALL)) {
     const f = loadFunctionSync(ref);
     if (f) fns.set(ref, f);
     else missing = true;
@@ -431,23 +434,82 @@ function isPlaceholder(v: object): v is Placeholder {
   return Object.prototype.hasOwnProperty.call(v, MARK);
 }
 
-function collectRefs(v: unknown, seen: Set<object>, add: (ref: FunctionRef) => void): void {
+/**
+ * The functions and classes a received message names, each checked against `policy` before any
+ * is loaded; an error class the policy does not allow is dropped (the error is then rebuilt from
+ * its built-in or library ancestor's name). Throws UntrustedMessageError for what is refused.
+ */
+function collectRefs(root: unknown, policy: ReceivePolicy): FunctionRef[] {
+  const refs: FunctionRef[] = [];
+  if (policy === TRUST_ALL) {
+    walkPlaceholders(root, new Set(), undefined, (p) => {
+      if (p[MARK] === 'fn') refs.push(p.ref);
+      else if (p[MARK] === 'obj') refs.push(p.cls);
+      else if (p[MARK] === 'err' && p.cls) refs.push(p.cls);
+    });
+    return refs;
+  }
+  const check = (p: Placeholder, where: string | undefined): void => {
+    switch (p[MARK]) {
+      case 'fn':
+      case 'obj': {
+        const ref = p[MARK] === 'fn' ? p.ref : p.cls;
+        if (!isFunctionRef(ref)) throw untrusted(where, 'holds a malformed function reference', policy);
+        if (!policy.allowRef(ref))
+          throw untrusted(where, `names ${p[MARK] === 'fn' ? 'function' : 'the class of an object,'} ${describeRef(ref)}`, policy);
+        refs.push(ref);
+        return;
+      }
+      case 'err':
+        if (p.cls !== null && (!isFunctionRef(p.cls) || !policy.allowRef(p.cls))) (p as { cls: FunctionRef | null }).cls = null;
+        else if (p.cls) refs.push(p.cls);
+        return;
+      case 'lib':
+        if (!policy.libraryObjects) throw untrusted(where, `holds a library object (${JSON.stringify(p.tag)})`, policy);
+        return;
+    }
+  };
+  try {
+    walkPlaceholders(root, new Set(), undefined, (p) => check(p, undefined));
+  } catch (err) {
+    if (err !== REFUSED) throw err;
+    // Walk again, keeping paths, to say where the refused value sits.
+    refs.length = 0;
+    walkPlaceholders(root, new Set(), 'message', check);
+    throw err;
+  }
+  return refs;
+}
+
+function untrusted(where: string | undefined, problem: string, policy: ReceivePolicy): Error {
+  if (where === undefined) return REFUSED;
+  return new UntrustedMessageError(
+    where,
+    `${problem}: this receiver does not rebuild code a peer names, so nothing of the message was rebuilt`,
+    policy.optIn,
+  );
+}
+
+function walkPlaceholders(
+  v: unknown,
+  seen: Set<object>,
+  where: string | undefined,
+  visit: (p: Placeholder, where: string | undefined) => void,
+): void {
   if (typeof v !== 'object' || v === null || seen.has(v)) return;
   seen.add(v);
-  if (Array.isArray(v)) for (const x of v) collectRefs(x, seen, add);
+  const at = (k: string | number): string | undefined =>
+    where === undefined ? undefined : typeof k === 'number' ? `${where}[${k}]` : pathOf(where, k);
+  if (Array.isArray(v)) v.forEach((x, i) => walkPlaceholders(x, seen, at(i), visit));
   else if (v instanceof Map) {
     for (const [k, x] of v) {
-      collectRefs(k, seen, add);
-      collectRefs(x, seen, add);
+      walkPlaceholders(k, seen, where === undefined ? undefined : `${where}.<key>`, visit);
+      walkPlaceholders(x, seen, where === undefined ? undefined : `${where}.get(${describeKey(k)})`, visit);
     }
-  } else if (v instanceof Set) for (const x of v) collectRefs(x, seen, add);
+  } else if (v instanceof Set) for (const x of v) walkPlaceholders(x, seen, where === undefined ? undefined : `${where}.<item>`, visit);
   else if (isPlain(v)) {
-    if (isPlaceholder(v)) {
-      if (v[MARK] === 'fn') add(v.ref);
-      else if (v[MARK] === 'obj') add(v.cls);
-      else if (v[MARK] === 'err' && v.cls) add(v.cls);
-    }
-    for (const x of Object.values(v)) collectRefs(x, seen, add);
+    if (isPlaceholder(v)) visit(v, where);
+    for (const key of Object.keys(v)) walkPlaceholders((v as Record<string, unknown>)[key], seen, at(key), visit);
   }
 }
 
@@ -512,7 +574,9 @@ function rebuild(v: unknown, fns: Map<FunctionRef, FunctionOrClass>, seen: Map<o
       const obj = Object.create(cls.prototype as object) as Record<string, unknown>;
       seen.set(v, obj);
       const fields = v.state as Record<string, unknown>;
-      for (const key of Object.keys(fields)) obj[key] = rebuild(fields[key], fns, seen);
+      // Own fields, as pickle sets __dict__: no setter of the class runs, and a field named
+      // __proto__ stays a field.
+      for (const key of Object.keys(fields)) defineField(obj, key, rebuild(fields[key], fns, seen));
       return obj;
     }
     case 'err':
@@ -525,23 +589,31 @@ function rebuildError(
   fns: Map<FunctionRef, FunctionOrClass>,
   seen: Map<object, unknown>,
 ): Error {
-  const cls = (p.cls && fns.get(p.cls)) || BUILTIN_ERRORS[p.builtin] || libraryErrors.get(p.builtin) || Error;
+  const cls = (p.cls && fns.get(p.cls)) || errorClassNamed(p.builtin);
   const err = Object.create(cls.prototype as object) as Error & Record<string, unknown>;
   seen.set(p, err);
   Object.defineProperty(err, 'message', { value: p.message, writable: true, configurable: true, enumerable: false });
   Object.defineProperty(err, 'stack', { value: p.stack, writable: true, configurable: true, enumerable: false });
   if (err.name !== p.name) Object.defineProperty(err, 'name', { value: p.name, writable: true, configurable: true, enumerable: false });
-  const props = rebuild(p.props, fns, seen) as Record<string, unknown>;
-  for (const key of Object.keys(props)) {
-    try {
-      err[key] = props[key];
-    } catch {
-      Object.defineProperty(err, key, { value: props[key], writable: true, configurable: true, enumerable: true });
-    }
-  }
+  const props = rebuild(p.props, fns, seen);
+  if (typeof props === 'object' && props !== null)
+    for (const key of Object.keys(props)) defineField(err, key, (props as Record<string, unknown>)[key]);
   const remote = new RemoteTraceback(p.stack);
   if (p.cause !== undefined)
     Object.defineProperty(remote, 'cause', { value: rebuild(p.cause, fns, seen), configurable: true, writable: true });
   Object.defineProperty(err, 'cause', { value: remote, writable: true, configurable: true, enumerable: false });
   return err;
+}
+
+function defineField(obj: object, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, writable: true, configurable: true, enumerable: true });
+}
+
+// A built-in or library error class from its name alone (the sender's name is data: only own
+// entries count, so '__proto__' or 'constructor' name nothing).
+function errorClassNamed(name: unknown): new (message?: string) => Error {
+  if (typeof name !== 'string') return Error;
+  if (Object.prototype.hasOwnProperty.call(BUILTIN_ERRORS, name)) return BUILTIN_ERRORS[name]!;
+  const lib = libraryErrors.get(name) ?? (loadLibraryTypes(), libraryErrors.get(name));
+  return (lib as (new (message?: string) => Error) | undefined) ?? Error;
 }
