@@ -178,7 +178,15 @@ const errorsByName = new Map<string, ErrorClass>([
  */
 export const libraryErrors: ReadonlyMap<string, ErrorClass> = errorsByName;
 
+const registeredElsewhere: string[] = [];
+
 /** @internal An error class of the library defined outside this file (the managers' KeyError, ...). */
 export function registerLibraryError(cls: ErrorClass): void {
   errorsByName.set(cls.name, cls);
+  registeredElsewhere.push(cls.name);
+}
+
+/** @internal The names registerLibraryError() added (a child loads their module by name, see entry/library_types.ts). */
+export function registeredErrorNames(): string[] {
+  return [...registeredElsewhere];
 }

@@ -564,5 +564,6 @@ process.on('beforeExit', () => {
 export async function exitFunction(): Promise<void> {
   await runExitTasks();
   for (const c of activeChildren()) if (c.daemon) c.terminate();
-  for (const c of activeChildren()) await c.join();
+  // Whoever owns a child (a pool) may close it while an earlier one is awaited: skip it then.
+  for (const c of activeChildren()) if (!state(c).closed) await c.join();
 }

@@ -63,10 +63,12 @@ export async function assertNoLeftovers(): Promise<void> {
   if ((globalThis as { gc?: () => void }).gc) assert.deepEqual(ourSegments(), [], 'shared-memory segments left behind');
 }
 
+const tmpDirs: string[] = [];
+
 /** A fresh temporary directory, removed when the process exits. */
 export function tmpDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-test-'));
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  if (tmpDirs.push(dir) === 1) process.on('exit', () => tmpDirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
   return dir;
 }
 

@@ -23,6 +23,10 @@ const MODULES: Readonly<Record<string, () => unknown>> = {
   'multiproc.Queue': () => require('../ipc/queues.js') as unknown,
   'multiproc.SimpleQueue': () => require('../ipc/queues.js') as unknown,
   'multiproc.ManagerProxy': () => require('../managers/managers.js') as unknown,
+  // Error classes that cross by name, registered by the module that defines them.
+  'error:KeyError': () => require('../managers/containers.js') as unknown,
+  'error:IndexError': () => require('../managers/containers.js') as unknown,
+  'error:ValueError': () => require('../managers/containers.js') as unknown,
 };
 /* eslint-enable @typescript-eslint/no-require-imports */
 
@@ -31,7 +35,7 @@ export function loadLibraryType(tag: string): void {
   if (Object.prototype.hasOwnProperty.call(MODULES, tag)) MODULES[tag]!();
 }
 
-/** The tags this table knows. */
+/** The tags this table knows (type tags, and `error:<name>` for error classes). */
 export function knownLibraryTags(): string[] {
   return Object.keys(MODULES);
 }

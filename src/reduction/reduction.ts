@@ -8,7 +8,14 @@
 // copy: a first scan decides whether anything needs replacing.
 import * as v8 from 'node:v8';
 
-import { InvalidArgumentError, libraryErrors, NotTransferableError, RemoteTraceback, UntrustedMessageError } from '../errors.js';
+import {
+  InvalidArgumentError,
+  libraryErrors,
+  NotTransferableError,
+  registeredErrorNames,
+  RemoteTraceback,
+  UntrustedMessageError,
+} from '../errors.js';
 import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
 import { loadFunction, loadFunctionSync, reduceFunction, type FunctionRef } from './functions.js';
 import { describeRef, isFunctionRef, TRUST_ALL, type ReceivePolicy } from './policy.js';
@@ -425,9 +432,9 @@ export function setLibraryTypeLoader(load: (tag: string) => void): void {
   loadLibraryType = load;
 }
 
-/** @internal The tags of the library types registered in this process (tests compare them with the loader's table). */
+/** @internal The tags of the library types registered in this process, and `error:<name>` for the error classes registered outside errors.ts (tests compare them with the loader's table). */
 export function libraryTags(): string[] {
-  return [...byTag.keys()].filter((t) => t.startsWith('multiproc.'));
+  return [...byTag.keys()].filter((t) => t.startsWith('multiproc.')).concat(registeredErrorNames().map((n) => `error:${n}`));
 }
 
 function isPlaceholder(v: object): v is Placeholder {
@@ -614,6 +621,6 @@ function defineField(obj: object, key: string, value: unknown): void {
 function errorClassNamed(name: unknown): new (message?: string) => Error {
   if (typeof name !== 'string') return Error;
   if (Object.prototype.hasOwnProperty.call(BUILTIN_ERRORS, name)) return BUILTIN_ERRORS[name]!;
-  const lib = libraryErrors.get(name) ?? (loadLibraryTypes(), libraryErrors.get(name));
+  const lib = libraryErrors.get(name) ?? (loadLibraryType(`error:${name}`), libraryErrors.get(name));
   return (lib as (new (message?: string) => Error) | undefined) ?? Error;
 }
