@@ -1,11 +1,10 @@
-// How a function or class crosses a process boundary (Python: pickle's `whichmodule`).
+// How a function or class crosses a process boundary (Python: pickle's `save_global`).
 //
-// By reference: a function or class exported from a module crosses as { module, export name };
-// the receiver imports that module and takes the export, as Python's spawn imports the module
-// that defines a target. By value: a self-contained inline function (no outer variable) crosses
-// as its source text. Anything else is refused here, before a process is started, with the
-// captured identifier named.
-import * as fs from 'node:fs';
+// By reference: a function or class exported from a module crosses as { module, export name },
+// found by identity (whichmodule.ts); the receiver imports that module and takes the export, as
+// Python's spawn imports the module that defines a target. By value: a self-contained inline
+// function (no outer variable) crosses as its source text. Anything else is refused here, before
+// a process is started, with the captured identifier named.
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -13,6 +12,7 @@ import * as vm from 'node:vm';
 
 import { NotTransferableError } from '../errors.js';
 import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
+import { findExport } from './whichmodule.js';
 
 /** A function or class reduced for transport. */
 export type FunctionRef =
@@ -47,6 +47,7 @@ function findFunction(fn: FunctionOrClass, where: string, byValue: boolean): Fun
   }
   const cjs = findInRequireCache(fn);
   if (cjs) return cjs;
+  // An export always has a name (an anonymous default export is called 'default').
   if (fn.name) {
     const esm = findInEsmModule(fn);
     if (esm) return esm;
@@ -99,100 +100,18 @@ function findInRequireCache(fn: FunctionOrClass): FunctionRef | undefined {
 
 // ---------------------------------------------------------------------------------------------
 // ES modules: Node offers no registry of loaded modules, and the caller's own module is usually
-// still evaluating (so it cannot be required). The inspector tells which script defined a
-// function; the module's source tells under which name it is exported.
-
-let session: import('node:inspector').Session | undefined;
-
-function scriptUrlOf(fn: FunctionOrClass): string | undefined {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a function is looked up in ES modules
-  const inspector = require('node:inspector') as typeof import('node:inspector');
-  if (!session) {
-    session = new inspector.Session();
-    session.connect();
-  }
-  const s = session;
-  // An in-thread session answers synchronously, so these callbacks run before post() returns.
-  const post = (method: string, params: object): unknown => {
-    let out: { err: Error | null; res: unknown } | undefined;
-    s.post(method, params, (err: Error | null, res?: object) => void (out = { err, res }));
-    if (!out) throw new Error(`inspector did not answer ${method}`);
-    if (out.err) throw out.err;
-    return out.res;
-  };
-  const key = `__multiproc_lookup_${process.pid}`;
-  const g = globalThis as Record<string, unknown>;
-  g[key] = fn;
-  try {
-    const { result } = post('Runtime.evaluate', { expression: `globalThis.${key}` }) as { result: { objectId?: string } };
-    if (!result.objectId) return undefined;
-    const props = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true }) as {
-      internalProperties?: { name: string; value?: { value?: { scriptId: string } } }[];
-    };
-    post('Runtime.releaseObject', { objectId: result.objectId });
-    const scriptId = props.internalProperties?.find((p) => p.name === '[[FunctionLocation]]')?.value?.value?.scriptId;
-    if (!scriptId) return undefined;
-    let url: string | undefined;
-    const onScript = (m: { params: { scriptId: string; url: string } }): void => {
-      if (m.params.scriptId === scriptId) url = m.params.url;
-    };
-    s.on('Debugger.scriptParsed', onScript);
-    try {
-      // Enabling replays scriptParsed for every loaded script; disabled again at once so the
-      // debugger costs nothing while user code runs.
-      post('Debugger.enable', {});
-      post('Debugger.disable', {});
-    } finally {
-      s.off('Debugger.scriptParsed', onScript);
-    }
-    return url;
-  } finally {
-    // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- a global the inspector reads by name, not a dictionary
-    delete g[key];
-  }
-}
+// still evaluating (so it cannot be required). whichmodule.ts finds the export by identity.
 
 function findInEsmModule(fn: FunctionOrClass): FunctionRef | undefined {
-  let url: string | undefined;
+  const requireCache = createRequire(__filename).cache;
+  let found: { url: string; exportName: string } | undefined;
   try {
-    url = scriptUrlOf(fn);
+    // A CommonJS module was already searched by identity: its source says nothing more.
+    found = findExport(fn, (url) => url.startsWith('file:') && !requireCache[fileURLToPath(url)]);
   } catch {
     return undefined;
   }
-  if (!url?.startsWith('file:')) return undefined;
-  const file = fileURLToPath(url);
-  // A CommonJS module was already searched by identity: its source says nothing more.
-  if (createRequire(__filename).cache[file]) return undefined;
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const exportName = exportedAs(text, fn.name);
-  return exportName === undefined ? undefined : { kind: 'esm', url, exportName, name: fn.name };
-}
-
-/** The name under which module source `text` exports the local binding `local`, if it does. */
-export function exportedAs(text: string, local: string): string | undefined {
-  const id = local.replace(/[$]/g, '\\$');
-  if (local === 'default' && /\bexport\s+default\b/.test(text)) return 'default';
-  if (new RegExp(`\\bexport\\s+default\\s+(?:async\\s+)?(?:function\\s*\\*?|class)\\s*${id}\\b`).test(text)) return 'default';
-  if (new RegExp(`\\bexport\\s+default\\s+${id}\\s*;?\\s*$`, 'm').test(text)) return 'default';
-  if (
-    new RegExp(`\\bexport\\s+(?:declare\\s+)?(?:abstract\\s+)?(?:async\\s+)?(?:function\\s*\\*?|class|const|let|var)\\s*${id}\\b`).test(
-      text,
-    )
-  ) {
-    return local;
-  }
-  for (const m of text.matchAll(/\bexport\s*(?:type\s*)?\{([^}]*)\}(?!\s*from)/g)) {
-    for (const part of (m[1] ?? '').split(',')) {
-      const [name, alias] = part.trim().split(/\s+as\s+/);
-      if (name === local) return (alias ?? name).trim();
-    }
-  }
-  return undefined;
+  return found && { kind: 'esm', url: found.url, exportName: found.exportName, name: fn.name };
 }
 
 // ---------------------------------------------------------------------------------------------
