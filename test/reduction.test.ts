@@ -1,6 +1,7 @@
 // What crosses a boundary: round trips through dumps/loads (the same code both backends use),
 // the free-variable check, and how exports are found.
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
@@ -9,7 +10,7 @@ import { dumps, loads } from '../src/reduction/reduction.js';
 import { capturedIdentifiers, reduceFunction } from '../src/reduction/functions.js';
 import { exportPositions, findLoadedExport } from '../src/reduction/whichmodule.js';
 import type { FunctionOrClass } from '../src/util.js';
-import { fixture } from './helpers.js';
+import { fixture, runNode, runScenario } from './helpers.js';
 
 type Types = typeof import('./fixtures/reduction_types.mjs');
 let types: Types;
@@ -200,6 +201,35 @@ describe('reduction', () => {
       kept: at('() {}', at('function kept')),
       named: at('(z) => z'),
       E: at('class E'),
+    });
+  });
+
+  // The README's pattern: `if (isMainModule(import.meta)) { await … }`. While that await runs, the
+  // main module is still evaluating, and import() of it would wait for the very message it waits
+  // for. The fixtures print what each step got back; a step that hangs is named by a watchdog.
+  test('a main module inside its top-level await gets instances of its own classes back', async () => {
+    const r = await runScenario('tla_main.mjs', [], 90_000);
+    assert.deepEqual(r, {
+      pipe: 'over a pipe',
+      pool_spawn: 'MainError 7',
+      pool_spawn_after: 42,
+      child_spawn: 'spawn',
+      pool_thread: 'MainError 7',
+      pool_thread_after: 42,
+      child_thread: 'thread',
+    });
+  });
+
+  test('the same under tsx, whose JavaScript is not the file on disk', async () => {
+    const r = await runNode(['--import', 'tsx', path.join(__dirname, '..', '..', 'test', 'fixtures', 'tsx_tla_main.mts')], {
+      timeoutMs: 90_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), {
+      pipe: 'over a pipe',
+      pool: 'MainError 7',
+      pool_after: 42,
+      child: 'spawn',
     });
   });
 });

@@ -12,7 +12,7 @@ import * as vm from 'node:vm';
 
 import { NotTransferableError } from '../errors.js';
 import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
-import { findExport } from './whichmodule.js';
+import { findExport, findLoadedExport } from './whichmodule.js';
 
 /** A function or class reduced for transport. */
 export type FunctionRef =
@@ -21,6 +21,8 @@ export type FunctionRef =
   | { kind: 'source'; source: string; name: string };
 
 const cache = new WeakMap<object, FunctionRef>();
+// The other way: a ref (its key) → the function, for every ref reduced or rebuilt here.
+const loaded = new Map<string, FunctionOrClass>();
 
 /**
  * Reduce `fn` for transport. `byValue` allows self-contained inline functions to cross as source
@@ -31,6 +33,9 @@ export function reduceFunction(fn: FunctionOrClass, where: string, byValue = tru
   if (hit && (byValue || hit.kind !== 'source')) return hit;
   const ref = findFunction(fn, where, byValue);
   cache.set(fn, ref);
+  // Found by identity, so this process rebuilds the ref as `fn` itself, with no import: its
+  // module may be the one still running its top-level await (see loadFunction).
+  if (ref.kind !== 'source') loaded.set(keyOf(ref), fn);
   return ref;
 }
 
@@ -49,7 +54,7 @@ function findFunction(fn: FunctionOrClass, where: string, byValue: boolean): Fun
   if (cjs) return cjs;
   // An export always has a name (an anonymous default export is called 'default').
   if (fn.name) {
-    const esm = findInEsmModule(fn);
+    const esm = findInImported(fn) ?? findInEsmModule(fn);
     if (esm) return esm;
   }
   if (isClass) {
@@ -94,6 +99,21 @@ function findInRequireCache(fn: FunctionOrClass): FunctionRef | undefined {
       const desc = Object.getOwnPropertyDescriptor(exp, key);
       if (desc && 'value' in desc && desc.value === fn) return { kind: 'cjs', file, exportName: key, name: fn.name };
     }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ES modules this library imported (in a child, the target's module): their namespaces are at
+// hand, so they too are searched by identity, without the inspector or a parser. A namespace's
+// properties are the module's bindings: reading them runs no user code, and a module whose
+// import settled has initialized them all.
+
+const namespaces = new Map<string, Record<string, unknown>>();
+
+function findInImported(fn: FunctionOrClass): FunctionRef | undefined {
+  for (const [url, ns] of namespaces) {
+    for (const key of Object.keys(ns)) if (ns[key] === fn) return { kind: 'esm', url, exportName: key, name: fn.name };
   }
   return undefined;
 }
@@ -258,15 +278,60 @@ function bind(p: unknown, declared: Set<string>, used: Set<string>, visit: (n: u
 // ---------------------------------------------------------------------------------------------
 // The receiving side.
 
-const loaded = new Map<string, FunctionOrClass>();
-
 /** Turn a FunctionRef back into the function (importing its module when by reference). */
 export async function loadFunction(ref: FunctionRef): Promise<FunctionOrClass> {
   const hit = loadFunctionSync(ref, false);
   if (hit) return hit;
   const esm = ref as Extract<FunctionRef, { kind: 'esm' }>;
-  const ns = (await import(esm.url)) as Record<string, unknown>;
-  return remember(ref, ns[esm.exportName], esm.exportName, esm.url);
+  return remember(ref, await importExport(esm), esm.exportName, esm.url);
+}
+
+// Whether a module this library did not import itself may be running its top-level code here.
+let programModules = true;
+
+/**
+ * @internal Called in a child: every user module there is imported by the library (the target's
+ * module and what it imports), so none is left running a top-level await of its own.
+ */
+export function childImportsOnly(): void {
+  programModules = false;
+}
+
+// import() of a module that is still evaluating waits until it has finished. The README's
+// pattern (`if (isMainModule(import.meta)) { await pool.map(...) }`) is such a module: were a
+// reply naming one of its classes to wait for that import, the evaluation it waits for would be
+// waiting for the reply. So when import() has not settled within a turn (an already finished
+// module settles at once, without a loader hook; with one, a few milliseconds later) and the
+// module is loaded here, its export is taken as it is now, through the inspector
+// (findLoadedExport: exact, by the declaration's position; its cost, a heap walk, is paid once
+// per export, since loaded caches the result). A module that is still loading, or an export whose
+// declaration has not run yet (a class declared below the top-level await), is waited for.
+async function importExport(ref: Extract<FunctionRef, { kind: 'esm' }>): Promise<unknown> {
+  const pending = import(ref.url) as Promise<Record<string, unknown>>;
+  // Kept once settled, also when the export was taken before (and a failure is someone else's).
+  pending.then(
+    (ns) => void namespaces.set(ref.url, ns),
+    () => undefined,
+  );
+  if (programModules && !namespaces.has(ref.url)) {
+    const settled = await Promise.race([
+      pending.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((resolve) => setImmediate(() => resolve(false))),
+    ]);
+    if (!settled) {
+      let live: FunctionOrClass | undefined;
+      try {
+        live = findLoadedExport(ref.url, ref.exportName, ref.name);
+      } catch {
+        live = undefined;
+      }
+      if (live) return live;
+    }
+  }
+  return (await pending)[ref.exportName];
 }
 
 /**
@@ -290,6 +355,7 @@ export function loadFunctionSync(ref: FunctionRef, tryRequire = true): FunctionO
   if (!tryRequire) return undefined;
   try {
     const ns = createRequire(__filename)(fileURLToPath(ref.url)) as Record<string, unknown>;
+    namespaces.set(ref.url, ns);
     return remember(ref, ns[ref.exportName], ref.exportName, ref.url);
   } catch {
     return undefined;
