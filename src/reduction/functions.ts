@@ -60,8 +60,8 @@ function findFunction(fn: FunctionOrClass, where: string, byValue: boolean): Fun
   if (isClass) {
     throw new NotTransferableError(
       where,
-      `${what} is not exported from a module, so the other process cannot import it`,
-      `Export it (\`export class ${fn.name || 'Name'}\`) from a module file.`,
+      `${what} is not found among the exports of a module, so the other process cannot import it`,
+      `Export it from a module file, declared there as \`export class ${fn.name || 'Name'}\` and never assigned again (a decorated class is).`,
     );
   }
   const captured = capturedIdentifiers(source);
@@ -74,14 +74,14 @@ function findFunction(fn: FunctionOrClass, where: string, byValue: boolean): Fun
               .map((c) => `'${c}'`)
               .join(', ')})`
           : ''
-      } and is not exported from a module, so it cannot be sent`
-    : `${what} is not exported from a module`;
+      } and is not found among the exports of a module, so it cannot be sent`
+    : `${what} is not found among the exports of a module`;
   throw new NotTransferableError(
     where,
     problem,
     captured.length
-      ? `Export the function from its module (the other process imports it), or pass '${captured[0]}' as an argument.`
-      : 'Export the function from its module (the other process imports it).',
+      ? `Export the function from its module, declared there and never assigned again (the other process imports it), or pass '${captured[0]}' as an argument.`
+      : 'Export the function from its module, declared there and never assigned again (the other process imports it).',
   );
 }
 
