@@ -6,7 +6,7 @@
 //     for p in p_l: p.join()
 //     print('主', time.time() - start)      # ≈ 4 s (the longest task), not 1+2+3+4 = 10 s
 //
-// Here the tasks sleep 500, 1000, 1500 and 2000 ms: the total is about the longest task
+// Here the tasks sleep 1, 2, 3 and 4 s, as in the tutorial: the total is about the longest task
 // (plus the time to start the processes), not the sum of all four.
 import { isMainModule, Process } from 'multiproc';
 
@@ -22,10 +22,10 @@ if (isMainModule(import.meta)) {
   const start = Date.now();
   const processes: Process[] = [];
   for (let i = 1; i <= 4; i++) {
-    const p = new Process({ target: task, args: [`大海${i}`, i * 500] });
+    const p = new Process({ target: task, args: [`大海${i}`, i * 1000] });
     processes.push(p);
     p.start(); // start them all first...
   }
   for (const p of processes) await p.join(); // ...then wait for each one
-  console.log(`主 ${Date.now() - start} ms (sum of the sleeps: 5000 ms, longest: 2000 ms)`);
+  console.log(`主 ${Date.now() - start} ms (sum of the sleeps: 10000 ms, longest: 4000 ms)`);
 }

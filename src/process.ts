@@ -9,6 +9,7 @@ import { InvalidArgumentError, ProcessError } from './errors.js';
 import { pidAlive, signalName } from './platform.js';
 import { defaultStartMethod, startChild } from './popen/methods.js';
 import type { ChildConfig, Popen, StartMethod } from './popen/popen.js';
+import { childImportsOnly } from './reduction/functions.js';
 import { dumps, loads } from './reduction/reduction.js';
 import { inheritTracker, trackerFdForChild } from './shm/resource_tracker.js';
 import { runExitTasks } from './util.js';
@@ -520,6 +521,7 @@ export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, i
   s.parentPid = config.parentPid;
   s.self = { pid: process.pid, ident };
   let proc: Process;
+  childImportsOnly();
   bootstrapping = true;
   try {
     const data = (await loads(payload)) as { cls: typeof Process | null; target: unknown; args: unknown[]; this: Record<string, unknown> };

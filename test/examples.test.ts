@@ -153,12 +153,12 @@ exampleTest('join_many', async () => {
   assertOk(run);
   assert.equal(run.lines.length, 9);
   for (let i = 1; i <= 4; i++) assertBefore(run.lines, `大海${i} is running`, `大海${i} is done`);
-  // All four ran at the same time: about the longest (2000 ms), well under the sum (5000 ms).
-  // (The 3 s between the two leave room for starting four processes on a busy machine.)
-  const m = match(run.lines, /^主 (\d+) ms \(sum of the sleeps: 5000 ms, longest: 2000 ms\)$/);
+  // All four ran at the same time: about the longest (4 s), well under the sum (10 s).
+  // (The 6 s between the two leave room for starting four processes on a very busy machine.)
+  const m = match(run.lines, /^主 (\d+) ms \(sum of the sleeps: 10000 ms, longest: 4000 ms\)$/);
   assert.equal(run.lines.at(-1), m[0]);
   const elapsed = Number(m[1]);
-  assert.ok(elapsed >= 2000 && elapsed < 5000, `elapsed ${elapsed} ms should be between the longest (2000) and the sum (5000)`);
+  assert.ok(elapsed >= 4000 && elapsed < 10_000, `elapsed ${elapsed} ms should be between the longest (4000) and the sum (10000)`);
   await assertNothingLeft(run);
 });
 

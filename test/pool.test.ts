@@ -44,6 +44,18 @@ test('bad arguments are refused before anything starts', () => {
 describeBackends('Pool', (ctx, method) => {
   const make = (processes = 2, extra: Record<string, unknown> = {}): Pool => new Pool({ processes, context: ctx, ...extra });
 
+  test('a task is sent as an export only when it is that export, never as a namesake', async () => {
+    await using pool = make(1);
+    // A factory's function called like an export, using an outer variable: refused, never run as the export.
+    await assert.rejects(
+      async () => pool.apply(t.makeNamesake('captured'), [1]),
+      (e: unknown) => e instanceof NotTransferableError && /outer variable 'label'/.test(e.message),
+    );
+    // Self-contained: crosses by value and runs as itself.
+    assert.equal(await pool.apply(t.makeSelfContainedNamesake(), [2]), 'inline 2');
+    assert.equal(await pool.apply(t.namesake, [3]), 'exported 3');
+  });
+
   test('apply and applyAsync (CPython test_apply, test_async)', async () => {
     await using pool = make();
     assert.equal(await pool.apply(t.sqr, [5]), 25);

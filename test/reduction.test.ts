@@ -1,13 +1,16 @@
 // What crosses a boundary: round trips through dumps/loads (the same code both backends use),
 // the free-variable check, and how exports are found.
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { InvalidArgumentError, NotTransferableError, registerType, RemoteTraceback, TimeoutError } from '../src/index.js';
 import { dumps, loads } from '../src/reduction/reduction.js';
-import { capturedIdentifiers, exportedAs, reduceFunction } from '../src/reduction/functions.js';
-import { fixture } from './helpers.js';
+import { capturedIdentifiers, reduceFunction } from '../src/reduction/functions.js';
+import { exportPositions, findLoadedExport } from '../src/reduction/whichmodule.js';
+import type { FunctionOrClass } from '../src/util.js';
+import { fixture, runNode, runScenario } from './helpers.js';
 
 type Types = typeof import('./fixtures/reduction_types.mjs');
 let types: Types;
@@ -108,28 +111,126 @@ describe('reduction', () => {
     for (const [src, free] of cases) assert.deepEqual(capturedIdentifiers(src).sort(), free.sort(), src);
   });
 
-  test('how exports are found in module source', () => {
-    const src = `
-      export function a() {}
-      export async function* gen() {}
-      export const b = () => 1, zz = 2;
-      function c() {}
-      function d() {}
-      export { c, d as dee };
-      export default function e() {}
-      export class F {}
-      export { x } from './other.js';
-    `;
-    assert.equal(exportedAs(src, 'a'), 'a');
-    assert.equal(exportedAs(src, 'gen'), 'gen');
-    assert.equal(exportedAs(src, 'b'), 'b');
-    assert.equal(exportedAs(src, 'c'), 'c');
-    assert.equal(exportedAs(src, 'd'), 'dee');
-    assert.equal(exportedAs(src, 'e'), 'default');
-    assert.equal(exportedAs(src, 'F'), 'F');
-    assert.equal(exportedAs(src, 'x'), undefined);
-    assert.equal(exportedAs(src, 'missing'), undefined);
-    assert.equal(exportedAs('function g() {}\nexport default g;\n', 'g'), 'default');
+  test("exports are found by identity: a function that only shares an export's name is not sent as it", async () => {
+    const ref = reduceFunction(types.namesake, 'f');
+    assert.deepEqual([ref.kind, ref.kind === 'esm' && ref.exportName], ['esm', 'namesake']);
+    assert.throws(
+      () => reduceFunction(types.makeNamesake('captured'), 'f'),
+      (e: unknown) => e instanceof NotTransferableError && /outer variable 'tag'/.test(e.message),
+    );
+    const pure = types.makeSelfContainedNamesake();
+    assert.equal(reduceFunction(pure, 'f').kind, 'source');
+    assert.equal((await roundTrip(pure))(), 'inline');
+    assert.equal((await roundTrip(types.namesake))(), 'exported');
+    // Reassigned by its module: the source cannot say which function the export holds.
+    assert.equal(reduceFunction(types.reassigned, 'f').kind, 'source');
+  });
+
+  test('every shape of export is found under its exported name and crosses as itself', async () => {
+    const shapes: [string, FunctionOrClass][] = [
+      ['double', types.double],
+      ['default', types.default],
+      ['aliased', types.aliased],
+      ['arrow', types.arrow],
+      ['single', types.single],
+      ['ClassExpression', types.ClassExpression],
+      ['WithConstructor', types.WithConstructor],
+      ['Derived', types.Derived],
+      ['ValidationError', types.ValidationError],
+    ];
+    for (const [name, fn] of shapes) {
+      const ref = reduceFunction(fn, 'f', false);
+      assert.equal(ref.kind === 'esm' && ref.exportName, name, name);
+      assert.equal(await roundTrip(fn), fn, name);
+    }
+  });
+
+  test("a loaded module's exports are found as they are now, without import()", () => {
+    const url = pathToFileURL(fixture('reduction_types.mjs')).href;
+    assert.equal(findLoadedExport(url, 'double', 'double'), types.double);
+    assert.equal(findLoadedExport(url, 'WithConstructor', 'WithConstructor'), types.WithConstructor);
+    assert.equal(findLoadedExport(url, 'reassigned', 'reassigned'), undefined);
+    assert.equal(findLoadedExport(url, 'missing', 'missing'), undefined);
+    assert.equal(findLoadedExport(pathToFileURL(fixture('never_loaded.mjs')).href, 'x', 'x'), undefined);
+  });
+
+  test('export positions in module source: what V8 reports for each exported function or class', () => {
+    const src = [
+      '#!/usr/bin/env node',
+      'export function a(x) {}',
+      'export async function* gen /* ( */ (x) {}',
+      'export const b = () => 1, zz = 2, one = y => y, asyncOne = async y => y;',
+      'function c() {}',
+      'function d() {}',
+      'export { c, d as dee, c as "string name" };',
+      'export default function () {}',
+      'export class F {}',
+      'export class G extends F { constructor(q) { super() } }',
+      'export const H = class {};',
+      "export { x } from './other.js';",
+      'export let moved = function () {}; moved = null;',
+      'export function kept() {} function inner(kept) { kept = 1 } function other() { var kept; kept = 2 }',
+      'export const made = make(), { p } = obj;',
+      'var __defProp = Object.defineProperty;',
+      'var __name = (target, value) => __defProp(target, "name", { value, configurable: true });',
+      'const named = __name((z) => z, "named");',
+      'class E { static { __name(this, "E") } }',
+      'export { named, E };',
+      'var notName = (t, v) => t;',
+      'export const notHelper = notName(() => 1, "notHelper");',
+    ].join('\n');
+    const at = (needle: string, from = 0): number => {
+      const i = src.indexOf(needle, from);
+      assert.ok(i >= 0, needle);
+      return i;
+    };
+    const positions = exportPositions(src);
+    assert.deepEqual(Object.fromEntries(positions), {
+      a: at('(x) {}'),
+      gen: at('(x) {}', at('gen')),
+      b: at('() => 1'),
+      one: at('y => y'),
+      asyncOne: at('async y'),
+      c: at('() {}', at('function c')),
+      dee: at('() {}', at('function d')),
+      'string name': at('() {}', at('function c')),
+      default: at('() {}', at('export default')),
+      F: at('class F'),
+      G: at('(q)'),
+      H: at('class {}'),
+      kept: at('() {}', at('function kept')),
+      named: at('(z) => z'),
+      E: at('class E'),
+    });
+  });
+
+  // The README's pattern: `if (isMainModule(import.meta)) { await … }`. While that await runs, the
+  // main module is still evaluating, and import() of it would wait for the very message it waits
+  // for. The fixtures print what each step got back; a step that hangs is named by a watchdog.
+  test('a main module inside its top-level await gets instances of its own classes back', async () => {
+    const r = await runScenario('tla_main.mjs', [], 90_000);
+    assert.deepEqual(r, {
+      pipe: 'over a pipe',
+      pool_spawn: 'MainError 7',
+      pool_spawn_after: 42,
+      child_spawn: 'spawn',
+      pool_thread: 'MainError 7',
+      pool_thread_after: 42,
+      child_thread: 'thread',
+    });
+  });
+
+  test('the same under tsx, whose JavaScript is not the file on disk', async () => {
+    const r = await runNode(['--import', 'tsx', path.join(__dirname, '..', '..', 'test', 'fixtures', 'tsx_tla_main.mts')], {
+      timeoutMs: 90_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), {
+      pipe: 'over a pipe',
+      pool: 'MainError 7',
+      pool_after: 42,
+      child: 'spawn',
+    });
   });
 });
 

@@ -1,11 +1,10 @@
-// How a function or class crosses a process boundary (Python: pickle's `whichmodule`).
+// How a function or class crosses a process boundary (Python: pickle's `save_global`).
 //
-// By reference: a function or class exported from a module crosses as { module, export name };
-// the receiver imports that module and takes the export, as Python's spawn imports the module
-// that defines a target. By value: a self-contained inline function (no outer variable) crosses
-// as its source text. Anything else is refused here, before a process is started, with the
-// captured identifier named.
-import * as fs from 'node:fs';
+// By reference: a function or class exported from a module crosses as { module, export name },
+// found by identity (whichmodule.ts); the receiver imports that module and takes the export, as
+// Python's spawn imports the module that defines a target. By value: a self-contained inline
+// function (no outer variable) crosses as its source text. Anything else is refused here, before
+// a process is started, with the captured identifier named.
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -13,6 +12,7 @@ import * as vm from 'node:vm';
 
 import { NotTransferableError } from '../errors.js';
 import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
+import { findExport, findLoadedExport } from './whichmodule.js';
 
 /** A function or class reduced for transport. */
 export type FunctionRef =
@@ -21,6 +21,8 @@ export type FunctionRef =
   | { kind: 'source'; source: string; name: string };
 
 const cache = new WeakMap<object, FunctionRef>();
+// The other way: a ref (its key) → the function, for every ref reduced or rebuilt here.
+const loaded = new Map<string, FunctionOrClass>();
 
 /**
  * Reduce `fn` for transport. `byValue` allows self-contained inline functions to cross as source
@@ -31,6 +33,9 @@ export function reduceFunction(fn: FunctionOrClass, where: string, byValue = tru
   if (hit && (byValue || hit.kind !== 'source')) return hit;
   const ref = findFunction(fn, where, byValue);
   cache.set(fn, ref);
+  // Found by identity, so this process rebuilds the ref as `fn` itself, with no import: its
+  // module may be the one still running its top-level await (see loadFunction).
+  if (ref.kind !== 'source') loaded.set(keyOf(ref), fn);
   return ref;
 }
 
@@ -47,15 +52,16 @@ function findFunction(fn: FunctionOrClass, where: string, byValue: boolean): Fun
   }
   const cjs = findInRequireCache(fn);
   if (cjs) return cjs;
+  // An export always has a name (an anonymous default export is called 'default').
   if (fn.name) {
-    const esm = findInEsmModule(fn);
+    const esm = findInImported(fn) ?? findInEsmModule(fn);
     if (esm) return esm;
   }
   if (isClass) {
     throw new NotTransferableError(
       where,
-      `${what} is not exported from a module, so the other process cannot import it`,
-      `Export it (\`export class ${fn.name || 'Name'}\`) from a module file.`,
+      `${what} is not found among the exports of a module, so the other process cannot import it`,
+      `Export it from a module file, declared there as \`export class ${fn.name || 'Name'}\` and never assigned again (a decorated class is).`,
     );
   }
   const captured = capturedIdentifiers(source);
@@ -68,14 +74,14 @@ function findFunction(fn: FunctionOrClass, where: string, byValue: boolean): Fun
               .map((c) => `'${c}'`)
               .join(', ')})`
           : ''
-      } and is not exported from a module, so it cannot be sent`
-    : `${what} is not exported from a module`;
+      } and is not found among the exports of a module, so it cannot be sent`
+    : `${what} is not found among the exports of a module`;
   throw new NotTransferableError(
     where,
     problem,
     captured.length
-      ? `Export the function from its module (the other process imports it), or pass '${captured[0]}' as an argument.`
-      : 'Export the function from its module (the other process imports it).',
+      ? `Export the function from its module, declared there and never assigned again (the other process imports it), or pass '${captured[0]}' as an argument.`
+      : 'Export the function from its module, declared there and never assigned again (the other process imports it).',
   );
 }
 
@@ -98,101 +104,34 @@ function findInRequireCache(fn: FunctionOrClass): FunctionRef | undefined {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ES modules: Node offers no registry of loaded modules, and the caller's own module is usually
-// still evaluating (so it cannot be required). The inspector tells which script defined a
-// function; the module's source tells under which name it is exported.
+// ES modules this library imported (in a child, the target's module): their namespaces are at
+// hand, so they too are searched by identity, without the inspector or a parser. A namespace's
+// properties are the module's bindings: reading them runs no user code, and a module whose
+// import settled has initialized them all.
 
-let session: import('node:inspector').Session | undefined;
+const namespaces = new Map<string, Record<string, unknown>>();
 
-function scriptUrlOf(fn: FunctionOrClass): string | undefined {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a function is looked up in ES modules
-  const inspector = require('node:inspector') as typeof import('node:inspector');
-  if (!session) {
-    session = new inspector.Session();
-    session.connect();
-  }
-  const s = session;
-  // An in-thread session answers synchronously, so these callbacks run before post() returns.
-  const post = (method: string, params: object): unknown => {
-    let out: { err: Error | null; res: unknown } | undefined;
-    s.post(method, params, (err: Error | null, res?: object) => void (out = { err, res }));
-    if (!out) throw new Error(`inspector did not answer ${method}`);
-    if (out.err) throw out.err;
-    return out.res;
-  };
-  const key = `__multiproc_lookup_${process.pid}`;
-  const g = globalThis as Record<string, unknown>;
-  g[key] = fn;
-  try {
-    const { result } = post('Runtime.evaluate', { expression: `globalThis.${key}` }) as { result: { objectId?: string } };
-    if (!result.objectId) return undefined;
-    const props = post('Runtime.getProperties', { objectId: result.objectId, ownProperties: true }) as {
-      internalProperties?: { name: string; value?: { value?: { scriptId: string } } }[];
-    };
-    post('Runtime.releaseObject', { objectId: result.objectId });
-    const scriptId = props.internalProperties?.find((p) => p.name === '[[FunctionLocation]]')?.value?.value?.scriptId;
-    if (!scriptId) return undefined;
-    let url: string | undefined;
-    const onScript = (m: { params: { scriptId: string; url: string } }): void => {
-      if (m.params.scriptId === scriptId) url = m.params.url;
-    };
-    s.on('Debugger.scriptParsed', onScript);
-    try {
-      // Enabling replays scriptParsed for every loaded script; disabled again at once so the
-      // debugger costs nothing while user code runs.
-      post('Debugger.enable', {});
-      post('Debugger.disable', {});
-    } finally {
-      s.off('Debugger.scriptParsed', onScript);
-    }
-    return url;
-  } finally {
-    // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- a global the inspector reads by name, not a dictionary
-    delete g[key];
-  }
-}
-
-function findInEsmModule(fn: FunctionOrClass): FunctionRef | undefined {
-  let url: string | undefined;
-  try {
-    url = scriptUrlOf(fn);
-  } catch {
-    return undefined;
-  }
-  if (!url?.startsWith('file:')) return undefined;
-  const file = fileURLToPath(url);
-  // A CommonJS module was already searched by identity: its source says nothing more.
-  if (createRequire(__filename).cache[file]) return undefined;
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const exportName = exportedAs(text, fn.name);
-  return exportName === undefined ? undefined : { kind: 'esm', url, exportName, name: fn.name };
-}
-
-/** The name under which module source `text` exports the local binding `local`, if it does. */
-export function exportedAs(text: string, local: string): string | undefined {
-  const id = local.replace(/[$]/g, '\\$');
-  if (local === 'default' && /\bexport\s+default\b/.test(text)) return 'default';
-  if (new RegExp(`\\bexport\\s+default\\s+(?:async\\s+)?(?:function\\s*\\*?|class)\\s*${id}\\b`).test(text)) return 'default';
-  if (new RegExp(`\\bexport\\s+default\\s+${id}\\s*;?\\s*$`, 'm').test(text)) return 'default';
-  if (
-    new RegExp(`\\bexport\\s+(?:declare\\s+)?(?:abstract\\s+)?(?:async\\s+)?(?:function\\s*\\*?|class|const|let|var)\\s*${id}\\b`).test(
-      text,
-    )
-  ) {
-    return local;
-  }
-  for (const m of text.matchAll(/\bexport\s*(?:type\s*)?\{([^}]*)\}(?!\s*from)/g)) {
-    for (const part of (m[1] ?? '').split(',')) {
-      const [name, alias] = part.trim().split(/\s+as\s+/);
-      if (name === local) return (alias ?? name).trim();
-    }
+function findInImported(fn: FunctionOrClass): FunctionRef | undefined {
+  for (const [url, ns] of namespaces) {
+    for (const key of Object.keys(ns)) if (ns[key] === fn) return { kind: 'esm', url, exportName: key, name: fn.name };
   }
   return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ES modules: Node offers no registry of loaded modules, and the caller's own module is usually
+// still evaluating (so it cannot be required). whichmodule.ts finds the export by identity.
+
+function findInEsmModule(fn: FunctionOrClass): FunctionRef | undefined {
+  const requireCache = createRequire(__filename).cache;
+  let found: { url: string; exportName: string } | undefined;
+  try {
+    // A CommonJS module was already searched by identity: its source says nothing more.
+    found = findExport(fn, (url) => url.startsWith('file:') && !requireCache[fileURLToPath(url)]);
+  } catch {
+    return undefined;
+  }
+  return found && { kind: 'esm', url: found.url, exportName: found.exportName, name: fn.name };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,15 +278,60 @@ function bind(p: unknown, declared: Set<string>, used: Set<string>, visit: (n: u
 // ---------------------------------------------------------------------------------------------
 // The receiving side.
 
-const loaded = new Map<string, FunctionOrClass>();
-
 /** Turn a FunctionRef back into the function (importing its module when by reference). */
 export async function loadFunction(ref: FunctionRef): Promise<FunctionOrClass> {
   const hit = loadFunctionSync(ref, false);
   if (hit) return hit;
   const esm = ref as Extract<FunctionRef, { kind: 'esm' }>;
-  const ns = (await import(esm.url)) as Record<string, unknown>;
-  return remember(ref, ownExport(ns, esm.exportName), esm.exportName, esm.url);
+  return remember(ref, await importExport(esm), esm.exportName, esm.url);
+}
+
+// Whether a module this library did not import itself may be running its top-level code here.
+let programModules = true;
+
+/**
+ * @internal Called in a child: every user module there is imported by the library (the target's
+ * module and what it imports), so none is left running a top-level await of its own.
+ */
+export function childImportsOnly(): void {
+  programModules = false;
+}
+
+// import() of a module that is still evaluating waits until it has finished. The README's
+// pattern (`if (isMainModule(import.meta)) { await pool.map(...) }`) is such a module: were a
+// reply naming one of its classes to wait for that import, the evaluation it waits for would be
+// waiting for the reply. So when import() has not settled within a turn (an already finished
+// module settles at once, without a loader hook; with one, a few milliseconds later) and the
+// module is loaded here, its export is taken as it is now, through the inspector
+// (findLoadedExport: exact, by the declaration's position; its cost, a heap walk, is paid once
+// per export, since loaded caches the result). A module that is still loading, or an export whose
+// declaration has not run yet (a class declared below the top-level await), is waited for.
+async function importExport(ref: Extract<FunctionRef, { kind: 'esm' }>): Promise<unknown> {
+  const pending = import(ref.url) as Promise<Record<string, unknown>>;
+  // Kept once settled, also when the export was taken before (and a failure is someone else's).
+  pending.then(
+    (ns) => void namespaces.set(ref.url, ns),
+    () => undefined,
+  );
+  if (programModules && !namespaces.has(ref.url)) {
+    const settled = await Promise.race([
+      pending.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((resolve) => setImmediate(() => resolve(false))),
+    ]);
+    if (!settled) {
+      let live: FunctionOrClass | undefined;
+      try {
+        live = findLoadedExport(ref.url, ref.exportName, ref.name);
+      } catch {
+        live = undefined;
+      }
+      if (live) return live;
+    }
+  }
+  return ownExport(await pending, ref.exportName);
 }
 
 /**
@@ -371,6 +355,7 @@ export function loadFunctionSync(ref: FunctionRef, tryRequire = true): FunctionO
   if (!tryRequire) return undefined;
   try {
     const ns = createRequire(__filename)(fileURLToPath(ref.url)) as Record<string, unknown>;
+    namespaces.set(ref.url, ns);
     return remember(ref, ownExport(ns, ref.exportName), ref.exportName, ref.url);
   } catch {
     return undefined;
