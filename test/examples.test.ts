@@ -628,7 +628,7 @@ test('cli: demo runs the chosen examples under a heading each and ends with a su
   assert.equal(run.code, 0, run.stdout);
   const headings = run.lines.filter((l) => l.startsWith('== '));
   assert.deepEqual(
-    headings.map((h) => h.match(/^== (\d+)\/2 (\w+): .+ \(from tutorial .+\)$/)?.[2]),
+    headings.map((h) => h.match(/^== (\d+)\/2 (\w+): .+ \(twin of tutorial .+\)$/)?.[2]),
     DEMO_EXAMPLES.map((e) => e.file).filter((f) => chosen.includes(f)),
   );
   assert.match(run.lines.at(-1)!, /^demo: 2\/2 examples ran successfully in \d+\.\d s$/);

@@ -99,7 +99,7 @@ describeBackends('Process', (ctx, method) => {
     assert.equal(r.pid, p.pid);
     assert.equal(r.ident, p.ident);
     assert.match(String(r.repr), /^<Process name='seer' parent=\d+ started>$/);
-    if (method === 'spawn') assert.equal(r.ppid, process.pid);
+    if (method !== 'thread') assert.equal(r.ppid, process.pid);
     else assert.equal(r.osPid, process.pid);
   });
 
@@ -265,7 +265,7 @@ describe('the main process and contexts', () => {
   });
 
   test('start methods: spawn is the default, set once, force to change', () => {
-    assert.deepEqual(getAllStartMethods(), ['spawn', 'thread']);
+    assert.deepEqual(getAllStartMethods(), ['spawn', 'thread', 'forkserver']);
     setStartMethod(null, { force: true });
     assert.equal(getStartMethod(true), undefined);
     assert.equal(getStartMethod(), 'spawn');
