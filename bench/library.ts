@@ -3,7 +3,7 @@
 // joining children so that a failed measurement leaves none behind.
 
 export type MP = typeof import('../src/index.js');
-export type Method = 'spawn' | 'thread';
+export type Method = 'spawn' | 'thread' | 'forkserver';
 export type ProcessT = InstanceType<MP['Process']>;
 
 let loaded: MP | undefined;
@@ -16,7 +16,7 @@ export function mp(): MP {
 
 /** The Process class of a start method. */
 export function processClass(method: Method): MP['Process'] {
-  return method === 'spawn' ? mp().Process : mp().getContext('thread').Process;
+  return method === 'spawn' ? mp().Process : mp().getContext(method).Process;
 }
 
 // Every child started, so that a failed measurement can end them: a child left blocked (say, a

@@ -293,6 +293,11 @@ function defaultNamePrefix(cls: typeof Process): string {
   return isLibraryProcessClass(cls) ? 'Process' : cls.name || 'Process';
 }
 
+/** @internal A start method as class names spell it (`Spawn`, `Thread`, `ForkServer`, as CPython's `ForkServerProcess`). */
+export function methodTitle(method: StartMethod): string {
+  return method === 'forkserver' ? 'ForkServer' : `${method[0]!.toUpperCase()}${method.slice(1)}`;
+}
+
 const libraryProcessClasses = new WeakSet<typeof Process>([Process]);
 const methodClasses = new Map<StartMethod, typeof Process>();
 
@@ -303,7 +308,7 @@ const methodClasses = new Map<StartMethod, typeof Process>();
 export function processClassFor(method: StartMethod): typeof Process {
   let cls = methodClasses.get(method);
   if (!cls) {
-    const name = `${method[0]!.toUpperCase()}${method.slice(1)}Process`;
+    const name = `${methodTitle(method)}Process`;
     cls = { [name]: class<A extends readonly unknown[] = readonly unknown[]> extends Process<A> {} }[name]!;
     cls._startMethod = method;
     libraryProcessClasses.add(cls);

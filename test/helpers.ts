@@ -17,7 +17,12 @@ import { trackerPid } from '../src/shm/resource_tracker.js';
 import { getContext, type BaseContext, type Process, type StartMethod } from '../src/index.js';
 import { childPids, pidAlive } from '../src/platform.js';
 
-export const METHODS: StartMethod[] = ['spawn', 'thread'];
+/**
+ * The start methods every backend-neutral test runs on: spawn and thread by default;
+ * MULTIPROC_TEST_METHODS (e.g. `forkserver`) picks others. On forkserver, one queue test
+ * (a consumer killed while blocked in get()) still fails, so it is not in the default run yet.
+ */
+export const METHODS: StartMethod[] = (process.env.MULTIPROC_TEST_METHODS?.split(',') as StartMethod[] | undefined) ?? ['spawn', 'thread'];
 
 /** Run `body` once per start method, each in its own describe block with a leak check. */
 export function describeBackends(name: string, body: (ctx: BaseContext, method: StartMethod) => void): void {

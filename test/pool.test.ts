@@ -21,6 +21,8 @@ before(async () => {
 });
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+const workerName = (method: string): RegExp =>
+  new RegExp(`^${{ spawn: 'Spawn', thread: 'Thread', forkserver: 'ForkServer' }[method] ?? '?'}PoolWorker-\\d+$`);
 
 test('defaultChunksize follows CPython: divmod(len, 4 * processes), +1 on a remainder', () => {
   assert.equal(defaultChunksize(0, 2), 0);
@@ -360,7 +362,7 @@ describeBackends('Pool', (ctx, method) => {
   test('worker names and workers are Process objects of the chosen backend', async () => {
     await using pool = make(2);
     const who = await pool.apply(t.whoAmI, []);
-    assert.match(who.name, method === 'spawn' ? /^SpawnPoolWorker-\d+$/ : /^ThreadPoolWorker-\d+$/);
+    assert.match(who.name, workerName(method));
     if (method === 'thread') assert.equal(who.pid, process.pid);
     else assert.notEqual(who.pid, process.pid);
     assert.equal(pool._pool.length, 2);
@@ -387,7 +389,7 @@ describeBackends('Pool', (ctx, method) => {
   // ---- never hang ----------------------------------------------------------------------------
 
   const killWorker = (p: import('../src/index.js').Process): void => {
-    if (method === 'spawn') process.kill(p.pid!, 'SIGKILL');
+    if (method !== 'thread') process.kill(p.pid!, 'SIGKILL');
     else p.kill();
   };
 
@@ -551,7 +553,7 @@ describeBackends('Pool', (ctx, method) => {
     assert.equal(await r.get(), 9);
     assert.equal(r.timings.length, 1);
     const [one] = r.timings;
-    assert.match(one!.worker, method === 'thread' ? /^ThreadPoolWorker-\d+$/ : /^SpawnPoolWorker-\d+$/);
+    assert.match(one!.worker, workerName(method));
     assert.ok(one!.runMs >= 25 && one!.runMs < 2000, `runMs ${one!.runMs}`);
     assert.ok(one!.queuedMs >= 0);
     assert.deepEqual([one!.index, one!.items, one!.ok], [0, 1, true]);

@@ -39,7 +39,7 @@ before(async () => {
   t = (await import(pathToFileURL(fixture('sync_targets.mjs')).href)) as Targets;
 });
 
-const other = (method: StartMethod): StartMethod => (method === 'spawn' ? 'thread' : 'spawn');
+const other = (method: StartMethod): StartMethod => (method === 'thread' ? 'spawn' : 'thread');
 
 /** A timed-out wait took about its timeout: at least most of it, and not absurdly more. */
 function assertTookAbout(ms: number, timeout: number): void {
@@ -139,7 +139,7 @@ describeBackends('Lock and RLock', (ctx, method) => {
       const go = ctx.Event();
       const p = start(ctx, t.holdUntil, [lock, held, go]);
       assert.equal(await held.wait(20_000), true);
-      assert.match(String(lock), method === 'spawn' ? /owner=process \d+|\(process \d+, 1\)/ : /owner=thread \d+|\(thread \d+, 1\)/);
+      assert.match(String(lock), method !== 'thread' ? /owner=process \d+|\(process \d+, 1\)/ : /owner=thread \d+|\(thread \d+, 1\)/);
       const [nb, nbMs] = await timed(lock.acquire({ block: false }));
       assert.equal(nb, false);
       assert.ok(nbMs < 2000);
@@ -256,7 +256,7 @@ describeBackends('Lock and RLock', (ctx, method) => {
   for (const kind of ['Lock', 'RLock'] as const) {
     test(`${kind}: a live holder is never robbed; a killed holder's lock is recovered with a warning`, async () => {
       const r = await killedHolder(kind);
-      assert.match(String(r.heldBy), method === 'spawn' ? /process \d+/ : /thread \d+/);
+      assert.match(String(r.heldBy), method !== 'thread' ? /process \d+/ : /thread \d+/);
       assert.equal(r.stolen, false);
       assertTookAbout(Number(r.stolenMs), 1200);
       assert.equal(r.exitcode, -9);
@@ -271,7 +271,7 @@ describeBackends('Lock and RLock', (ctx, method) => {
       assert.equal(recovered.length, 1, JSON.stringify(r.warnings));
       assert.match(
         recovered[0]!.message,
-        method === 'spawn'
+        method !== 'thread'
           ? new RegExp(`held by process ${r.childPid}, which died, was recovered`)
           : /held by thread \d+ of this process, which died, was recovered/,
       );

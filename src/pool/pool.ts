@@ -33,7 +33,7 @@ import {
   type TaskTiming,
 } from './progress.js';
 import { defaultStartMethod, isStartMethod } from '../popen/methods.js';
-import { processClassFor, type ContextLike, type Process, type StartMethod } from '../process.js';
+import { methodTitle, processClassFor, type ContextLike, type Process, type StartMethod } from '../process.js';
 import { unlinkSegment } from '../shm/native.js';
 import { withReservations } from '../shm/segment.js';
 import { dumps } from '../reduction/reduction.js';
@@ -142,8 +142,7 @@ export class Pool {
     this.#initializer = o.initializer ?? null;
     this.#initargs = initargs;
     this.#maxtasks = maxtasks;
-    const method = this.#ctx.getStartMethod();
-    this.#prefix = `${method[0]!.toUpperCase()}${method.slice(1)}PoolWorker`;
+    this.#prefix = `${methodTitle(this.#ctx.getStartMethod())}PoolWorker`;
     const tally = new Tally(o.onProgress, o.onTask, 0);
     this.#tally = tally.active ? tally : undefined;
     this.#trace = o.trace ? new PoolTrace(o.trace, `${this.constructor.name}(${size})`) : undefined;
