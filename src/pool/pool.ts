@@ -53,10 +53,12 @@ export {
   type TaskTiming,
 } from './progress.js';
 import { reduceFunction } from '../reduction/functions.js';
+import { pack } from '../reduction/fastcodec.js';
 
 /** Tasks sent to one worker and not yet answered: the running one and one waiting. */
 const DEPTH = 2;
 const EXIT = new Uint8Array(0);
+const NO_RELEASE = (): void => undefined;
 
 type AnyFn = (...args: never[]) => unknown;
 
@@ -431,7 +433,12 @@ export class Pool {
   ): Job {
     const id = ++this.#jobSeq;
     // Library objects in the payload reserve holds for the copy; a task never sent gives them back.
-    const [bytes, release] = withReservations(() => frame(id, kind, fnId, dumps(payload, where)));
+    // The worker spreads or indexes the payload, so only its elements cross: the arrays it is
+    // made of may be packed (fastcodec.ts) whoever built them.
+    const packed = pack(payload as unknown[], kind === STARMAP ? 2 : 1);
+    const [bytes, release] = packed
+      ? [frame(id, kind, fnId, packed), NO_RELEASE]
+      : withReservations(() => frame(id, kind, fnId, dumps(payload, where)));
     return { id, fnId, bytes, owner, index, first, items, at, release };
   }
 

@@ -5,6 +5,7 @@ import type { Connection } from '../ipc/connection.js';
 import { NotTransferableError } from '../errors.js';
 import { nowUs } from './progress.js';
 import { explainImportError } from '../process.js';
+import { pack } from '../reduction/fastcodec.js';
 import { loads } from '../reduction/reduction.js';
 import { isThenable } from '../util.js';
 
@@ -47,7 +48,13 @@ async function run(kind: number, fn: AnyFn, payload: unknown): Promise<unknown> 
   return out;
 }
 
-function send(conn: Connection, reply: ReplyMsg): void {
+// `fresh`: levels of arrays in the reply this loop built (the reply, and a chunk's results).
+function send(conn: Connection, reply: ReplyMsg, fresh = 1): void {
+  const packed = reply[1] ? pack(reply, fresh) : undefined;
+  if (packed) {
+    void conn.sendBytes(packed);
+    return;
+  }
   try {
     void conn.send(reply);
   } catch (err) {
@@ -134,7 +141,7 @@ export async function poolWorker(
     } catch (err) {
       reply = [id, false, start ? err : explainImportError(err), start || nowUs(), nowUs()];
     }
-    send(conn, reply);
+    send(conn, reply, kind === APPLY ? 1 : 2);
     done++;
   }
 }

@@ -19,6 +19,7 @@ import {
 import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
 import { loadFunction, loadFunctionSync, reduceFunction, type FunctionRef } from './functions.js';
 import { describeRef, isFunctionRef, TRUST_ALL, type ReceivePolicy } from './policy.js';
+import { FAST_TAG, unpack } from './fastcodec.js';
 
 /** How a type reduces to transportable state, and how the receiver rebuilds it. */
 export interface Reducer<T extends object, S = unknown> {
@@ -389,6 +390,7 @@ function describeKey(k: unknown): string {
  * @throws UntrustedMessageError when the message names what `policy` does not allow.
  */
 export async function loads(buf: Uint8Array, policy: ReceivePolicy = TRUST_ALL): Promise<unknown> {
+  if (buf[0] === FAST_TAG) return unpack(buf);
   if (buf[0] !== 0xff) return loadsPrimitive(buf);
   const data = v8.deserialize(buf) as unknown;
   if (!isWrapped(data)) return data;
@@ -408,6 +410,7 @@ function isWrapped(data: unknown): data is { [ROOT]: unknown } {
  * function or class it names needs an asynchronous import first; use `loads` then.
  */
 export function loadsSync(buf: Uint8Array): { value: unknown } | undefined {
+  if (buf[0] === FAST_TAG) return { value: unpack(buf) };
   if (buf[0] !== 0xff) return { value: loadsPrimitive(buf) };
   const data = v8.deserialize(buf) as unknown;
   if (!isWrapped(data)) return { value: data };

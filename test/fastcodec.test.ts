@@ -1,0 +1,132 @@
+// The packed form of the Pool's chunks and replies (src/reduction/fastcodec.ts): every value it
+// takes must come back exactly as structured clone would bring it, in-process and through real
+// workers on both backends; anything it cannot vouch for goes the structured-clone way; a
+// corrupt packed message is a named error, never a wrong value.
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import * as v8 from 'node:v8';
+
+import { ProcessError } from '../src/index.js';
+import { Pool } from '../src/pool/pool.js';
+import { FAST_TAG, pack, unpack } from '../src/reduction/fastcodec.js';
+import { loads } from '../src/reduction/reduction.js';
+import { describeBackends, fixture } from './helpers.js';
+
+type Targets = typeof import('./fixtures/pool_targets.mjs');
+let t: Targets;
+before(async () => {
+  t = (await import(pathToFileURL(fixture('pool_targets.mjs')).href)) as Targets;
+});
+
+// eslint-disable-next-line no-sparse-arrays -- a hole is one of the odd values
+const holey = [1, , 3];
+const ODD: unknown[] = [
+  0,
+  -0,
+  NaN,
+  Infinity,
+  -Infinity,
+  2 ** 31,
+  -(2 ** 31),
+  2 ** 31 - 1,
+  2 ** 53 + 2,
+  Number.MIN_VALUE,
+  -1.5,
+  '',
+  'a\uD800b',
+  '\uDC00',
+  'x\uD83D',
+  '\uD83D\uDE00 ok',
+  '\0',
+  'é'.repeat(1000),
+  'z'.repeat(100_000),
+  true,
+  false,
+  null,
+  undefined,
+];
+
+/** Structured clone's answer, the reference every packed value must match. */
+const cloned = (v: unknown): unknown => v8.deserialize(v8.serialize(v));
+
+function assertSame(actual: unknown, expected: unknown, path = 'value'): void {
+  if (Array.isArray(expected)) {
+    assert.ok(Array.isArray(actual), `${path} is an array`);
+    assert.equal(actual.length, expected.length, `${path}.length`);
+    for (let i = 0; i < expected.length; i++) {
+      assert.equal(i in actual, i in expected, `${path}[${i}] hole`);
+      assertSame(actual[i], expected[i], `${path}[${i}]`);
+    }
+    assert.deepEqual(Object.keys(actual), Object.keys(expected), `${path} keys`);
+    return;
+  }
+  assert.ok(Object.is(actual, expected), `${path}: ${String(actual)} is not ${String(expected)}`);
+}
+
+test('odd primitives, holes and nested library-built arrays round-trip exactly', async () => {
+  const cases: [unknown[], number][] = [
+    [ODD, 1],
+    [[1, 2, 3, -7, 2 ** 31 - 1], 1],
+    [[1.5, -0, NaN, 3], 1],
+    [holey, 1],
+    [[], 1],
+    [[ODD, [1, 2], [0.5], [], holey], 2],
+    [[7, true, [1, 'x'], 9.5, 12], 2],
+  ];
+  for (const [value, fresh] of cases) {
+    const bytes = pack(value, fresh);
+    assert.ok(bytes, `packs ${JSON.stringify(value).slice(0, 40)}`);
+    assert.equal(bytes[0], FAST_TAG);
+    assertSame(unpack(bytes), cloned(value));
+    assertSame(await loads(bytes), cloned(value));
+  }
+});
+
+test('objects, functions, symbols and arrays below the vouched depth are not packed', () => {
+  assert.equal(pack([1, { a: 1 }]), undefined);
+  assert.equal(pack([1, [2]], 1), undefined);
+  assert.equal(pack([1, () => 1]), undefined);
+  assert.equal(pack([Symbol('s')]), undefined);
+  assert.equal(pack([1n]), undefined);
+  assert.equal(pack([new Date(0)]), undefined);
+});
+
+test('a truncated or corrupt packed message is ERR_MP_BAD_MESSAGE, never a wrong value', () => {
+  const good = pack([1, 'two', [3.5, 4]], 2)!;
+  for (let cut = 1; cut < good.length; cut++) {
+    assert.throws(
+      () => unpack(good.subarray(0, cut)),
+      (e: unknown) => e instanceof ProcessError && e.code === 'ERR_MP_BAD_MESSAGE',
+      `cut at ${cut}`,
+    );
+  }
+  const unknownType = Buffer.from(good);
+  unknownType[6] = 200; // the first element's type
+  assert.throws(() => unpack(unknownType), /unknown type 200/);
+  const huge = Buffer.from([FAST_TAG, 9, 0xff, 0xff, 0xff, 0x7f]);
+  assert.throws(() => unpack(huge), /runs past the end/);
+  assert.throws(() => unpack(Buffer.concat([good, Buffer.from([0])])), /trailing bytes/);
+});
+
+describeBackends('Pool messages', (ctx) => {
+  const make = (): Pool => new Pool({ processes: 2, context: ctx });
+
+  test('map, starmap and apply carry odd values to the worker and back exactly', async () => {
+    await using pool = make();
+    assertSame(await pool.map(t.identity, ODD), cloned(ODD));
+    assertSame(await pool.map(t.identity, ODD, 3), cloned(ODD));
+    for (const v of ODD) assertSame(await pool.apply(t.identity, [v]), v);
+    // A hole in an argument list arrives as undefined, as spreading it does locally.
+    assertSame(await pool.starmap(t.argsOf, [[1, -0, 'a\uD800'], holey, []]), [[1, -0, 'a\uD800'], [1, undefined, 3], []]);
+    const big = Array.from({ length: 50_000 }, (_, i) => (i % 3 === 0 ? i * 0.5 : i));
+    assert.deepEqual(await pool.map(t.identity, big), big);
+  });
+
+  test("a task's own array keeps its named properties (it is not packed)", async () => {
+    await using pool = make();
+    const [one] = await pool.map(t.labelled, [4]);
+    assert.deepEqual(one, Object.assign([4, 4], { label: 'n4' }));
+    assert.equal((await pool.apply(t.labelled, [5])).label, 'n5');
+  });
+});
