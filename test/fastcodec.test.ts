@@ -130,3 +130,22 @@ describeBackends('Pool messages', (ctx) => {
     assert.equal((await pool.apply(t.labelled, [5])).label, 'n5');
   });
 });
+
+describeBackends('Pipe and Queue messages', (ctx) => {
+  test('every odd value crosses a Pipe and a Queue exactly (short strings with lone surrogates too)', async () => {
+    const [a, b] = ctx.Pipe();
+    const q = ctx.Queue();
+    try {
+      for (const v of [...ODD, ODD, holey]) {
+        await a.send(v);
+        assertSame(await b.recv(), cloned(v));
+        await q.put(v);
+        assertSame(await q.get(), cloned(v));
+      }
+    } finally {
+      a.close();
+      b.close();
+      q.close();
+    }
+  });
+});

@@ -133,7 +133,8 @@ function dumpsPrimitive(v: unknown): Buffer | undefined {
       return b;
     }
     case 'string': {
-      if (v.length > 256) return undefined;
+      // A lone surrogate has no UTF-8 form: structured clone carries it exactly.
+      if (v.length > 256 || !(v as string & { isWellFormed(): boolean }).isWellFormed()) return undefined;
       const b = Buffer.allocUnsafe(1 + Buffer.byteLength(v));
       b[0] = P_STRING;
       b.write(v, 1, 'utf8');
