@@ -424,6 +424,24 @@ describeBackends('Connection.poll', (ctx) => {
     a.close();
     b.close();
   });
+
+  test('close() ends the recv() and poll() calls waiting on that end with ERR_MP_CLOSED; the other end goes on', async () => {
+    const [a, b] = ctx.Pipe();
+    const closed = { name: 'ProcessError', code: 'ERR_MP_CLOSED' };
+    const first = b.recv();
+    const queued = b.recvBytes();
+    // Parked for real: a message that arrives now is taken by the first recv, then it waits again.
+    await a.send('one');
+    assert.equal(await first, 'one');
+    const second = b.recv();
+    const polled = b.poll(null);
+    b.close();
+    await Promise.all([assert.rejects(queued, closed), assert.rejects(second, closed), assert.rejects(polled, closed)]);
+    await assert.rejects(b.recv(), closed);
+    // The other end sees that nobody reads any more, as after any close.
+    await assert.rejects(a.send('two'), { code: 'ERR_MP_BROKEN_PIPE' });
+    a.close();
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

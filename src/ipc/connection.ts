@@ -223,6 +223,8 @@ class PipeConnection extends Connection {
   readonly #duplex: boolean;
   #closed = false;
   readonly #release: () => void;
+  /** The waits of pending recv()/poll() calls, which close() ends. */
+  readonly #waits = new Set<AbortController>();
 
   constructor(seg: Segment, role: 0 | 1, duplex: boolean, init: boolean, reserved = false) {
     super();
@@ -278,10 +280,31 @@ class PipeConnection extends Connection {
     return this.#out!.write(msg);
   }
   protected _read(deadline: number, signal?: AbortSignal): Promise<Uint8Array | null> {
-    return this.#in!.read(deadline, signal);
+    return this.#waiting((s) => this.#in!.read(deadline, s), signal);
   }
   protected _poll(timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
-    return this.#in!.poll(timeoutMs, signal);
+    return this.#waiting((s) => this.#in!.poll(timeoutMs, s), signal);
+  }
+
+  // A wait on the ring that close() ends at once with the closed error. The mapping stays until
+  // the last such wait has let go of the ring's cells.
+  async #waiting<T>(wait: (signal: AbortSignal) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    if (this.#closed) throw closedWhileWaiting();
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort(signal!.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    this.#waits.add(stop);
+    try {
+      return await wait(stop.signal);
+    } catch (err) {
+      if (this.#closed) throw closedWhileWaiting();
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      this.#waits.delete(stop);
+      if (this.#waits.size === 0 && this.#closed) this.#seg.close();
+    }
   }
   /** @internal A message if one arrives within `timeoutMs`, blocking this thread meanwhile (see Ring.readBlocking). */
   _recvBytesBlocking(timeoutMs: number): Uint8Array | null {
@@ -292,7 +315,8 @@ class PipeConnection extends Connection {
     this.#closed = true;
     ends.unregister(this);
     this.#release();
-    this.#seg.close();
+    if (this.#waits.size > 0) for (const w of this.#waits) w.abort();
+    else this.#seg.close();
   }
 
   override _segmentName(): string {
@@ -387,4 +411,10 @@ export async function wait<T extends Waitable>(objects: Iterable<T>, timeout?: n
     ctl.abort();
   }
   return list.filter((o) => ready.has(o));
+}
+
+function closedWhileWaiting(): ProcessError {
+  return new ProcessError('handle is closed: the connection was closed while a recv() or poll() was waiting on it', {
+    code: 'ERR_MP_CLOSED',
+  });
 }
