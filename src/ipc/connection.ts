@@ -288,6 +288,10 @@ class PipeConnection extends Connection {
 
   // A wait on the ring that close() ends at once with the closed error. The mapping stays until
   // the last such wait has let go of the ring's cells.
+  #isClosed(): boolean {
+    return this.#closed;
+  }
+
   async #waiting<T>(wait: (signal: AbortSignal) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
     if (this.#closed) throw closedWhileWaiting();
     const stop = new AbortController();
@@ -298,12 +302,13 @@ class PipeConnection extends Connection {
     try {
       return await wait(stop.signal);
     } catch (err) {
-      if (this.#closed) throw closedWhileWaiting();
+      // (Read again: close() may have run while this waited.)
+      if (this.#isClosed()) throw closedWhileWaiting();
       throw err;
     } finally {
       signal?.removeEventListener('abort', onAbort);
       this.#waits.delete(stop);
-      if (this.#waits.size === 0 && this.#closed) this.#seg.close();
+      if (this.#waits.size === 0 && this.#isClosed()) this.#seg.close();
     }
   }
   /** @internal A message if one arrives within `timeoutMs`, blocking this thread meanwhile (see Ring.readBlocking). */
