@@ -40,9 +40,14 @@ export class BaseContext {
     return this.#method;
   }
 
-  /** The context of `method` (the default one when omitted). @throws InvalidArgumentError for an unknown method. */
+  /** The context of `method`; this context itself when omitted. @throws InvalidArgumentError for an unknown method. */
   getContext(method?: StartMethod): BaseContext {
-    return getContext(method);
+    return method === undefined ? this : getContext(method);
+  }
+
+  /** See the top-level `setStartMethod` (it sets the default, as CPython's context method does). */
+  setStartMethod(method: StartMethod | null, options?: { force?: boolean }): void {
+    setStartMethod(method, options);
   }
 
   /** Every start method this platform supports. */

@@ -460,6 +460,10 @@ describe('SocketConnection in one process', () => {
     );
     assert.throws(() => new Listener(['127.0.0.1', 70000]), InvalidArgumentError);
     assert.throws(() => new Listener('/tmp/x.sock', { family: 'AF_INET' }), InvalidArgumentError);
+    // A Windows named pipe (Python's AF_PIPE) is refused, not bound as a file of that name.
+    assert.throws(() => new Listener('\\\\.\\pipe\\mp-test'), /Windows named pipe/);
+    assert.throws(() => new Listener(undefined, { family: 'AF_PIPE' as never }), /Windows named pipe/);
+    await assert.rejects(Client('\\\\.\\pipe\\mp-test'), /Windows named pipe/);
     assert.throws(() => new Listener(undefined, { authkey: 42 as unknown as string }), InvalidArgumentError);
     await assert.rejects(Client(42 as unknown as Address), InvalidArgumentError);
   });

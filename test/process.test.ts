@@ -278,6 +278,13 @@ describe('the main process and contexts', () => {
     assert.throws(() => setStartMethod('fork' as never, { force: true }), InvalidArgumentError);
     assert.equal(getContext('thread').Process.name, 'ThreadProcess');
     assert.ok(new (getContext('thread').Process)() instanceof Process);
+    // A context's getContext() without a method is that context, as in CPython.
+    const threads = getContext('thread');
+    assert.equal(threads.getContext(), threads);
+    assert.equal(threads.getContext('spawn'), getContext('spawn'));
+    threads.setStartMethod('forkserver', { force: true });
+    assert.equal(getStartMethod(), 'forkserver');
+    setStartMethod('spawn', { force: true });
   });
 
   test('a module that starts processes without the main guard gets the bootstrapping error, not a fork bomb', async () => {

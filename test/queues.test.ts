@@ -217,9 +217,18 @@ describeBackends('Queue', (ctx, method) => {
     assert.throws(() => q.putNowait(2), CLOSED);
     await assert.rejects(q.get(), CLOSED);
     assert.throws(() => q.getNowait(), CLOSED);
-    // test_closed_queue_empty_exceptions: asking is still fine.
-    assert.equal(q.empty(), false);
+    // test_closed_queue_empty_exceptions: empty() on a queue this process used and closed raises;
+    // on one it never used, it answers. qsize() answers either way.
+    assert.throws(() => q.empty(), CLOSED);
     assert.equal(q.qsize(), 1);
+    for (const unused of [ctx.Queue(), ctx.JoinableQueue()]) {
+      unused.close();
+      await unused.joinThread();
+      assert.equal(unused.empty(), true);
+    }
+    const simple = ctx.SimpleQueue();
+    simple.close();
+    assert.throws(() => simple.empty(), CLOSED);
   });
 
   test('options are checked; an AbortSignal cancels a blocked get() and put()', async () => {

@@ -137,8 +137,10 @@ describeBackends('Lock and RLock', (ctx, method) => {
     for (const lock of [ctx.Lock(), ctx.RLock()]) {
       const held = ctx.Event();
       const go = ctx.Event();
+      assert.equal(lock.locked(), false);
       const p = start(ctx, t.holdUntil, [lock, held, go]);
       assert.equal(await held.wait(20_000), true);
+      assert.equal(lock.locked(), true, 'locked() sees the holder in the other process or thread');
       assert.match(String(lock), method !== 'thread' ? /owner=process \d+|\(process \d+, 1\)/ : /owner=thread \d+|\(thread \d+, 1\)/);
       const [nb, nbMs] = await timed(lock.acquire({ block: false }));
       assert.equal(nb, false);
@@ -148,7 +150,9 @@ describeBackends('Lock and RLock', (ctx, method) => {
       assertTookAbout(ms, 200);
       go.set();
       assert.equal(await lock.acquire({ timeout: 20_000 }), true);
+      assert.equal(lock.locked(), true);
       lock.release();
+      assert.equal(lock.locked(), false);
       await joinAll([p]);
     }
   });

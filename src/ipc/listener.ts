@@ -194,6 +194,11 @@ function addressType(a: Address): Family {
 }
 
 function checkFamily(family: unknown, address: Address | undefined, what: string): Family {
+  // A Windows named pipe (Python's AF_PIPE) would otherwise bind a file of that odd name here.
+  if (family === 'AF_PIPE' || (typeof address === 'string' && address.startsWith('\\\\.\\')))
+    throw new InvalidArgumentError(
+      `${what}: ${family === 'AF_PIPE' ? 'family AF_PIPE' : `the address ${JSON.stringify(address)}`} is a Windows named pipe, which this platform does not have; use a Unix socket path or [host, port]`,
+    );
   if (family !== undefined && !FAMILIES.includes(family as Family))
     throw new InvalidArgumentError(`${what}: family must be one of ${FAMILIES.join(', ')}`);
   const f = (family as Family | undefined) ?? (address === undefined ? 'AF_INET' : addressType(address));

@@ -81,6 +81,8 @@ export class Queue<T = unknown> {
   readonly #buffer: Uint8Array[] = [];
   #flushing: Promise<void> | undefined;
   #closed = false;
+  /** Whether this process put anything on it (its feeder started, in CPython's terms). */
+  #used = false;
   #cancelJoin = false;
   // A message taken by getNowait() that needed an asynchronous import: served first.
   #pushback: Uint8Array | undefined;
@@ -138,6 +140,7 @@ export class Queue<T = unknown> {
   }
 
   #enqueue(msg: Uint8Array): void {
+    this.#used = true;
     Atomics.add(this.#c, COUNT, 1);
     this._onPut();
     // Straight into the ring when nothing is queued ahead and the writer lock is free.
@@ -233,8 +236,13 @@ export class Queue<T = unknown> {
   qsize(): number {
     return Math.max(0, Atomics.load(this.#c, COUNT));
   }
-  /** Whether no item is waiting. */
+  /**
+   * Whether no item is waiting.
+   * @throws ProcessError ERR_MP_CLOSED after close() in a process that put items on it (as in
+   *   CPython, closing a queue this process never used leaves empty() working).
+   */
   empty(): boolean {
+    if (this.#used) this.#check();
     return this.qsize() === 0;
   }
   /** Whether a bounded queue has no free place. */
@@ -339,6 +347,7 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
  */
 export class SimpleQueue<T = unknown> {
   readonly #q: Queue<T>;
+  #closed = false;
   constructor(inner?: Queue<T>) {
     this.#q = inner ?? new Queue<T>();
   }
@@ -351,12 +360,17 @@ export class SimpleQueue<T = unknown> {
   get(): Promise<T> {
     return this.#q.get();
   }
-  /** Whether no item is waiting. */
+  /**
+   * Whether no item is waiting.
+   * @throws ProcessError ERR_MP_CLOSED after close() in this process.
+   */
   empty(): boolean {
+    if (this.#closed) throw new ProcessError('SimpleQueue is closed in this process', { code: 'ERR_MP_CLOSED' });
     return this.#q.empty();
   }
   /** No more use of it in this process. */
   close(): void {
+    this.#closed = true;
     this.#q.close();
   }
   /** @internal */

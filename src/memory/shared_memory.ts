@@ -77,7 +77,8 @@ export class SharedMemory {
       }
     } else {
       full = name.startsWith('/') ? name : `/${name}`;
-      buffer = openSegment(full, size, create);
+      // Attaching takes the segment as it is: CPython ignores `size` then, and so do we.
+      buffer = openSegment(full, create ? size : 0, create);
     }
     this.#name = full;
     this.#buffer = buffer;

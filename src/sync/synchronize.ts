@@ -163,6 +163,10 @@ export class Lock extends LockLike {
   override _tryAcquireNow(): boolean {
     return mutexTryLock(this.#c, BASE);
   }
+  /** Whether anyone (a process or thread, this one included) holds it now (Python 3.14: `locked()`). */
+  locked(): boolean {
+    return Atomics.load(this.#c, BASE) !== 0;
+  }
   /** @internal */
   _isMine(): boolean {
     return mutexIsMine(this.#c, BASE);
@@ -212,6 +216,10 @@ export class RLock extends LockLike {
     if (!mutexTryLock(c, BASE)) return false;
     c[BASE + MUTEX_CELLS] = 1;
     return true;
+  }
+  /** Whether anyone (a process or thread, this one included) holds it now (Python 3.14: `locked()`). */
+  locked(): boolean {
+    return Atomics.load(this.#c, BASE) !== 0;
   }
   /** @throws ProcessError ERR_MP_NOT_OWNER when the caller does not hold it. */
   release(): void {
