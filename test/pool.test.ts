@@ -473,6 +473,8 @@ describeBackends('Pool', (ctx, method) => {
     await using pool = make(1);
     const t0 = Date.now();
     await assert.rejects(pool.apply(t.hang, [], { timeout: 150 }), TimeoutError);
+    // Negative is 0, as for every other wait: a TimeoutError, not an argument error.
+    await assert.rejects(pool.apply(t.hang, [], { timeout: -5 }), /within 0 ms/);
     assert.ok(Date.now() - t0 < 2_000);
     const blocker = pool.applyAsync(t.spin, [300], { timeout: 100 });
     const queued = pool.applyAsync(t.sqr, [3], { timeout: 50 });

@@ -237,6 +237,11 @@ describe('sharedctypes in one process', () => {
     assert.throws(() => new Value('x' as 'i', 1), /unknown typecode "x"/);
     assert.throws(() => new RawArray('z' as never, 1), InvalidArgumentError);
     assert.throws(() => new SharedArray('i', -1), /size must be an integer >= 0/);
+    // Larger than Node can map: an argument error naming the limit, before any segment is made.
+    assert.throws(
+      () => new RawArray('d', 2 ** 40),
+      (e: unknown) => e instanceof InvalidArgumentError && /more than Node can map/.test(e.message),
+    );
     assert.throws(() => new SharedArray('i', 1.5), InvalidArgumentError);
     assert.throws(() => new SharedArray('i', 'abc' as never), /string initializes only 'c' and 'u'/);
     assert.throws(() => new SharedArray('i', null as never), InvalidArgumentError);

@@ -1,6 +1,7 @@
 // Shared values and arrays (Python: `multiprocessing.sharedctypes`): one typed array over a named
 // segment. Sending one to a child or thread sends the segment's name (never the bytes), and the
 // receiver maps the same memory, so a 100 MB array crosses as fast as a number.
+import { kMaxLength } from 'node:buffer';
 import { inspect } from 'node:util';
 
 import { HEADER_BYTES, KIND, rebuildWith, Segment, segmentFor } from '../shm/segment.js';
@@ -47,7 +48,7 @@ type AnyTyped =
   | BigUint64Array
   | Float32Array
   | Float64Array;
-type TypedCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => AnyTyped;
+type TypedCtor = (new (buffer: ArrayBufferLike, byteOffset: number, length: number) => AnyTyped) & { readonly BYTES_PER_ELEMENT: number };
 
 interface TypeInfo {
   ctor: TypedCtor;
@@ -578,6 +579,12 @@ function initialValues(
   if (typeof sizeOrValues === 'number') {
     if (!Number.isInteger(sizeOrValues) || sizeOrValues < 0)
       throw new InvalidArgumentError(`${what}: size must be an integer >= 0, got ${sizeOrValues}`);
+    // Node maps no block larger than a Buffer may be.
+    const bytes = sizeOrValues * info.ctor.BYTES_PER_ELEMENT;
+    if (bytes + HEADER_BYTES > kMaxLength)
+      throw new InvalidArgumentError(
+        `${what}: ${sizeOrValues} elements of '${typecode}' take ${bytes} bytes, more than Node can map (${kMaxLength}); use a smaller size or several arrays`,
+      );
     return { length: sizeOrValues };
   }
   if (typeof sizeOrValues === 'string') {

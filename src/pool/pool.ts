@@ -482,7 +482,7 @@ export class Pool {
       }
     }
     if (o.timeout !== undefined) {
-      const ms = o.timeout;
+      const ms = Math.max(0, o.timeout);
       const timer = setTimeout(() => cancel(new TimeoutError(`the call did not finish within ${ms} ms`)), ms);
       owner._cleanup.push(() => clearTimeout(timer));
     }

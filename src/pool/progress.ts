@@ -98,8 +98,9 @@ export function checkCallOptions(o: CallOptions | undefined, what: string): void
   if (o === undefined) return;
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
   if (typeof o !== 'object' || o === null) throw new InvalidArgumentError(`${what}: options must be an object`);
-  if (o.timeout !== undefined && (typeof o.timeout !== 'number' || Number.isNaN(o.timeout) || o.timeout < 0))
-    throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds >= 0`);
+  // A negative timeout is 0 (already late), as for every other wait in the library.
+  if (o.timeout !== undefined && (typeof o.timeout !== 'number' || Number.isNaN(o.timeout)))
+    throw new InvalidArgumentError(`${what}: timeout must be a number of milliseconds`);
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal))
     throw new InvalidArgumentError(`${what}: signal must be an AbortSignal`);
   checkHook(o.onProgress, 'onProgress', what);
