@@ -91,6 +91,10 @@ export class RedisPool {
   readonly #blk: Redis;
   readonly #chunks = new Map<number, Chunk>();
   readonly #modules = new Set<string>();
+  /** Modules the local workers were told since they started (a replacement starts with them). */
+  readonly #localModules = new Set<string>();
+  #respawns = 0;
+  #stopping = false;
   readonly #allowed = new Set<string>();
   readonly #policy;
   readonly #children: ChildProcess[] = [];
@@ -142,9 +146,18 @@ export class RedisPool {
     const args = [cli, 'worker', '--backend', this.#url, '--namespace', this.#ns, '--lease-ms', String(this.#lease)];
     args.push('--max-deliveries', String(this.#maxDeliveries), '--parent');
     for (const m of this.#modules) args.push('--module', m);
+    for (const m of this.#localModules) if (!this.#modules.has(m)) args.push('--module', m);
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child.on('error', () => undefined);
     this.#children.push(child);
+    // A local worker that died (a task killed it) is replaced, as in the local pool; its chunk
+    // goes to another worker when its lease runs out.
+    child.once('exit', () => {
+      if (this.#state !== State.RUN && this.#state !== State.CLOSE) return;
+      if (this.#stopping || this.#respawns++ > 1000) return;
+      this.#children.splice(this.#children.indexOf(child), 1);
+      this.#startLocal();
+    });
   }
 
   /** Tell the local workers a module (they answer once they can call it). */
@@ -179,6 +192,7 @@ export class RedisPool {
     if (!this.#allowed.has(file)) {
       this.#allowed.add(file);
       if (ref.kind === 'esm') this.#allowed.add(ref.url);
+      this.#localModules.add(file);
       await this.#allowLocal(file);
     }
     const f: TaskFunction =
@@ -505,6 +519,7 @@ export class RedisPool {
   terminate(): void {
     if (this.#state === State.TERMINATE) return;
     this.#state = State.TERMINATE;
+    this.#stopping = true;
     this.#failAll(notRunning());
     for (const c of this.#children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     this.#idle?.();
@@ -515,6 +530,7 @@ export class RedisPool {
     if (this.#state === State.RUN)
       throw new ProcessError('Pool is still running: call close() or terminate() first', { code: 'ERR_MP_POOL_RUNNING' });
     if (this.#calls > 0 && (this.#state as State) === State.CLOSE) await new Promise<void>((r) => (this.#idle = r));
+    this.#stopping = true;
     for (const c of this.#children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
     await Promise.all(
       this.#children.map((c) =>
