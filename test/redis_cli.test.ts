@@ -26,7 +26,7 @@ async function worker(ns: string, module: string): Promise<ChildProcess> {
   });
   const started = new Promise<void>((resolve, reject) => {
     let err = '';
-    c.stderr!.on('data', (d: Buffer) => {
+    c.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('reading')) resolve();
     });
