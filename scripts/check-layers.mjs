@@ -16,6 +16,7 @@ const LAYERS = [
   ['ipc', /^ipc\//],
   ['pool', /^pool\//],
   ['managers', /^managers\//],
+  ['redis', /^redis\//],
   ['context', /^context\.ts$/],
   ['top', /^(index\.ts|entry\/|cli\/)/],
 ];

@@ -115,6 +115,50 @@ export class WorkerDiedError extends ProcessError {
   }
 }
 
+/**
+ * A task of a Redis pool was delivered `maxDeliveries` times and each time its worker died or lost
+ * its lease before answering: it is given up instead of redelivered forever. Fix the task (it
+ * kills or hangs its worker), or raise `leaseMs` when it legitimately runs longer than the lease.
+ */
+export class WorkerLostError extends ProcessError {
+  readonly deliveries: number;
+  constructor(message: string, deliveries: number) {
+    super(message, { code: 'ERR_MP_WORKER_LOST' });
+    this.deliveries = deliveries;
+  }
+}
+
+/**
+ * A Redis pool worker has the task's module, but with other content than the caller's (a
+ * different sha256): restart the worker with the same version of the module as the caller.
+ */
+export class StaleModuleError extends ProcessError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_MP_STALE_MODULE' });
+  }
+}
+
+/**
+ * No Redis pool worker was started with the task's module: start workers with
+ * `--module <that file>` (a worker only calls exports of the modules it was started with).
+ */
+export class ModuleNotAllowedError extends ProcessError {
+  constructor(message: string) {
+    super(message, { code: 'ERR_MP_MODULE_NOT_ALLOWED' });
+  }
+}
+
+/**
+ * The Redis server could not be reached for longer than the pool waits, or it lost the pool's
+ * tasks and results (restarted without persistence): the calls still running fail with this
+ * error instead of waiting forever. Check the server; turn on AOF to survive restarts.
+ */
+export class RedisConnectionError extends ProcessError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_REDIS_CONNECTION', ...options });
+  }
+}
+
 /** A wait was cancelled through an `AbortSignal`; `cause` is the signal's reason. */
 export class AbortError extends ProcessError {
   constructor(message = 'the operation was aborted', options?: { cause?: unknown }) {
@@ -168,6 +212,10 @@ const errorsByName = new Map<string, ErrorClass>([
   ['NotTransferableError', NotTransferableError],
   ['UntrustedMessageError', UntrustedMessageError],
   ['WorkerDiedError', WorkerDiedError],
+  ['WorkerLostError', WorkerLostError],
+  ['StaleModuleError', StaleModuleError],
+  ['ModuleNotAllowedError', ModuleNotAllowedError],
+  ['RedisConnectionError', RedisConnectionError],
   ['AbortError', AbortError],
   ['InvalidArgumentError', InvalidArgumentError],
 ]);

@@ -75,6 +75,10 @@ export {
   TimeoutError,
   UntrustedMessageError,
   WorkerDiedError,
+  WorkerLostError,
+  StaleModuleError,
+  ModuleNotAllowedError,
+  RedisConnectionError,
 } from './errors.js';
 export { cpuCount } from './platform.js';
 export { activeChildren, currentProcess, ParentProcess, parentProcess, Process, type ProcessOptions, type StartMethod } from './process.js';
@@ -124,3 +128,6 @@ export {
 } from './memory/shared_memory.js';
 export { isMainModule } from './process.js';
 export { channels as diagnosticsChannels } from './diagnostics.js';
+export { RedisAsyncResult, RedisPool, type RedisPoolOptions } from './redis/pool.js';
+export { startRedisWorker, type RedisWorkerHandle, type RedisWorkerOptions } from './redis/worker.js';
+export { redisStatus, type RedisStatus, type RedisWorkerStatus } from './redis/server.js';

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 
 import { demo } from './demo.js';
 import { mapCommand } from './map.js';
+import { statusCommand, workerCommand } from './worker.js';
 
 const USAGE = `Usage: multiproc <command>   (multiproc --version: the version)
 
@@ -12,6 +13,8 @@ Commands:
           multiproc demo [example ...]
   map     run a function over JSON lines in a pool: multiproc map <module>#<export> [inputs.jsonl|-]
           (multiproc map --help for its options)
+  worker  serve Redis pools from this machine: multiproc worker --backend redis://… --module <file>
+  status  what a Redis pool namespace holds: multiproc status --backend redis://… [--namespace NAME]
   help    show this help
 `;
 
@@ -25,6 +28,8 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
   map: (args) => mapCommand(args),
+  status: (args) => statusCommand(args),
+  worker: (args) => workerCommand(args),
 };
 
 // `multiproc demo | head`: a closed pipe ends the command quietly.

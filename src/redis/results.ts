@@ -1,0 +1,66 @@
+// What the Redis pool's async calls return: the same surface as the local pool's AsyncResult
+// (get, wait, ready, successful, callbacks).
+import { inspect } from 'node:util';
+
+import { InvalidArgumentError, ProcessError, TimeoutError } from '../errors.js';
+
+/** The result of a Redis pool's `applyAsync`, `mapAsync` or `starmapAsync`. */
+export class RedisAsyncResult<T = unknown> {
+  #settled = false;
+  #ok = false;
+  readonly #promise: Promise<T>;
+
+  /** @internal Made by the pool from the call's promise. */
+  constructor(p: Promise<T>, callback?: ((result: T) => void) | null, errorCallback?: ((error: unknown) => void) | null) {
+    this.#promise = p.then(
+      (v) => {
+        this.#settled = true;
+        this.#ok = true;
+        report('callback', callback, v);
+        return v;
+      },
+      (err: unknown) => {
+        this.#settled = true;
+        report('error callback', errorCallback, err);
+        throw err;
+      },
+    );
+    this.#promise.catch(() => undefined);
+  }
+
+  /** Whether the call has completed (successfully or not). */
+  ready(): boolean {
+    return this.#settled;
+  }
+
+  /** Whether the call completed without an error. @throws ProcessError (ERR_MP_NOT_READY) when not ready yet. */
+  successful(): boolean {
+    if (!this.#settled) throw new ProcessError('result not ready', { code: 'ERR_MP_NOT_READY' });
+    return this.#ok;
+  }
+
+  /** Resolve once the result is ready, or after `timeout` ms. */
+  async wait(timeout?: number): Promise<void> {
+    await this.get(timeout).catch(() => undefined);
+  }
+
+  /** The result; rejects with the task's error, or TimeoutError after `timeout` ms (the call goes on). */
+  get(timeout?: number): Promise<T> {
+    if (timeout !== undefined && (typeof timeout !== 'number' || Number.isNaN(timeout)))
+      throw new InvalidArgumentError('get(timeout): timeout must be a number of milliseconds');
+    if (timeout === undefined || this.#settled) return this.#promise;
+    return new Promise<T>((resolve, reject) => {
+      const t = setTimeout(() => reject(new TimeoutError(`result not ready within ${timeout} ms`)), timeout);
+      this.#promise.then(resolve, reject).finally(() => clearTimeout(t));
+    });
+  }
+}
+
+function report(what: string, fn: ((v: never) => void) | null | undefined, value: unknown): void {
+  if (!fn) return;
+  try {
+    (fn as (v: unknown) => void)(value);
+  } catch (err) {
+    process.stderr.write(`Exception in pool ${what}:\n${err instanceof Error ? (err.stack ?? String(err)) : inspect(err)}\n`);
+  }
+}

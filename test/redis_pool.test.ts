@@ -1,0 +1,158 @@
+// The Redis pool against a real redis-server: the Pool API (results, order, errors as their
+// class, callbacks, chunksize, imap laziness, timeout, terminate, await using) and no child
+// process left behind.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+
+import { InvalidArgumentError, ProcessError, RedisPool, TimeoutError, AbortError } from '../src/index.js';
+import { childPids } from '../src/platform.js';
+import { fixture } from './helpers.js';
+import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
+
+type Tasks = typeof import('./fixtures/redis_tasks.mjs');
+let t: Tasks;
+let server: RedisServer;
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+/** Our children other than the redis-server: none may be left after a pool is done. */
+async function assertNoWorkersLeft(): Promise<void> {
+  const deadline = Date.now() + 2000;
+  let left: number[];
+  do {
+    left = childPids().filter((p) => p !== server.proc?.pid);
+    if (!left.length) return;
+    await new Promise((r) => setTimeout(r, 20));
+  } while (Date.now() < deadline);
+  assert.deepEqual(left, [], 'child processes left behind');
+}
+
+const pool = (o: Partial<ConstructorParameters<typeof RedisPool>[0] & object> = {}): RedisPool =>
+  new RedisPool({ url: server.url, namespace: randomNamespace(), processes: 2, leaseMs: 500, ...o });
+
+describe('RedisPool', { skip: redisMissing }, () => {
+  before(async () => {
+    t = (await import(pathToFileURL(fixture('redis_tasks.mjs')).href)) as Tasks;
+    server = await RedisServer.start();
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  test('apply, map, starmap: results in order', async () => {
+    await using p = pool();
+    assert.equal(await p.apply(t.sqr, [7]), 49);
+    assert.deepEqual(
+      await p.map(t.sqr, range(1000)),
+      range(1000).map((x) => x * x),
+    );
+    assert.deepEqual(
+      await p.map(t.sqr, range(50), 1),
+      range(50).map((x) => x * x),
+    );
+    assert.deepEqual(await p.map(t.sqr, []), []);
+    assert.deepEqual(
+      await p.starmap(t.mul, [
+        [2, 3],
+        [4, 5],
+      ]),
+      [6, 20],
+    );
+    assert.deepEqual(
+      await p.map(
+        t.slowSqr,
+        (async function* () {
+          yield await Promise.resolve(3);
+          yield 4;
+        })(),
+      ),
+      [9, 16],
+    );
+  });
+
+  test('a task error arrives as its class, with the item, and fails the map', async () => {
+    await using p = pool();
+    await assert.rejects(p.map(t.failOn, range(20), 3), (e: unknown) => e instanceof t.TaskFailed && e.item === 7);
+    await assert.rejects(p.apply(t.failOn, [7]), t.TaskFailed);
+    // The pool goes on after a failed call.
+    assert.equal(await p.apply(t.sqr, [3]), 9);
+  });
+
+  test('async results: callbacks, get, ready, successful', async () => {
+    await using p = pool();
+    let called: unknown;
+    let failed: unknown;
+    const r = p.mapAsync(t.sqr, [1, 2, 3], { callback: (v) => (called = v) });
+    assert.deepEqual(await r.get(), [1, 4, 9]);
+    assert.deepEqual(called, [1, 4, 9]);
+    assert.equal(r.ready(), true);
+    assert.equal(r.successful(), true);
+    const e = p.applyAsync(t.failOn, [7], { errorCallback: (err) => (failed = err) });
+    await e.wait();
+    assert.equal(e.successful(), false);
+    assert.ok(failed instanceof t.TaskFailed);
+    const s = p.starmapAsync(t.mul, [[3, 3]]);
+    assert.deepEqual(await s.get(5000), [9]);
+  });
+
+  test('imap keeps order and reads its input lazily; imapUnordered yields every result', async () => {
+    await using p = pool();
+    let read = 0;
+    function* input(): Generator<number> {
+      for (let i = 0; i < 1000; i++) {
+        read++;
+        yield i;
+      }
+    }
+    const it = p.imap(t.sqr, input());
+    const first = await it.next();
+    assert.equal(first.value, 0);
+    assert.ok(read < 1000, `imap read ${read} items before the first result`);
+    const rest: number[] = [];
+    for await (const v of it) rest.push(v);
+    assert.deepEqual(
+      [0, ...rest],
+      range(1000).map((x) => x * x),
+    );
+    const un: number[] = [];
+    for await (const v of p.imapUnordered(t.slowSqr, range(20), 2)) un.push(v);
+    assert.deepEqual(
+      un.sort((a, b) => a - b),
+      range(20).map((x) => x * x),
+    );
+  });
+
+  test('timeout and signal settle the call; the pool goes on', async () => {
+    await using p = pool();
+    await assert.rejects(p.apply(t.slowSqr, [2, 5000], { timeout: 100 }), TimeoutError);
+    const ac = new AbortController();
+    const call = p.apply(t.slowSqr, [2, 5000], { signal: ac.signal });
+    ac.abort();
+    await assert.rejects(call, AbortError);
+    assert.equal(await p.apply(t.sqr, [5]), 25);
+  });
+
+  test('close/join finish the calls; terminate rejects waiting calls; no child left', async () => {
+    const p = pool();
+    const r = p.map(t.slowSqr, range(10), 1);
+    p.close();
+    await assert.rejects(p.apply(t.sqr, [1]), ProcessError);
+    await p.join();
+    assert.deepEqual(
+      await r,
+      range(10).map((x) => x * x),
+    );
+    const q = pool({ processes: 0 });
+    const waiting = q.apply(t.sqr, [2]); // no worker: it waits
+    q.terminate();
+    await assert.rejects(waiting, ProcessError);
+    await q.join();
+    await assertNoWorkersLeft();
+  });
+
+  test('bad arguments are refused', () => {
+    assert.throws(() => new RedisPool({ url: server.url, namespace: 'bad ns{' }), InvalidArgumentError);
+    assert.throws(() => new RedisPool({ url: server.url, processes: -1 }), InvalidArgumentError);
+  });
+});
