@@ -22,6 +22,7 @@ import { Pipe, type Connection } from './ipc/connection.js';
 import { SyncManager, type ManagerOptions } from './managers/managers.js';
 import { Pool, ThreadPool, type PoolOptions } from './pool/pool.js';
 import { JoinableQueue, Queue, SimpleQueue } from './ipc/queues.js';
+import { RedisContext, type RedisContextOptions } from './redis/context.js';
 
 /** The API bound to one start method (Python: `SpawnContext`, ...). */
 export class BaseContext {
@@ -177,9 +178,13 @@ const quoted = (): string =>
 /**
  * The context of a start method: `getContext('thread').Process`, `getContext('spawn').Lock()`.
  * Without an argument, the default context (the method set by setStartMethod, else 'spawn').
- * @throws InvalidArgumentError for a method other than 'spawn', 'thread' or 'forkserver'.
+ * `getContext('redis', { url, namespace })`: a context whose `Pool` runs on Redis (RedisPool).
+ * @throws InvalidArgumentError for a method other than 'spawn', 'thread', 'forkserver' or 'redis'.
  */
-export function getContext(method?: StartMethod): BaseContext {
+export function getContext(method: 'redis', options?: RedisContextOptions): RedisContext;
+export function getContext(method?: StartMethod): BaseContext;
+export function getContext(method?: StartMethod | 'redis', options?: RedisContextOptions): BaseContext | RedisContext {
+  if (method === 'redis') return new RedisContext(options);
   const m = method ?? getStartMethod();
   if (!isStartMethod(m)) throw new InvalidArgumentError(`cannot find context for '${String(m)}': start methods are ${quoted()}`);
   let ctx = contexts.get(m);

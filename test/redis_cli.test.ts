@@ -72,6 +72,12 @@ describe('multiproc worker and status', { skip: redisMissing }, () => {
     }
   });
 
+  test('multiproc worker refuses a bad --concurrency by name', () => {
+    const r = spawnSync(process.execPath, [MAIN, 'worker', '--backend', server.url, '--concurrency', 'many'], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /--concurrency must be an integer >= 1, got 'many'/);
+  });
+
   test('a worker refuses a changed module (StaleModuleError) and a module it was not started with (ModuleNotAllowedError)', async () => {
     const ns = randomNamespace();
     const stale = path.join(dir, 'redis_tasks.mjs');

@@ -2,10 +2,12 @@
 // class, callbacks, chunksize, imap laziness, timeout, terminate, await using) and no child
 // process left behind.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
-import { InvalidArgumentError, ProcessError, RedisPool, TimeoutError, AbortError } from '../src/index.js';
+import { AbortError, getContext, InvalidArgumentError, ProcessError, RedisPool, TimeoutError } from '../src/index.js';
 import { childPids } from '../src/platform.js';
 import { fixture } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
@@ -149,6 +151,24 @@ describe('RedisPool', { skip: redisMissing }, () => {
     await assert.rejects(waiting, ProcessError);
     await q.join();
     await assertNoWorkersLeft();
+  });
+
+  test("getContext('redis') gives the same Pool API", async () => {
+    const ctx = getContext('redis', { url: server.url, namespace: randomNamespace() });
+    await using p = ctx.Pool(1, { leaseMs: 500 });
+    assert.deepEqual(await p.map(t.sqr, [2, 3]), [4, 9]);
+  });
+
+  test("require('multiproc') does not load the Redis client", () => {
+    const index = path.join(__dirname, '..', 'src', 'index.js');
+    const r = spawnSync(
+      process.execPath,
+      ['-e', `require(${JSON.stringify(index)}); console.log(Object.keys(require.cache).some((k) => k.includes('ioredis')))`],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(r.stdout.trim(), 'false', r.stderr);
   });
 
   test('bad arguments are refused', () => {

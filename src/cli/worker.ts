@@ -2,6 +2,7 @@
 // a Redis pool worker for any machine, and what a namespace holds.
 import { parseArgs } from 'node:util';
 
+import { InvalidArgumentError } from '../errors.js';
 import { startRedisWorker } from '../redis/worker.js';
 import { redisStatus } from '../redis/server.js';
 
@@ -32,15 +33,25 @@ export async function workerCommand(argv: string[]): Promise<number> {
     (values.help ? process.stdout : process.stderr).write(WORKER_USAGE);
     return values.help ? 0 : 2;
   }
+  const int = (name: string, v: string | undefined, min: number): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`multiproc worker: --${name} must be an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+  const concurrency = int('concurrency', values.concurrency, 1) ?? 1;
+  const leaseMs = int('lease-ms', values['lease-ms'], 50);
+  const maxDeliveries = int('max-deliveries', values['max-deliveries'], 1);
   const local = values.parent === true;
   const log = local || values.quiet ? undefined : (line: string): void => void process.stderr.write(`multiproc worker: ${line}\n`);
   const w = await startRedisWorker({
     url: values.backend,
     namespace: values.namespace ?? 'default',
     modules: values.module ?? [],
-    concurrency: values.concurrency ? Number(values.concurrency) : 1,
-    leaseMs: values['lease-ms'] ? Number(values['lease-ms']) : undefined,
-    maxDeliveries: values['max-deliveries'] ? Number(values['max-deliveries']) : undefined,
+    concurrency,
+    leaseMs,
+    maxDeliveries,
     log,
   });
   let interrupts = 0;
