@@ -11,6 +11,7 @@ import * as v8 from 'node:v8';
 
 import { AuthenticationError, BrokenBarrierError, Empty, Full, NotTransferableError, Process, RemoteError } from '../src/index.js';
 import { Client, type Address } from '../src/ipc/listener.js';
+import { pidAlive } from '../src/platform.js';
 import { IndexError, KeyError, Manager, SyncManager, ValueError, type DictProxy } from '../src/managers/managers.js';
 import { assertNoLeftovers, describeBackends, fixture, tmpDir } from './helpers.js';
 
@@ -649,6 +650,26 @@ describeBackends('proxies in children', (ctx, method) => {
     for (const p of procs) p.start();
     for (const p of procs) await p.join();
     assert.equal(await d.get('num'), 90);
+  });
+
+  test('a child that uses a proxy and ends while the parent is still busy leaves the referent alive', async () => {
+    // The parent counts the child's reference when it sends the proxy; the child gives it back
+    // when it ends, on its own connection. That count must reach the server before the child
+    // can exist, not at the end of the parent's synchronous run.
+    await using m = await Manager();
+    const d = await m.dict<string, number>({ num: 1 });
+    for (let round = 0; round < 3; round++) {
+      const p = new ctx.Process({ target: t.useAndEnd, args: [d] });
+      p.start();
+      if (method !== 'thread') {
+        // Busy here (no microtask runs) until the child has ended.
+        const until = Date.now() + 20_000;
+        while (pidAlive(p.pid!) && Date.now() < until);
+      }
+      await p.join();
+      assert.equal(p.exitcode, 0);
+      assert.equal(await d.get('num'), 1);
+    }
   });
 
   test('a proxy nested in a dict, sent through a manager queue, stays live', async () => {

@@ -93,8 +93,8 @@ export interface Channel {
   hold(id: string): void;
   /** A proxy in this process is gone. */
   release(id: string): void;
-  /** Count one more reference, for a copy of a proxy being sent elsewhere. */
-  incref(id: string): void;
+  /** Count one more reference, for a copy of a proxy being sent elsewhere (`now`: unbatched). */
+  incref(id: string, now?: boolean): void;
 }
 
 const channels = new Map<string, SocketChannel>();
@@ -284,8 +284,14 @@ class SocketChannel implements Channel {
     this.#post([0, 'decref', id, 1]);
   }
 
-  incref(id: string): void {
+  /**
+   * Count a reference with the server. `now`: written at once rather than at the end of this
+   * synchronous run, for a reference handed to another process: that process may start, use it
+   * and give it back (decref on its own connection) before a batched incref would have left.
+   */
+  incref(id: string, now = false): void {
     this.#post([0, 'incref', id, 1]);
+    if (now) this.#batcher.flush();
   }
 
   /** At exit: give back every reference this process holds, and flush. */
@@ -388,7 +394,7 @@ export class BaseProxy {
     const { state, channel } = internalsOf.get(this)!;
     // The receiver's reference is counted now, by this process, so that it cannot be dropped
     // before the receiver says hello.
-    channel.incref(state.id);
+    channel.incref(state.id, true);
     return { ...state, grant: true };
   }
 
