@@ -1,4 +1,5 @@
 // The Process class and the process-wide state around it (Python: `multiprocessing.process`).
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +13,7 @@ import type { ChildConfig, Popen, StartMethod } from './popen/popen.js';
 import { childImportsOnly } from './reduction/functions.js';
 import { dumps, loads } from './reduction/reduction.js';
 import { inheritTracker, trackerFdForChild } from './shm/resource_tracker.js';
-import { runExitTasks } from './util.js';
+import { authkeyBytes, runExitTasks, type Authkey } from './util.js';
 
 export type { StartMethod };
 
@@ -45,6 +46,8 @@ interface Internal {
   self: { pid: number; ident: number } | undefined;
   counter: number;
   method: StartMethod | undefined;
+  /** Python's `authkey`: inherited from the creating process, 32 random bytes in the main one. */
+  authkey: Buffer;
 }
 
 const internals = new WeakMap<object, Internal>();
@@ -104,6 +107,7 @@ export class Process<A extends readonly unknown[] = readonly unknown[]> {
       self: undefined,
       counter: 0,
       method: new.target._startMethod,
+      authkey: Buffer.from(cur.authkey),
     });
   }
 
@@ -140,6 +144,7 @@ export class Process<A extends readonly unknown[] = readonly unknown[]> {
       parentName: state(current).name,
       method,
       trackerFd: trackerFdForChild(),
+      authkey: s.authkey.toString('hex'),
     };
     const popen = (s.popen = startChild(method, payload, config));
     children.add(this);
@@ -235,6 +240,22 @@ export class Process<A extends readonly unknown[] = readonly unknown[]> {
     if (typeof value !== 'boolean') throw new InvalidArgumentError('Process.daemon must be a boolean');
     if (s.popen) throw new ProcessError('process has already started', { code: 'ERR_MP_ALREADY_STARTED' });
     s.daemon = value;
+  }
+
+  /**
+   * The process's authentication key (Python: `authkey`): 32 random bytes in the main process,
+   * inherited by every process it creates, and the default key of the managers it starts, so a
+   * child reaches its parent's manager by address alone. Setting it (bytes, or a string taken as
+   * UTF-8) changes the key of this process and of the Process objects it creates afterwards.
+   * @throws InvalidArgumentError when set to something that is neither bytes nor a string.
+   */
+  get authkey(): Buffer {
+    return state(this).authkey;
+  }
+  set authkey(value: Authkey) {
+    const key = authkeyBytes(value, 'Process.authkey');
+    if (key === undefined) throw new InvalidArgumentError('Process.authkey must be bytes or a string, not null');
+    state(this).authkey = key;
   }
 
   /** null while running (or before start), 0 on success, 1 after an uncaught error, -N after signal N. */
@@ -420,6 +441,8 @@ function makeMain(): Process {
     self: { pid: process.pid, ident: process.pid },
     counter: 0,
     method: undefined,
+    // As Python's: random per main process, handed to every descendant at start.
+    authkey: crypto.randomBytes(32),
   });
   return main;
 }
@@ -524,6 +547,7 @@ export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, i
   s.daemon = config.daemon;
   s.parentName = config.parentName;
   s.parentPid = config.parentPid;
+  s.authkey = Buffer.from(config.authkey, 'hex');
   s.self = { pid: process.pid, ident };
   let proc: Process;
   childImportsOnly();

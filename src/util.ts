@@ -2,6 +2,21 @@
 // process finishes before it exits, and type guards. It imports nothing of the library but errors.
 import { InvalidArgumentError } from './errors.js';
 
+/** An authkey: bytes, or a string taken as its UTF-8 bytes. */
+export type Authkey = Uint8Array | ArrayBuffer | string;
+
+/**
+ * The bytes of `authkey` (a copy), or undefined for undefined/null.
+ * @throws InvalidArgumentError when it is neither bytes nor a string; `what` names the caller.
+ */
+export function authkeyBytes(authkey: Authkey | null | undefined, what: string): Buffer | undefined {
+  if (authkey === undefined || authkey === null) return undefined;
+  if (typeof authkey === 'string') return Buffer.from(authkey, 'utf8');
+  if (authkey instanceof Uint8Array) return Buffer.from(authkey);
+  if (authkey instanceof ArrayBuffer) return Buffer.from(new Uint8Array(authkey));
+  throw new InvalidArgumentError(`${what}: authkey must be bytes (Buffer, Uint8Array, ArrayBuffer) or a string`);
+}
+
 /** Whether `x` can be iterated with `for await`. */
 export function isAsyncIterable(x: unknown): x is AsyncIterable<unknown> {
   return x !== null && typeof x === 'object' && typeof (x as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';

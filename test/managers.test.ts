@@ -9,7 +9,16 @@ import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import * as v8 from 'node:v8';
 
-import { AuthenticationError, BrokenBarrierError, Empty, Full, NotTransferableError, Process, RemoteError } from '../src/index.js';
+import {
+  AuthenticationError,
+  BrokenBarrierError,
+  currentProcess,
+  Empty,
+  Full,
+  NotTransferableError,
+  Process,
+  RemoteError,
+} from '../src/index.js';
 import { Client, type Address } from '../src/ipc/listener.js';
 import { pidAlive } from '../src/platform.js';
 import { IndexError, KeyError, Manager, SyncManager, ValueError, type DictProxy } from '../src/managers/managers.js';
@@ -494,6 +503,35 @@ describe('remote managers (_TestRemoteManager)', () => {
     const d = await client._create<DictProxy<string, string>>('getResults');
     assert.equal(await d.get('http://a'), 'res...');
     await assert.rejects(new t.RemoteManager({ address, authkey: 'wrong' }).connect(), AuthenticationError);
+    await client.shutdown();
+    await serving;
+  });
+});
+
+describe('authkey (Python: current_process().authkey)', () => {
+  after(assertNoLeftovers);
+
+  test("a manager's default key is the process's authkey: a child connects by address alone", async () => {
+    const server = new t.RemoteManager({ address: ['127.0.0.1', 0] });
+    assert.deepEqual(server.authkey, currentProcess().authkey);
+    const s = server.getServer();
+    await s.ready;
+    const serving = s.serveForever();
+    const address = s.address as [string, number];
+    const p = new Process({ target: t.remoteClient, args: [address, null, 'http://b'] });
+    p.start();
+    await p.join();
+    assert.equal(p.exitcode, 0);
+    const client = await new t.RemoteManager({ address }).connect();
+    const d = await client._create<DictProxy<string, string>>('getResults');
+    assert.equal(await d.get('http://b'), 'res...');
+    // A child given another key is refused, as a stranger would be.
+    const q = new Process({ target: t.remoteClient, args: [address, null, 'http://c'] });
+    q.authkey = 'another key';
+    q.start();
+    await q.join();
+    assert.equal(q.exitcode, 1);
+    assert.equal(await d.get('http://c'), undefined);
     await client.shutdown();
     await serving;
   });

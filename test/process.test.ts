@@ -79,6 +79,8 @@ describeBackends('Process', (ctx, method) => {
     assert.equal(p.exitcode, 0);
     const r = readJson(file) as { a: string; b: string; me: string; exit: number[] };
     assert.deepEqual(r, { a: `Process-${m[1]}:1`, b: `Process-${m[1]}:2`, me: p.name, exit: [0, 0] });
+    // A grandchild has the main process's authkey too.
+    assert.equal((readJson(`${file}.a`) as { authkey: string }).authkey, currentProcess().authkey.toString('hex'));
     const next = new ctx.Process();
     assert.equal(next.name, `Process-${Number(m[1]) + 1}`);
     assert.equal(new ctx.Process({ name: 'worker' }).name, 'worker');
@@ -101,6 +103,27 @@ describeBackends('Process', (ctx, method) => {
     assert.match(String(r.repr), /^<Process name='seer' parent=\d+ started>$/);
     if (method !== 'thread') assert.equal(r.ppid, process.pid);
     else assert.equal(r.osPid, process.pid);
+    assert.equal(r.authkey, currentProcess().authkey.toString('hex'));
+  });
+
+  test('authkey: 32 random bytes in the main process, inherited, settable before start', async () => {
+    const main = currentProcess().authkey;
+    assert.ok(Buffer.isBuffer(main));
+    assert.equal(main.length, 32);
+    const p = new ctx.Process({ target: t.describeSelf, args: [out()] });
+    assert.deepEqual(p.authkey, main);
+    p.authkey = 'chosen';
+    assert.deepEqual(p.authkey, Buffer.from('chosen'));
+    assert.deepEqual(currentProcess().authkey, main);
+    const file = out();
+    const q = new ctx.Process({ target: t.describeSelf, args: [file] });
+    q.authkey = new Uint8Array([1, 2, 3]);
+    q.start();
+    await q.join();
+    assert.equal((readJson(file) as { authkey: string }).authkey, '010203');
+    assert.throws(() => {
+      p.authkey = 42 as unknown as string;
+    }, InvalidArgumentError);
   });
 
   test('an exported subclass is rebuilt with its own fields and run()', async () => {

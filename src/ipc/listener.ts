@@ -18,7 +18,7 @@ import { HANDSHAKE_LIMIT, MAX_MESSAGE, SocketConnection, socketRefusal, TRUST_OP
 import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, TimeoutError } from '../errors.js';
 import { toModuleUrl, TRUST_ALL, trustModules, type ReceivePolicy } from '../reduction/policy.js';
 import { registerType } from '../reduction/reduction.js';
-import { deadlineOf } from '../util.js';
+import { authkeyBytes, deadlineOf, type Authkey } from '../util.js';
 
 export { SocketConnection };
 
@@ -26,8 +26,7 @@ export { SocketConnection };
 export type Address = [host: string, port: number] | string;
 /** Python's address families. `'AF_UNIX'` is a Unix socket, the others TCP. */
 export type Family = 'AF_INET' | 'AF_INET6' | 'AF_UNIX';
-/** An authkey: bytes, or a string taken as its UTF-8 bytes. */
-export type Authkey = Uint8Array | ArrayBuffer | string;
+export type { Authkey };
 
 export interface ListenerOptions {
   /** Inferred from the address when omitted; without an address, `'AF_INET'` on loopback. */
@@ -162,14 +161,6 @@ function toPolicy(trust: unknown, what: string): ReceivePolicy | undefined {
   return trustModules(new Set((trust as (string | URL)[]).map(toModuleUrl)), { libraryObjects: false, optIn: TRUST_OPT_IN });
 }
 
-function toAuthkey(authkey: Authkey | null | undefined, what: string): Buffer | undefined {
-  if (authkey === undefined || authkey === null) return undefined;
-  if (typeof authkey === 'string') return Buffer.from(authkey, 'utf8');
-  if (authkey instanceof Uint8Array) return Buffer.from(authkey);
-  if (authkey instanceof ArrayBuffer) return Buffer.from(new Uint8Array(authkey));
-  throw new InvalidArgumentError(`${what}: authkey must be bytes (Buffer, Uint8Array, ArrayBuffer) or a string`);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Addresses
 
@@ -270,7 +261,7 @@ export class Listener {
     this.#maxMessageSize = checkMaxMessageSize(options.maxMessageSize, 'Listener');
     this.#policy = toPolicy(options.trust, 'Listener');
     this.#family = checkFamily(options.family, address ?? undefined, 'Listener');
-    this.#authkey = toAuthkey(options.authkey, 'Listener');
+    this.#authkey = authkeyBytes(options.authkey, 'Listener');
     const addr: Address =
       address ?? (this.#family === 'AF_UNIX' ? arbitraryUnixPath() : this.#family === 'AF_INET6' ? ['::1', 0] : ['127.0.0.1', 0]);
     this.#requested = addr;
@@ -509,7 +500,7 @@ export async function Client(address: Address, options: ClientOptions = {}): Pro
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError('Client(address, options): options must be an object');
   checkFamily(options.family, address, 'Client');
-  const key = toAuthkey(options.authkey, 'Client');
+  const key = authkeyBytes(options.authkey, 'Client');
   const maxMessageSize = checkMaxMessageSize(options.maxMessageSize, 'Client');
   const policy = toPolicy(options.trust, 'Client');
   const { signal } = options;

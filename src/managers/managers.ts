@@ -9,7 +9,6 @@
 //   pool.ts        the served Pool and its results, with their proxies
 //   types.ts       the typed proxies of the SyncManager types
 // Everything public is re-exported from here.
-import * as crypto from 'node:crypto';
 
 import { Pipe, type Connection } from '../ipc/connection.js';
 import { InvalidArgumentError, ProcessError } from '../errors.js';
@@ -53,11 +52,11 @@ import {
   SemaphoreProxy,
   ValueProxy,
 } from './types.js';
-import { parentProcess, Process } from '../process.js';
+import { currentProcess, parentProcess, Process } from '../process.js';
 import { MAX_MESSAGE } from '../ipc/socket.js';
 import { toModuleUrl } from '../reduction/policy.js';
 import { registeredModule, trustModulesForClients, trustRegisteredForClients } from './wire.js';
-import type { FunctionOrClass } from '../util.js';
+import { authkeyBytes, type FunctionOrClass } from '../util.js';
 
 export { BaseProxy, makeProxyType, type Token } from './proxy.js';
 export { publicMethods, Server } from './server.js';
@@ -128,7 +127,7 @@ interface RegistryEntry {
 export interface ManagerOptions {
   /** `[host, port]` (TCP) or a socket path. Default: a fresh Unix socket in the temp directory. */
   address?: Address | null;
-  /** Shared secret for the HMAC challenge. Default: 32 random bytes (handed to children inside proxies). */
+  /** Shared secret for the HMAC challenge. Default: `currentProcess().authkey` (Python's default). */
   authkey?: Authkey | null;
   /** The context whose Process runs the server (`getContext('thread')`); default: the default context. */
   ctx?: { Process: typeof Process } | null;
@@ -183,13 +182,9 @@ export class BaseManager {
     this.#options = options;
     this.#address = options.address ?? null;
     if (trustedModules) trustModulesForClients(trustedModules);
-    const k = options.authkey;
-    this.#authkey =
-      k === undefined || k === null
-        ? crypto.randomBytes(32)
-        : typeof k === 'string'
-          ? Buffer.from(k, 'utf8')
-          : Buffer.from(k instanceof ArrayBuffer ? new Uint8Array(k) : k);
+    // As Python's: the current process's authkey unless one is given, so that a child (which
+    // inherits that key) reaches its parent's manager by address alone.
+    this.#authkey = authkeyBytes(options.authkey, 'new BaseManager({ authkey })') ?? Buffer.from(currentProcess().authkey);
   }
 
   /**

@@ -15,6 +15,8 @@ export interface ChildConfig {
   method: StartMethod;
   /** The resource tracker's pipe in the child (fd number), when the parent has one. */
   trackerFd?: number;
+  /** The child's authkey, hex (it travels on the start channel, never in argv or the environment). */
+  authkey: string;
 }
 
 /** A started child: a process or a thread. */
