@@ -26,6 +26,8 @@ const WARM = (() => {
 interface Warm {
   child: ChildProcess;
   ready: boolean;
+  /** Run once, when the child has preloaded (or has ended). */
+  onReady: (() => void)[];
 }
 
 const standing: Warm[] = [];
@@ -55,10 +57,15 @@ function boot(): Warm {
   // A standing child never keeps this process alive, and ends when this process does.
   child.unref();
   child.channel?.unref();
-  const w: Warm = { child, ready: false };
+  const w: Warm = { child, ready: false, onReady: [] };
+  const settle = (): void => {
+    for (const f of w.onReady.splice(0)) f();
+  };
   child.on('message', (m: { type?: string; message?: string }) => {
-    if (m.type === 'ready') w.ready = true;
-    else if (m.type === 'preload-failed') {
+    if (m.type === 'ready') {
+      w.ready = true;
+      settle();
+    } else if (m.type === 'preload-failed') {
       preloadFailure = m.message ?? 'unknown error';
       // Standing, it would never run anything: end it (one already handed over reports and exits).
       if (standing.includes(w)) {
@@ -67,8 +74,14 @@ function boot(): Warm {
       }
     }
   });
-  child.once('exit', () => drop(w));
-  child.once('error', () => drop(w));
+  child.once('exit', () => {
+    drop(w);
+    settle();
+  });
+  child.once('error', () => {
+    drop(w);
+    settle();
+  });
   if (!exitHook) {
     exitHook = true;
     process.on('exit', () => {
@@ -106,7 +119,10 @@ export function startForkserver(payload: Uint8Array, config: ChildConfig): Popen
   }
   const fd = trackerFd();
   const w = standing.shift() ?? boot();
-  setImmediate(warmUp);
+  // Replacements boot once the child handed over has preloaded: booted at the same time, they
+  // would take CPU from the start someone is waiting for (a cold start took twice as long).
+  if (w.ready) setImmediate(warmUp);
+  else w.onReady.push(warmUp);
   return new SpawnPopen(w.child, {
     type: 'start',
     config: { ...config, trackerFd: fd },
