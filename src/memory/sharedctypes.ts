@@ -7,7 +7,7 @@ import { inspect } from 'node:util';
 import { HEADER_BYTES, KIND, rebuildWith, Segment, segmentFor } from '../shm/segment.js';
 import { InvalidArgumentError, TimeoutError } from '../errors.js';
 import { registerType } from '../reduction/reduction.js';
-import { RLock, type WaitOptions } from '../sync/synchronize.js';
+import { closedError, RLock, type WaitOptions } from '../sync/synchronize.js';
 
 /** CPython's typecodes. 'l'/'L' are 64-bit, as C `long` on Linux and macOS. */
 export type Typecode = 'c' | 'u' | 'b' | 'B' | 'h' | 'H' | 'i' | 'I' | 'l' | 'L' | 'q' | 'Q' | 'f' | 'd';
@@ -223,21 +223,37 @@ export class RawValue<C extends Typecode = Typecode> {
     this.typecode = typecode;
     this.#info = info;
     this._seg = seg;
-    this.#view = new info.ctor(seg.buffer, HEADER_BYTES, 1);
+    this.#view = new info.ctor(seg.buffer, seg.byteOffset + HEADER_BYTES, 1);
     if (created && initial !== undefined) this.#view[0] = initial;
   }
 
-  /** The current value. Each read or write is one memory access; `v.value += 1` is not atomic: use a lock. */
+  /**
+   * The current value. Each read or write is one memory access; `v.value += 1` is not atomic: use a lock.
+   * @throws ProcessError ERR_MP_CLOSED after close().
+   */
   get value(): ElementOf<C> {
+    if (this._seg.closed) throw closedError('Value');
     return this.#info.decode(this.#view[0]!) as ElementOf<C>;
   }
-  /** @throws InvalidArgumentError for a value of the wrong type or out of range. */
+  /** @throws InvalidArgumentError for a value of the wrong type or out of range; ProcessError ERR_MP_CLOSED after close(). */
   set value(v: InputOf<C>) {
+    if (this._seg.closed) throw closedError('Value');
     this.#view[0] = this.#info.encode(v, `Value('${this.typecode}').value`);
+  }
+  /**
+   * Give this process's hold on the shared memory back now, instead of when the object is
+   * garbage-collected; copies in other processes keep working. Later reads and writes of this
+   * object throw ProcessError ERR_MP_CLOSED. Also `using v = new RawValue(...)`.
+   */
+  close(): void {
+    this._seg.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   toString(): string {
-    return `RawValue('${this.typecode}', ${describeValue(this.value)})`;
+    return this._seg.closed ? `RawValue('${this.typecode}', closed)` : `RawValue('${this.typecode}', ${describeValue(this.value)})`;
   }
   [inspect.custom](): string {
     return this.toString();
@@ -279,6 +295,8 @@ async function guardOf<T>(lock: LockLike, self: T, options?: WaitOptions): Promi
 export class Synchronized<C extends Typecode = Typecode> {
   readonly #obj!: RawValue<C>;
   readonly #lock!: LockLike;
+  /** The lock this wrapper made (the default), closed with it. */
+  #ownLock: RLock | undefined;
 
   /** @see Value */
   constructor(typecode: C, value?: InputOf<C>, options?: SyncOptions) {
@@ -296,6 +314,18 @@ export class Synchronized<C extends Typecode = Typecode> {
     if (lock === false) return obj as unknown as Synchronized<C>;
     this.#obj = obj;
     this.#lock = lock;
+    if (lock instanceof RLock && lock !== options?.lock) this.#ownLock = lock;
+  }
+  /**
+   * Give this process's hold on the value (and on the lock it made for itself; a lock passed in
+   * stays open) back now. Later calls throw ProcessError ERR_MP_CLOSED. Also `using v = new Value(...)`.
+   */
+  close(): void {
+    this.#obj.close();
+    this.#ownLock?.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
   }
   /** The typecode it was created with. */
   get typecode(): C {
@@ -342,7 +372,7 @@ export class Synchronized<C extends Typecode = Typecode> {
     this.#lock.release();
   }
   toString(): string {
-    return `Value('${this.typecode}', ${describeValue(this.value)})`;
+    return this.#obj._seg.closed ? `Value('${this.typecode}', closed)` : `Value('${this.typecode}', ${describeValue(this.value)})`;
   }
   [inspect.custom](): string {
     return this.toString();
@@ -440,11 +470,32 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
   }
   /** @internal */
   _getAt(i: number): ElementOf<C> {
+    if (this._closed) throw closedError('Array');
     return this._info.decode(this.buf[i]!) as ElementOf<C>;
   }
   /** @internal */
   _setAt(i: number, v: unknown): void {
+    if (this._closed) throw closedError('Array');
     this.buf[i] = this._info.encode(v, `Array('${this.typecode}')[${i}]`);
+  }
+  /** @internal */
+  _closed = false;
+  /** @internal Give the shared memory (and an own lock) back. */
+  protected abstract _release(): void;
+  /**
+   * Give this process's hold on the shared memory back now, instead of when the object is
+   * garbage-collected; copies in other processes keep working. Later calls throw ProcessError
+   * ERR_MP_CLOSED and `buf` becomes empty (a `buf` taken before must not be used after: the memory
+   * may hold another object by then). Also `using a = new Array(...)`.
+   */
+  close(): void {
+    if (this._closed) return;
+    this._closed = true;
+    (this as { buf: AnyTyped }).buf = new this._info.ctor(new ArrayBuffer(0), 0, 0);
+    this._release();
+  }
+  [Symbol.dispose](): void {
+    this.close();
   }
   /** Element `i`; negative counts from the end (as Python's `a[-1]`); undefined when out of range. */
   at(i: number): ElementOf<C> | undefined {
@@ -453,6 +504,7 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
   }
   /** A copy of elements `start` to `end` as a plain array (Python: `a[start:end]`); negative indices count from the end. */
   slice(start?: number, end?: number): ElementOf<C>[] {
+    if (this._closed) throw closedError('Array');
     return Array.from(this.buf.subarray(start, end) as ArrayLike<number | bigint>, (x) => this._info.decode(x) as ElementOf<C>);
   }
   /** A copy of every element as a plain array (Python: `a[:]`). */
@@ -464,6 +516,7 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
    * @throws InvalidArgumentError when a value is wrong or they do not fit.
    */
   set(values: Iterable<InputOf<C>>, offset = 0): void {
+    if (this._closed) throw closedError('Array');
     const encoded = encodeAll(this._info, values, `Array('${this.typecode}').set`);
     if (!Number.isInteger(offset) || offset < 0 || offset + encoded.length > this.length) {
       throw new InvalidArgumentError(
@@ -477,6 +530,7 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
    * `.value`; for others, a copy of every element (as `toArray()`).
    */
   get value(): C extends CharCode ? string : ElementOf<C>[] {
+    if (this._closed) throw closedError('Array');
     if (this.typecode === 'c' || this.typecode === 'u') {
       const end = (this.buf as Uint8Array).indexOf(0);
       const used = this.buf.subarray(0, end < 0 ? this.length : end) as Uint8Array | Uint32Array;
@@ -495,6 +549,7 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
    */
   set value(v: C extends CharCode ? string | Uint8Array : Iterable<InputOf<C>>) {
     const what = `Array('${this.typecode}').value`;
+    if (this._closed) throw closedError('Array');
     if (this.typecode === 'c' || this.typecode === 'u') {
       const units =
         this.typecode === 'c'
@@ -525,10 +580,12 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
   }
   /** For 'c' arrays, a copy of all the bytes (Python: `.raw`). */
   get raw(): Uint8Array {
+    if (this._closed) throw closedError('Array');
     return (this.buf as Uint8Array).slice();
   }
   /** @throws InvalidArgumentError when more bytes than the array holds, or the array is not 'c'. */
   set raw(bytes: Uint8Array) {
+    if (this._closed) throw closedError('Array');
     if (this.typecode !== 'c') throw new InvalidArgumentError(`Array('${this.typecode}').raw: only 'c' arrays have raw bytes`);
     if (!(bytes instanceof Uint8Array) || bytes.length > this.length)
       throw new InvalidArgumentError(`Array('c').raw: takes a Uint8Array of at most ${this.length} bytes`);
@@ -542,6 +599,7 @@ abstract class ArrayBase<C extends Typecode> implements Indexed {
     return this.toArray().map((x) => (typeof x === 'bigint' ? x.toString() : x));
   }
   protected _describe(cls: string): string {
+    if (this._closed) return `${cls}('${this.typecode}', closed)`;
     const shown = this.slice(0, 20).map(describeValue).join(', ');
     return `${cls}('${this.typecode}', [${shown}${this.length > 20 ? `, ... ${this.length - 20} more` : ''}])`;
   }
@@ -616,13 +674,16 @@ export class RawArray<C extends Typecode = Typecode> extends ArrayBase<C> {
     const [seg, created] = segmentFor(Math.ceil(bytes / 8) * 8, KIND.Array);
     if (seg.size < HEADER_BYTES + bytes)
       throw new InvalidArgumentError(`shared memory segment "${seg.name}" is too small for ${length} elements of '${typecode}'`);
-    super(typecode, info, new info.ctor(seg.buffer, HEADER_BYTES, length));
+    super(typecode, info, new info.ctor(seg.buffer, seg.byteOffset + HEADER_BYTES, length));
     this._seg = seg;
     if (created && values) for (let k = 0; k < length; k++) this.buf[k] = values[k] as never;
     return indexedProxy(this);
   }
   override toString(): string {
     return this._describe('RawArray');
+  }
+  protected _release(): void {
+    this._seg.close();
   }
 }
 
@@ -645,7 +706,14 @@ export class SynchronizedArray<C extends Typecode = Typecode> extends ArrayBase<
     super(obj.typecode, obj._info, obj.buf);
     this._obj = obj;
     this._lk = lock;
+    if (!w && lock instanceof RLock && lock !== options?.lock) this._ownLock = lock;
     return indexedProxy(this);
+  }
+  /** @internal The lock this wrapper made (the default), closed with it. */
+  _ownLock: RLock | undefined;
+  protected _release(): void {
+    this._obj.close();
+    this._ownLock?.close();
   }
   /** The raw shared array, same memory, no lock (Python: `get_obj()`). */
   getObj(): RawArray<C> {

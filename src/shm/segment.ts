@@ -12,7 +12,7 @@
 // tree is gone (holders that were threads, stopped without their exit hooks, for instance).
 import { randomBytes } from 'node:crypto';
 
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, ProcessError } from '../errors.js';
 import { holderAlive, meTid } from './threads.js';
 import * as tracker from './resource_tracker.js';
 import { closeSegment, openSegment, unlinkSegment, type SegmentBuffer } from './native.js';
@@ -87,6 +87,10 @@ interface Held {
   ref: WeakRef<Segment> | undefined;
   /** The header cell holding this wrapper's pid, or -1 when it is counted in CELL_HOLDERS. */
   slot: number;
+  /** What the last holder does: unlink the name (a segment), or free the block (in an arena). */
+  lastOut: () => void;
+  /** A block lives in its arena's mapping: told when this wrapper lets go, it does not unmap. */
+  block: (() => void) | undefined;
 }
 
 /** Take a holder slot for this process; -1 (and a count) when all are taken. */
@@ -108,21 +112,33 @@ const finalizer = new FinalizationRegistry<Held>((held) => release(held));
 /** A mapped, named segment; `i32` views the whole of it, header included. */
 export class Segment {
   readonly name: string;
+  /** Bytes of the segment (or of the block), header included. */
   readonly size: number;
   readonly buffer: SegmentBuffer;
-  /** Int32 cells over the whole segment; the first BASE cells are the header. */
+  /** Where the segment's bytes start in `buffer`: 0, or the block's offset in its arena. */
+  readonly byteOffset: number;
+  /** Int32 cells over the whole segment (or block); the first BASE cells are the header. */
   readonly i32: Int32Array;
   #closed = false;
   readonly #held: Held;
 
-  private constructor(name: string, buffer: SegmentBuffer) {
+  /** @internal Use create/adopt: this maps nothing and takes the holder slot only. */
+  constructor(name: string, buffer: SegmentBuffer, block?: { offset: number; bytes: number; free: () => void; released: () => void }) {
     this.name = name;
     this.buffer = buffer;
-    this.size = buffer.byteLength;
-    this.i32 = new Int32Array(buffer);
+    this.byteOffset = block?.offset ?? 0;
+    this.size = block?.bytes ?? buffer.byteLength;
+    this.i32 = new Int32Array(buffer, this.byteOffset, this.size / 4);
     const ref = new WeakRef(this);
-    const header = new Int32Array(buffer, 0, HEADER_BYTES / 4);
-    this.#held = { name, header, ref, slot: takeSlot(header) };
+    const header = new Int32Array(buffer, this.byteOffset, HEADER_BYTES / 4);
+    this.#held = {
+      name,
+      header,
+      ref,
+      slot: takeSlot(header),
+      lastOut: block ? block.free : () => unlinkQuietly(name),
+      block: block?.released,
+    };
     finalizer.register(this, this.#held, this);
     live.add(ref);
     installExitHook();
@@ -134,6 +150,12 @@ export class Segment {
    */
   static create(bytes: number, kind: number): Segment {
     if (!Number.isInteger(bytes) || bytes < 0) throw new InvalidArgumentError(`segment size must be an integer >= 0, got ${String(bytes)}`);
+    const block = kind === KIND.Heap ? undefined : allocBlock(HEADER_BYTES + bytes);
+    if (block) {
+      Atomics.store(block.i32, CELL_KIND, kind);
+      Atomics.store(block.i32, CELL_MAGIC, MAGIC);
+      return block;
+    }
     const name = segmentName();
     // Whole Int32 cells (and 8-byte alignment for 64-bit views after the header).
     const buffer = openSegment(name, HEADER_BYTES + Math.ceil(bytes / 8) * 8, true);
@@ -148,7 +170,7 @@ export class Segment {
   static adopt(sent: string, kind: number): Segment {
     const hash = sent.indexOf('#');
     const name = hash < 0 ? sent : sent.slice(0, hash);
-    const seg = new Segment(name, openSegment(name, HEADER_BYTES, false));
+    const seg = name.includes('@') ? openBlock(name) : new Segment(name, openSegment(name, HEADER_BYTES, false));
     // Our slot is taken (constructor); the copy in flight is now us. A ticket the sender already
     // gave back (a copy it said would never arrive) is simply gone.
     if (hash < 0) Atomics.sub(seg.i32, CELL_HOLDERS, 1);
@@ -165,11 +187,14 @@ export class Segment {
    * `adopt`. A copy that will never be delivered gives its hold back (see withReservations).
    */
   retainForSend(): string {
+    // A closed block may already hold another object.
+    if (this.#closed) throw new ProcessError('a closed shared object cannot be sent: send one that is open', { code: 'ERR_MP_CLOSED' });
     const { name, i32 } = this;
     const ticket = (Atomics.add(i32, CELL_TICKET, 1) & 0x3fffffff) + 1;
     for (let k = FIRST_TICKET; k < FIRST_TICKET + TICKETS; k++) {
       if (Atomics.compareExchange(i32, k, 0, ticket) === 0) {
-        noteReservation(() => giveBackTicket(name, i32, ticket));
+        const { lastOut } = this.#held;
+        noteReservation(() => giveBackTicket(name, i32, ticket, lastOut));
         return `${name}#${ticket}`;
       }
     }
@@ -189,6 +214,11 @@ export class Segment {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** @internal Replace what this wrapper's release does when it finds no holder left (arenas). */
+  setLastOut(f: () => void): void {
+    this.#held.lastOut = f;
   }
 }
 
@@ -232,18 +262,20 @@ export function withReservations<T>(serialize: () => T): [T, () => void] {
 
 // Give back the ticket of a copy that will never be delivered. This wrapper may have been closed
 // (its mapping gone) meanwhile: then the segment is mapped again for the moment.
-function giveBackTicket(name: string, i32: Int32Array, ticket: number): void {
+function giveBackTicket(name: string, i32: Int32Array, ticket: number, lastOut: () => void): void {
   let header = i32;
   let mapped: SegmentBuffer | undefined;
   if (header.length === 0) {
+    // A block is named `<arena>@<offset>.<generation>`: its header is inside the arena's mapping.
+    const block = /^(.+)@(\d+)\.\d+$/.exec(name);
     try {
-      mapped = openSegment(name, HEADER_BYTES, false);
+      mapped = openSegment(block ? block[1]! : name, HEADER_BYTES, false);
     } catch {
       return; // unlinked already: nothing is held any more
     }
-    header = new Int32Array(mapped, 0, HEADER_BYTES / 4);
+    header = new Int32Array(mapped, block ? Number(block[2]) : 0, HEADER_BYTES / 4);
   }
-  if (takeTicket(header, ticket) && noHoldersLeft(header)) unlinkQuietly(name);
+  if (takeTicket(header, ticket) && noHoldersLeft(header)) lastOut();
   if (mapped) closeSegment(mapped);
 }
 
@@ -280,16 +312,17 @@ function noHoldersLeft(header: Int32Array): boolean {
 let exiting = false;
 
 function release(held: Held): void {
-  const { name, header } = held;
+  const { header } = held;
   if (held.ref) live.delete(held.ref);
   held.ref = undefined;
   if (header.length === 0) return;
   if (held.slot >= 0) Atomics.compareExchange(header, held.slot, process.pid, 0);
   else Atomics.sub(header, CELL_HOLDERS, 1);
-  if (noHoldersLeft(header)) unlinkQuietly(name);
+  if (noHoldersLeft(header)) held.lastOut();
   // At exit the mapping goes with the process; unmapping now would pull memory from under
-  // other exit hooks (a pipe end detaching from its ring).
-  if (!exiting) closeSegment(header.buffer);
+  // other exit hooks (a pipe end detaching from its ring). A block's mapping is its arena's.
+  if (held.block) held.block();
+  else if (!exiting) closeSegment(header.buffer);
 }
 
 // Python's Finalize at exit: wrappers still alive when this process or thread exits give their
@@ -301,4 +334,191 @@ function installExitHook(): void {
     exiting = true;
     for (const ref of [...live]) ref.deref()?.close();
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arenas (Python: `multiprocessing.heap`). A lock or a small value alone in a segment costs a
+// file in /dev/shm, a mapping and at least a page: 5 000 of them made 5 000 segments. Small
+// objects are blocks of an arena instead: a segment cut into blocks of one size, each block laid
+// out as a segment (its own header, holders and tickets), so that the objects cannot tell. A
+// block's last holder frees it (the next allocation of that size here reuses it); the arena is
+// mapped by each process that uses one of its blocks until that process ends, and unlinked by
+// whoever finds it with neither holders nor blocks in use.
+//
+// Arena cells after its header: [BASE] block size, [BASE+1] block count, then one cell per block:
+// generation * 2 + 1 while in use, generation * 2 when free. A block is sent as
+// `<arena>@<offset>.<generation>`, so that a late copy of a freed (and reused) block is refused.
+
+const ARENA_BYTES = 128 * 1024;
+const BLOCK_SIZES = [512, 1024, 2048, 4096];
+const ARENA_STATE = BASE + 2;
+
+interface Arena {
+  seg: Segment;
+  blockBytes: number;
+  count: number;
+  /** Byte offset of block 0. */
+  first: number;
+  /** Where the next free-block search starts. */
+  hint: number;
+  /** Block wrappers of this process not yet released. */
+  live: number;
+  own: boolean;
+}
+
+/** Arenas this process created, by block size: where it allocates. */
+const ownArenas = new Map<number, Arena[]>();
+/** Every arena this process has mapped, by name; held until the process ends. */
+const arenas = new Map<string, Arena>();
+
+function arenaOf(seg: Segment, own: boolean): Arena {
+  const blockBytes = Atomics.load(seg.i32, BASE);
+  const count = Atomics.load(seg.i32, BASE + 1);
+  const first = Math.ceil((HEADER_BYTES + (2 + count) * 4) / 256) * 256;
+  if (blockBytes < HEADER_BYTES || blockBytes % 8 !== 0 || count < 1 || first + count * blockBytes > seg.size)
+    throw new InvalidArgumentError(`shared memory segment "${seg.name}" is not a well-formed multiproc arena`);
+  const a = { seg, blockBytes, count, first, hint: 0, live: 0, own };
+  arenas.set(seg.name, a);
+  return a;
+}
+
+function newArena(blockBytes: number): Arena {
+  const count = Math.floor((ARENA_BYTES - HEADER_BYTES - 2 * 4) / (blockBytes + 4));
+  const seg = Segment.create(ARENA_BYTES - HEADER_BYTES, KIND.Heap);
+  Atomics.store(seg.i32, BASE, blockBytes);
+  Atomics.store(seg.i32, BASE + 1, count);
+  const a = arenaOf(seg, true);
+  seg.setLastOut(() => {
+    if (!blocksInUse(a)) unlinkQuietly(seg.name);
+  });
+  return a;
+}
+
+function blocksInUse(a: Arena, cells = a.seg.i32): boolean {
+  for (let b = 0; b < a.count; b++) if (Atomics.load(cells, ARENA_STATE + b) & 1) return true;
+  return false;
+}
+
+// A copy given back after this process let go of the arena (its mapping detached) maps it again
+// for the moment; an arena unlinked meanwhile has nothing left to free.
+function withArenaCells(a: Arena, use: (cells: Int32Array) => void): void {
+  if (a.seg.i32.length > 0) {
+    use(a.seg.i32);
+    return;
+  }
+  let buffer: SegmentBuffer;
+  try {
+    buffer = openSegment(a.seg.name, HEADER_BYTES, false);
+  } catch {
+    return;
+  }
+  try {
+    use(new Int32Array(buffer));
+  } finally {
+    closeSegment(buffer);
+  }
+}
+
+function blockSegment(a: Arena, index: number, generation: number): Segment {
+  const offset = a.first + index * a.blockBytes;
+  const cell = ARENA_STATE + index;
+  const used = generation * 2 + 1;
+  a.live++;
+  return new Segment(`${a.seg.name}@${offset}.${generation}`, a.seg.buffer, {
+    offset,
+    bytes: a.blockBytes,
+    free: () =>
+      withArenaCells(a, (cells) => {
+        Atomics.store(cells, offset / 4 + CELL_MAGIC, 0);
+        if (Atomics.compareExchange(cells, cell, used, used - 1) !== used) return;
+        // The arena's own holders may all be gone (their processes ended): then the last block out unlinks it.
+        if (!blocksInUse(a, cells) && noHoldersLeft(cells.subarray(0, BASE))) unlinkQuietly(a.seg.name);
+      }),
+    released: () => {
+      a.live--;
+      maybeDrop(a, false);
+    },
+  });
+}
+
+// Let go of an arena this process no longer uses: one it only opened, as soon as none of its
+// blocks is held here; one it allocates from, when no block is in use anywhere and `idleToo`
+// (or some block is, elsewhere: that holder frees it, and unlinks the arena if it is the last).
+function maybeDrop(a: Arena, idleToo: boolean): void {
+  if (a.live > 0 || exiting || a.seg.closed) return;
+  if (a.own && !idleToo && !blocksInUse(a)) return;
+  arenas.delete(a.seg.name);
+  const own = ownArenas.get(a.blockBytes);
+  if (own?.includes(a)) own.splice(own.indexOf(a), 1);
+  a.seg.close();
+}
+
+/** @internal Drop the arenas this process holds with no block in use here (tests' leak checks). */
+export function trimArenas(): void {
+  for (const a of [...arenas.values()]) maybeDrop(a, true);
+}
+
+/** A zeroed block of at least `bytes` (header included), or undefined when too big for an arena. */
+function allocBlock(bytes: number): Segment | undefined {
+  const size = BLOCK_SIZES.find((b) => b >= bytes);
+  if (size === undefined) return undefined;
+  let own = ownArenas.get(size);
+  if (!own) ownArenas.set(size, (own = []));
+  for (const a of own) {
+    for (let k = 0; k < a.count; k++) {
+      const b = (a.hint + k) % a.count;
+      const state = Atomics.load(a.seg.i32, ARENA_STATE + b);
+      if (state & 1 || Atomics.compareExchange(a.seg.i32, ARENA_STATE + b, state, state + 3) !== state) continue;
+      a.hint = (b + 1) % a.count;
+      // Generations wrap at 2^30 (a cell holds 2^31 states).
+      const generation = ((state >>> 1) + 1) & 0x3fffffff;
+      if (generation === 0) Atomics.store(a.seg.i32, ARENA_STATE + b, 1);
+      new Int32Array(a.seg.buffer, a.first + b * size, size / 4).fill(0);
+      return blockSegment(a, b, generation);
+    }
+  }
+  const a = newArena(size);
+  own.push(a);
+  return allocBlock(bytes);
+}
+
+/** Open the block `<arena>@<offset>.<generation>` another process (or thread) sent. */
+function openBlock(name: string): Segment {
+  const m = /^(.+)@(\d+)\.(\d+)$/.exec(name);
+  if (!m) throw new InvalidArgumentError(`"${name}" is not the name of a multiproc shared object`);
+  const [, arenaName, off, gen] = m as unknown as [string, string, string, string];
+  let a = arenas.get(arenaName);
+  if (!a) {
+    const seg = new Segment(arenaName, openSegment(arenaName, HEADER_BYTES, false));
+    if (Atomics.load(seg.i32, CELL_MAGIC) !== MAGIC || Atomics.load(seg.i32, CELL_KIND) !== KIND.Heap) {
+      seg.close();
+      throw new InvalidArgumentError(`shared memory segment "${arenaName}" is not a multiproc arena`);
+    }
+    a = arenaOf(seg, false);
+    const arena = a;
+    seg.setLastOut(() => {
+      if (!blocksInUse(arena)) unlinkQuietly(arenaName);
+    });
+  }
+  const offset = Number(off);
+  const index = (offset - a.first) / a.blockBytes;
+  const generation = Number(gen);
+  if (!Number.isInteger(index) || index < 0 || index >= a.count || Atomics.load(a.seg.i32, ARENA_STATE + index) !== generation * 2 + 1)
+    throw new ProcessError(`the shared object "${name}" no longer exists (every process holding it has released it)`, {
+      code: 'ERR_MP_GONE',
+    });
+  return blockSegment(a, index, generation);
+}
+
+/** Arenas and blocks in use in this process's own arenas (for tests and diagnostics). */
+export function arenaStats(): { arenas: number; blocksInUse: number } {
+  let n = 0;
+  let used = 0;
+  for (const own of ownArenas.values()) {
+    for (const a of own) {
+      n++;
+      for (let b = 0; b < a.count; b++) if (Atomics.load(a.seg.i32, ARENA_STATE + b) & 1) used++;
+    }
+  }
+  return { arenas: n, blocksInUse: used };
 }

@@ -68,6 +68,11 @@ const releasedTooMany = (): ProcessError =>
   new ProcessError('semaphore or lock released too many times', { code: 'ERR_MP_RELEASED_TOO_MANY' });
 
 /** What Lock, RLock, Semaphore and Condition share: acquire/release plus the `with` forms. */
+/** @internal The error a shared object gives after close(). */
+export function closedError(what: string): ProcessError {
+  return new ProcessError(`${what} is closed: this object gave its shared memory back (create a new one)`, { code: 'ERR_MP_CLOSED' });
+}
+
 abstract class LockLike {
   /** Acquire; resolves false if `{ block: false }` or the timeout came first. @throws AbortError when `signal` aborts. */
   abstract acquire(options?: WaitOptions): Promise<boolean>;
@@ -148,6 +153,7 @@ export class Lock extends LockLike {
     let o: ReturnType<typeof checkOptions>;
     try {
       o = checkOptions(options, 'Lock.acquire');
+      if (this.#seg.closed) throw closedError('Lock');
     } catch (err) {
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- checkOptions' InvalidArgumentError, as a rejection
       return Promise.reject(err);
@@ -156,16 +162,33 @@ export class Lock extends LockLike {
     if (!o.block) return RESOLVED_FALSE;
     return mutexLock(this.#c, BASE, o.deadline, o.signal);
   }
-  /** @throws ProcessError ERR_MP_RELEASED_TOO_MANY when it is not locked. */
+  /** @throws ProcessError ERR_MP_RELEASED_TOO_MANY when it is not locked, ERR_MP_CLOSED after close(). */
   release(): void {
+    if (this.#seg.closed) throw closedError('Lock');
     if (!mutexUnlock(this.#c, BASE)) throw releasedTooMany();
   }
   override _tryAcquireNow(): boolean {
+    if (this.#seg.closed) throw closedError('Lock');
     return mutexTryLock(this.#c, BASE);
   }
-  /** Whether anyone (a process or thread, this one included) holds it now (Python 3.14: `locked()`). */
+  /**
+   * Whether anyone (a process or thread, this one included) holds it now (Python 3.14: `locked()`).
+   * @throws ProcessError ERR_MP_CLOSED after close().
+   */
   locked(): boolean {
+    if (this.#seg.closed) throw closedError('Lock');
     return Atomics.load(this.#c, BASE) !== 0;
+  }
+  /**
+   * Give this process's hold on the lock's shared memory back now, instead of when the object is
+   * garbage-collected; other processes' copies keep working. Later calls on this object throw
+   * ProcessError ERR_MP_CLOSED. Also `using lock = new Lock()`.
+   */
+  close(): void {
+    this.#seg.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
   }
   /** @internal */
   _isMine(): boolean {
@@ -176,7 +199,7 @@ export class Lock extends LockLike {
     return this.#seg;
   }
   override toString(): string {
-    return `<Lock(owner=${ownerName(this.#c, BASE)})>`;
+    return this.#seg.closed ? '<Lock(closed)>' : `<Lock(owner=${ownerName(this.#c, BASE)})>`;
   }
   [inspect.custom](): string {
     return this.toString();
@@ -198,6 +221,7 @@ export class RLock extends LockLike {
   }
   async acquire(options?: WaitOptions): Promise<boolean> {
     const o = checkOptions(options, 'RLock.acquire');
+    if (this.#seg.closed) throw closedError('RLock');
     const c = this.#c;
     if (mutexIsMine(c, BASE)) {
       c[BASE + MUTEX_CELLS]!++;
@@ -208,6 +232,7 @@ export class RLock extends LockLike {
     return got;
   }
   override _tryAcquireNow(): boolean {
+    if (this.#seg.closed) throw closedError('RLock');
     const c = this.#c;
     if (mutexIsMine(c, BASE)) {
       c[BASE + MUTEX_CELLS]!++;
@@ -217,12 +242,24 @@ export class RLock extends LockLike {
     c[BASE + MUTEX_CELLS] = 1;
     return true;
   }
-  /** Whether anyone (a process or thread, this one included) holds it now (Python 3.14: `locked()`). */
+  /**
+   * Whether anyone (a process or thread, this one included) holds it now (Python 3.14: `locked()`).
+   * @throws ProcessError ERR_MP_CLOSED after close().
+   */
   locked(): boolean {
+    if (this.#seg.closed) throw closedError('RLock');
     return Atomics.load(this.#c, BASE) !== 0;
   }
-  /** @throws ProcessError ERR_MP_NOT_OWNER when the caller does not hold it. */
+  /** As Lock.close(). */
+  close(): void {
+    this.#seg.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+  /** @throws ProcessError ERR_MP_NOT_OWNER when the caller does not hold it, ERR_MP_CLOSED after close(). */
   release(): void {
+    if (this.#seg.closed) throw closedError('RLock');
     const c = this.#c;
     if (!mutexIsMine(c, BASE)) throw new ProcessError('cannot release un-acquired lock', { code: 'ERR_MP_NOT_OWNER' });
     if (--c[BASE + MUTEX_CELLS]! === 0) mutexUnlock(c, BASE);
@@ -248,6 +285,7 @@ export class RLock extends LockLike {
     return this.#seg;
   }
   override toString(): string {
+    if (this.#seg.closed) return '<RLock(closed)>';
     const owner = ownerName(this.#c, BASE);
     return `<RLock(${owner}, ${owner === 'None' ? 0 : this.#c[BASE + MUTEX_CELLS]})>`;
   }
