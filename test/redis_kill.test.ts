@@ -50,8 +50,8 @@ describe('RedisPool when things die', { skip: redisMissing }, () => {
       range(10_000).map((x) => x * 2),
     );
     const status = await redisStatus(server.url, namespace);
-    // The killed worker held its chunk and up to 7 it had fetched ahead: each went to the other worker.
-    assert.ok(status.retried >= 1 && status.retried <= 8, `retried ${status.retried}`);
+    // The killed worker held its chunk and up to 15 it had fetched ahead: each went to the other worker.
+    assert.ok(status.retried >= 1 && status.retried <= 16, `retried ${status.retried}`);
     assert.equal(status.dead, 0);
   });
 

@@ -71,6 +71,7 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
   const id = `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const log = o.log ?? (() => undefined);
   const opts = { maxRetriesPerRequest: null, lazyConnect: false };
+  // No auto-pipelining here: with it, ioredis never answered XAUTOCLAIM (sent through callBuffer).
   const cmd = new Redis(o.url, opts);
   const blk = new Redis(o.url, opts);
   cmd.on('error', () => undefined);
@@ -158,12 +159,35 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
     }
   }
 
-  async function answer(entryId: string, fields: Map<string, Buffer>, body: Buffer, dead = false): Promise<void> {
-    const caller = fields.get('c')!.toString();
-    const m = cmd.multi().xadd(k.reply(caller), '*', 'i', fields.get('i')!, 'r', body).xack(k.tasks, GROUP, entryId).xdel(k.tasks, entryId);
-    if (dead)
-      m.xadd(k.dead, 'MAXLEN', '~', '10000', '*', 'c', caller, 'i', fields.get('i')!, 'f', fields.get('f')!).hincrby(k.stats, 'dead', 1);
-    await m.exec();
+  // Answers finished in the same turn of the event loop share one MULTI: each result on its
+  // caller's reply stream, then one XACK and one XDEL for all their entries.
+  let batch: { entryId: string; fields: Map<string, Buffer>; body: Buffer; dead: boolean; done: () => void; fail: (e: unknown) => void }[] =
+    [];
+  function flush(): void {
+    const b = batch;
+    batch = [];
+    const m = cmd.multi();
+    for (const a of b) {
+      const caller = a.fields.get('c')!.toString();
+      m.xadd(k.reply(caller), '*', 'i', a.fields.get('i')!, 'r', a.body);
+      if (a.dead)
+        m.xadd(k.dead, 'MAXLEN', '~', '10000', '*', 'c', caller, 'i', a.fields.get('i')!, 'f', a.fields.get('f')!).hincrby(
+          k.stats,
+          'dead',
+          1,
+        );
+    }
+    const ids = b.map((a) => a.entryId);
+    m.xack(k.tasks, GROUP, ...ids).xdel(k.tasks, ...ids);
+    m.exec().then(
+      () => b.forEach((a) => a.done()),
+      (err: unknown) => b.forEach((a) => a.fail(err)),
+    );
+  }
+  function answer(entryId: string, fields: Map<string, Buffer>, body: Buffer, dead = false): Promise<void> {
+    return new Promise((done, fail) => {
+      if (batch.push({ entryId, fields, body, dead, done, fail }) === 1) setImmediate(flush);
+    });
   }
 
   function start(entryId: string, flat: Buffer[]): void {
@@ -226,7 +250,9 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
 
   void (async () => {
     while (!st.stopped && !st.draining) {
-      if (running.size >= concurrency) {
+      // Read again once half the slots are free, not at the first: a read per freed slot would
+      // cost a round trip per task when tasks are tiny.
+      if (running.size > concurrency / 2) {
         await new Promise<void>((r) => (wake = r));
         wake = undefined;
         continue;
