@@ -29,6 +29,7 @@ interface Binding {
   ): [Promise<WaitOutcome | 'cancelled'>, number | undefined];
   futexCancel(token: number): boolean;
   waiterThreads(): { total: number; idle: number };
+  setParentDeathSignal(signo: number): number;
   readonly isSharedArrayBuffer: boolean;
   readonly hasFutexWaitv: boolean;
 }
@@ -94,6 +95,19 @@ export function hasFutexWaitv(): boolean {
 /** Waiter threads of this process (`total`), and how many of them are parked idle. */
 export function waiterThreads(): { total: number; idle: number } {
   return load().waiterThreads();
+}
+
+/**
+ * Have the kernel send `signo` to this process when the thread that started it ends (0: never).
+ * Returns the parent pid as it is after the call: if the parent died before it, this process
+ * has been handed to another one and no signal will come. Linux only (see platform.ts).
+ */
+export function setParentDeathSignal(signo: number): number {
+  try {
+    return load().setParentDeathSignal(signo);
+  } catch (err) {
+    throw translate(err);
+  }
 }
 
 function normalName(name: string): string {
