@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -253,7 +254,18 @@ napi_value ShmOpen(napi_env env, napi_callback_info info) {
   int err = 0;
   const char* failed = nullptr;
   if (create) {
-    if (ftruncate(fd, static_cast<off_t>(size)) != 0) err = errno, failed = "ftruncate";
+    if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+      err = errno, failed = "ftruncate";
+    } else {
+      // tmpfs hands out pages only when first touched, and a touch that finds /dev/shm full
+      // is a SIGBUS that kills the process. Reserving the pages now turns that into ENOSPC
+      // here, while the caller can still be told. A filesystem without fallocate keeps the
+      // lazy behaviour.
+      int r;
+      do r = posix_fallocate(fd, 0, static_cast<off_t>(size));
+      while (r == EINTR);
+      if (r != 0 && r != EOPNOTSUPP && r != ENOSYS) err = r, failed = "posix_fallocate";
+    }
   } else {
     // Opening maps the segment's real size; the caller checks it against what it expects.
     struct stat sb;
@@ -748,6 +760,27 @@ napi_value WaiterThreads(napi_env env, napi_callback_info) {
 
 }  // namespace
 
+// ---------------------------------------------------------------------------------------
+// Parent-death signal.
+
+// setParentDeathSignal(signo) -> getppid() after the call. Linux sends `signo` to this process
+// when the thread that forked it ends (0 clears it). The caller compares the returned pid with
+// its parent's: a parent that died before the call has already reparented us, and no signal
+// will ever come.
+napi_value SetParentDeathSignal(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc < 1) return ThrowInvalid(env, "setParentDeathSignal(signo) takes 1 argument");
+  double d;
+  if (!GetNumber(env, argv[0], "signo", &d)) return nullptr;
+  if (!(d >= 0 && d < 65 && std::floor(d) == d)) return ThrowInvalid(env, "signo must be a signal number, got " + Num(d), true);
+  if (prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(d), 0, 0, 0) != 0) return ThrowErrno(env, errno, "prctl", "PR_SET_PDEATHSIG");
+  napi_value out;
+  napi_create_int32(env, static_cast<int32_t>(getppid()), &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   static std::atomic<bool> probed{false};
   if (!probed.exchange(true)) {
@@ -774,6 +807,7 @@ NAPI_MODULE_INIT() {
       {"futexWaitAsync", nullptr, FutexWaitAsync, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"futexCancel", nullptr, FutexCancel, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"waiterThreads", nullptr, WaiterThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setParentDeathSignal", nullptr, SetParentDeathSignal, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof *props, props);
   napi_get_boolean(env, create_ext_sab != nullptr, &b);

@@ -41,6 +41,19 @@ export class TimeoutError extends ProcessError {
   }
 }
 
+/**
+ * No room left in `/dev/shm` for a new shared memory segment (a `SharedMemory`, a queue, a pipe,
+ * a lock, a value...). Raised when the segment is created, before anything is written to it:
+ * the memory is reserved then, so a full `/dev/shm` never shows up later as a SIGBUS that kills
+ * the process. Nothing is left behind. Free segments, or give `/dev/shm` more room (Docker:
+ * `docker run --shm-size=1g`).
+ */
+export class SharedMemoryFullError extends ProcessError {
+  constructor(message = 'no room left in /dev/shm for a new shared memory segment', options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_SHM_FULL', ...options });
+  }
+}
+
 /** Nothing to take from a queue (Python: `queue.Empty`). */
 export class Empty extends ProcessError {
   constructor(message = 'queue is empty', options?: { cause?: unknown }) {

@@ -72,6 +72,7 @@ export {
   ProcessError,
   RemoteError,
   RemoteTraceback,
+  SharedMemoryFullError,
   TimeoutError,
   UntrustedMessageError,
   WorkerDiedError,

@@ -6,6 +6,12 @@ import * as os from 'node:os';
 /** True on Linux, the platform every feature is built and tested on first. */
 export const isLinux = process.platform === 'linux';
 
+/**
+ * True where the kernel can signal a child when the thread that started it ends (Linux's
+ * `PR_SET_PDEATHSIG`): daemons then die with their parent from their first instruction on.
+ */
+export const hasParentDeathSignal = isLinux;
+
 /** Number of CPUs this process may use (Python: `os.cpu_count()`, here affinity-aware). */
 export function cpuCount(): number {
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;

@@ -94,10 +94,13 @@ export function runNode(
     timeoutMs?: number;
     env?: NodeJS.ProcessEnv;
     onStdout?: (chunk: string, child: import('node:child_process').ChildProcess) => void;
+    /** What runs the args instead of this node: a command and its first arguments (which end with a node). */
+    command?: readonly string[];
   } = {},
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; pid: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
+    const [cmd = process.execPath, ...pre] = options.command ?? [];
+    const child = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {

@@ -9,6 +9,9 @@ import type { StartMessage } from '../popen/spawn.js';
 // must be on before the library loads, hence the require()s below instead of imports.
 (nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 /* eslint-disable @typescript-eslint/no-require-imports -- after enableCompileCache, see above */
+// Before anything slow: a daemon whose parent dies from here on is killed by the kernel.
+const { dieWithParent, outliveParent } = require('../popen/popen.js') as typeof import('../popen/popen.js');
+dieWithParent();
 const { bootstrapChild, currentProcess } = require('../process.js') as typeof import('../process.js');
 const { setLibraryTypeLoader } = require('../reduction/reduction.js') as typeof import('../reduction/reduction.js');
 const { loadLibraryType } = require('./library_types.js') as typeof import('./library_types.js');
@@ -44,6 +47,8 @@ if (preload !== undefined) {
 }
 
 process.once('message', (msg: StartMessage) => {
+  // A forkserver child stood ready as a daemon would; handed a non-daemon, it outlives its parent.
+  if (!msg.config.daemon) outliveParent();
   // A daemon dies with its parent, also when the parent was killed with SIGKILL: the IPC
   // channel closes when the parent's end of it goes away.
   process.once('disconnect', () => {

@@ -87,7 +87,10 @@ export class Queue<T = unknown> {
   // A message taken by getNowait() that needed an asynchronous import: served first.
   #pushback: Uint8Array | undefined;
 
-  /** @throws InvalidArgumentError when `maxsize` is not an integer. */
+  /**
+   * @throws InvalidArgumentError when `maxsize` is not an integer.
+   * @throws SharedMemoryFullError (ERR_MP_SHM_FULL) when /dev/shm has no room for the queue's ring.
+   */
   constructor(maxsize = 0) {
     const [seg, created] = segmentFor(DATA_OFFSET - BASE * 4 + CAPACITY, KIND.Queue);
     this.#seg = seg;

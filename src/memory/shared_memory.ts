@@ -45,6 +45,7 @@ export class SharedMemory {
    * Create (`create: true`) or attach to a shared memory block.
    * @throws InvalidArgumentError for a bad size or name, or no name when attaching.
    * @throws ProcessError with `code` 'ENOENT' (no such block), 'EEXIST' (name taken), 'EACCES', ...
+   * @throws SharedMemoryFullError (ERR_MP_SHM_FULL) when /dev/shm has no room for a new block of `size` bytes.
    */
   constructor(options: SharedMemoryOptions = {}) {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers

@@ -15,6 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { InvalidArgumentError, ProcessError } from '../errors.js';
 import { trackerFd } from '../shm/resource_tracker.js';
 import type { ChildConfig, Popen } from './popen.js';
+import { parentDeathEnv } from './popen.js';
 import { bootChild, SpawnPopen } from './spawn.js';
 
 /** Children kept ready. MULTIPROC_FORKSERVER_WARM sets it (0: boot each child on demand). */
@@ -53,7 +54,8 @@ function preloadUrls(): string[] {
 }
 
 function boot(): Warm {
-  const child = bootChild(trackerFd(), { MULTIPROC_FORKSERVER_PRELOAD: JSON.stringify(preloadUrls()) });
+  // Standing, it dies with this process; handed a non-daemon, it stops doing so (spawn_main).
+  const child = bootChild(trackerFd(), { MULTIPROC_FORKSERVER_PRELOAD: JSON.stringify(preloadUrls()), ...parentDeathEnv() });
   // A standing child never keeps this process alive, and ends when this process does.
   child.unref();
   child.channel?.unref();

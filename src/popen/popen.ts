@@ -1,5 +1,7 @@
 // The seam between Process and the ways a child is started (Python: the `Popen` classes).
 // Nothing outside popen/ (and entry/, the children's side) touches child_process or worker_threads.
+import { hasParentDeathSignal } from '../platform.js';
+import { setParentDeathSignal } from '../shm/native.js';
 
 /** How a child is started: a new Node process, a worker thread of this one, or a Node process booted ahead of time. */
 export type StartMethod = 'spawn' | 'thread' | 'forkserver';
@@ -97,4 +99,47 @@ export function inheritedExecArgv(execArgv: readonly string[] = process.execArgv
     out.push(a);
   }
   return out;
+}
+
+// A child that must die with its parent (a daemon, a pool worker, a forkserver child standing
+// ready) is told so in its environment, with the parent's pid, and asks the kernel for SIGKILL
+// when the parent goes as the first thing it does. The IPC channel also tells a child that its
+// parent is gone, but only once its event loop runs, which a child still booting or busy in a
+// long synchronous task does not do for seconds.
+const PARENT_DEATH_ENV = 'MULTIPROC_DIE_WITH_PARENT';
+const SIGKILL = 9;
+let parentDeathSet = false;
+
+/** @internal The environment that makes a spawned child die with this process: empty where the platform cannot. */
+export function parentDeathEnv(): Record<string, string> {
+  return hasParentDeathSignal ? { [PARENT_DEATH_ENV]: String(process.pid) } : {};
+}
+
+/**
+ * @internal In a child, first thing: if its parent asked for it, die with the parent, and at
+ * once if the parent is already gone. The kernel's signal comes when the thread that spawned
+ * this process ends: the main thread of the parent, or the worker thread that started it (the
+ * channel ends the child then too). Where the addon cannot do it, the channel still does.
+ */
+export function dieWithParent(): void {
+  const parent = process.env[PARENT_DEATH_ENV];
+  if (parent === undefined) return;
+  // Its own children must not inherit the request.
+  Reflect.deleteProperty(process.env, PARENT_DEATH_ENV);
+  if (!hasParentDeathSignal) return;
+  let ppid: number;
+  try {
+    ppid = setParentDeathSignal(SIGKILL);
+  } catch {
+    return;
+  }
+  parentDeathSet = true;
+  if (ppid !== Number(parent)) process.kill(process.pid, 'SIGKILL');
+}
+
+/** @internal In a child that was made to die with its parent (a forkserver child): live on after it (a non-daemon). */
+export function outliveParent(): void {
+  if (!parentDeathSet) return;
+  parentDeathSet = false;
+  setParentDeathSignal(0);
 }

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 
 import { signalNumber } from '../platform.js';
-import { inheritedExecArgv, Liveness, waitExit, type ChildConfig, type Popen } from './popen.js';
+import { inheritedExecArgv, Liveness, parentDeathEnv, waitExit, type ChildConfig, type Popen } from './popen.js';
 
 const SPAWN_MAIN = path.join(__dirname, '..', 'entry', `spawn_main${path.extname(__filename)}`);
 
@@ -34,9 +34,9 @@ export function bootChild(trackerFd: number | undefined, env?: Record<string, st
   });
 }
 
-/** Start a child process that rebuilds the Process from `payload` and runs it. */
+/** Start a child process that rebuilds the Process from `payload` and runs it; a daemon dies with this process. */
 export function startSpawn(payload: Uint8Array, config: ChildConfig): Popen {
-  return new SpawnPopen(bootChild(config.trackerFd), { type: 'start', config, payload });
+  return new SpawnPopen(bootChild(config.trackerFd, config.daemon ? parentDeathEnv() : undefined), { type: 'start', config, payload });
 }
 
 /** @internal A child process of this one, started by handing `start` to `child` (spawn_main). */
@@ -118,7 +118,7 @@ export class SpawnPopen implements Popen {
 }
 
 // Python's _exit_function terminates daemonic children when the parent exits. The children also
-// watch their IPC channel, which covers a parent killed by SIGKILL.
+// die with it when it is killed (see dieWithParent in popen.ts), and watch their IPC channel.
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;

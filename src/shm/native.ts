@@ -7,7 +7,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AbortError, InvalidArgumentError, ProcessError } from '../errors.js';
+import { AbortError, InvalidArgumentError, ProcessError, SharedMemoryFullError } from '../errors.js';
 
 /** What a futex wait returned. `'ok'` may be a spurious wake: callers re-check their cell. */
 export type WaitOutcome = 'ok' | 'not-equal' | 'timed-out';
@@ -29,6 +29,7 @@ interface Binding {
   ): [Promise<WaitOutcome | 'cancelled'>, number | undefined];
   futexCancel(token: number): boolean;
   waiterThreads(): { total: number; idle: number };
+  setParentDeathSignal(signo: number): number;
   readonly isSharedArrayBuffer: boolean;
   readonly hasFutexWaitv: boolean;
 }
@@ -96,18 +97,41 @@ export function waiterThreads(): { total: number; idle: number } {
   return load().waiterThreads();
 }
 
+/**
+ * Have the kernel send `signo` to this process when the thread that started it ends (0: never).
+ * Returns the parent pid as it is after the call: if the parent died before it, this process
+ * has been handed to another one and no signal will come. Linux only (see platform.ts).
+ */
+export function setParentDeathSignal(signo: number): number {
+  try {
+    return load().setParentDeathSignal(signo);
+  } catch (err) {
+    throw translate(err);
+  }
+}
+
 function normalName(name: string): string {
   return typeof name === 'string' && !name.startsWith('/') ? `/${name}` : name;
 }
 
 // Native errors carry `code`; give them the library's classes and a message that says what to do.
-function translate(err: unknown, name?: string): Error {
+function translate(err: unknown, name?: string, size?: number): Error {
   const e = err as NodeJS.ErrnoException;
   // Anything can be thrown, null included; a native error is an object with a string `code`.
   const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
   if (code === 'ERR_MP_INVALID_ARG') return new InvalidArgumentError(e.message, { cause: err });
   if (typeof code !== 'string') return err as Error;
   const seg = name === undefined ? 'shared memory segment' : `shared memory segment "${normalName(name)}"`;
+  if (code === 'ENOSPC') {
+    const what = size === undefined ? seg : `${seg} of ${size} bytes`;
+    return new SharedMemoryFullError(
+      `${what}: no room left in /dev/shm (ENOSPC). Free shared memory (close and unlink blocks, close ` +
+        'queues and pipes no longer used), or give /dev/shm more room: with Docker, run the container ' +
+        'with --shm-size (e.g. docker run --shm-size=1g); on Kubernetes, mount an emptyDir with ' +
+        'medium: Memory at /dev/shm; on a host, mount -o remount,size=2G /dev/shm',
+      { cause: err },
+    );
+  }
   const messages: Record<string, string> = {
     ENOENT: `${seg} does not exist (it was never created, or has been unlinked)`,
     EEXIST: `${seg} already exists; open it with create=false or choose another name`,
@@ -116,7 +140,6 @@ function translate(err: unknown, name?: string): Error {
     ENAMETOOLONG: `${seg}: name is too long`,
     EMFILE: `${seg}: too many open files in this process`,
     ENFILE: `${seg}: too many open files in the system`,
-    ENOSPC: `${seg}: no space left for shared memory (/dev/shm is full)`,
     ENOMEM: `${seg}: out of memory mapping it`,
     EINVAL: `${seg}: invalid size or name`,
   };
@@ -129,6 +152,8 @@ function translate(err: unknown, name?: string): Error {
  * segment. `name` gets a leading '/' if it has none; it must not contain another '/'. When
  * creating, `size` is the byte length (an integer >= 1) and the memory starts zeroed. When
  * opening, the whole segment is mapped and must be at least `size` bytes (pass 0 to skip the check).
+ * A new segment's memory is reserved at creation: when /dev/shm has no room for it, this throws
+ * SharedMemoryFullError (ERR_MP_SHM_FULL) and no segment is left, instead of a SIGBUS on first write.
  * The mapping is released when the buffer is garbage-collected, or at once by `closeSegment`.
  */
 export function openSegment(name: string, size: number, create: boolean): SegmentBuffer {
@@ -137,7 +162,7 @@ export function openSegment(name: string, size: number, create: boolean): Segmen
   try {
     buf = b.shmOpen(name, create ? size : undefined, create);
   } catch (err) {
-    throw translate(err, name);
+    throw translate(err, name, create ? size : undefined);
   }
   if (!create) {
     if (!Number.isInteger(size) || size < 0) {
