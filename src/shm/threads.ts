@@ -3,7 +3,7 @@
 // its process's pid, and a terminated thread runs no code of its own. So every thread of the
 // process shares one table (a SharedArrayBuffer handed to each worker thread at start), and the
 // thread that started a worker marks it dead when its 'exit' event comes.
-import { pidAlive } from '../platform.js';
+import { currentTaskId, pidAlive, taskStartTime } from '../platform.js';
 
 const SLOTS = 4096;
 let table: Int32Array | undefined;
@@ -42,4 +42,40 @@ export function holderAlive(pid: number, thread: number): boolean {
   // process never told us about.
   if (thread <= 1 || thread === meTid() || !table) return true;
   return Atomics.load(table, (thread - 1) % SLOTS) === thread;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owners of locks. A lock word holds its owner's kernel thread id (see cells.ts): it names one
+// thread of one process on the machine, fits in 22 bits (Linux's pid_max is at most 2^22), and
+// its liveness is the kernel's to tell, with no table to keep. Ids are reused once freed, so the
+// owner's start time is kept next to the word: a live thread with the same id but another start
+// time is a newcomer, and the owner is dead.
+
+let ownerId = 0;
+let ownerStart = 0;
+
+/** This thread's kernel thread id (the pid for a process's main thread). */
+export function meOwner(): number {
+  if (ownerId === 0) {
+    ownerId = currentTaskId();
+    ownerStart = taskStartTime(ownerId) ?? 0;
+  }
+  return ownerId;
+}
+
+/** When this thread started (see taskStartTime), to store next to an owner id. */
+export function meOwnerStart(): number {
+  meOwner();
+  return ownerStart;
+}
+
+/**
+ * Whether owner `tid` may still be alive. `start` is its start time when known (undefined when
+ * not): a thread of that id that started at another time is another thread.
+ */
+export function ownerAlive(tid: number, start: number | undefined): boolean {
+  if (tid === meOwner()) return start === undefined || start === ownerStart;
+  const now = taskStartTime(tid);
+  if (now === undefined) return false;
+  return start === undefined || now === start;
 }
