@@ -15,4 +15,16 @@ for (const method of METHODS) {
     assert.equal(r.kills, KILLS);
     assert.equal(r.stuck, 0, `${r.stuck} of ${KILLS} kills left the lock held for good`);
   });
+
+  test(`[${method}] a bounded Queue whose consumer is killed at any moment keeps an exact qsize() and all its places`, async () => {
+    const r = await runScenario('robust_targets.mjs', ['queue', method, String(KILLS)], 120_000);
+    assert.deepEqual(r.seen, []);
+    assert.deepEqual([r.kills, r.qsize, r.capacity, r.stuck], [KILLS, 0, 0, 0]);
+  });
+
+  test(`[${method}] JoinableQueue.join() returns after its consumers are killed at any moment`, async () => {
+    const r = await runScenario('robust_targets.mjs', ['joinable-queue', method, String(KILLS)], 120_000);
+    assert.deepEqual(r.seen, []);
+    assert.deepEqual([r.kills, r.qsize, r.capacity, r.stuck, r.join], [KILLS, 0, 0, 0, 0]);
+  });
 }

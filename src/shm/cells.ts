@@ -134,6 +134,14 @@ export function mutexOwner(c: Int32Array, i: number): string | undefined {
   return owner === meOwner() ? 'me' : describeOwner(owner, Atomics.load(c, i + 1));
 }
 
+/**
+ * Take the mutex if it is free, or take it over if its owner died (with the warning); never
+ * waits. For bookkeeping that must not wait behind a dead holder.
+ */
+export function mutexTryLockOrRecover(c: Int32Array, i: number): boolean {
+  return mutexTryLock(c, i) || recoverFromDeadOwner(c, i, meOwner());
+}
+
 /** Release; false when it was not locked. Any thread may release (Lock allows it). */
 export function mutexUnlock(c: Int32Array, i: number): boolean {
   const me = meOwner();
