@@ -25,8 +25,8 @@ const WLOCK = RLOCK + MUTEX_CELLS;
 const PUTS = WLOCK + MUTEX_CELLS;
 const TAKES = PUTS + 1;
 const MAXSIZE = PUTS + 2;
-const UNFINISHED = PUTS + 3; // JoinableQueue: put and not yet taskDone()
-const JOINSEQ = PUTS + 4; // bumped when UNFINISHED reaches 0
+const TASKS = PUTS + 3; // JoinableQueue: items put (wrapping); unfinished() subtracts the done ones
+const JOINSEQ = PUTS + 4; // bumped when the last unfinished task is done
 const PWAIT = PUTS + 5; // producers asleep on TAKES, waiting for a place
 // The take journal, written under the reader lock: open while a consumer takes a message, with
 // where the ring's tail and the counts stood before. Whoever next holds the reader lock finds it
@@ -40,7 +40,11 @@ const J_ETAKEN = PUTS + 10;
 // JoinableQueue: per consumer thread, the items it took and the taskDone() calls counted against
 // them, so that the items of a consumer that died count as done (see releaseDeadClaims). Each
 // entry: [owner thread id (0 free, -1 being set up, -2 being released), its start time, taken, done].
-const CLAIMS = PUTS + 11;
+// Its counts wrap and outlive its owner (a free entry has taken === done): the tasks done are the
+// sum of every entry's `done` plus DONE_OTHER (taskDone() for items no entry holds), so that
+// taskDone() is a single atomic operation, which a kill cannot cut in half.
+const DONE_OTHER = PUTS + 11;
+const CLAIMS = PUTS + 12;
 const CLAIM_ENTRIES = 64;
 const OWNER = 0;
 const START = 1;
@@ -411,22 +415,16 @@ function takeClaim(c: Int32Array, entry: number): boolean {
   }
 }
 
-// Subtract `n` from UNFINISHED (never below 0), waking join() when it reaches 0.
-function finish(c: Int32Array, n: number): void {
-  let v = Atomics.load(c, UNFINISHED);
-  for (;;) {
-    const next = Math.max(0, v - n);
-    const seen = Atomics.compareExchange(c, UNFINISHED, v, next);
-    if (seen === v) break;
-    v = seen;
-  }
-  if (v > 0 && Math.max(0, v - n) === 0) wakeAll(c, JOINSEQ);
+// Tasks put and not yet done.
+function unfinished(c: Int32Array): number {
+  let done = Atomics.load(c, DONE_OTHER);
+  for (let e = 0; e < CLAIM_ENTRIES; e++) done = (done + Atomics.load(c, claimAt(e, DONE))) | 0;
+  return Math.max(0, (Atomics.load(c, TASKS) - done) | 0);
 }
 
 // The items taken by consumers that died (killed, or ended without taskDone()) count as done: no
 // one can mark them done any more, and join() would wait forever. Frees their entries.
 function releaseDeadClaims(c: Int32Array): void {
-  let released = 0;
   for (let e = 0; e < CLAIM_ENTRIES; e++) {
     const owner = Atomics.load(c, claimAt(e, OWNER));
     if (owner <= 0 || ownerAlive(owner, Atomics.load(c, claimAt(e, START)))) continue;
@@ -438,14 +436,11 @@ function releaseDeadClaims(c: Int32Array): void {
     for (;;) {
       const done = Atomics.load(c, claimAt(e, DONE));
       const taken = Atomics.load(c, claimAt(e, TAKEN));
-      if (Atomics.compareExchange(c, claimAt(e, DONE), done, taken) === done) {
-        released += Math.max(0, (taken - done) | 0);
-        break;
-      }
+      if (((taken - done) | 0) <= 0 || Atomics.compareExchange(c, claimAt(e, DONE), done, taken) === done) break;
     }
     Atomics.store(c, claimAt(e, OWNER), 0);
   }
-  if (released > 0) finish(c, released);
+  if (unfinished(c) === 0) wakeAll(c, JOINSEQ);
 }
 
 /**
@@ -458,7 +453,7 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   #entry = -1;
 
   override _onPut(): void {
-    Atomics.add(this._cells, UNFINISHED, 1);
+    Atomics.add(this._cells, TASKS, 1);
   }
 
   /** @internal */
@@ -488,18 +483,14 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   taskDone(): void {
     const c = this._cells;
     // Count it against this thread's items first, else against another consumer's (an item
-    // handed over before it was done).
-    if (!(this.#entry >= 0 && takeClaim(c, this.#entry))) {
-      for (let e = 0; e < CLAIM_ENTRIES; e++) if (Atomics.load(c, claimAt(e, OWNER)) !== 0 && takeClaim(c, e)) break;
+    // handed over before it was done), else apart.
+    let counted = this.#entry >= 0 && takeClaim(c, this.#entry);
+    for (let e = 0; !counted && e < CLAIM_ENTRIES; e++) counted = Atomics.load(c, claimAt(e, OWNER)) !== 0 && takeClaim(c, e);
+    if (!counted) {
+      if (unfinished(c) <= 0) throw new ProcessError('taskDone() called too many times', { code: 'ERR_MP_TASK_DONE' });
+      Atomics.add(c, DONE_OTHER, 1);
     }
-    let v = Atomics.load(c, UNFINISHED);
-    for (;;) {
-      if (v <= 0) throw new ProcessError('taskDone() called too many times', { code: 'ERR_MP_TASK_DONE' });
-      const seen = Atomics.compareExchange(c, UNFINISHED, v, v - 1);
-      if (seen === v) break;
-      v = seen;
-    }
-    if (v === 1) wakeAll(c, JOINSEQ);
+    if (unfinished(c) === 0) wakeAll(c, JOINSEQ);
   }
 
   /**
@@ -511,10 +502,10 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
     const c = this._cells;
     for (;;) {
       const seq = Atomics.load(c, JOINSEQ);
-      if (Atomics.load(c, UNFINISHED) === 0) return true;
+      if (unfinished(c) === 0) return true;
       this._settleDeadTake();
       releaseDeadClaims(c);
-      if (Atomics.load(c, UNFINISHED) === 0) return true;
+      if (unfinished(c) === 0) return true;
       const left = remaining(deadline);
       if (left === 0) return false;
       // Consumers may die while we wait: look again every so often.
