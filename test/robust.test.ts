@@ -3,8 +3,12 @@
 // loop runs in a process of its own (test/fixtures/robust_targets.mts): what a SIGKILLed child
 // held is only given back when that whole process tree is gone.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import { test } from 'node:test';
 
+import { writeLine } from '../src/shm/resource_tracker.js';
+import { holderAlive, markThread } from '../src/shm/threads.js';
 import { METHODS, runScenario } from './helpers.js';
 
 const KILLS = 40;
@@ -28,3 +32,47 @@ for (const method of METHODS) {
     assert.deepEqual([r.kills, r.qsize, r.capacity, r.stuck, r.join], [KILLS, 0, 0, 0, 0]);
   });
 }
+
+test('a live worker thread is never taken for dead, however many threads started after it', () => {
+  // Thread ids far above this process's own, so that its real threads are not disturbed.
+  const first = 1_000_000;
+  const alive = (threadId: number): boolean => holderAlive(process.pid, threadId + 1);
+  markThread(first, true);
+  assert.equal(alive(first), true);
+  for (let id = first + 1; id < first + 5000; id++) markThread(id, true);
+  for (const id of [first, first + 1, first + 4095, first + 4096, first + 4999]) assert.equal(alive(id), true, `thread ${id}`);
+  for (let id = first + 1; id < first + 5000; id++) markThread(id, false);
+  assert.equal(alive(first), true);
+  assert.equal(alive(first + 4096), false);
+  markThread(first, false);
+  assert.equal(alive(first), false);
+});
+
+test('a line for a resource tracker that does not read waits for room without spinning, then gives up; a gone one is given up at once', async () => {
+  // A stand-in for a stalled tracker: a child that never reads its stdin (a non-blocking pipe).
+  const child = spawn('sleep', ['60'], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const fd = (child.stdin as unknown as { _handle: { fd: number } })._handle.fd;
+  const fill = (chunk: Buffer): void => {
+    for (;;) {
+      try {
+        fs.writeSync(fd, chunk);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return;
+        throw err;
+      }
+    }
+  };
+  fill(Buffer.alloc(65536));
+  fill(Buffer.alloc(1));
+  const line = Buffer.from('REGISTER /mp-test-name\n');
+  const cpu = process.cpuUsage();
+  assert.equal(writeLine(fd, line, 300), 'stalled');
+  const used = process.cpuUsage(cpu);
+  // Waiting, not spinning: far less CPU than the wait took (a spin would use all of it).
+  assert.ok(used.user + used.system < 150_000, `used ${used.user + used.system} µs of CPU while waiting 300 ms`);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+  assert.equal(writeLine(fd, line, 300), 'gone');
+  child.stdin.destroy();
+});

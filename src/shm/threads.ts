@@ -28,11 +28,31 @@ export function adoptThreadTable(sab: SharedArrayBuffer | undefined): void {
   if (sab) table = new Int32Array(sab);
 }
 
+// A live thread's id sits in slot threadId % SLOTS, or (that slot being taken by another live
+// thread: ids grow without bound, slots do not) in the next free one; the last slot counts the
+// threads that found no free slot at all, which are then all taken as alive.
+const OVERFLOW = SLOTS - 1;
+
 /** @internal The starter of worker thread `threadId` records it alive, then dead at its exit. */
 export function markThread(threadId: number, alive: boolean): void {
   const t = new Int32Array(threadTable());
-  if (alive) Atomics.store(t, threadId % SLOTS, threadId + 1);
-  else Atomics.compareExchange(t, threadId % SLOTS, threadId + 1, 0);
+  const id = threadId + 1;
+  if (alive) {
+    for (let n = 0; n < OVERFLOW; n++) if (Atomics.compareExchange(t, (threadId + n) % OVERFLOW, 0, id) === 0) return;
+    Atomics.add(t, OVERFLOW, 1);
+  } else {
+    const at = findThread(t, id);
+    if (at >= 0) Atomics.compareExchange(t, at, id, 0);
+    else if (Atomics.load(t, OVERFLOW) > 0) Atomics.sub(t, OVERFLOW, 1);
+  }
+}
+
+// The slot holding `id`: its own slot first (nearly always), else a scan.
+function findThread(t: Int32Array, id: number): number {
+  const home = (id - 1) % OVERFLOW;
+  if (Atomics.load(t, home) === id) return home;
+  for (let n = 1; n < OVERFLOW; n++) if (Atomics.load(t, (home + n) % OVERFLOW) === id) return (home + n) % OVERFLOW;
+  return -1;
 }
 
 /** Whether the holder (pid, thread as in meTid()) may still be alive. */
@@ -41,7 +61,7 @@ export function holderAlive(pid: number, thread: number): boolean {
   // The main thread lives as long as the process; so does this thread, and any thread this
   // process never told us about.
   if (thread <= 1 || thread === meTid() || !table) return true;
-  return Atomics.load(table, (thread - 1) % SLOTS) === thread;
+  return findThread(table, thread) >= 0 || Atomics.load(table, OVERFLOW) > 0;
 }
 
 // ---------------------------------------------------------------------------------------------
