@@ -3,13 +3,14 @@
 // loop runs in a process of its own (test/fixtures/robust_targets.mts): what a SIGKILLed child
 // held is only given back when that whole process tree is gone.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { test } from 'node:test';
 
 import { writeLine } from '../src/shm/resource_tracker.js';
 import { holderAlive, markThread } from '../src/shm/threads.js';
-import { METHODS, runScenario } from './helpers.js';
+import { METHODS, runNode, runScenario, tmpDir } from './helpers.js';
 
 const KILLS = 40;
 
@@ -75,4 +76,27 @@ test('a line for a resource tracker that does not read waits for room without sp
   await exited;
   assert.equal(writeLine(fd, line, 300), 'gone');
   child.stdin.destroy();
+});
+
+test('a futex wait the kernel refuses (EFAULT) is ProcessError ERR_MP_FUTEX_FAILED, never an endless retry', async (t) => {
+  // The refusal is injected into a child by an LD_PRELOAD shim, built here with the C compiler.
+  const shim = path.join(tmpDir(), 'futex_fault.so');
+  const source = path.join(__dirname, '..', '..', 'test', 'fixtures', 'futex_fault.c');
+  const cc = spawnSync('cc', ['-shared', '-fPIC', '-o', shim, source, '-ldl'], { encoding: 'utf8' });
+  if (cc.error || cc.status !== 0) return t.skip(`no C compiler to build the shim: ${cc.error?.message ?? cc.stderr}`);
+  const native = path.join(__dirname, '..', 'src', 'shm', 'native.js');
+  const script = `
+    const n = require(${JSON.stringify(native)});
+    const c = new Int32Array(new SharedArrayBuffer(8));
+    c[0] = 0x5eed1234;
+    const seen = (e) => e.constructor.name + ' ' + e.code;
+    let sync;
+    try { sync = n.futexWait(c, 0, 0x5eed1234, 60000); } catch (e) { sync = seen(e); }
+    n.futexWaitAsync(c, 0, 0x5eed1234, 60000).then(
+      (o) => console.log(JSON.stringify({ sync, async: o })),
+      (e) => console.log(JSON.stringify({ sync, async: seen(e) })),
+    );`;
+  const run = await runNode(['-e', script], { timeoutMs: 30_000, env: { ...process.env, LD_PRELOAD: shim } });
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout), { sync: 'ProcessError ERR_MP_FUTEX_FAILED', async: 'ProcessError ERR_MP_FUTEX_FAILED' });
 });
