@@ -43,12 +43,19 @@ export function pidAlive(pid: number): boolean {
 /**
  * The kernel's id of the calling thread (Linux `gettid()`: the pid for a process's main thread).
  * Process and thread ids share one number space, so it names one thread of one process on the
- * whole machine. Elsewhere: the pid.
+ * whole machine. Elsewhere: the pid. Undefined for a worker thread when /proc is not mounted.
  */
-export function currentTaskId(): number {
+export function currentTaskId(): number | undefined {
   if (!isLinux) return process.pid;
-  // "<pid>/task/<tid>"
-  const link = fs.readlinkSync('/proc/thread-self');
+  let link: string;
+  try {
+    // "<pid>/task/<tid>"
+    link = fs.readlinkSync('/proc/thread-self');
+  } catch {
+    // Without /proc (a chroot, a bare container) the main thread is still known by its pid.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- only on this rare path
+    return (require('node:worker_threads') as typeof import('node:worker_threads')).isMainThread ? process.pid : undefined;
+  }
   return Number(link.slice(link.lastIndexOf('/') + 1));
 }
 
@@ -63,7 +70,14 @@ export function taskStartTime(tid: number): number | undefined {
   try {
     stat = fs.readFileSync(`/proc/${tid}/stat`, 'utf8');
   } catch {
-    return undefined;
+    // Gone, unless there is no /proc to ask: then only whether it exists can be known.
+    if (fs.existsSync('/proc/self/stat')) return undefined;
+    try {
+      process.kill(tid, 0);
+      return 0;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM' ? 0 : undefined;
+    }
   }
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   if (rest[0] === 'Z' || rest[0] === 'X') return undefined;

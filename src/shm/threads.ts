@@ -3,6 +3,7 @@
 // its process's pid, and a terminated thread runs no code of its own. So every thread of the
 // process shares one table (a SharedArrayBuffer handed to each worker thread at start), and the
 // thread that started a worker marks it dead when its 'exit' event comes.
+import { ProcessError } from '../errors.js';
 import { currentTaskId, pidAlive, taskStartTime } from '../platform.js';
 
 const SLOTS = 4096;
@@ -77,7 +78,15 @@ let ownerStart = 0;
 /** This thread's kernel thread id (the pid for a process's main thread). */
 export function meOwner(): number {
   if (ownerId === 0) {
-    ownerId = currentTaskId();
+    const id = currentTaskId();
+    if (id === undefined)
+      throw new ProcessError(
+        'a worker thread cannot use shared locks or queues without /proc: mount procfs (Linux) in this container or chroot',
+        {
+          code: 'ERR_MP_NO_PROC',
+        },
+      );
+    ownerId = id;
     ownerStart = taskStartTime(ownerId) ?? 0;
   }
   return ownerId;
