@@ -352,9 +352,11 @@ long Futex(int32_t* addr, int op, int32_t val, const timespec* ts, uint32_t bits
   return syscall(SYS_futex, addr, op, val, ts, nullptr, bitset);
 }
 
-enum Outcome { kOk, kNotEqual, kTimedOut, kCancelled };
+// kFailed: the kernel refused the wait (EFAULT, EINVAL, ENOSYS...): retrying cannot help, so
+// the caller gets 'failed' and raises an error instead of waiting again in a hot loop.
+enum Outcome { kOk, kNotEqual, kTimedOut, kCancelled, kFailed };
 const char* OutcomeName(Outcome o) {
-  static const char* names[] = {"ok", "not-equal", "timed-out", "cancelled"};
+  static const char* names[] = {"ok", "not-equal", "timed-out", "cancelled", "failed"};
   return names[o];
 }
 
@@ -365,6 +367,7 @@ Outcome BlockingWait(int32_t* addr, int32_t expected, const timespec* deadline) 
     if (Futex(addr, FUTEX_WAIT_BITSET, expected, deadline, FUTEX_BITSET_MATCH_ANY) == 0) return kOk;
     if (errno == EAGAIN) return kNotEqual;
     if (errno == ETIMEDOUT) return kTimedOut;
+    if (errno != EINTR) return kFailed;
     // EINTR: a signal handler ran; wait again.
   }
 }
@@ -532,7 +535,7 @@ Outcome AsyncWaitOnce(Waiter* w, Job* j) {
         if (__atomic_load_n(&w->cancel_word, __ATOMIC_SEQ_CST) != c) return kCancelled;
         return kNotEqual;
       }
-      if (errno != EINTR) return kNotEqual;  // EFAULT and the like: let JS re-check the cell
+      if (errno != EINTR) return kFailed;  // EFAULT and the like
     }
   }
   for (;;) {

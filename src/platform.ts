@@ -46,6 +46,63 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/**
+ * The kernel's id of the calling thread (Linux `gettid()`: the pid for a process's main thread).
+ * Process and thread ids share one number space, so it names one thread of one process on the
+ * whole machine. Elsewhere: the pid. Undefined for a worker thread when /proc is not mounted.
+ */
+export function currentTaskId(): number | undefined {
+  if (!isLinux) return process.pid;
+  let link: string;
+  try {
+    // "<pid>/task/<tid>"
+    link = fs.readlinkSync('/proc/thread-self');
+  } catch {
+    // Without /proc (a chroot, a bare container) the main thread is still known by its pid.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- only on this rare path
+    return (require('node:worker_threads') as typeof import('node:worker_threads')).isMainThread ? process.pid : undefined;
+  }
+  return Number(link.slice(link.lastIndexOf('/') + 1));
+}
+
+/**
+ * When the thread (or process) `tid` started, in clock ticks since boot, truncated to 32 bits;
+ * undefined when no such thread is running (a zombie counts as gone). Together with the id it
+ * tells a thread from a later one that was given the same id. Elsewhere: 0 while `tid` is alive.
+ */
+export function taskStartTime(tid: number): number | undefined {
+  if (!isLinux) return pidAlive(tid) ? 0 : undefined;
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${tid}/stat`, 'utf8');
+  } catch {
+    // Gone, unless there is no /proc to ask: then only whether it exists can be known.
+    if (fs.existsSync('/proc/self/stat')) return undefined;
+    try {
+      process.kill(tid, 0);
+      return 0;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM' ? 0 : undefined;
+    }
+  }
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (rest[0] === 'Z' || rest[0] === 'X') return undefined;
+  // Field 22 of stat, the 20th after the command name.
+  return Number(rest[19]) | 0;
+}
+
+/** The process (thread group) that thread `tid` belongs to; undefined when it is gone. */
+export function taskProcess(tid: number): number | undefined {
+  if (!isLinux) return tid;
+  try {
+    const status = fs.readFileSync(`/proc/${tid}/status`, 'utf8');
+    const m = /^Tgid:\s*(\d+)/m.exec(status);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Pids of the live (non-zombie) children of `ppid`; Linux only, empty elsewhere. */
 export function childPids(ppid: number = process.pid): number[] {
   if (!isLinux) return [];

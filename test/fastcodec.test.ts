@@ -10,7 +10,7 @@ import * as v8 from 'node:v8';
 import { ProcessError } from '../src/index.js';
 import { Pool } from '../src/pool/pool.js';
 import { FAST_TAG, pack, unpack } from '../src/reduction/fastcodec.js';
-import { loads } from '../src/reduction/reduction.js';
+import { dumps, loads } from '../src/reduction/reduction.js';
 import { describeBackends, fixture } from './helpers.js';
 
 type Targets = typeof import('./fixtures/pool_targets.mjs');
@@ -107,6 +107,18 @@ test('a truncated or corrupt packed message is ERR_MP_BAD_MESSAGE, never a wrong
   const huge = Buffer.from([FAST_TAG, 9, 0xff, 0xff, 0xff, 0x7f]);
   assert.throws(() => unpack(huge), /runs past the end/);
   assert.throws(() => unpack(Buffer.concat([good, Buffer.from([0])])), /trailing bytes/);
+});
+
+test('a message with an unknown first byte, or a primitive of the wrong length, is ERR_MP_BAD_MESSAGE, never undefined', async () => {
+  for (const v of [0, -1.5, 'short', true, false, null, undefined]) assert.equal(await loads(dumps(v)), v);
+  const bad = [[], [0], [7], [200], [1, 0, 0], [3, 0], [6, 6]].map((b) => Uint8Array.from(b));
+  for (const b of bad) {
+    await assert.rejects(
+      Promise.resolve().then(() => loads(b)),
+      (e: unknown) => e instanceof ProcessError && e.code === 'ERR_MP_BAD_MESSAGE',
+      `bytes [${b.join(', ')}]`,
+    );
+  }
 });
 
 describeBackends('Pool messages', (ctx) => {

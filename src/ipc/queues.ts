@@ -6,34 +6,53 @@
 // feeder (unless cancelJoinThread()).
 import { inspect } from 'node:util';
 
-import {
-  mutexIsMine,
-  mutexLock,
-  mutexTryLock,
-  mutexUnlock,
-  MUTEX_CELLS,
-  semAcquire,
-  semRelease,
-  semTryAcquire,
-  SEM_CELLS,
-  waitSeq,
-  wakeAll,
-} from '../shm/cells.js';
+import { mutexIsMine, mutexLock, mutexTryLock, mutexTryLockOrRecover, mutexUnlock, MUTEX_CELLS, waitSeq, wakeAll } from '../shm/cells.js';
+import { futexWaitAsync, futexWake } from '../shm/native.js';
 import { Ring, RING_HEADER_CELLS } from '../shm/ring.js';
 import { BASE, KIND, rebuildWith, Segment, segmentFor } from '../shm/segment.js';
-import { Empty, Full, InvalidArgumentError, ProcessError } from '../errors.js';
+import { meOwner, meOwnerStart, ownerAlive } from '../shm/threads.js';
+import { AbortError, Empty, Full, InvalidArgumentError, ProcessError } from '../errors.js';
 import { dumps, loads, loadsSync, registerType } from '../reduction/reduction.js';
 import type { WaitOptions } from '../sync/synchronize.js';
 import { checkTimeout, deadlineOf, registerExitTask, remaining, type Deadline } from '../util.js';
 
 const RLOCK = BASE;
 const WLOCK = RLOCK + MUTEX_CELLS;
-const SLOTS = WLOCK + MUTEX_CELLS; // semaphore of free places (bounded queues)
-const COUNT = SLOTS + SEM_CELLS; // items put and not yet taken
-const MAXSIZE = COUNT + 1;
-const UNFINISHED = COUNT + 2; // JoinableQueue: put and not yet taskDone()
-const JOINSEQ = COUNT + 3; // bumped when UNFINISHED reaches 0
-const RING = COUNT + 4;
+// Items counted in by put() and taken out of the ring, both wrapping; qsize() is the difference.
+// PUTS moves by atomic add (or CAS, for a bounded queue: that is how a place is reserved). TAKES
+// is only stored, under the reader lock, with the take journal below: a consumer killed at any
+// moment leaves it exact.
+const PUTS = WLOCK + MUTEX_CELLS;
+const TAKES = PUTS + 1;
+const MAXSIZE = PUTS + 2;
+const TASKS = PUTS + 3; // JoinableQueue: items put (wrapping); unfinished() subtracts the done ones
+const JOINSEQ = PUTS + 4; // bumped when the last unfinished task is done
+const PWAIT = PUTS + 5; // producers asleep on TAKES, waiting for a place
+// The take journal, written under the reader lock: open while a consumer takes a message, with
+// where the ring's tail and the counts stood before. Whoever next holds the reader lock finds it
+// still open only if that consumer died; the tail tells whether the message had been taken
+// (then it is lost with the consumer, and counted as taken) or not (then it is still there).
+const J_OPEN = PUTS + 6;
+const J_TAIL = PUTS + 7;
+const J_TAKES = PUTS + 8;
+const J_ENTRY = PUTS + 9; // the taker's claim entry + 1, 0 for none
+const J_ETAKEN = PUTS + 10;
+// JoinableQueue: per consumer thread, the items it took and the taskDone() calls counted against
+// them, so that the items of a consumer that died count as done (see releaseDeadClaims). Each
+// entry: [owner thread id (0 free, -1 being set up, -2 being released), its start time, taken, done].
+// Its counts wrap and outlive its owner (a free entry has taken === done): the tasks done are the
+// sum of every entry's `done` plus DONE_OTHER (taskDone() for items no entry holds), so that
+// taskDone() is a single atomic operation, which a kill cannot cut in half.
+const DONE_OTHER = PUTS + 11;
+const CLAIMS = PUTS + 12;
+const CLAIM_ENTRIES = 64;
+const OWNER = 0;
+const START = 1;
+const TAKEN = 2;
+const DONE = 3;
+const RING = CLAIMS + 4 * CLAIM_ENTRIES;
+// How often join() looks for consumers that died holding items.
+const CLAIM_CHECK_MS = 500;
 const DATA_OFFSET = Math.ceil(((RING + RING_HEADER_CELLS) * 4) / 64) * 64;
 // Items bigger than this stream through the ring in chunks.
 const CAPACITY = 4 << 20;
@@ -99,8 +118,6 @@ export class Queue<T = unknown> {
     if (created) {
       const max = parseMaxsize(maxsize);
       Atomics.store(this.#c, MAXSIZE, max);
-      Atomics.store(this.#c, SLOTS, max);
-      Atomics.store(this.#c, SLOTS + 2, max);
     }
   }
 
@@ -123,12 +140,12 @@ export class Queue<T = unknown> {
     this.#check();
     const o = waitOptions(options, 'put');
     const msg = dumps(item, 'item');
-    if (this.maxsize === 0 || semTryAcquire(this.#c, SLOTS)) {
+    if (this.#reserve()) {
       this.#enqueue(msg);
       return Promise.resolve();
     }
     if (!o.block) return Promise.reject(new Full());
-    return semAcquire(this.#c, SLOTS, o.deadline, o.signal).then((ok) => {
+    return this.#waitPlace(o.deadline, o.signal).then((ok) => {
       if (!ok) throw new Full();
       this.#enqueue(msg);
     });
@@ -138,13 +155,45 @@ export class Queue<T = unknown> {
   putNowait(item: T): void {
     this.#check();
     const msg = dumps(item, 'item');
-    if (this.maxsize !== 0 && !semTryAcquire(this.#c, SLOTS)) throw new Full();
+    if (!this.#reserve()) throw new Full();
     this.#enqueue(msg);
+  }
+
+  // Count an item in: always for an unbounded queue, when a place is free for a bounded one.
+  #reserve(): boolean {
+    const c = this.#c;
+    const max = this.maxsize;
+    if (max === 0) {
+      Atomics.add(c, PUTS, 1);
+      return true;
+    }
+    for (;;) {
+      const p = Atomics.load(c, PUTS);
+      if (((p - Atomics.load(c, TAKES)) | 0) >= max) return false;
+      if (Atomics.compareExchange(c, PUTS, p, (p + 1) | 0) === p) return true;
+    }
+  }
+
+  // Wait for a place in a bounded queue and reserve it; false at the deadline.
+  async #waitPlace(deadline: Deadline, signal: AbortSignal | undefined): Promise<boolean> {
+    const c = this.#c;
+    for (;;) {
+      if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
+      const taken = Atomics.load(c, TAKES);
+      if (this.#reserve()) return true;
+      const left = remaining(deadline);
+      if (left === 0) return false;
+      Atomics.add(c, PWAIT, 1);
+      try {
+        await futexWaitAsync(c, TAKES, taken, left, signal);
+      } finally {
+        Atomics.sub(c, PWAIT, 1);
+      }
+    }
   }
 
   #enqueue(msg: Uint8Array): void {
     this.#used = true;
-    Atomics.add(this.#c, COUNT, 1);
     this._onPut();
     // Straight into the ring when nothing is queued ahead and the writer lock is free.
     if (this.#buffer.length === 0 && !this.#flushing && mutexTryLock(this.#c, WLOCK)) {
@@ -197,18 +246,60 @@ export class Queue<T = unknown> {
     if (!(await mutexLock(this.#c, RLOCK, deadline, signal))) throw new Empty();
     let msg: Uint8Array | null;
     try {
-      msg = await this.#ring.read(deadline, signal);
+      this.#settleJournal();
+      await this.#ring.skipPartialRead();
+      this.#openJournal();
+      try {
+        msg = await this.#ring.read(deadline, signal);
+      } finally {
+        this.#settleJournal();
+      }
     } finally {
       mutexUnlock(this.#c, RLOCK);
     }
     if (!msg) throw new Empty();
-    this.#taken();
     return msg;
   }
 
-  #taken(): void {
-    Atomics.sub(this.#c, COUNT, 1);
-    if (this.maxsize !== 0) semRelease(this.#c, SLOTS);
+  // Under the reader lock, before taking from the ring: note where things stand.
+  #openJournal(): void {
+    const c = this.#c;
+    Atomics.store(c, J_TAIL, this.#ring.tail());
+    Atomics.store(c, J_TAKES, Atomics.load(c, TAKES));
+    const entry = this._claimEntry();
+    Atomics.store(c, J_ENTRY, entry + 1);
+    if (entry >= 0) Atomics.store(c, J_ETAKEN, Atomics.load(c, claimAt(entry, TAKEN)));
+    Atomics.store(c, J_OPEN, 1);
+  }
+
+  // Under the reader lock: count what the take (ours, or that of a consumer that died in it)
+  // took, and close the journal. Only stores of values computed from the journal, so that doing
+  // it again after a death half-way through gives the same result.
+  #settleJournal(): void {
+    const c = this.#c;
+    if (Atomics.load(c, J_OPEN) === 0) return;
+    const took = this.#ring.tail() !== Atomics.load(c, J_TAIL) ? 1 : 0;
+    Atomics.store(c, TAKES, (Atomics.load(c, J_TAKES) + took) | 0);
+    const entry = Atomics.load(c, J_ENTRY) - 1;
+    if (entry >= 0) Atomics.store(c, claimAt(entry, TAKEN), (Atomics.load(c, J_ETAKEN) + took) | 0);
+    Atomics.store(c, J_OPEN, 0);
+    if (took && Atomics.load(c, PWAIT) > 0) futexWake(c, TAKES);
+  }
+
+  /** @internal Settle the take of a consumer that died holding the reader lock, if there is one. */
+  _settleDeadTake(): void {
+    const c = this.#c;
+    if (Atomics.load(c, J_OPEN) === 0 || !mutexTryLockOrRecover(c, RLOCK)) return;
+    try {
+      this.#settleJournal();
+    } finally {
+      mutexUnlock(c, RLOCK);
+    }
+  }
+
+  /** @internal JoinableQueue: this thread's claim entry (-1: none is kept). */
+  _claimEntry(): number {
+    return -1;
   }
 
   /** Take an item without waiting (Python: `get_nowait`). @throws Empty when none is there now. */
@@ -218,12 +309,19 @@ export class Queue<T = unknown> {
     if (!msg) {
       if (!mutexTryLock(this.#c, RLOCK)) throw new Empty();
       try {
-        msg = this.#ring.tryRead() ?? undefined;
+        this.#settleJournal();
+        // The rest of a large message whose reader died must be skipped first: get() does it.
+        if (this.#ring.hasPartialRead()) throw new Empty('a large item was cut short by a consumer that died: use await queue.get()');
+        this.#openJournal();
+        try {
+          msg = this.#ring.tryRead() ?? undefined;
+        } finally {
+          this.#settleJournal();
+        }
       } finally {
         mutexUnlock(this.#c, RLOCK);
       }
       if (!msg) throw new Empty();
-      this.#taken();
     }
     const got = loadsSync(msg);
     if (!got) {
@@ -237,7 +335,7 @@ export class Queue<T = unknown> {
 
   /** Items put and not yet taken, by every process (Python: `qsize`). */
   qsize(): number {
-    return Math.max(0, Atomics.load(this.#c, COUNT));
+    return Math.max(0, (Atomics.load(this.#c, PUTS) - Atomics.load(this.#c, TAKES)) | 0);
   }
   /**
    * Whether no item is waiting.
@@ -250,7 +348,7 @@ export class Queue<T = unknown> {
   }
   /** Whether a bounded queue has no free place. */
   full(): boolean {
-    return this.maxsize > 0 && Atomics.load(this.#c, SLOTS) === 0;
+    return this.maxsize > 0 && this.qsize() >= this.maxsize;
   }
 
   /** No more puts from this process; the feeder still writes what it holds. */
@@ -309,37 +407,112 @@ export class Queue<T = unknown> {
   }
 }
 
+const claimAt = (entry: number, field: number): number => CLAIMS + 4 * entry + field;
+
+// Take one unit of the claim of `entry` (an item it took, not yet done); false when it has none.
+function takeClaim(c: Int32Array, entry: number): boolean {
+  for (;;) {
+    const done = Atomics.load(c, claimAt(entry, DONE));
+    if (((Atomics.load(c, claimAt(entry, TAKEN)) - done) | 0) <= 0) return false;
+    if (Atomics.compareExchange(c, claimAt(entry, DONE), done, (done + 1) | 0) === done) return true;
+  }
+}
+
+// Tasks put and not yet done.
+function unfinished(c: Int32Array): number {
+  let done = Atomics.load(c, DONE_OTHER);
+  for (let e = 0; e < CLAIM_ENTRIES; e++) done = (done + Atomics.load(c, claimAt(e, DONE))) | 0;
+  return Math.max(0, (Atomics.load(c, TASKS) - done) | 0);
+}
+
+// The items taken by consumers that died (killed, or ended without taskDone()) count as done: no
+// one can mark them done any more, and join() would wait forever. Frees their entries.
+function releaseDeadClaims(c: Int32Array): void {
+  for (let e = 0; e < CLAIM_ENTRIES; e++) {
+    const owner = Atomics.load(c, claimAt(e, OWNER));
+    if (owner <= 0 || ownerAlive(owner, Atomics.load(c, claimAt(e, START)))) continue;
+    // A take it died in is settled first (by the next reader, or by _settleDeadTake).
+    if (Atomics.load(c, J_OPEN) !== 0 && Atomics.load(c, J_ENTRY) === e + 1) continue;
+    if (Atomics.compareExchange(c, claimAt(e, OWNER), owner, -2) !== owner) continue;
+    // done := taken, by CAS: a taskDone() elsewhere taking one of these at the same time either
+    // lands first (and is not counted here) or finds nothing left to take.
+    for (;;) {
+      const done = Atomics.load(c, claimAt(e, DONE));
+      const taken = Atomics.load(c, claimAt(e, TAKEN));
+      if (((taken - done) | 0) <= 0 || Atomics.compareExchange(c, claimAt(e, DONE), done, taken) === done) break;
+    }
+    Atomics.store(c, claimAt(e, OWNER), 0);
+  }
+  if (unfinished(c) === 0) wakeAll(c, JOINSEQ);
+}
+
 /**
  * A Queue whose consumers report each item done (Python: `JoinableQueue`): `join()` waits until
- * every item put has had its `taskDone()`.
+ * every item put has had its `taskDone()`. The items a consumer took and had not marked done
+ * when it died (or ended) count as done, so that join() still returns.
  */
 export class JoinableQueue<T = unknown> extends Queue<T> {
+  // This thread's claim entry in the queue's table, once it has taken an item.
+  #entry = -1;
+
   override _onPut(): void {
-    Atomics.add(this._cells, UNFINISHED, 1);
+    Atomics.add(this._cells, TASKS, 1);
+  }
+
+  /** @internal */
+  override _claimEntry(): number {
+    const c = this._cells;
+    const me = meOwner();
+    const start = meOwnerStart();
+    const ours = (e: number): boolean => Atomics.load(c, claimAt(e, OWNER)) === me && Atomics.load(c, claimAt(e, START)) === start;
+    if (this.#entry >= 0 && ours(this.#entry)) return this.#entry;
+    for (let e = 0; e < CLAIM_ENTRIES; e++) if (ours(e)) return (this.#entry = e);
+    for (let round = 0; round < 2; round++) {
+      for (let e = 0; e < CLAIM_ENTRIES; e++) {
+        if (Atomics.compareExchange(c, claimAt(e, OWNER), 0, -1) !== 0) continue;
+        // The start time first: an entry whose owner is set is always complete.
+        Atomics.store(c, claimAt(e, START), start);
+        Atomics.store(c, claimAt(e, OWNER), me);
+        return (this.#entry = e);
+      }
+      // Full: free the entries of consumers that are gone, then look again.
+      releaseDeadClaims(c);
+    }
+    // More consumer threads than entries: this one's items are not released if it dies.
+    return -1;
   }
 
   /** Mark one item taken by get() as done. @throws ProcessError ERR_MP_TASK_DONE when called more often than items were put. */
   taskDone(): void {
     const c = this._cells;
-    let v = Atomics.load(c, UNFINISHED);
-    for (;;) {
-      if (v <= 0) throw new ProcessError('taskDone() called too many times', { code: 'ERR_MP_TASK_DONE' });
-      const seen = Atomics.compareExchange(c, UNFINISHED, v, v - 1);
-      if (seen === v) break;
-      v = seen;
+    // Count it against this thread's items first, else against another consumer's (an item
+    // handed over before it was done), else apart.
+    let counted = this.#entry >= 0 && takeClaim(c, this.#entry);
+    for (let e = 0; !counted && e < CLAIM_ENTRIES; e++) counted = Atomics.load(c, claimAt(e, OWNER)) !== 0 && takeClaim(c, e);
+    if (!counted) {
+      if (unfinished(c) <= 0) throw new ProcessError('taskDone() called too many times', { code: 'ERR_MP_TASK_DONE' });
+      Atomics.add(c, DONE_OTHER, 1);
     }
-    if (v === 1) wakeAll(c, JOINSEQ);
+    if (unfinished(c) === 0) wakeAll(c, JOINSEQ);
   }
 
-  /** Wait until every item put has been marked done; resolves false if `timeout` ms pass first. */
+  /**
+   * Wait until every item put has been marked done; resolves false if `timeout` ms pass first.
+   * Items taken by a consumer that has died count as done.
+   */
   async join(timeout?: number, options: { signal?: AbortSignal } = {}): Promise<boolean> {
     const deadline = checkTimeout(timeout, 'JoinableQueue.join');
     const c = this._cells;
     for (;;) {
       const seq = Atomics.load(c, JOINSEQ);
-      if (Atomics.load(c, UNFINISHED) === 0) return true;
-      if (remaining(deadline) === 0) return false;
-      await waitSeq(c, JOINSEQ, seq, deadline, options.signal);
+      if (unfinished(c) === 0) return true;
+      this._settleDeadTake();
+      releaseDeadClaims(c);
+      if (unfinished(c) === 0) return true;
+      const left = remaining(deadline);
+      if (left === 0) return false;
+      // Consumers may die while we wait: look again every so often.
+      await waitSeq(c, JOINSEQ, seq, deadlineOf(left === undefined ? CLAIM_CHECK_MS : Math.min(left, CLAIM_CHECK_MS)), options.signal);
     }
   }
 }

@@ -12,6 +12,7 @@ import {
   InvalidArgumentError,
   libraryErrors,
   NotTransferableError,
+  ProcessError,
   registeredErrorNames,
   RemoteTraceback,
   UntrustedMessageError,
@@ -152,20 +153,27 @@ function dumpsPrimitive(v: unknown): Buffer | undefined {
 }
 
 function loadsPrimitive(buf: Uint8Array): unknown {
-  switch (buf[0]) {
-    case P_NUMBER:
-      return Buffer.from(buf.buffer, buf.byteOffset, buf.length).readDoubleLE(1);
-    case P_STRING:
-      return Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('utf8', 1);
-    case P_TRUE:
-      return true;
-    case P_FALSE:
-      return false;
-    case P_NULL:
-      return null;
-    default:
-      return undefined;
+  const tag = buf[0];
+  // Each form has one length (a string: any); anything else did not come from dumps().
+  const fits = tag === P_STRING || (tag === P_NUMBER ? buf.length === 9 : buf.length === 1);
+  if (fits) {
+    switch (tag) {
+      case P_NUMBER:
+        return Buffer.from(buf.buffer, buf.byteOffset, buf.length).readDoubleLE(1);
+      case P_STRING:
+        return Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('utf8', 1);
+      case P_TRUE:
+        return true;
+      case P_FALSE:
+        return false;
+      case P_NULL:
+        return null;
+      case P_UNDEFINED:
+        return undefined;
+    }
   }
+  const what = buf.length === 0 ? 'an empty message' : `a message of ${buf.length} bytes starting with byte ${String(tag)}`;
+  throw new ProcessError(`${what} is not one multiproc writes: the message is corrupt`, { code: 'ERR_MP_BAD_MESSAGE' });
 }
 
 /** Key of the wrapper around data that holds placeholders. */

@@ -4,36 +4,49 @@
 // Waiting is asynchronous (a waiter thread parks it); the uncontended paths are a single CAS.
 import { AbortError, ProcessError } from '../errors.js';
 import { remaining, type Deadline } from '../util.js';
-import { holderAlive, meTid } from './threads.js';
+import { taskProcess } from '../platform.js';
+import { meOwner, meOwnerStart, ownerAlive } from './threads.js';
 import { futexWaitAsync, futexWake } from './native.js';
 
-// While a mutex's owner is a live process, waiters sleep in slices of this length and then check
-// whether the owner died holding it (a SIGKILLed process cannot release anything).
+// While a mutex's owner is alive, waiters sleep in slices and then check whether it died holding
+// the mutex (a SIGKILLed process cannot release anything). The first slice is short, so that a
+// lock left by a holder that is already dead is taken over quickly; later ones are longer.
+const FIRST_OWNER_CHECK_MS = 50;
 const OWNER_CHECK_MS = 500;
 // How long an acquire spins on a contended mutex before parking: a holder in another process
 // often releases within microseconds, and parking costs a thread hop each way.
 const SPIN = 64;
 
-/** This thread's identity as an owner: pid, and the thread id within the process (from 1). */
+/** This process's pid (a thread's identity as an owner is its kernel thread id: see threads.ts). */
 export const ME_PID = process.pid;
-export { meTid };
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
 }
 
 // ---------------------------------------------------------------------------------------------
-// Mutex: cells [state, ownerPid, ownerTid]. state 0 free, 1 locked, 2 locked with waiters
-// (Drepper, "Futexes Are Tricky", mutex 3). The owner is recorded so that a lock whose holder
-// died can be recovered, and so that RLock and Condition can tell who holds it.
+// Mutex: cells [word, ownerPid, ownerStart]. The word is 0 when free, else the owner's kernel
+// thread id, with WAITERS set once someone sleeps on it: the owner is set by the same CAS that
+// takes the lock, as in a robust futex, so a holder killed at any instruction leaves a word that
+// names it, and a waiter can tell that it died and take the lock over. ownerPid and ownerStart
+// are written after the CAS, ownerPid last, and ownerPid is cleared before the release: when it
+// is set, ownerStart is the start time of the word's owner, which tells that thread from a later
+// one given the same id. Otherwise the algorithm is Drepper's mutex ("Futexes Are Tricky").
 
 export const MUTEX_CELLS = 3;
+const WAITERS = 0x40000000;
+const OWNER = 0x3fffffff;
 
 export function mutexTryLock(c: Int32Array, i: number): boolean {
-  if (Atomics.compareExchange(c, i, 0, 1) !== 0) return false;
-  Atomics.store(c, i + 1, ME_PID);
-  Atomics.store(c, i + 2, meTid());
+  const me = meOwner();
+  if (Atomics.compareExchange(c, i, 0, me) !== 0) return false;
+  noteOwner(c, i);
   return true;
+}
+
+function noteOwner(c: Int32Array, i: number): void {
+  Atomics.store(c, i + 2, meOwnerStart());
+  Atomics.store(c, i + 1, ME_PID);
 }
 
 /** Acquire; resolves false when the deadline passed first. */
@@ -41,59 +54,112 @@ export async function mutexLock(c: Int32Array, i: number, deadline: Deadline, si
   for (let n = 0; n < SPIN; n++) {
     if (Atomics.load(c, i) === 0 && mutexTryLock(c, i)) return true;
   }
+  const me = meOwner();
+  let slice = FIRST_OWNER_CHECK_MS;
   for (;;) {
     if (signal?.aborted) {
       // An unlock may have woken us as the abort came: pass its wake-up on.
       if (Atomics.load(c, i) === 0) futexWake(c, i, 1);
       throwIfAborted(signal);
     }
-    if (Atomics.exchange(c, i, 2) === 0) {
-      Atomics.store(c, i + 1, ME_PID);
-      Atomics.store(c, i + 2, meTid());
-      return true;
+    let v = Atomics.load(c, i);
+    if (v === 0) {
+      // Taken with WAITERS set: others may be asleep, and our release must wake one.
+      if (Atomics.compareExchange(c, i, 0, me | WAITERS) === 0) {
+        noteOwner(c, i);
+        return true;
+      }
+      continue;
+    }
+    if ((v & WAITERS) === 0) {
+      if (Atomics.compareExchange(c, i, v, v | WAITERS) !== v) continue;
+      v |= WAITERS;
     }
     const left = remaining(deadline);
     if (left === 0) return false;
-    const slice = left === undefined ? OWNER_CHECK_MS : Math.min(left, OWNER_CHECK_MS);
-    const outcome = await futexWaitAsync(c, i, 2, slice, signal);
-    if (outcome === 'timed-out' && recoverFromDeadOwner(c, i)) return true;
+    const wait = left === undefined ? slice : Math.min(left, slice);
+    const outcome = await futexWaitAsync(c, i, v, wait, signal);
+    if (outcome === 'timed-out') {
+      if (recoverFromDeadOwner(c, i, me)) return true;
+      slice = OWNER_CHECK_MS;
+    }
   }
 }
 
-// The owner (a process, or a thread of this one) is gone: take the mutex over, still locked, as
-// a robust futex does.
-function recoverFromDeadOwner(c: Int32Array, i: number): boolean {
+// The owner is gone: take the mutex over, still locked, as a robust futex does.
+function recoverFromDeadOwner(c: Int32Array, i: number, me: number): boolean {
+  let v = Atomics.load(c, i);
+  const owner = v & OWNER;
+  if (owner === 0) return false;
   const pid = Atomics.load(c, i + 1);
-  const thread = Atomics.load(c, i + 2);
-  if (pid === 0 || Atomics.load(c, i) === 0 || holderAlive(pid, thread)) return false;
-  if (pid === ME_PID) {
-    // A dead thread of this process: the thread cell decides between recovering threads.
-    if (Atomics.compareExchange(c, i + 2, thread, meTid()) !== thread) return false;
-  } else {
-    if (Atomics.compareExchange(c, i + 1, pid, ME_PID) !== pid) return false;
-    Atomics.store(c, i + 2, meTid());
+  const start = Atomics.load(c, i + 2);
+  if (ownerAlive(owner, pid === 0 ? undefined : start)) return false;
+  // What was read must still be what is there (a release and a new owner in between would make
+  // the start time another thread's). Clearing ownerPid first keeps a third waiter from reading
+  // the dead owner's start time as ours; the CAS decides between recovering waiters. Others may
+  // be waiting too: WAITERS stays set so that our release wakes one.
+  if (Atomics.load(c, i + 1) !== pid || Atomics.load(c, i + 2) !== start) return false;
+  Atomics.store(c, i + 1, 0);
+  for (;;) {
+    const seen = Atomics.compareExchange(c, i, v, me | WAITERS);
+    if (seen === v) break;
+    // Only a waiter setting WAITERS may have changed it; anything else: not ours to take.
+    if ((seen & OWNER) !== owner) return false;
+    v = seen;
   }
-  const who = pid === ME_PID ? `thread ${thread - 1} of this process` : `process ${pid}`;
+  noteOwner(c, i);
+  const who = pid === ME_PID && owner !== ME_PID ? `thread ${owner} of this process` : describeOwner(owner, pid);
   process.emitWarning(`multiproc: a lock held by ${who}, which died, was recovered by process ${ME_PID}`, {
     code: 'MULTIPROC_LOCK_RECOVERED',
   });
   return true;
 }
 
-/** Release; false when it was not locked. */
+// "process P" for a process's main thread, "thread T" for another thread of this process,
+// "process P thread T" for one of another process.
+function describeOwner(tid: number, pid: number): string {
+  if (pid === 0) pid = taskProcess(tid) ?? 0;
+  if (pid === ME_PID && tid !== ME_PID) return `thread ${tid}`;
+  if (pid === 0 || pid === tid) return `process ${tid}`;
+  return `process ${pid} thread ${tid}`;
+}
+
+/**
+ * Who holds the mutex: undefined when nobody, 'me' for the calling thread, else "process P",
+ * "thread T" (of this process) or "process P thread T".
+ */
+export function mutexOwner(c: Int32Array, i: number): string | undefined {
+  const owner = Atomics.load(c, i) & OWNER;
+  if (owner === 0) return undefined;
+  return owner === meOwner() ? 'me' : describeOwner(owner, Atomics.load(c, i + 1));
+}
+
+/**
+ * Take the mutex if it is free, or take it over if its owner died (with the warning); never
+ * waits. For bookkeeping that must not wait behind a dead holder.
+ */
+export function mutexTryLockOrRecover(c: Int32Array, i: number): boolean {
+  return mutexTryLock(c, i) || recoverFromDeadOwner(c, i, meOwner());
+}
+
+/** Release; false when it was not locked. Any thread may release (Lock allows it). */
 export function mutexUnlock(c: Int32Array, i: number): boolean {
-  if (Atomics.load(c, i) === 0) return false;
+  const me = meOwner();
   Atomics.store(c, i + 1, 0);
-  Atomics.store(c, i + 2, 0);
-  if (Atomics.sub(c, i, 1) !== 1) {
-    Atomics.store(c, i, 0);
-    futexWake(c, i, 1);
+  if (Atomics.compareExchange(c, i, me, 0) === me) return true;
+  for (;;) {
+    const v = Atomics.load(c, i);
+    if (v === 0) return false;
+    if (Atomics.compareExchange(c, i, v, 0) !== v) continue;
+    if (v & WAITERS) futexWake(c, i, 1);
+    return true;
   }
-  return true;
 }
 
 export function mutexIsMine(c: Int32Array, i: number): boolean {
-  return Atomics.load(c, i) !== 0 && Atomics.load(c, i + 1) === ME_PID && Atomics.load(c, i + 2) === meTid();
+  if ((Atomics.load(c, i) & OWNER) !== meOwner()) return false;
+  // The same id with another start time: a dead thread that had our id before us.
+  return Atomics.load(c, i + 1) === 0 || Atomics.load(c, i + 2) === meOwnerStart();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,14 +19,14 @@ interface Binding {
   shmOpen(name: string, size: number | undefined, create: boolean): SegmentBuffer;
   shmUnlink(name: string): void;
   shmClose(buffer: SegmentBuffer): boolean;
-  futexWait(cells: Int32Array, index: number, expected: number, timeoutMs?: number): WaitOutcome;
+  futexWait(cells: Int32Array, index: number, expected: number, timeoutMs?: number): WaitOutcome | 'failed';
   futexWake(cells: Int32Array, index: number, count?: number): number;
   futexWaitAsync(
     cells: Int32Array,
     index: number,
     expected: number,
     timeoutMs?: number,
-  ): [Promise<WaitOutcome | 'cancelled'>, number | undefined];
+  ): [Promise<WaitOutcome | 'cancelled' | 'failed'>, number | undefined];
   futexCancel(token: number): boolean;
   waiterThreads(): { total: number; idle: number };
   setParentDeathSignal(signo: number): number;
@@ -208,11 +208,23 @@ export function closeSegment(buffer: SegmentBuffer): boolean {
  * loop: use it only where blocking is intended (a worker, a sync API).
  */
 export function futexWait(cells: Int32Array, index: number, expected: number, timeoutMs?: number): WaitOutcome {
+  let outcome: WaitOutcome | 'failed';
   try {
-    return load().futexWait(cells, index, expected, timeoutMs);
+    outcome = load().futexWait(cells, index, expected, timeoutMs);
   } catch (err) {
     throw translate(err);
   }
+  if (outcome === 'failed') throw waitFailed();
+  return outcome;
+}
+
+// The kernel refused a futex wait for a reason other than a changed value, a timeout or a
+// signal: waiting again would fail the same way, so it is an error rather than a hot loop.
+function waitFailed(): ProcessError {
+  return new ProcessError(
+    'the kernel refused to wait on a shared-memory cell (futex failed): the memory may have been unmapped, or this kernel lacks futex support; check that the object was not closed while in use',
+    { code: 'ERR_MP_FUTEX_FAILED' },
+  );
 }
 
 /** Wake up to `count` (default: all) waiters on `cells[index]` in every process; returns how many woke. */
@@ -242,7 +254,7 @@ export function futexWaitAsync(
   signal?: AbortSignal,
 ): Promise<WaitOutcome> {
   let b: Binding;
-  let pending: Promise<WaitOutcome | 'cancelled'>;
+  let pending: Promise<WaitOutcome | 'cancelled' | 'failed'>;
   let token: number | undefined;
   try {
     b = load();
@@ -251,7 +263,7 @@ export function futexWaitAsync(
   } catch (err) {
     return Promise.reject(translate(err));
   }
-  if (signal === undefined || token === undefined) return pending as Promise<WaitOutcome>;
+  if (signal === undefined || token === undefined) return (pending as Promise<WaitOutcome | 'failed'>).then(settled);
   const id = token;
   const onAbort = (): void => {
     b.futexCancel(id);
@@ -260,6 +272,11 @@ export function futexWaitAsync(
   return pending.then((outcome) => {
     signal.removeEventListener('abort', onAbort);
     if (outcome === 'cancelled') throw new AbortError(undefined, { cause: signal.reason });
-    return outcome;
+    return settled(outcome);
   });
+}
+
+function settled(outcome: WaitOutcome | 'failed'): WaitOutcome {
+  if (outcome === 'failed') throw waitFailed();
+  return outcome;
 }

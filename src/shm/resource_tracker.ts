@@ -63,18 +63,43 @@ export function unregister(name: string): void {
   send(`UNREGISTER ${name}\n`);
 }
 
+// How long a write waits for room in a full tracker pipe before it is given up.
+const STALL_MS = 10_000;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+let stallWarned = false;
+
 function send(line: string): void {
-  const f = trackerFd();
-  const buf = Buffer.from(line);
-  for (;;) {
+  if (writeLine(trackerFd(), Buffer.from(line)) === 'stalled' && !stallWarned) {
+    stallWarned = true;
+    process.emitWarning(
+      `multiproc: the resource tracker has not read its pipe for ${STALL_MS / 1000} s; ` +
+        'segments this program leaves behind if it is killed may stay in /dev/shm (named mp-*)',
+      { code: 'MULTIPROC_TRACKER_STALLED' },
+    );
+  }
+}
+
+/**
+ * @internal Write one line (atomic: lines are shorter than PIPE_BUF) to `f`, which may be a
+ * non-blocking pipe: while it is full, wait with a growing pause (never a busy loop) for up to
+ * `maxWaitMs`. 'gone' when the reader has closed it.
+ */
+export function writeLine(f: number, buf: Buffer, maxWaitMs = STALL_MS): 'ok' | 'stalled' | 'gone' {
+  const end = performance.now() + maxWaitMs;
+  for (let wait = 0.1; ; wait = Math.min(wait * 2, 20)) {
     try {
       fs.writeSync(f, buf);
-      return;
+      return 'ok';
     } catch (err) {
-      // The pipe may be non-blocking: a full pipe is drained by the tracker within moments.
-      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      const code = (err as NodeJS.ErrnoException).code;
+      // A full pipe is normally drained by the tracker within moments.
+      if (code === 'EAGAIN') {
+        if (performance.now() >= end) return 'stalled';
+        Atomics.wait(pause, 0, 0, wait);
+        continue;
+      }
       // A tracker that is gone cannot be helped; the segments are still unlinked by their users.
-      if ((err as NodeJS.ErrnoException).code === 'EPIPE' || (err as NodeJS.ErrnoException).code === 'EBADF') return;
+      if (code === 'EPIPE' || code === 'EBADF') return 'gone';
       throw err;
     }
   }

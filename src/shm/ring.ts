@@ -240,6 +240,21 @@ export class Ring {
 
   // ---- reading ----------------------------------------------------------------------------
 
+  /** Where reading stands (wrapping u32): it moves as soon as a message starts being taken. */
+  tail(): number {
+    return this.#load(TAIL);
+  }
+
+  /** Whether a reader that died part-way through a streamed message left bytes to skip. */
+  hasPartialRead(): boolean {
+    return Atomics.load(this.#c, this.#b + PARTIAL_R) > 0;
+  }
+
+  /** Skip what is left of a streamed message whose reader died (see read()). */
+  async skipPartialRead(): Promise<void> {
+    if (this.hasPartialRead()) await this.#skipDeadReader();
+  }
+
   /** Whether a whole message header is there to read. */
   hasMessage(): boolean {
     return this.used() >= 4;

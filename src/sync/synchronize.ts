@@ -9,10 +9,9 @@ import {
   condWaiters,
   condWait,
   COND_CELLS,
-  ME_PID,
-  meTid,
   mutexIsMine,
   mutexLock,
+  mutexOwner,
   mutexTryLock,
   mutexUnlock,
   MUTEX_CELLS,
@@ -54,10 +53,7 @@ function checkOptions(
 }
 
 function ownerName(c: Int32Array, i: number): string {
-  const pid = Atomics.load(c, i + 1);
-  if (Atomics.load(c, i) === 0 || pid === 0) return 'None';
-  if (pid === ME_PID && Atomics.load(c, i + 2) === meTid()) return 'me';
-  return pid === ME_PID ? `thread ${Atomics.load(c, i + 2) - 1}` : `process ${pid}`;
+  return mutexOwner(c, i) ?? 'None';
 }
 
 // Settled Promises shared by every fast path: an uncontended acquire allocates nothing.
