@@ -1,22 +1,54 @@
-// `getContext('redis', { url, namespace })`: a context whose Pool is a RedisPool, so code written
-// against a context's Pool moves to Redis by changing the getContext call.
+// `getContext('redis', { url, namespace })`: a context whose Pool, queues, locks, semaphores and
+// events live on a Redis server, so code written against a context moves to Redis by changing
+// the getContext call. Objects are found by name: `ctx.Queue({ name: 'jobs' })` in two
+// processes, on any machines, is one queue.
+import { checkWhere, type RedisTrust } from './client.js';
 import { RedisPool, type RedisPoolOptions } from './pool.js';
+import { RedisJoinableQueue, RedisQueue, RedisSimpleQueue, type RedisQueueOptions } from './queues.js';
 
-/** Where a Redis context's pools send their tasks. */
+/** Where a Redis context's pools and objects live. */
 export interface RedisContextOptions {
   /** redis:// or rediss:// URL; user, password and TLS go in it. Default redis://127.0.0.1:6379. */
   url?: string;
   /** Default 'default'. */
   namespace?: string;
+  /**
+   * How long what a process held (a queue item it took, a lock, semaphore units) stays held after
+   * the process died: its lease, renewed while it lives. Default 5000 ms.
+   */
+  leaseMs?: number;
+  /**
+   * What values read from Redis (queue items) may rebuild besides plain data and errors. Default:
+   * nothing more. A list of module paths or URLs: the functions and classes exported from those
+   * modules (and instances of those classes). `'all'`: anything, functions as source text and
+   * library objects included — **anyone who can write to the namespace can then run code in
+   * this process**.
+   */
+  trust?: RedisTrust;
+}
+
+/** A name, or a local-style positional argument. */
+function named<O extends { name?: string }>(o: O | undefined): O {
+  return o ?? ({} as O);
 }
 
 /** The context `getContext('redis', …)` returns. */
 export class RedisContext {
   readonly url: string;
   readonly namespace: string;
+  readonly leaseMs: number;
+  readonly trust: RedisTrust | undefined;
+  /** @throws InvalidArgumentError for a bad url, namespace or leaseMs. */
   constructor(o: RedisContextOptions = {}) {
-    this.url = o.url ?? 'redis://127.0.0.1:6379';
-    this.namespace = o.namespace ?? 'default';
+    const w = checkWhere(o, "getContext('redis')");
+    this.url = w.url;
+    this.namespace = w.namespace;
+    this.leaseMs = w.leaseMs;
+    this.trust = o.trust;
+  }
+
+  #base(): { url: string; namespace: string; leaseMs: number; trust: RedisTrust | undefined } {
+    return { url: this.url, namespace: this.namespace, leaseMs: this.leaseMs, trust: this.trust };
   }
 
   /**
@@ -25,6 +57,25 @@ export class RedisContext {
    */
   Pool(processes?: number | null, options: Omit<RedisPoolOptions, 'url' | 'namespace' | 'processes'> = {}): RedisPool {
     return new RedisPool({ ...options, url: this.url, namespace: this.namespace, processes: processes ?? 1 });
+  }
+
+  /**
+   * A queue in Redis: `Queue({ name: 'jobs' })` opens the queue `jobs` (every process that opens
+   * it shares it); `Queue(maxsize)` or `Queue()` makes a fresh one.
+   * @throws InvalidArgumentError for a bad name or maxsize.
+   */
+  Queue<T = unknown>(options?: number | RedisQueueOptions): RedisQueue<T> {
+    return new RedisQueue<T>({ ...this.#base(), ...(typeof options === 'number' ? { maxsize: options } : named(options)) });
+  }
+
+  /** A JoinableQueue in Redis (see Queue). @throws InvalidArgumentError for a bad name or maxsize. */
+  JoinableQueue<T = unknown>(options?: number | RedisQueueOptions): RedisJoinableQueue<T> {
+    return new RedisJoinableQueue<T>({ ...this.#base(), ...(typeof options === 'number' ? { maxsize: options } : named(options)) });
+  }
+
+  /** A SimpleQueue in Redis (see Queue). @throws InvalidArgumentError for a bad name. */
+  SimpleQueue<T = unknown>(options?: { name?: string }): RedisSimpleQueue<T> {
+    return new RedisSimpleQueue<T>({ ...this.#base(), ...named(options) });
   }
 
   /** 'redis'. */
