@@ -5,6 +5,7 @@
 import { checkWhere, type RedisTrust } from './client.js';
 import { RedisPool, type RedisPoolOptions } from './pool.js';
 import { RedisJoinableQueue, RedisQueue, RedisSimpleQueue, type RedisQueueOptions } from './queues.js';
+import { RedisBoundedSemaphore, RedisEvent, RedisLock, RedisRLock, RedisSemaphore } from './synchronize.js';
 
 /** Where a Redis context's pools and objects live. */
 export interface RedisContextOptions {
@@ -76,6 +77,34 @@ export class RedisContext {
   /** A SimpleQueue in Redis (see Queue). @throws InvalidArgumentError for a bad name. */
   SimpleQueue<T = unknown>(options?: { name?: string }): RedisSimpleQueue<T> {
     return new RedisSimpleQueue<T>({ ...this.#base(), ...named(options) });
+  }
+
+  /** A lock in Redis: `Lock({ name })` opens the lock of that name; `Lock()` makes a fresh one. @throws InvalidArgumentError for a bad name. */
+  Lock(options?: { name?: string }): RedisLock {
+    return new RedisLock({ ...this.#base(), ...named(options) });
+  }
+
+  /** A recursive lock in Redis (see Lock). @throws InvalidArgumentError for a bad name. */
+  RLock(options?: { name?: string }): RedisRLock {
+    return new RedisRLock({ ...this.#base(), ...named(options) });
+  }
+
+  /**
+   * A semaphore in Redis: `Semaphore(2)` or `Semaphore({ name, value })` (the first process that
+   * uses the name sets its value). @throws InvalidArgumentError for a bad name or value.
+   */
+  Semaphore(options?: number | { name?: string; value?: number }): RedisSemaphore {
+    return new RedisSemaphore({ ...this.#base(), ...(typeof options === 'number' ? { value: options } : named(options)) });
+  }
+
+  /** A bounded semaphore in Redis (see Semaphore). @throws InvalidArgumentError for a bad name or value. */
+  BoundedSemaphore(options?: number | { name?: string; value?: number }): RedisBoundedSemaphore {
+    return new RedisBoundedSemaphore({ ...this.#base(), ...(typeof options === 'number' ? { value: options } : named(options)) });
+  }
+
+  /** An event in Redis: `Event({ name })` opens the event of that name. @throws InvalidArgumentError for a bad name. */
+  Event(options?: { name?: string }): RedisEvent {
+    return new RedisEvent({ ...this.#base(), ...named(options) });
   }
 
   /** 'redis'. */
