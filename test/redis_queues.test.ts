@@ -215,4 +215,28 @@ describe('Redis queues', { skip: redisMissing }, () => {
     );
     assert.equal(await q.requeued(), 3);
   });
+
+  test('redis-server killed and restarted (AOF on): items survive, a waiting get and a lock go on', async () => {
+    const aof = await RedisServer.start(true);
+    try {
+      const c = getContext('redis', { url: aof.url, namespace: randomNamespace(), leaseMs: 500 });
+      const q = c.Queue<number>();
+      for (const i of range(5)) await q.put(i);
+      const lock = c.Lock();
+      await lock.acquire();
+      await aof.kill();
+      const got = q.get(); // waits while the server is down
+      await aof.restart();
+      assert.equal(await got, 0);
+      for (const i of range(4)) assert.equal(await q.get(), i + 1);
+      const blocked = q.get({ timeout: 20_000 });
+      await c.Queue<number>({ name: q.name }).put(9);
+      assert.equal(await blocked, 9);
+      await lock.release();
+      assert.equal(await lock.acquire({ block: false }), true);
+      await lock.release();
+    } finally {
+      await aof.stop();
+    }
+  });
 });
