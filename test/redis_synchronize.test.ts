@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
-import { AbortError, getContext, ProcessError, TimeoutError } from '../src/index.js';
+import { AbortError, BrokenBarrierError, getContext, ProcessError, TimeoutError } from '../src/index.js';
 import type { RedisContext } from '../src/index.js';
 import { fixture, joinAll, METHODS, start, tmpDir } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
@@ -23,6 +23,10 @@ async function readWhenWritten(f: string): Promise<{ pid: number; token: number 
   // Another process writes it: polled.
   while (!(fs.existsSync(f) && fs.statSync(f).size > 0)) await new Promise((r) => setTimeout(r, 10));
   return JSON.parse(fs.readFileSync(f, 'utf8')) as { pid: number; token: number | null };
+}
+
+async function waitUntil(cond: () => Promise<boolean>): Promise<void> {
+  while (!(await cond())) await new Promise((r) => setTimeout(r, 10));
 }
 
 const ctx = (leaseMs = 500): RedisContext => getContext('redis', { url: server.url, namespace: randomNamespace(), leaseMs });
@@ -157,4 +161,45 @@ describe('Redis locks, semaphores and events', { skip: redisMissing }, () => {
       assert.equal(await done.isSet(), false);
     });
   }
+
+  test('Barrier: 3 children and this process pass together, with distinct indexes; timeout breaks it; reset repairs it', async () => {
+    const c = ctx(5000);
+    const b = c.Barrier(4);
+    const f = file('bar');
+    const local = getContext('spawn');
+    const ps = [0, 1, 2].map(() => start(local, t.atBarrier, [b as never, f]));
+    const mine = await b.wait();
+    await joinAll(ps);
+    const all = [mine, ...fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map(Number)];
+    assert.deepEqual(
+      all.sort((x, y) => x - y),
+      [0, 1, 2, 3],
+    );
+    // Twice in a row: the rounds do not mix.
+    const two = c.Barrier({ name: 'two', parties: 2 });
+    for (let round = 0; round < 2; round++) {
+      const got = await Promise.all([two.wait(), c.Barrier({ name: 'two', parties: 2 }).wait()]);
+      assert.deepEqual(
+        got.sort((x, y) => x - y),
+        [0, 1],
+      );
+    }
+    const lone = c.Barrier(2);
+    await assert.rejects(lone.wait(50), BrokenBarrierError);
+    assert.equal(await lone.broken(), true);
+    await assert.rejects(lone.wait(), BrokenBarrierError);
+    await lone.reset();
+    assert.equal(await lone.broken(), false);
+    const waiting = lone.wait();
+    await waitUntil(async () => (await lone.nWaiting()) === 1);
+    await lone.abort();
+    await assert.rejects(waiting, BrokenBarrierError);
+    // An action that throws breaks the barrier for the others.
+    const failing = c.Barrier(2, () => {
+      throw new Error('action failed');
+    });
+    const other = failing.wait();
+    await assert.rejects(failing.wait(), /action failed/);
+    await assert.rejects(other, BrokenBarrierError);
+  });
 });

@@ -3,6 +3,7 @@
 // the getContext call. Objects are found by name: `ctx.Queue({ name: 'jobs' })` in two
 // processes, on any machines, is one queue.
 import { checkWhere, type RedisTrust } from './client.js';
+import { RedisBarrier } from './barrier.js';
 import { RedisPool, type RedisPoolOptions } from './pool.js';
 import { RedisJoinableQueue, RedisQueue, RedisSimpleQueue, type RedisQueueOptions } from './queues.js';
 import { RedisBoundedSemaphore, RedisEvent, RedisLock, RedisRLock, RedisSemaphore } from './synchronize.js';
@@ -105,6 +106,19 @@ export class RedisContext {
   /** An event in Redis: `Event({ name })` opens the event of that name. @throws InvalidArgumentError for a bad name. */
   Event(options?: { name?: string }): RedisEvent {
     return new RedisEvent({ ...this.#base(), ...named(options) });
+  }
+
+  /**
+   * A barrier in Redis: `Barrier(parties, action?, timeout?)` as the local one, or
+   * `Barrier({ name, parties, action, timeout })` to open one by name.
+   * @throws InvalidArgumentError for a bad name, parties, action or timeout.
+   */
+  Barrier(
+    parties: number | { name?: string; parties: number; action?: (() => unknown) | null; timeout?: number | null },
+    action?: (() => unknown) | null,
+    timeout?: number | null,
+  ): RedisBarrier {
+    return new RedisBarrier({ ...this.#base(), ...(typeof parties === 'number' ? { parties, action, timeout } : parties) });
   }
 
   /** 'redis'. */
