@@ -202,4 +202,31 @@ describe('Redis locks, semaphores and events', { skip: redisMissing }, () => {
     await assert.rejects(failing.wait(), /action failed/);
     await assert.rejects(other, BrokenBarrierError);
   });
+
+  for (const method of METHODS) {
+    test(`[${method}] Condition: children wait, notify wakes one, notifyAll the rest; wait needs the lock; timeout`, async () => {
+      const c = ctx(5000);
+      const cond = c.Condition();
+      const ready = c.Semaphore(0);
+      const f = file('cond');
+      const local = getContext(method);
+      const ps = [0, 1, 2].map(() => start(local, t.waitOnCondition, [cond as never, ready as never, f]));
+      // Each child released `ready` while holding the lock, just before wait() released it: once
+      // this process holds the lock after 3 releases, all 3 wait.
+      for (let i = 0; i < 3; i++) assert.equal(await ready.acquire({ timeout: 20_000 }), true);
+      await cond.withLock(() => cond.notify());
+      const woken = (): number => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0);
+      while (woken() < 1) await new Promise((r) => setTimeout(r, 10));
+      await cond.withLock(() => cond.notifyAll());
+      await joinAll(ps);
+      assert.equal(woken(), 3);
+      await assert.rejects(cond.wait(10), code('ERR_MP_NOT_OWNER'));
+      await assert.rejects(cond.notify(), code('ERR_MP_NOT_OWNER'));
+      await cond.acquire();
+      assert.equal(await cond.wait(30), false);
+      assert.equal(await cond.lock.locked(), true);
+      assert.equal(await cond.waitFor(() => 5), 5);
+      await cond.release();
+    });
+  }
 });

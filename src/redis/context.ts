@@ -4,6 +4,7 @@
 // processes, on any machines, is one queue.
 import { checkWhere, type RedisTrust } from './client.js';
 import { RedisBarrier } from './barrier.js';
+import { RedisCondition } from './condition.js';
 import { RedisPool, type RedisPoolOptions } from './pool.js';
 import { RedisJoinableQueue, RedisQueue, RedisSimpleQueue, type RedisQueueOptions } from './queues.js';
 import { RedisBoundedSemaphore, RedisEvent, RedisLock, RedisRLock, RedisSemaphore } from './synchronize.js';
@@ -106,6 +107,14 @@ export class RedisContext {
   /** An event in Redis: `Event({ name })` opens the event of that name. @throws InvalidArgumentError for a bad name. */
   Event(options?: { name?: string }): RedisEvent {
     return new RedisEvent({ ...this.#base(), ...named(options) });
+  }
+
+  /**
+   * A condition variable in Redis over `lock` (a Redis Lock or RLock; default a new RLock).
+   * @throws InvalidArgumentError when `lock` is not a Redis lock, or for a bad name.
+   */
+  Condition(lock?: RedisLock | null, options?: { name?: string }): RedisCondition {
+    return new RedisCondition(lock ?? this.RLock(), named(options));
   }
 
   /**

@@ -238,6 +238,11 @@ export class RedisLock extends RedisLockLike {
     return this.#k.wake;
   }
 
+  /** @internal */
+  get _keys(): { lock: string; wake: string } {
+    return this.#k;
+  }
+
   override async _try(): Promise<true | number> {
     const s = this._s;
     const r = (await s.script(LOCK_ACQUIRE)(
