@@ -97,12 +97,12 @@ redis.call('PUBLISH', ARGV[3], 'p')
 return max
 `;
 
+// Counts an item done only if this process still holds one: an item put back after its
+// holder's lease ran out is counted by the consumer that gets it next, not twice.
 const TASK_DONE = `
-local u = tonumber(redis.call('HGET', KEYS[1], 'unfinished') or '0')
-if u <= 0 then return -1 end
-redis.call('LPOP', KEYS[2])
-u = redis.call('HINCRBY', KEYS[1], 'unfinished', -1)
-if u == 0 then redis.call('PUBLISH', ARGV[1], 'j') end
+if not redis.call('LPOP', KEYS[2]) then return -1 end
+local u = redis.call('HINCRBY', KEYS[1], 'unfinished', -1)
+if u <= 0 then redis.call('PUBLISH', ARGV[1], 'j') end
 return u
 `;
 
@@ -352,13 +352,19 @@ export class RedisJoinableQueue<T = unknown> extends RedisQueue<T> {
 
   /**
    * Mark the oldest item this process took and has not marked yet as done.
-   * @throws ProcessError ERR_MP_TASK_DONE when called more often than items were put.
+   * @throws ProcessError ERR_MP_TASK_DONE when this process holds no item waiting for it: it
+   *   called taskDone() more often than it took items, or its lease ran out and its items went
+   *   back to the queue (another consumer gets them and counts them).
    */
   async taskDone(): Promise<void> {
     const s = this._session;
     const k = this._keys;
     const u = (await s.run(() => s.script(TASK_DONE)([k.meta, k.proc], [k.wake]))) as number;
-    if (u < 0) throw new ProcessError('taskDone() called too many times', { code: 'ERR_MP_TASK_DONE' });
+    if (u < 0)
+      throw new ProcessError(
+        'taskDone() called too many times: this process holds no item taken by get() (or held them longer than leaseMs, and they went back to the queue)',
+        { code: 'ERR_MP_TASK_DONE' },
+      );
   }
 
   /** Wait until every item put has been marked done; resolves false if `timeout` ms pass first. */
