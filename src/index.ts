@@ -131,5 +131,17 @@ export { isMainModule } from './process.js';
 export { channels as diagnosticsChannels } from './diagnostics.js';
 export { RedisAsyncResult, RedisPool, type RedisPoolOptions } from './redis/pool.js';
 export { RedisContext, type RedisContextOptions } from './redis/context.js';
+export type { RedisTrust } from './redis/client.js';
+export type {
+  RedisJoinableQueue,
+  RedisObjectOptions,
+  RedisQueue,
+  RedisQueueOptions,
+  RedisSimpleQueue,
+  RedisWaitOptions,
+} from './redis/queues.js';
+export type { RedisBarrier } from './redis/barrier.js';
+export type { RedisCondition } from './redis/condition.js';
+export type { RedisBoundedSemaphore, RedisEvent, RedisLock, RedisRLock, RedisSemaphore } from './redis/synchronize.js';
 export { startRedisWorker, type RedisWorkerHandle, type RedisWorkerOptions } from './redis/worker.js';
 export { redisStatus, type RedisStatus, type RedisWorkerStatus } from './redis/server.js';

@@ -22,6 +22,11 @@ const MODULES: Readonly<Record<string, () => unknown>> = {
   'multiproc.Listener': () => require('../ipc/listener.js') as unknown,
   'multiproc.Queue': () => require('../ipc/queues.js') as unknown,
   'multiproc.SimpleQueue': () => require('../ipc/queues.js') as unknown,
+  'multiproc.RedisQueue': () => require('../redis/queues.js') as unknown,
+  'multiproc.RedisLock': () => require('../redis/synchronize.js') as unknown,
+  'multiproc.RedisEvent': () => require('../redis/synchronize.js') as unknown,
+  'multiproc.RedisBarrier': () => require('../redis/barrier.js') as unknown,
+  'multiproc.RedisCondition': () => require('../redis/condition.js') as unknown,
   'multiproc.ManagerProxy': () => require('../managers/managers.js') as unknown,
   // Error classes that cross by name, registered by the module that defines them.
   'error:KeyError': () => require('../managers/containers.js') as unknown,

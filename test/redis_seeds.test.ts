@@ -1,0 +1,31 @@
+// The producer/consumer and ticket examples on Redis: the same programs with the queue and the
+// lock of getContext('redis'), run as a program that must end by itself.
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { fixture, runNode, tmpDir } from './helpers.js';
+import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
+
+let server: RedisServer;
+
+describe('the examples on Redis', { skip: redisMissing }, () => {
+  before(async () => {
+    server = await RedisServer.start();
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  test('producer/consumer: every dish eaten once; tickets: exactly 2 bought; the program ends by itself', async () => {
+    const db = path.join(tmpDir(), 'db.json');
+    const r = await runNode([fixture('redis_seeds.mjs'), server.url, randomNamespace(), db], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    const eaten = lines.filter((l) => l.startsWith('吃货')).map((l) => l.replace(/^吃货.{2}吃了/, ''));
+    const foods = ['包子', '辣椒炒肉', '土豆丝'].flatMap((f) => Array.from({ length: 10 }, (_, i) => `${f}${i}`));
+    assert.deepEqual(eaten.sort(), foods.sort());
+    assert.equal(lines.filter((l) => l.endsWith('购票成功')).length, 2);
+    assert.equal(lines.at(-1), '最后余票为0');
+  });
+});
