@@ -14,7 +14,8 @@ const files = readdirSync('build/test')
   .map((f) => `build/test/${f}`);
 const tag = `t${randomBytes(5).toString('hex')}`;
 const ours = () => (existsSync('/dev/shm') ? readdirSync('/dev/shm').filter((n) => n.endsWith(`-${tag}`)) : []);
-const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=2', ...files], {
+// A test that hangs fails after 3 minutes (the longest takes well under one) instead of stalling the run.
+const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=2', '--test-timeout=180000', ...files], {
   stdio: 'inherit',
   env: { ...process.env, MULTIPROC_SHM_TAG: tag },
 });
