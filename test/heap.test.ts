@@ -9,7 +9,8 @@ import { ProcessError } from '../src/errors.js';
 import { RawArray, RawValue, SharedArray, Value } from '../src/memory/sharedctypes.js';
 import { dumps, loads } from '../src/reduction/reduction.js';
 import { arenaStats, withReservations } from '../src/shm/segment.js';
-import { Event, Lock, RLock } from '../src/sync/synchronize.js';
+import { Barrier } from '../src/sync/barrier.js';
+import { Condition, Event, Lock, RLock, Semaphore } from '../src/sync/synchronize.js';
 import { describeBackends, fixture, ourSegments } from './helpers.js';
 
 type Targets = typeof import('./fixtures/shm_targets.mjs');
@@ -83,6 +84,28 @@ describeBackends('arenas', (ctx) => {
     assert.throws(() => a.toArray(), isClosed);
     assert.equal(a.buf.length, 0);
     await assert.rejects(a.getLock().acquire(), isClosed); // the lock it made closes with it
+    const sem = new Semaphore(2);
+    sem.close();
+    await assert.rejects(sem.acquire(), isClosed);
+    assert.throws(() => sem.getValue(), isClosed);
+    const ev = new Event();
+    ev.close();
+    assert.throws(() => ev.isSet(), isClosed);
+    assert.throws(() => ev.set(), isClosed);
+    await assert.rejects(ev.wait(), isClosed);
+    const cond = new Condition();
+    await cond.acquire();
+    cond.close();
+    assert.throws(() => cond.notify(), isClosed);
+    cond.release();
+    {
+      using b = new Barrier(2);
+      assert.equal(b.parties, 2);
+    }
+    const b2 = new Barrier(1);
+    b2.close();
+    await assert.rejects(b2.wait(), isClosed);
+    assert.equal(String(b2), '<Barrier(closed)>');
     const shared = new Lock();
     const c = new Value('i', 1, { lock: shared });
     c.close();

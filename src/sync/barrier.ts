@@ -6,6 +6,7 @@ import { inspect } from 'node:util';
 import { condEnter, condNotify, condWait, COND_CELLS, mutexLock, mutexUnlock, MUTEX_CELLS } from '../shm/cells.js';
 import { BASE, KIND, rebuildWith, Segment, segmentFor } from '../shm/segment.js';
 import { BrokenBarrierError, InvalidArgumentError } from '../errors.js';
+import { closedError } from './synchronize.js';
 import { registerType } from '../reduction/reduction.js';
 import { checkTimeout, type Deadline } from '../util.js';
 
@@ -49,18 +50,34 @@ export class Barrier {
       Atomics.store(this.#c, TIMEOUT, timeout == null ? -1 : Math.min(Math.round(timeout), 0x7fffffff));
     }
   }
+  // Every use after close() is refused: the block may hold another object by then.
+  get #cells(): Int32Array {
+    if (this.#seg.closed) throw closedError('Barrier');
+    return this.#c;
+  }
+  /**
+   * Give this process's hold on the shared memory back now, instead of when the object is
+   * garbage-collected; copies in other processes keep working. Later calls on this object throw
+   * ProcessError ERR_MP_CLOSED. Also `using x = new Barrier(...)`.
+   */
+  close(): void {
+    this.#seg.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
 
   /** How many must arrive. */
   get parties(): number {
-    return Atomics.load(this.#c, PARTIES);
+    return Atomics.load(this.#cells, PARTIES);
   }
   /** How many are waiting now (Python: `n_waiting`). */
   get nWaiting(): number {
-    return Atomics.load(this.#c, STATE) === FILLING ? Atomics.load(this.#c, COUNT) : 0;
+    return Atomics.load(this.#cells, STATE) === FILLING ? Atomics.load(this.#cells, COUNT) : 0;
   }
   /** Whether the barrier is broken (by abort(), a timeout, or an action that threw). */
   get broken(): boolean {
-    return Atomics.load(this.#c, STATE) === BROKEN;
+    return Atomics.load(this.#cells, STATE) === BROKEN;
   }
 
   /**
@@ -68,9 +85,9 @@ export class Barrier {
    * @throws BrokenBarrierError when the barrier is or becomes broken, or reset while waiting.
    */
   async wait(timeout?: number): Promise<number> {
-    const t = timeout ?? (Atomics.load(this.#c, TIMEOUT) >= 0 ? Atomics.load(this.#c, TIMEOUT) : undefined);
+    const t = timeout ?? (Atomics.load(this.#cells, TIMEOUT) >= 0 ? Atomics.load(this.#cells, TIMEOUT) : undefined);
     const deadline = checkTimeout(t, 'Barrier.wait');
-    const c = this.#c;
+    const c = this.#cells;
     await mutexLock(c, M, Infinity);
     try {
       // Block while the barrier drains or resets.
@@ -114,23 +131,23 @@ export class Barrier {
 
   // Wait on the condition with the mutex held: released while asleep, held again after.
   async #condWait(deadline: Deadline): Promise<boolean> {
-    const slot = condEnter(this.#c, C);
-    mutexUnlock(this.#c, M);
+    const slot = condEnter(this.#cells, C);
+    mutexUnlock(this.#cells, M);
     try {
-      return await condWait(this.#c, C, slot, deadline);
+      return await condWait(this.#cells, C, slot, deadline);
     } finally {
-      await mutexLock(this.#c, M, Infinity);
+      await mutexLock(this.#cells, M, Infinity);
     }
   }
 
   #break(): void {
-    this.#c[STATE] = BROKEN;
-    condNotify(this.#c, C, 0x7fffffff);
+    this.#cells[STATE] = BROKEN;
+    condNotify(this.#cells, C, 0x7fffffff);
   }
 
   /** Return to the initial state; parties waiting now get BrokenBarrierError. */
   async reset(): Promise<void> {
-    const c = this.#c;
+    const c = this.#cells;
     await mutexLock(c, M, Infinity);
     try {
       if (c[COUNT]! > 0) {
@@ -146,11 +163,11 @@ export class Barrier {
 
   /** Break the barrier: waiting and future `wait` calls get BrokenBarrierError until reset(). */
   async abort(): Promise<void> {
-    await mutexLock(this.#c, M, Infinity);
+    await mutexLock(this.#cells, M, Infinity);
     try {
       this.#break();
     } finally {
-      mutexUnlock(this.#c, M);
+      mutexUnlock(this.#cells, M);
     }
   }
 
@@ -164,6 +181,7 @@ export class Barrier {
   }
 
   toString(): string {
+    if (this.#seg.closed) return `<Barrier(closed)>`;
     return `<Barrier(parties=${this.parties}, waiting=${this.nWaiting}${this.broken ? ', broken' : ''})>`;
   }
   [inspect.custom](): string {

@@ -307,36 +307,54 @@ export class Semaphore extends LockLike {
       if (new.target === BoundedSemaphore) Atomics.store(this.#c, BASE + 2, Math.max(value, 1));
     }
   }
+  // Every use after close() is refused: the block may hold another object by then.
+  get #cells(): Int32Array {
+    if (this.#seg.closed) throw closedError('Semaphore');
+    return this.#c;
+  }
+  /**
+   * Give this process's hold on the shared memory back now, instead of when the object is
+   * garbage-collected; copies in other processes keep working. Later calls on this object throw
+   * ProcessError ERR_MP_CLOSED. Also `using x = new Semaphore(...)`.
+   */
+  close(): void {
+    this.#seg.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
   acquire(options?: WaitOptions): Promise<boolean> {
     let o: ReturnType<typeof checkOptions>;
     try {
       o = checkOptions(options, `${this.constructor.name}.acquire`);
+      if (this.#seg.closed) throw closedError(this.constructor.name);
     } catch (err) {
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- checkOptions' InvalidArgumentError, as a rejection
       return Promise.reject(err);
     }
-    if (semTryAcquire(this.#c, BASE)) return RESOLVED_TRUE;
+    if (semTryAcquire(this.#cells, BASE)) return RESOLVED_TRUE;
     if (!o.block) return RESOLVED_FALSE;
-    return semAcquire(this.#c, BASE, o.deadline, o.signal);
+    return semAcquire(this.#cells, BASE, o.deadline, o.signal);
   }
   /** Add `n` (default 1), waking as many waiters. @throws ProcessError ERR_MP_RELEASED_TOO_MANY past a BoundedSemaphore's value. */
   release(n = 1): void {
     if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`release(n): n must be an integer >= 1, got ${String(n)}`);
-    if (!semRelease(this.#c, BASE, n)) throw releasedTooMany();
+    if (!semRelease(this.#cells, BASE, n)) throw releasedTooMany();
   }
   override _tryAcquireNow(): boolean {
-    return semTryAcquire(this.#c, BASE);
+    return semTryAcquire(this.#cells, BASE);
   }
   /** The current value (Python: `get_value()`). */
   getValue(): number {
-    return Atomics.load(this.#c, BASE);
+    return Atomics.load(this.#cells, BASE);
   }
   /** @internal */
   _segment(): Segment {
     return this.#seg;
   }
   override toString(): string {
-    const max = Atomics.load(this.#c, BASE + 2);
+    if (this.#seg.closed) return `<Semaphore(closed)>`;
+    const max = Atomics.load(this.#cells, BASE + 2);
     return `<${this.constructor.name}(value=${this.getValue()}${max ? `, maxvalue=${max}` : ''})>`;
   }
   [inspect.custom](): string {
@@ -364,6 +382,22 @@ export class Condition extends LockLike {
     this.#c = this.#seg.i32;
     this.#lock = lock ?? new RLock();
   }
+  // Every use after close() is refused: the block may hold another object by then.
+  get #cells(): Int32Array {
+    if (this.#seg.closed) throw closedError('Condition');
+    return this.#c;
+  }
+  /**
+   * Give this process's hold on the shared memory back now, instead of when the object is
+   * garbage-collected; copies in other processes keep working. Later calls on this object throw
+   * ProcessError ERR_MP_CLOSED. Also `using x = new Condition(...)`.
+   */
+  close(): void {
+    this.#seg.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
   acquire(options?: WaitOptions): Promise<boolean> {
     return this.#lock.acquire(options);
   }
@@ -385,11 +419,11 @@ export class Condition extends LockLike {
   async wait(timeout?: number, options: { signal?: AbortSignal } = {}): Promise<boolean> {
     const deadline = checkTimeout(timeout, 'Condition.wait');
     this.#checkOwned('wait');
-    const slot = condEnter(this.#c, BASE);
+    const slot = condEnter(this.#cells, BASE);
     const lock = this.#lock;
     const count = lock instanceof RLock ? lock._releaseAll() : (lock.release(), 1);
     try {
-      return await condWait(this.#c, BASE, slot, deadline, options.signal);
+      return await condWait(this.#cells, BASE, slot, deadline, options.signal);
     } finally {
       if (lock instanceof RLock) await lock._reacquire(count);
       else await lock.acquire();
@@ -414,19 +448,20 @@ export class Condition extends LockLike {
   notify(n = 1): void {
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`notify(n): n must be an integer >= 0, got ${String(n)}`);
     this.#checkOwned('notify');
-    condNotify(this.#c, BASE, n);
+    condNotify(this.#cells, BASE, n);
   }
   /** Wake every waiter. @throws ProcessError ERR_MP_NOT_OWNER when the lock is not held. */
   notifyAll(): void {
     this.#checkOwned('notify');
-    condNotify(this.#c, BASE, 0x7fffffff);
+    condNotify(this.#cells, BASE, 0x7fffffff);
   }
   /** @internal */
   _segment(): Segment {
     return this.#seg;
   }
   override toString(): string {
-    return `<Condition(${this.#lock.toString()}, ${condWaiters(this.#c, BASE)})>`;
+    if (this.#seg.closed) return `<Condition(closed)>`;
+    return `<Condition(${this.#lock.toString()}, ${condWaiters(this.#cells, BASE)})>`;
   }
   [inspect.custom](): string {
     return this.toString();
@@ -441,27 +476,43 @@ export class Event {
     [this.#seg] = segmentFor(2 * 4, KIND.Event);
     this.#c = this.#seg.i32;
   }
+  // Every use after close() is refused: the block may hold another object by then.
+  get #cells(): Int32Array {
+    if (this.#seg.closed) throw closedError('Event');
+    return this.#c;
+  }
+  /**
+   * Give this process's hold on the shared memory back now, instead of when the object is
+   * garbage-collected; copies in other processes keep working. Later calls on this object throw
+   * ProcessError ERR_MP_CLOSED. Also `using x = new Event(...)`.
+   */
+  close(): void {
+    this.#seg.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
   /** Whether the flag is set (Python: `is_set()`). */
   isSet(): boolean {
-    return Atomics.load(this.#c, BASE) === 1;
+    return Atomics.load(this.#cells, BASE) === 1;
   }
   /** Set the flag and wake every waiter. */
   set(): void {
-    Atomics.store(this.#c, BASE, 1);
-    wakeAll(this.#c, BASE + 1);
+    Atomics.store(this.#cells, BASE, 1);
+    wakeAll(this.#cells, BASE + 1);
   }
   /** Clear the flag. */
   clear(): void {
-    Atomics.store(this.#c, BASE, 0);
+    Atomics.store(this.#cells, BASE, 0);
   }
   /** Resolve true once the flag is set, false if `timeout` ms pass first. @throws AbortError when `signal` aborts. */
   async wait(timeout?: number, options: { signal?: AbortSignal } = {}): Promise<boolean> {
     const deadline = checkTimeout(timeout, 'Event.wait');
     for (;;) {
-      const seq = Atomics.load(this.#c, BASE + 1);
+      const seq = Atomics.load(this.#cells, BASE + 1);
       if (this.isSet()) return true;
       if (remaining(deadline) === 0) return false;
-      await waitSeq(this.#c, BASE + 1, seq, deadline, options.signal);
+      await waitSeq(this.#cells, BASE + 1, seq, deadline, options.signal);
     }
   }
   /** @internal */
@@ -469,6 +520,7 @@ export class Event {
     return this.#seg;
   }
   toString(): string {
+    if (this.#seg.closed) return `<Event(closed)>`;
     return `<Event(${this.isSet() ? 'set' : 'unset'})>`;
   }
   [inspect.custom](): string {
