@@ -70,19 +70,23 @@ describe('RedisPool when things die', { skip: redisMissing }, () => {
     try {
       const ns = randomNamespace();
       await using pool = new RedisPool({ url: aof.url, namespace: ns, processes: 2, leaseMs: 500, giveUpMs: 5000 });
-      const m = pool.starmap(
-        t.slowDouble,
-        range(2000).map((x) => [x, 1] as [number, number]),
-        10,
-      );
+      // Its outcome is taken at once: the map may fail while the server is down, before the
+      // test reaches its await.
+      const m = pool
+        .starmap(
+          t.slowDouble,
+          range(2000).map((x) => [x, 1] as [number, number]),
+          10,
+        )
+        .then(
+          (v) => v,
+          (e: unknown) => e,
+        );
       // Kill it once the workers are on the map (a chunk in flight).
       while ((await redisStatus(aof.url, ns)).inFlight === 0) await new Promise((res) => setTimeout(res, 10));
       await aof.kill();
       await aof.restart();
-      const out = await m.then(
-        (v) => v,
-        (e: unknown) => e,
-      );
+      const out = await m;
       if (out instanceof Error) assert.ok(out instanceof RedisConnectionError, String(out));
       else
         assert.deepEqual(

@@ -58,6 +58,7 @@ export interface RedisPoolOptions {
 type AnyFn = (...args: never[]) => unknown;
 type XReply = [Buffer, [Buffer, Buffer[]][]][];
 interface Chunk {
+  id: number;
   done: (ok: boolean, value: unknown) => void;
   entry: string | undefined;
   fields: (string | Buffer)[];
@@ -233,20 +234,30 @@ export class RedisPool {
     ];
     return new Promise((resolve, reject) => {
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own error, whatever it threw
-      const chunk: Chunk = { done: (ok, v) => (ok ? resolve(v) : reject(v)), entry: undefined, fields, sends: 0 };
+      const chunk: Chunk = { id, done: (ok, v) => (ok ? resolve(v) : reject(v)), entry: undefined, fields, sends: 0 };
       this.#chunks.set(id, chunk);
       this.#xadd(chunk);
     });
   }
 
-  #xadd(chunk: Chunk): void {
-    chunk.sends++;
+  #xadd(chunk: Chunk, firstFailure?: number): void {
+    if (firstFailure === undefined) chunk.sends++;
     this.#ready
       .then(() => this.#cmd.xadd(this.#k.tasks, '*', ...chunk.fields))
       .then(
         (entry) => (chunk.entry = entry ?? undefined),
-        (err: unknown) =>
-          chunk.done(false, new RedisConnectionError(`could not send a task to ${this.#safeUrl()}: ${String(err)}`, { cause: err })),
+        (err: unknown) => {
+          if (this.#chunks.get(chunk.id) !== chunk || this.#state === State.TERMINATE) return;
+          // The connection dropped with the XADD unanswered: send it again once Redis is back
+          // (a copy that did arrive is answered twice and the caller keeps the first answer).
+          // A server's refusal (a ReplyError: OOM, ACL) or an outage past giveUpMs fails the call.
+          const since = firstFailure ?? Date.now();
+          if ((err as Error | null)?.name !== 'ReplyError' && Date.now() - since < this.#giveUp) {
+            setTimeout(() => this.#xadd(chunk, since), 100).unref();
+            return;
+          }
+          chunk.done(false, new RedisConnectionError(`could not send a task to ${this.#safeUrl()}: ${String(err)}`, { cause: err }));
+        },
       );
   }
 
