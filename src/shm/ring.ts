@@ -265,6 +265,9 @@ export class Ring {
    * messages are read with read().
    */
   tryRead(): Uint8Array | null {
+    // A reader died part-way through a streamed message: TAIL is inside that message, not at a
+    // header. Only read() may go on from there (it skips the rest first).
+    if (Atomics.load(this.#c, this.#b + PARTIAL_R) > 0) return null;
     const tail = this.#load(TAIL);
     const used = (this.#load(HEAD) - tail) >>> 0;
     if (used < 4) return null;
@@ -308,7 +311,7 @@ export class Ring {
     const end = performance.now() + timeoutMs;
     for (;;) {
       const m = this.tryRead();
-      if (m || this.used() >= 4) return m;
+      if (m || this.used() >= 4 || this.hasPartialRead()) return m;
       if (spin(() => this.used() >= 4)) continue;
       const left = end - performance.now();
       if (left <= 0 || !this.isOpen('write')) return null;
