@@ -125,8 +125,8 @@ export function crossProcessError(what: string): NativeUnavailableError {
     `${what}: memory shared between processes needs multiproc's native addon, which ${unavailableReason()}. ` +
       'To use it, build it: install a C++ compiler, make and python3 (Debian/Ubuntu: apt-get install g++ make python3; ' +
       'Fedora: dnf install gcc-c++ make python3; Alpine: apk add g++ make python3), then run: npm rebuild multiproc ' +
-      "(and leave MULTIPROC_NATIVE unset). Without it, shared objects work between threads (getContext('thread')), " +
-      "and between processes a Manager's objects (manager.Value, manager.Lock, manager.Queue, ...) do",
+      '(and leave MULTIPROC_NATIVE unset). Without it, shared objects work between the threads of one process: ' +
+      "use getContext('thread') (or ThreadPool) for the children that share them",
   );
 }
 
@@ -166,10 +166,14 @@ export function shmOpen(rawName: string, size: number | undefined, create: boole
     sab = known.get(name);
   }
   if (sab) return sab;
+  // A name of this process that is not known is gone; any other may be another process's.
   const pid = creatorPid(name);
-  if (pid !== undefined && pid !== process.pid && !gone.has(name))
-    throw crossProcessError(`shared memory segment "${name}" was made by process ${pid}`);
-  throw errno('ENOENT', 'no such segment');
+  if (gone.has(name) || pid === process.pid) throw errno('ENOENT', 'no such segment');
+  throw crossProcessError(
+    pid === undefined
+      ? `shared memory segment "${name}" does not exist in this process (another process may have made it)`
+      : `shared memory segment "${name}" was made by process ${pid}`,
+  );
 }
 
 /** The addon's shmUnlink: the name is gone from every thread's registry. */

@@ -200,6 +200,7 @@ function translate(err: unknown, name?: string, size?: number): Error {
   // Anything can be thrown, null included; a native error is an object with a string `code`.
   const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
   if (code === 'ERR_MP_INVALID_ARG') return new InvalidArgumentError(e.message, { cause: err });
+  if (code === 'ERR_MP_NATIVE_UNAVAILABLE') return err as Error;
   if (typeof code !== 'string') return err as Error;
   const seg = name === undefined ? 'shared memory segment' : `shared memory segment "${normalName(name)}"`;
   if (code === 'ENOSPC') {
