@@ -82,6 +82,19 @@ export class EOFError extends ProcessError {
   }
 }
 
+/**
+ * What was asked needs memory shared between processes, which comes from multiproc's native addon,
+ * and the addon is not in use here: it was not built for this machine, it failed to load, or
+ * `MULTIPROC_NATIVE=0` turned it off. The message says which, how to build it (`npm rebuild
+ * multiproc` with a C++ compiler, make and python3) and what works without it: every object
+ * between threads (`getContext('thread')`).
+ */
+export class NativeUnavailableError extends ProcessError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { code: 'ERR_MP_NATIVE_UNAVAILABLE', ...options });
+  }
+}
+
 /** An error raised by a manager's referent, carrying its class name, message and stack (Python: `RemoteError`). */
 export class RemoteError extends ProcessError {
   constructor(message = 'error in the remote process', options?: { cause?: unknown }) {
@@ -222,6 +235,7 @@ const errorsByName = new Map<string, ErrorClass>([
   ['BrokenBarrierError', BrokenBarrierError],
   ['EOFError', EOFError],
   ['RemoteError', RemoteError],
+  ['NativeUnavailableError', NativeUnavailableError],
   ['NotTransferableError', NotTransferableError],
   ['UntrustedMessageError', UntrustedMessageError],
   ['WorkerDiedError', WorkerDiedError],

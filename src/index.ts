@@ -68,6 +68,7 @@ export {
   EOFError,
   Full,
   InvalidArgumentError,
+  NativeUnavailableError,
   NotTransferableError,
   ProcessError,
   RemoteError,

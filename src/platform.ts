@@ -12,6 +12,13 @@ export const isLinux = process.platform === 'linux';
  */
 export const hasParentDeathSignal = isLinux;
 
+/**
+ * True when `MULTIPROC_NATIVE=0` is in the environment: the native addon is then neither built at
+ * install nor loaded, and shared memory is emulated within the process (see shm/emulated.ts). Read
+ * once, when the library loads; children inherit it through the environment.
+ */
+export const nativeDisabled = process.env.MULTIPROC_NATIVE === '0';
+
 /** Number of CPUs this process may use (Python: `os.cpu_count()`, here affinity-aware). */
 export function cpuCount(): number {
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;

@@ -13,6 +13,7 @@ import type { ChildConfig, Popen, StartMethod } from './popen/popen.js';
 import { childImportsOnly } from './reduction/functions.js';
 import { dumps, loads } from './reduction/reduction.js';
 import { inheritTracker, trackerFdForChild } from './shm/resource_tracker.js';
+import { forAnotherProcess } from './shm/segment.js';
 import { authkeyBytes, runExitTasks, type Authkey } from './util.js';
 
 export type { StartMethod };
@@ -135,7 +136,7 @@ export class Process<A extends readonly unknown[] = readonly unknown[]> {
     if (bootstrapping) throw new ProcessError(BOOTSTRAP_MESSAGE, { code: 'ERR_MP_BOOTSTRAPPING' });
     reapChildren();
     const method = s.method ?? defaultStartMethod();
-    const payload = dumps(this.#payload(s), '');
+    const payload = method === 'thread' ? dumps(this.#payload(s), '') : forAnotherProcess(() => dumps(this.#payload(s), ''));
     const config: ChildConfig = {
       name: s.name,
       identity: s.identity,

@@ -2,6 +2,8 @@
 import { threadId, workerData } from 'node:worker_threads';
 
 import type { ChildConfig } from '../popen/popen.js';
+import { adoptSegments } from '../shm/native.js';
+import type { RegistryHandoff } from '../shm/emulated.js';
 import { adoptThreadTable } from '../shm/threads.js';
 import { bootstrapChild } from '../process.js';
 import { setLibraryTypeLoader } from '../reduction/reduction.js';
@@ -10,8 +12,14 @@ import { setLibraryTypeLoader } from '../reduction/reduction.js';
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when needed
 setLibraryTypeLoader(() => require('../index.js') as unknown);
 
-const { config, payload, threads } = workerData as { config: ChildConfig; payload: Uint8Array; threads: SharedArrayBuffer };
+const { config, payload, threads, segments } = workerData as {
+  config: ChildConfig;
+  payload: Uint8Array;
+  threads: SharedArrayBuffer;
+  segments: RegistryHandoff | undefined;
+};
 adoptThreadTable(threads);
+adoptSegments(segments);
 bootstrapChild(config, payload, threadId).then(
   (code) => process.exit(code),
   (err: unknown) => {

@@ -10,7 +10,7 @@ import { closeSegment, openSegment, unlinkSegment, type SegmentBuffer } from '..
 import { InvalidArgumentError, ProcessError } from '../errors.js';
 import { registerType } from '../reduction/reduction.js';
 import * as tracker from '../shm/resource_tracker.js';
-import { segmentName } from '../shm/segment.js';
+import { checkCanCross, segmentName } from '../shm/segment.js';
 import { indexedProxy, type Indexed } from './sharedctypes.js';
 
 /** Options of `new SharedMemory(...)`, as Python's arguments. */
@@ -155,7 +155,10 @@ export class SharedMemory {
 registerType(
   SharedMemory,
   {
-    reduce: (shm) => ({ name: shm.name, size: shm.size }),
+    reduce: (shm) => {
+      checkCanCross('a SharedMemory');
+      return { name: shm.name, size: shm.size };
+    },
     rebuild: ({ name, size }: { name: string; size: number }) => new SharedMemory({ name, create: false, size }),
   },
   'multiproc.SharedMemory',
@@ -430,7 +433,10 @@ function same(a: Shareable, b: Shareable): boolean {
 registerType(
   ShareableList,
   {
-    reduce: (sl) => sl.shm.name,
+    reduce: (sl) => {
+      checkCanCross('a ShareableList');
+      return sl.shm.name;
+    },
     rebuild: (name: string) => new ShareableList(null, { name }),
   },
   'multiproc.ShareableList',

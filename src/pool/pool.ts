@@ -35,7 +35,7 @@ import {
 import { defaultStartMethod, isStartMethod } from '../popen/methods.js';
 import { methodTitle, processClassFor, type ContextLike, type Process, type StartMethod } from '../process.js';
 import { unlinkSegment } from '../shm/native.js';
-import { withReservations } from '../shm/segment.js';
+import { forAnotherProcess, withReservations } from '../shm/segment.js';
 import { dumps } from '../reduction/reduction.js';
 import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './results.js';
 import { APPLY, frame, FUNC, MAP, poolWorker, STARMAP } from './worker.js';
@@ -438,7 +438,11 @@ export class Pool {
     const packed = pack(payload as unknown[], kind === STARMAP ? 2 : 1);
     const [bytes, release] = packed
       ? [frame(id, kind, fnId, packed), NO_RELEASE]
-      : withReservations(() => frame(id, kind, fnId, dumps(payload, where)));
+      : withReservations(() =>
+          this.#ctx.getStartMethod() === 'thread'
+            ? frame(id, kind, fnId, dumps(payload, where))
+            : forAnotherProcess(() => frame(id, kind, fnId, dumps(payload, where))),
+        );
     return { id, fnId, bytes, owner, index, first, items, at, release };
   }
 

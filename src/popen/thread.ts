@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import { Liveness, waitExit, type ChildConfig, type Popen } from './popen.js';
+import { segmentsForThread } from '../shm/native.js';
 import { markThread, threadTable } from '../shm/threads.js';
 
 const THREAD_MAIN = path.join(__dirname, '..', 'entry', `thread_main${path.extname(__filename)}`);
@@ -31,8 +32,11 @@ class ThreadPopen implements Popen {
   readonly #liveness: Liveness;
 
   constructor(payload: Uint8Array, config: ChildConfig) {
+    // Without the addon, segments are found by name through a registry of this process (shm/emulated.ts).
+    const segments = segmentsForThread();
     const worker = new Worker(THREAD_MAIN, {
-      workerData: { config, payload, threads: threadTable() },
+      workerData: { config, payload, threads: threadTable(), segments: segments?.data },
+      ...(segments ? { transferList: segments.transfer } : {}),
       // No execArgv: a Worker inherits the process's own, and rejects per-process flags
       // (--expose-gc, ...) when they are passed explicitly.
       name: config.name,

@@ -2,12 +2,17 @@
 // futex wait/wake on their Int32 cells, blocking and asynchronous. Nothing here has policy:
 // every lock, queue and condition is built above, in TypeScript, on Atomics plus these waits.
 //
-// The addon is loaded on first use, so importing this module never fails; `available()` tells
-// whether it can be loaded without throwing.
+// The addon is loaded on first use, so importing this module never fails. Without it
+// (MULTIPROC_NATIVE=0, or an addon that does not load) the same calls are served by emulated.ts,
+// within this process only: `emulated()` tells which is in use.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AbortError, InvalidArgumentError, ProcessError, SharedMemoryFullError } from '../errors.js';
+import { nativeDisabled } from '../platform.js';
+import type { MessagePort } from 'node:worker_threads';
+
+import type { RegistryHandoff } from './emulated.js';
 
 /** What a futex wait returned. `'ok'` may be a spurious wake: callers re-check their cell. */
 export type WaitOutcome = 'ok' | 'not-equal' | 'timed-out';
@@ -35,6 +40,7 @@ interface Binding {
 }
 
 let binding: Binding | undefined;
+let isEmulated = false;
 let loadError: ProcessError | undefined;
 
 /** The package root: the nearest ancestor holding native/binding.gyp (build/src/shm or src/shm). */
@@ -47,14 +53,11 @@ function packageRoot(): string {
   return path.resolve(__dirname, '..', '..', '..');
 }
 
-function load(): Binding {
-  if (binding) return binding;
-  if (loadError) throw loadError;
+function loadAddon(): Binding {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, so that a missing addon fails here, with the message below
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
-    binding = nodeGypBuild(path.join(packageRoot(), 'native')) as Binding;
-    return binding;
+    return nodeGypBuild(path.join(packageRoot(), 'native')) as Binding;
   } catch (err) {
     loadError = new ProcessError(
       `the multiproc native addon could not be loaded (${(err as Error | null | undefined)?.message ?? String(err)}). ` +
@@ -67,14 +70,91 @@ function load(): Binding {
   }
 }
 
-/** True when the addon loads on this machine. Never throws. */
-export function available(): boolean {
+function emulatedModule(): typeof import('./emulated.js') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- only without the addon
+  return require('./emulated.js') as typeof import('./emulated.js');
+}
+
+// The same calls without the addon, within this process (see emulated.ts).
+function emulatedBinding(): Binding {
+  const e = emulatedModule();
+  isEmulated = true;
+  return {
+    shmOpen: e.shmOpen,
+    shmUnlink: e.shmUnlink,
+    // A SharedArrayBuffer cannot be detached: it goes when the last thread lets go of it.
+    shmClose: () => false,
+    futexWait: e.futexWait,
+    futexWake: e.futexWake,
+    futexWaitAsync: e.futexWaitAsync,
+    futexCancel: e.futexCancel,
+    waiterThreads: () => ({ total: 0, idle: 0 }),
+    setParentDeathSignal: () => {
+      throw e.crossProcessError('asking the kernel to end this process with its parent');
+    },
+    isSharedArrayBuffer: true,
+    hasFutexWaitv: true,
+  };
+}
+
+function load(): Binding {
+  if (binding) return binding;
+  if (nativeDisabled) {
+    binding = emulatedBinding();
+    return binding;
+  }
   try {
-    load();
+    binding = loadAddon();
+  } catch (err) {
+    binding = emulatedBinding();
+    emulatedModule().setUnavailableReason(
+      `could not be loaded on this machine (${(err as Error | null | undefined)?.message ?? String(err)})`,
+    );
+  }
+  return binding;
+}
+
+/** True when the addon loads on this machine (whether or not it is in use). Never throws. */
+export function available(): boolean {
+  if (loadError) return false;
+  if (binding && !isEmulated) return true;
+  try {
+    loadAddon();
     return true;
   } catch {
     return false;
   }
+}
+
+/**
+ * True when shared memory is emulated within this process instead of served by the addon
+ * (MULTIPROC_NATIVE=0, or an addon that does not load): segments and waits then work between the
+ * threads of this process only.
+ */
+export function emulated(): boolean {
+  load();
+  return isEmulated;
+}
+
+/**
+ * @internal Without the addon, what a new worker thread needs to open this process's segments
+ * by name (undefined with the addon: the kernel's names serve every thread).
+ */
+export function segmentsForThread(): { data: RegistryHandoff; transfer: MessagePort[] } | undefined {
+  return emulated() ? emulatedModule().registryForThread() : undefined;
+}
+
+/** @internal In a new worker thread: adopt what segmentsForThread() handed down. */
+export function adoptSegments(data: RegistryHandoff | undefined): void {
+  if (data && emulated()) emulatedModule().adoptRegistry(data);
+}
+
+/**
+ * The typed error for a shared object that would have to reach another process while memory is
+ * emulated; `what` says what was being done.
+ */
+export function crossProcessError(what: string): ProcessError {
+  return emulatedModule().crossProcessError(what);
 }
 
 /**
@@ -120,6 +200,7 @@ function translate(err: unknown, name?: string, size?: number): Error {
   // Anything can be thrown, null included; a native error is an object with a string `code`.
   const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
   if (code === 'ERR_MP_INVALID_ARG') return new InvalidArgumentError(e.message, { cause: err });
+  if (code === 'ERR_MP_NATIVE_UNAVAILABLE') return err as Error;
   if (typeof code !== 'string') return err as Error;
   const seg = name === undefined ? 'shared memory segment' : `shared memory segment "${normalName(name)}"`;
   if (code === 'ENOSPC') {

@@ -9,6 +9,8 @@ import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { emulated } from './native.js';
+
 const TRACKER_MAIN = path.join(__dirname, '..', 'entry', `resource_tracker_main${path.extname(__filename)}`);
 
 let fd: number | undefined;
@@ -69,6 +71,8 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
 let stallWarned = false;
 
 function send(line: string): void {
+  // Emulated segments are memory of this process, nothing in /dev/shm: they go with it.
+  if (emulated()) return;
   if (writeLine(trackerFd(), Buffer.from(line)) === 'stalled' && !stallWarned) {
     stallWarned = true;
     process.emitWarning(

@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, ProcessError } from '../errors.js';
 import { holderAlive, meTid } from './threads.js';
 import * as tracker from './resource_tracker.js';
-import { closeSegment, openSegment, unlinkSegment, type SegmentBuffer } from './native.js';
+import { closeSegment, crossProcessError, emulated, openSegment, unlinkSegment, type SegmentBuffer } from './native.js';
 
 /** Bytes reserved at the start of every segment: magic, holder count, kind, holder slots, tickets. */
 export const HEADER_BYTES = 256;
@@ -189,6 +189,8 @@ export class Segment {
   retainForSend(): string {
     // A closed block may already hold another object.
     if (this.#closed) throw new ProcessError('a closed shared object cannot be sent: send one that is open', { code: 'ERR_MP_CLOSED' });
+    if (toAnotherProcess > 0 && emulated())
+      throw crossProcessError(`a ${kindName(Atomics.load(this.i32, CELL_KIND))} cannot be sent to another process`);
     const { name, i32 } = this;
     const ticket = (Atomics.add(i32, CELL_TICKET, 1) & 0x3fffffff) + 1;
     for (let k = FIRST_TICKET; k < FIRST_TICKET + TICKETS; k++) {
@@ -220,6 +222,41 @@ export class Segment {
   setLastOut(f: () => void): void {
     this.#held.lastOut = f;
   }
+}
+
+// Above zero while a message for another process (not a thread of this one) is serialized.
+let toAnotherProcess = 0;
+
+/**
+ * Run `serialize`, which makes a message for another process. Without the addon (see
+ * native.ts) a shared object cannot go there: sending one throws NativeUnavailableError here,
+ * in the sender, rather than in the receiver when it opens it.
+ */
+export function forAnotherProcess<T>(serialize: () => T): T {
+  toAnotherProcess++;
+  try {
+    return serialize();
+  } finally {
+    toAnotherProcess--;
+  }
+}
+
+/** @internal Whether the message being serialized goes to another process (see forAnotherProcess). */
+export function sendingToAnotherProcess(): boolean {
+  return toAnotherProcess > 0;
+}
+
+/**
+ * @internal In a reducer of an object whose memory is a segment: throw NativeUnavailableError
+ * when it is being sent to another process without the addon (`what`: "a SharedMemory").
+ */
+export function checkCanCross(what: string): void {
+  if (toAnotherProcess > 0 && emulated()) throw crossProcessError(`${what} cannot be sent to another process`);
+}
+
+function kindName(kind: number): string {
+  const name = Object.entries(KIND).find(([, k]) => k === kind)?.[0];
+  return name === undefined ? 'shared object' : name === 'Pipe' ? 'Pipe end' : name === 'Heap' ? 'shared block' : name;
 }
 
 // Holds reserved for copies being serialized (retainForSend, Ring.reserve), for a caller that

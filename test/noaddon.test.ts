@@ -1,0 +1,54 @@
+// Without the native addon (MULTIPROC_NATIVE=0, as after a failed build): everything between
+// threads works, Process works on spawn, and a shared object sent to another process is a
+// NativeUnavailableError naming the addon and how to build it. Each scenario runs in a node
+// process of its own, since the switch is read when the library loads.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { runScenario } from './helpers.js';
+
+// runScenario passes its environment down; the addon's switch is added to it for these runs only.
+async function withoutAddon(scenario: string): Promise<Record<string, unknown>> {
+  const saved = process.env.MULTIPROC_NATIVE;
+  process.env.MULTIPROC_NATIVE = '0';
+  try {
+    return await runScenario('noaddon.mjs', [scenario], 90_000);
+  } finally {
+    if (saved === undefined) delete process.env.MULTIPROC_NATIVE;
+    else process.env.MULTIPROC_NATIVE = saved;
+  }
+}
+
+describe('without the native addon', () => {
+  test('between threads: Lock, Value, Queue, Pipe, Process and Pool all work', async () => {
+    const r = await withoutAddon('threads');
+    assert.equal(r.emulated, true);
+    assert.equal(r.total, r.expected, 'the lock kept every increment');
+    assert.deepEqual(r.reports, ['done 200', 'done 200']);
+    assert.deepEqual(r.echoes, [{ echo: 'hello' }, { echo: 'hello' }]);
+    assert.deepEqual(r.exitcodes, [0, 0]);
+    assert.deepEqual(r.squares, [1, 4, 9, 16]);
+    assert.equal(r.applied, 49);
+  });
+
+  test('a spawn Process starts, reports its exit code, and can be terminated', async () => {
+    const r = await withoutAddon('spawn-process');
+    assert.equal(r.emulated, true);
+    assert.equal(r.exitcode, 3);
+    assert.equal(r.alive, true);
+    assert.equal(r.terminated, -15);
+  });
+
+  test('a Value, a Lock or a SharedMemory sent to a spawn child is NativeUnavailableError naming the addon', async () => {
+    const r = (await withoutAddon('spawn-shared')) as Record<string, Record<string, unknown>>;
+    for (const what of ['value', 'lock', 'sharedMemory']) {
+      const e = r[what]!;
+      assert.equal(e.threw, true, what);
+      assert.equal(e.typed, true, `${what}: ${String(e.name)}`);
+      assert.equal(e.code, 'ERR_MP_NATIVE_UNAVAILABLE');
+      assert.match(String(e.message), /native addon/);
+      assert.match(String(e.message), /npm rebuild multiproc/);
+      assert.match(String(e.message), /MULTIPROC_NATIVE=0/);
+    }
+  });
+});
