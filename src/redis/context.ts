@@ -6,6 +6,7 @@ import type { InputOf, Typecode } from '../memory/sharedctypes.js';
 import { checkWhere, type RedisTrust } from './client.js';
 import { RedisBarrier } from './barrier.js';
 import { RedisCondition } from './condition.js';
+import { RedisManager } from './managers.js';
 import { RedisPool, type RedisPoolOptions } from './pool.js';
 import { RedisJoinableQueue, RedisQueue, RedisSimpleQueue, type RedisQueueOptions } from './queues.js';
 import { RedisArray, RedisValue, type RedisValueOptions } from './sharedctypes.js';
@@ -163,6 +164,16 @@ export class RedisContext {
     options?: { name?: string },
   ): RedisArray<C> {
     return new RedisArray(typecode, sizeOrValues, { ...this.#base(), ...named(options), lock: false });
+  }
+
+  /**
+   * A manager whose objects keep their state in Redis (Python: `ctx.Manager()`): `await m.dict()`,
+   * `m.list()`, `m.Namespace()`, `m.Value()`, `m.Queue()`, `m.Lock()`... as the local manager's,
+   * with no server process. Resolves at once (a Promise, as the local `Manager()`).
+   */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async as the local ctx.Manager()
+  async Manager(): Promise<RedisManager> {
+    return new RedisManager(this.#base());
   }
 
   /** 'redis'. */
