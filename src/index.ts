@@ -143,6 +143,9 @@ export type {
 } from './redis/queues.js';
 export type { RedisBarrier } from './redis/barrier.js';
 export type { RedisCondition } from './redis/condition.js';
+export type { RedisContainerOptions, RedisDict, RedisList } from './redis/containers.js';
+export type { RedisManagedOptions, RedisManagedValue, RedisManager, RedisNamespace } from './redis/managers.js';
+export type { RedisArray, RedisLockLike, RedisValue, RedisValueOptions } from './redis/sharedctypes.js';
 export type { RedisBoundedSemaphore, RedisEvent, RedisLock, RedisRLock, RedisSemaphore } from './redis/synchronize.js';
 export { startRedisWorker, type RedisWorkerHandle, type RedisWorkerOptions } from './redis/worker.js';
 export { redisStatus, type RedisStatus, type RedisWorkerStatus } from './redis/server.js';

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
+import { Redis } from 'ioredis';
+
 import { fixture, runNode, tmpDir } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
 
@@ -27,5 +29,18 @@ describe('the examples on Redis', { skip: redisMissing }, () => {
     assert.deepEqual(eaten.sort(), foods.sort());
     assert.equal(lines.filter((l) => l.endsWith('购票成功')).length, 2);
     assert.equal(lines.at(-1), '最后余票为0');
+  });
+
+  test('Manager dict shared by processes: 10 children each set dic[i] = 100; the program ends by itself and leaves no key', async () => {
+    const ns = randomNamespace();
+    const r = await runNode([fixture('redis_manager_dict.mjs'), server.url, ns], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout.trim()), Object.fromEntries(Array.from({ length: 10 }, (_, i) => [String(i), 100])));
+    const redis = new Redis(server.url);
+    try {
+      assert.deepEqual(await redis.keys(`mp:{${ns}}:dict:*`), [], 'the manager deleted its dict at the end of its block');
+    } finally {
+      redis.disconnect();
+    }
   });
 });

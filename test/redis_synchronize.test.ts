@@ -7,7 +7,10 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
-import { AbortError, BrokenBarrierError, getContext, ProcessError, TimeoutError } from '../src/index.js';
+import { Redis } from 'ioredis';
+
+import { AbortError, BrokenBarrierError, Empty, getContext, ProcessError, TimeoutError } from '../src/index.js';
+import { IDLE_CHANNELS } from '../src/redis/client.js';
 import type { RedisContext } from '../src/index.js';
 import { fixture, joinAll, METHODS, start, tmpDir } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
@@ -229,4 +232,70 @@ describe('Redis locks, semaphores and events', { skip: redisMissing }, () => {
       await cond.release();
     });
   }
+
+  test("wake-up subscriptions: close() drops an object's; waiting on 120 objects in turn keeps at most IDLE_CHANNELS; an evicted one wakes again", async () => {
+    const c = ctx();
+    const p = `mp:{${c.namespace}}:`;
+    const redis = new Redis(server.url);
+    let flushes = 0;
+    // The channels this process has subscribed, as the server sees them. A wait on a fresh event
+    // first: its SUBSCRIBE is answered after every earlier (UN)SUBSCRIBE of the connection.
+    const subscribed = async (): Promise<string[]> => {
+      const f = c.Event({ name: `flush${flushes++}` });
+      assert.equal(await f.wait(1), false);
+      f.close();
+      return ((await redis.pubsub('CHANNELS', `${p}*`)) as string[]).filter((ch) => !ch.startsWith(`${p}ev:flush`)).sort();
+    };
+    try {
+      const ev = c.Event({ name: 'one' });
+      assert.equal(await ev.wait(1), false);
+      assert.deepEqual(await subscribed(), [`${p}ev:one:wake`], 'kept while idle: the next wait costs no SUBSCRIBE');
+      ev.close();
+      assert.deepEqual(await subscribed(), []);
+      await assert.rejects(ev.wait(1), code('ERR_MP_CLOSED'));
+      await assert.rejects(ev.set(), code('ERR_MP_CLOSED'));
+
+      for (let i = 0; i < 40; i++) {
+        assert.equal(await c.Event({ name: `e${i}` }).wait(1), false);
+        const l = c.Lock({ name: `l${i}` });
+        await l.acquire();
+        assert.equal(await c.Lock({ name: `l${i}` }).acquire({ timeout: 20 }), false); // long enough to wait: subscribes
+        await l.release();
+        await assert.rejects(c.Queue({ name: `q${i}` }).get({ timeout: 20 }), Empty);
+      }
+      const after120 = await subscribed();
+      assert.ok(after120.length <= IDLE_CHANNELS, `${after120.length} channels subscribed after waiting on 120 objects`);
+      assert.ok(!after120.includes(`${p}ev:e0:wake`), 'the oldest idle channels went first');
+
+      const e0 = c.Event({ name: 'e0' });
+      const waiting = e0.wait(10_000);
+      await waitUntil(async () => ((await redis.pubsub('CHANNELS', `${p}ev:e0:wake`)) as string[]).length === 1);
+      await c.Event({ name: 'e0' }).set();
+      assert.equal(await waiting, true);
+
+      const lock = c.Lock();
+      const q = c.Queue();
+      const cond = c.Condition(c.Lock());
+      const bar = c.Barrier(2, null, 1);
+      await lock.acquire();
+      assert.equal(await c.Lock({ name: lock.name }).acquire({ timeout: 20 }), false);
+      await lock.release();
+      await assert.rejects(q.get({ timeout: 20 }), Empty);
+      await cond.acquire();
+      assert.equal(await cond.wait(1), false);
+      await cond.release();
+      await assert.rejects(bar.wait(), BrokenBarrierError);
+      const mine = [`${p}lock:${lock.name}:wake`, `${p}q:${q.name}:wake`, `${p}cond:${cond.name}:wake`, `${p}bar:${bar.name}:wake`];
+      for (const ch of mine) assert.ok((await subscribed()).includes(ch), ch);
+      for (const o of [lock, q, cond, bar]) o.close();
+      const left = await subscribed();
+      for (const ch of mine) assert.ok(!left.includes(ch), `${ch} still subscribed after close()`);
+      await assert.rejects(lock.acquire(), code('ERR_MP_CLOSED'));
+      await assert.rejects(async () => q.get(), code('ERR_MP_CLOSED'));
+      await assert.rejects(cond.notify(), code('ERR_MP_CLOSED'));
+      await assert.rejects(bar.wait(), code('ERR_MP_CLOSED'));
+    } finally {
+      redis.disconnect();
+    }
+  });
 });

@@ -27,6 +27,8 @@ const MODULES: Readonly<Record<string, () => unknown>> = {
   'multiproc.RedisEvent': () => require('../redis/synchronize.js') as unknown,
   'multiproc.RedisBarrier': () => require('../redis/barrier.js') as unknown,
   'multiproc.RedisCondition': () => require('../redis/condition.js') as unknown,
+  'multiproc.RedisValue': () => require('../redis/sharedctypes.js') as unknown,
+  'multiproc.RedisContainer': () => require('../redis/managers.js') as unknown,
   'multiproc.ManagerProxy': () => require('../managers/managers.js') as unknown,
   // Error classes that cross by name, registered by the module that defines them.
   'error:KeyError': () => require('../managers/containers.js') as unknown,

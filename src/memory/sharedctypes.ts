@@ -50,7 +50,8 @@ type AnyTyped =
   | Float64Array;
 type TypedCtor = (new (buffer: ArrayBufferLike, byteOffset: number, length: number) => AnyTyped) & { readonly BYTES_PER_ELEMENT: number };
 
-interface TypeInfo {
+/** @internal How one typecode is stored, checked and read back (shared with the Redis Value and Array). */
+export interface TypeInfo {
   ctor: TypedCtor;
   ctype: string;
   /** Convert and check one element for storing; throws with `what` naming the call. */
@@ -151,7 +152,8 @@ const TYPES: Record<Typecode, TypeInfo> = {
   d: floatType(Float64Array, 'c_double'),
 };
 
-function typeInfo(typecode: unknown, what: string): TypeInfo {
+/** @internal The TypeInfo of `typecode`. @throws InvalidArgumentError for an unknown typecode. */
+export function typeInfo(typecode: unknown, what: string): TypeInfo {
   if (typeof typecode !== 'string' || !Object.prototype.hasOwnProperty.call(TYPES, typecode)) {
     throw new InvalidArgumentError(
       `${what}: unknown typecode ${describeValue(typecode)}; use one of ${Object.keys(TYPES)

@@ -9,7 +9,7 @@ import { inspect } from 'node:util';
 
 import { BrokenBarrierError, InvalidArgumentError } from '../errors.js';
 import { registerType } from '../reduction/reduction.js';
-import { aborted, checkName, checkWhere, left, POLL_MS, session, waitArgs, type Session, type Where } from './client.js';
+import { aborted, checkName, checkWhere, closedError, left, POLL_MS, session, waitArgs, type Session, type Where } from './client.js';
 import type { RedisObjectOptions } from './queues.js';
 
 // {-1} broken, {-2} the last round still drains (wait), else {index, gen, parties}.
@@ -105,11 +105,28 @@ export class RedisBarrier {
     return (await this.#peek(-1))[1] === 1;
   }
 
+  #closed = false;
+
+  /** No more calls from this handle (ProcessError ERR_MP_CLOSED); its wake-up subscription is dropped. Also `using`. */
+  close(): void {
+    this.#closed = true;
+    this.#s.release(`${this.#key}:wake`);
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #check(): void {
+    if (this.#closed) throw closedError('RedisBarrier');
+  }
+
   #peek(gen: number): Promise<number[]> {
+    this.#check();
     return this.#s.run(() => this.#s.script(PEEK)([this.#key], [gen])) as Promise<number[]>;
   }
 
   #end(op: string, gen = -1): Promise<unknown> {
+    this.#check();
     return this.#s.run(() => this.#s.script(END)([this.#key], [op, gen, `${this.#key}:wake`]));
   }
 
@@ -118,6 +135,7 @@ export class RedisBarrier {
    * @throws BrokenBarrierError when the barrier is or becomes broken, or reset while waiting.
    */
   async wait(timeout?: number): Promise<number> {
+    this.#check();
     const o = waitArgs({ timeout: timeout ?? this.#timeout }, 'Barrier.wait');
     const s = this.#s;
     return s.run(async () => {

@@ -11,7 +11,10 @@
 // Wake-ups: a script that frees something (put, release, set) PUBLISHes on the object's channel;
 // a waiter subscribes before it tries, so no wake-up falls between its try and its wait. Messages
 // can be lost while the subscriber reconnects, so no wait lasts longer than POLL_MS without
-// trying again.
+// trying again. A channel stays subscribed while a wait uses it; once idle it is kept (the next
+// wait on the same object then costs no SUBSCRIBE) among the IDLE_CHANNELS most recent ones, and
+// unsubscribed when more go idle or when its object is closed: a process that waits on many
+// objects in turn holds a bounded number of subscriptions.
 //
 // The connections do not keep a program alive: their sockets are unref'd while no call is
 // pending, so a program that used a Redis queue exits as one that used a local one does.
@@ -29,6 +32,9 @@ export const DEFAULT_OBJECT_LEASE_MS = 5000;
 /** Longest wait without trying again (a wake-up can be lost while the subscriber reconnects). */
 export const POLL_MS = 1000;
 
+/** @internal Idle wake-up channels a session keeps subscribed (the most recently used). */
+export const IDLE_CHANNELS = 32;
+
 /** Where a Redis object lives, as it crosses to another process. */
 export interface Where {
   url: string;
@@ -45,6 +51,10 @@ export class Session {
   readonly cmd: Redis;
   #sub: Redis | undefined;
   readonly #subscribed = new Map<string, Promise<unknown>>();
+  /** Waits listening, by channel. */
+  readonly #users = new Map<string, number>();
+  /** Subscribed channels no wait uses, oldest first. */
+  readonly #idle = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
   #pending = 0;
   #renew: ReturnType<typeof setInterval> | undefined;
@@ -163,22 +173,46 @@ export class Session {
         if (ws) for (const w of [...ws]) w();
       });
     }
+    this.#users.set(channel, (this.#users.get(channel) ?? 0) + 1);
+    this.#idle.delete(channel);
     let sub = this.#subscribed.get(channel);
     if (!sub) {
       sub = this.#sub.subscribe(channel);
       this.#subscribed.set(channel, sub);
-      sub.catch(() => this.#subscribed.delete(channel));
+      sub.catch(() => {
+        if (this.#subscribed.get(channel) === sub) this.#subscribed.delete(channel);
+      });
     }
-    await sub;
     let woken = false;
     let wake: (() => void) | undefined;
     const on = (): void => {
       woken = true;
       wake?.();
     };
-    let set = this.#waiters.get(channel);
-    if (!set) this.#waiters.set(channel, (set = new Set()));
+    const set = this.#waiters.get(channel) ?? new Set();
+    this.#waiters.set(channel, set);
     set.add(on);
+    let stopped = false;
+    const stop = (): void => {
+      if (stopped) return;
+      stopped = true;
+      set.delete(on);
+      if (!set.size) this.#waiters.delete(channel);
+      const n = (this.#users.get(channel) ?? 1) - 1;
+      if (n > 0) {
+        this.#users.set(channel, n);
+        return;
+      }
+      this.#users.delete(channel);
+      this.#idle.add(channel);
+      if (this.#idle.size > IDLE_CHANNELS) this.#unsubscribe(this.#idle.values().next().value!);
+    };
+    try {
+      await sub;
+    } catch (err) {
+      stop();
+      throw err;
+    }
     return {
       wait: (ms, signal) => {
         if (woken || signal?.aborted) {
@@ -198,8 +232,20 @@ export class Session {
           wake = done;
         });
       },
-      stop: () => set.delete(on),
+      stop,
     };
+  }
+
+  #unsubscribe(channel: string): void {
+    this.#idle.delete(channel);
+    if (!this.#subscribed.delete(channel)) return;
+    // In order after the SUBSCRIBE on the same connection: a later listen() subscribes again.
+    this.#sub?.unsubscribe(channel).catch(() => undefined);
+  }
+
+  /** An object was closed: drop its channel's subscription unless a wait still uses it. */
+  release(channel: string): void {
+    if (!this.#users.has(channel)) this.#unsubscribe(channel);
   }
 }
 

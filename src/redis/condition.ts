@@ -11,7 +11,7 @@ import { inspect } from 'node:util';
 
 import { InvalidArgumentError, ProcessError } from '../errors.js';
 import { registerType } from '../reduction/reduction.js';
-import { aborted, checkName, left, POLL_MS, waitArgs } from './client.js';
+import { aborted, checkName, closedError, left, POLL_MS, waitArgs } from './client.js';
 import type { RedisWaitOptions } from './queues.js';
 import { RedisLock } from './synchronize.js';
 
@@ -96,6 +96,24 @@ export class RedisCondition {
     return this.#lock.withLock(fn, options);
   }
 
+  #closed = false;
+
+  /**
+   * No more wait or notify from this handle (ProcessError ERR_MP_CLOSED); its wake-up
+   * subscription is dropped. The lock stays open. Also `using`.
+   */
+  close(): void {
+    this.#closed = true;
+    this.#lock._s.release(this.#k.wake);
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #check(): void {
+    if (this.#closed) throw closedError('RedisCondition');
+  }
+
   static #notOwner(what: string): ProcessError {
     return new ProcessError(`cannot ${what} on un-acquired lock`, { code: 'ERR_MP_NOT_OWNER' });
   }
@@ -106,6 +124,7 @@ export class RedisCondition {
    * @throws ProcessError ERR_MP_NOT_OWNER when this process does not hold the lock.
    */
   async wait(timeout?: number, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+    this.#check();
     const o = waitArgs({ timeout, signal: options.signal }, 'Condition.wait');
     const s = this.#lock._s;
     const lk = this.#lock._keys;
@@ -158,6 +177,7 @@ export class RedisCondition {
 
   /** Wake up to `n` waiters (default 1). @throws ProcessError ERR_MP_NOT_OWNER when this process does not hold the lock. */
   async notify(n = 1): Promise<void> {
+    this.#check();
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`notify(n): n must be an integer >= 0, got ${JSON.stringify(n)}`);
     const s = this.#lock._s;
     const r = (await s.run(() =>

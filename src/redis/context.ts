@@ -2,11 +2,14 @@
 // events live on a Redis server, so code written against a context moves to Redis by changing
 // the getContext call. Objects are found by name: `ctx.Queue({ name: 'jobs' })` in two
 // processes, on any machines, is one queue.
+import type { InputOf, Typecode } from '../memory/sharedctypes.js';
 import { checkWhere, type RedisTrust } from './client.js';
 import { RedisBarrier } from './barrier.js';
 import { RedisCondition } from './condition.js';
+import { RedisManager } from './managers.js';
 import { RedisPool, type RedisPoolOptions } from './pool.js';
 import { RedisJoinableQueue, RedisQueue, RedisSimpleQueue, type RedisQueueOptions } from './queues.js';
+import { RedisArray, RedisValue, type RedisValueOptions } from './sharedctypes.js';
 import { RedisBoundedSemaphore, RedisEvent, RedisLock, RedisRLock, RedisSemaphore } from './synchronize.js';
 
 /** Where a Redis context's pools and objects live. */
@@ -128,6 +131,49 @@ export class RedisContext {
     timeout?: number | null,
   ): RedisBarrier {
     return new RedisBarrier({ ...this.#base(), ...(typeof parties === 'number' ? { parties, action, timeout } : parties) });
+  }
+
+  /**
+   * A value in Redis (the local `Value`): `Value('i', 0)` makes a fresh one; `Value('i', 0, { name })`
+   * opens the value of that name (the first process that uses it sets its typecode and value).
+   * `{ lock }` as the local one, with a Redis lock. Read and write with `await v.get()` / `await v.set(x)`.
+   * @throws InvalidArgumentError for an unknown typecode, a bad value, lock or name.
+   */
+  Value<C extends Typecode>(typecode: C, value?: InputOf<C>, options?: RedisValueOptions): RedisValue<C> {
+    return new RedisValue(typecode, value, { ...this.#base(), ...named(options) });
+  }
+
+  /** A value in Redis without a lock (the local `RawValue`; see Value). @throws InvalidArgumentError as Value. */
+  RawValue<C extends Typecode>(typecode: C, value?: InputOf<C>, options?: { name?: string }): RedisValue<C> {
+    return new RedisValue(typecode, value, { ...this.#base(), ...named(options), lock: false });
+  }
+
+  /**
+   * An array in Redis (the local `Array`): `Array('d', 10)` or `Array('i', [1, 2, 3], { name })`
+   * (the first process that uses the name sets its typecode, length and values). `{ lock }` as Value.
+   * @throws InvalidArgumentError for an unknown typecode, a bad size, value, lock or name.
+   */
+  Array<C extends Typecode>(typecode: C, sizeOrValues: number | Iterable<InputOf<C>> | string, options?: RedisValueOptions): RedisArray<C> {
+    return new RedisArray(typecode, sizeOrValues, { ...this.#base(), ...named(options) });
+  }
+
+  /** An array in Redis without a lock (the local `RawArray`; see Array). @throws InvalidArgumentError as Array. */
+  RawArray<C extends Typecode>(
+    typecode: C,
+    sizeOrValues: number | Iterable<InputOf<C>> | string,
+    options?: { name?: string },
+  ): RedisArray<C> {
+    return new RedisArray(typecode, sizeOrValues, { ...this.#base(), ...named(options), lock: false });
+  }
+
+  /**
+   * A manager whose objects keep their state in Redis (Python: `ctx.Manager()`): `await m.dict()`,
+   * `m.list()`, `m.Namespace()`, `m.Value()`, `m.Queue()`, `m.Lock()`... as the local manager's,
+   * with no server process. Resolves at once (a Promise, as the local `Manager()`).
+   */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async as the local ctx.Manager()
+  async Manager(): Promise<RedisManager> {
+    return new RedisManager(this.#base());
   }
 
   /** 'redis'. */

@@ -290,9 +290,13 @@ export class RedisQueue<T = unknown> {
     return Number((await this.#s.run(() => this.#s.cmd.hget(this.#k.meta, 'requeued'))) ?? 0);
   }
 
-  /** No more calls from this process (others keep using the queue; its items stay in Redis). */
+  /** No more calls from this handle (others keep using the queue; its items stay in Redis); its wake-up subscription is dropped. Also `using`. */
   close(): void {
     this.#closed = true;
+    this.#s.release(this.#k.wake);
+  }
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Resolves at once after close(): a put resolves only when its item is in Redis, so there is no feeder to wait for. */

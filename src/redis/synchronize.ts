@@ -15,7 +15,7 @@ import { inspect } from 'node:util';
 
 import { InvalidArgumentError, ProcessError, TimeoutError } from '../errors.js';
 import { registerType } from '../reduction/reduction.js';
-import { aborted, checkName, checkWhere, left, POLL_MS, session, waitArgs, type Session, type Where } from './client.js';
+import { aborted, checkName, checkWhere, closedError, left, POLL_MS, session, waitArgs, type Session, type Where } from './client.js';
 import type { RedisObjectOptions, RedisWaitOptions } from './queues.js';
 
 // Returns {1, token, count} when acquired, or {0, ms} to wait (the holder's lease left).
@@ -143,8 +143,29 @@ abstract class RedisLockLike {
   /** @internal The wake-up channel. */
   abstract get _wake(): string;
 
+  #closed = false;
+
+  /** @internal Refuse calls after close(). */
+  _check(): void {
+    if (this.#closed) throw closedError(this.constructor.name);
+  }
+
+  /**
+   * No more calls from this handle (ProcessError ERR_MP_CLOSED); its wake-up subscription is
+   * dropped. What it holds stays held (release first); other handles and processes keep using
+   * the object. Also `using lock = ctx.Lock(...)`.
+   */
+  close(): void {
+    this.#closed = true;
+    this._s.release(this._wake);
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   /** @internal The waiting loop every acquire shares. */
   async _acquire(options: RedisWaitOptions | undefined, what: string): Promise<boolean> {
+    this._check();
     const o = waitArgs(options, what);
     return this._s.run(async () => {
       let l: Awaited<ReturnType<Session['listen']>> | undefined;
@@ -268,6 +289,7 @@ export class RedisLock extends RedisLockLike {
    *   another process holds it (this process never acquired it, or lost it after its lease).
    */
   async release(): Promise<void> {
+    this._check();
     const s = this._s;
     const r = (await s.run(() => s.script(LOCK_RELEASE)([this.#k.lock], [s.owner, this.#k.wake, s.ownerPrefix]))) as number;
     if (r === -1) throw releasedTooMany();
@@ -280,6 +302,7 @@ export class RedisLock extends RedisLockLike {
 
   /** Whether a live process holds it now. */
   async locked(): Promise<boolean> {
+    this._check();
     const s = this._s;
     return ((await s.run(() => s.script(LOCK_LOCKED)([this.#k.lock], [s.ownerPrefix]))) as number) === 1;
   }
@@ -349,6 +372,7 @@ export class RedisSemaphore extends RedisLockLike {
    * @throws ProcessError ERR_MP_RELEASED_TOO_MANY past a BoundedSemaphore's initial value.
    */
   async release(n = 1): Promise<void> {
+    this._check();
     if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`release(n): n must be an integer >= 1, got ${JSON.stringify(n)}`);
     const r = await this._s.run(() => this.#run('release', n));
     if (r[0] === -1) throw releasedTooMany();
@@ -356,6 +380,7 @@ export class RedisSemaphore extends RedisLockLike {
 
   /** The current value, with the units of dead holders given back (Python: `get_value()`). */
   async getValue(): Promise<number> {
+    this._check();
     return (await this._s.run(() => this.#run('peek')))[1]!;
   }
 
@@ -378,6 +403,7 @@ export class RedisEvent {
   readonly #where: Where;
   readonly #s: Session;
   readonly #key: string;
+  #closed = false;
 
   /** @throws InvalidArgumentError for a bad name, url, namespace or leaseMs. */
   constructor(options: { name?: string } & RedisObjectOptions = {}) {
@@ -389,21 +415,25 @@ export class RedisEvent {
 
   /** Whether it is set. */
   async isSet(): Promise<boolean> {
+    this.#check();
     return (await this.#s.run(() => this.#s.cmd.exists(this.#key))) === 1;
   }
 
   /** Set it, waking every waiter, in every process. */
   async set(): Promise<void> {
+    this.#check();
     await this.#s.run(() => this.#s.script(EVENT_SET)([this.#key], [`${this.#key}:wake`]));
   }
 
   /** Clear it. */
   async clear(): Promise<void> {
+    this.#check();
     await this.#s.run(() => this.#s.cmd.del(this.#key));
   }
 
   /** Wait until it is set; resolves false if `timeout` ms pass first. Rejects with AbortError when `signal` aborts. */
   async wait(timeout?: number, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+    this.#check();
     const o = waitArgs({ timeout, signal: options.signal }, 'Event.wait');
     const s = this.#s;
     return s.run(async () => {
@@ -419,6 +449,19 @@ export class RedisEvent {
         l.stop();
       }
     });
+  }
+
+  #check(): void {
+    if (this.#closed) throw closedError('RedisEvent');
+  }
+
+  /** No more calls from this handle (ProcessError ERR_MP_CLOSED); its wake-up subscription is dropped. Also `using`. */
+  close(): void {
+    this.#closed = true;
+    this.#s.release(`${this.#key}:wake`);
+  }
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** @internal */
