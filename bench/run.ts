@@ -8,10 +8,19 @@ import { benches as poolBenches } from './pool.bench.js';
 import { benches as managersBenches } from './managers.bench.js';
 import { benches as processBenches } from './process.bench.js';
 import { benches as redisBenches } from './redis.bench.js';
+import { benches as redisObjectsBenches } from './redis_objects.bench.js';
 import { benches as synchronizeBenches } from './synchronize.bench.js';
 
 /** Every area's figures, in run order. A new area file adds its `benches` here. */
-const ALL: BenchDef[] = [...processBenches, ...synchronizeBenches, ...ipcBenches, ...managersBenches, ...poolBenches, ...redisBenches];
+const ALL: BenchDef[] = [
+  ...processBenches,
+  ...synchronizeBenches,
+  ...ipcBenches,
+  ...managersBenches,
+  ...poolBenches,
+  ...redisBenches,
+  ...redisObjectsBenches,
+];
 
 const USAGE = `usage: npm run bench -- [--quick] [--json] [FILTER]
   --quick   small sizes, the whole run in about a minute

@@ -179,6 +179,32 @@ describe('Redis manager', { skip: redisMissing }, () => {
       assert.deepEqual(await dic.copy(), new Map([...Array(10).keys()].map((i) => [i, 100])));
     });
 
+    test(`[${method}] a dict and a lock as Pool task arguments: seed 000 and 001 in pool workers`, async () => {
+      await using m = await ctx().Manager();
+      const dic = await m.dict<number, number>();
+      const d = await m.dict({ num: 100 });
+      const lock = await m.Lock();
+      const pool = getContext(method).Pool(2);
+      try {
+        await pool.starmap(
+          t.setHundred,
+          [...Array(10).keys()].map((i) => [i, dic] as const),
+        );
+        await pool.starmap(
+          t.decrement,
+          Array.from({ length: 10 }, () => [d, lock] as const),
+        );
+      } finally {
+        pool.close();
+        await pool.join();
+      }
+      assert.deepEqual(
+        [...(await dic.copy())].sort((a, b) => a[0] - b[0]),
+        [...Array(10).keys()].map((i) => [i, 100]),
+      );
+      assert.equal(await d.get('num'), 90);
+    });
+
     test(`[${method}] seed 001: 10 children decrement under a manager Lock: exactly 90`, async () => {
       await using m = await ctx().Manager();
       const d = await m.dict({ num: 100 });

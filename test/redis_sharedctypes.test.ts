@@ -101,6 +101,33 @@ describe('Redis Value and Array', { skip: redisMissing }, () => {
     });
   }
 
+  for (const method of METHODS)
+    test(`[${method}] a value and an array as Pool task arguments: the workers write the same objects`, async () => {
+      const c = ctx();
+      const counter = c.Value('i', 0);
+      const arr = c.Array('d', 40);
+      const pool = getContext(method).Pool(2);
+      try {
+        await pool.starmap(t.increment, [
+          [counter, 10],
+          [counter, 10],
+          [counter, 10],
+        ]);
+        await pool.starmap(
+          t.fillSlice,
+          [0, 1, 2, 3].map((k) => [arr, k * 10, (k + 1) * 10, k + 0.5] as const),
+        );
+      } finally {
+        pool.close();
+        await pool.join();
+      }
+      assert.equal(await counter.get(), 30);
+      assert.deepEqual(
+        await arr.toArray(),
+        Array.from({ length: 40 }, (_, i) => Math.floor(i / 10) + 0.5),
+      );
+    });
+
   test('getLock/getObj, acquire/release/withLock/guard; a value crosses as its name', async () => {
     const c = ctx();
     const v = c.Value('i', 5, { name: 'v' });
