@@ -1,5 +1,6 @@
-// `npm test`: Node's built-in runner over the compiled tests, a few of them again without the
-// native addon, then a check that the suite left no shared-memory segment in /dev/shm. The runner's own summary is what CI reads.
+// `npm test`: Node's built-in runner over the compiled tests (in one run, so its one summary is
+// what CI reads; the selections run without the addon and on forkserver are test files too),
+// then a check that the suite left no shared-memory segment in /dev/shm.
 //
 // Every segment the suite's processes create carries this run's tag (MULTIPROC_SHM_TAG, passed
 // down through the environment), so segments of other programs on the machine are not counted.
@@ -20,18 +21,6 @@ const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurre
   env: { ...process.env, MULTIPROC_SHM_TAG: tag },
 });
 let code = r.status ?? 1;
-// A selected set again without the native addon (MULTIPROC_NATIVE=0, as where it failed to
-// build), on the thread backend, where shared memory then comes from SharedArrayBuffer alone.
-// Spawn without the addon is covered by noaddon.test.js.
-const NO_ADDON = ['barrier', 'connection', 'queues', 'sharedctypes'].map((f) => `build/test/${f}.test.js`).filter((f) => files.includes(f));
-if (NO_ADDON.length) {
-  console.log(`\nagain without the native addon (MULTIPROC_NATIVE=0, thread backend): ${NO_ADDON.join(' ')}`);
-  const n = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=2', '--test-timeout=180000', ...NO_ADDON], {
-    stdio: 'inherit',
-    env: { ...process.env, MULTIPROC_SHM_TAG: tag, MULTIPROC_NATIVE: '0', MULTIPROC_TEST_METHODS: 'thread' },
-  });
-  code = code || (n.status ?? 1);
-}
 // The resource tracker of the last test process may still be unlinking: give it a moment.
 let left = ours();
 for (let i = 0; i < 20 && left.length; i++) {
