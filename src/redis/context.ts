@@ -2,7 +2,7 @@
 // events live on a Redis server, so code written against a context moves to Redis by changing
 // the getContext call. Objects are found by name: `ctx.Queue({ name: 'jobs' })` in two
 // processes, on any machines, is one queue.
-import type { InputOf, Typecode } from '../memory/sharedctypes.js';
+import type { InputOf, Typecode } from '../memory/ctypes.js';
 import { checkWhere, type RedisTrust } from './client.js';
 import { RedisBarrier } from './barrier.js';
 import { RedisCondition } from './condition.js';

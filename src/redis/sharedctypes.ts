@@ -14,7 +14,7 @@
 import { inspect } from 'node:util';
 
 import { InvalidArgumentError, TimeoutError } from '../errors.js';
-import { typeInfo, type ElementOf, type InputOf, type Typecode, type TypeInfo } from '../memory/sharedctypes.js';
+import { typeInfo, type ElementOf, type InputOf, type Typecode, type TypeInfo } from '../memory/ctypes.js';
 import { registerType } from '../reduction/reduction.js';
 import { checkName, checkWhere, closedError, session, type Session, type Where } from './client.js';
 import type { RedisObjectOptions, RedisWaitOptions } from './queues.js';
