@@ -1,6 +1,7 @@
 // Without the native addon (MULTIPROC_NATIVE=0, as after a failed build): everything between
-// threads works, Process works on spawn, and a shared object sent to another process is a
-// NativeUnavailableError naming the addon and how to build it. Each scenario runs in a node
+// threads works; on spawn, Process, Pipe ends (relayed by the process that made them), Pool and
+// Manager work, and a shared object sent to another process is a NativeUnavailableError naming
+// the addon and how to build it. Each scenario runs in a node
 // process of its own, since the switch is read when the library loads.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -38,6 +39,20 @@ describe('without the native addon', () => {
     assert.equal(r.alive, true);
     assert.equal(r.terminated, -15);
   });
+
+  for (const method of ['spawn', 'thread']) {
+    test(`Pipe ends, Pool and a Manager's dict with ${method} children`, async () => {
+      const r = await withoutAddon(`${method}-channels`);
+      assert.equal(r.emulated, true);
+      assert.deepEqual(r.echoes, [{ echo: 'a' }, { echo: { b: [1, 2] } }, [1, 2, 3]]);
+      assert.equal(r.eof, true, 'the parent sees EOF once the child closed its end');
+      assert.equal(r.reported, 50);
+      assert.deepEqual(r.exitcodes, [0, 0, 0, 0]);
+      assert.deepEqual(r.squares, [1, 4, 9, 16, 25, 36, 49, 64]);
+      assert.equal(r.applied, 49);
+      assert.deepEqual(r.keys, ['x', 'y']);
+    });
+  }
 
   test('a Value, a Lock or a SharedMemory sent to a spawn child is NativeUnavailableError naming the addon', async () => {
     const r = (await withoutAddon('spawn-shared')) as Record<string, Record<string, unknown>>;

@@ -126,7 +126,8 @@ export function crossProcessError(what: string): NativeUnavailableError {
       'To use it, build it: install a C++ compiler, make and python3 (Debian/Ubuntu: apt-get install g++ make python3; ' +
       'Fedora: dnf install gcc-c++ make python3; Alpine: apk add g++ make python3), then run: npm rebuild multiproc ' +
       '(and leave MULTIPROC_NATIVE unset). Without it, shared objects work between the threads of one process: ' +
-      "use getContext('thread') (or ThreadPool) for the children that share them",
+      "use getContext('thread') (or ThreadPool) for the children that share them, " +
+      "or between processes a Manager's objects (manager.Queue(), manager.Lock(), manager.Value(), ...)",
   );
 }
 
@@ -195,8 +196,17 @@ type WaitAsync = (
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 // Pending asynchronous waits keep the process alive, as the addon's waiter threads do; a wait
-// of the engine's own (Atomics.waitAsync) does not.
+// of the engine's own (Atomics.waitAsync) does not. Those started (directly or down a promise
+// chain) within waitsWithoutKeepingAlive() do not.
 let pendingWaits = 0;
+let weak: import('node:async_hooks').AsyncLocalStorage<boolean> | undefined;
+
+/** Run `f`; the asynchronous waits it starts, now or in the promises it chains, do not keep the process alive. */
+export function waitsWithoutKeepingAlive<T>(f: () => T): T {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- only where a relay runs
+  weak ??= new (require('node:async_hooks') as typeof import('node:async_hooks')).AsyncLocalStorage<boolean>();
+  return weak.run(true, f);
+}
 let keeper: ReturnType<typeof setInterval> | undefined;
 const cancels = new Map<number, () => void>();
 let nextToken = 0;
@@ -239,10 +249,11 @@ export function futexWaitAsync(
     cancelled = true;
     Atomics.notify(cells, index);
   });
-  if (pendingWaits++ === 0) keeper = setInterval(() => undefined, 2 ** 31 - 1);
+  const held = weak?.getStore() !== true;
+  if (held && pendingWaits++ === 0) keeper = setInterval(() => undefined, 2 ** 31 - 1);
   const settled = r.value.then((outcome): 'ok' | 'timed-out' | 'cancelled' => {
     cancels.delete(token);
-    if (--pendingWaits === 0) clearInterval(keeper);
+    if (held && --pendingWaits === 0) clearInterval(keeper);
     return cancelled ? 'cancelled' : outcome;
   });
   return [settled, token];
