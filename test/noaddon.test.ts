@@ -54,9 +54,10 @@ describe('without the native addon', () => {
     });
   }
 
-  test('a Value, a Lock or a SharedMemory sent to a spawn child is NativeUnavailableError naming the addon', async () => {
+  test('a Value, a Lock, a Queue or a SharedMemory sent to a spawn child (or a spawn pool task) is NativeUnavailableError naming the addon', async () => {
     const r = (await withoutAddon('spawn-shared')) as Record<string, Record<string, unknown>>;
-    for (const what of ['value', 'lock', 'sharedMemory']) {
+    assert.equal(r.poolAfter, 9, 'the pool goes on after a task it could not send');
+    for (const what of ['value', 'lock', 'queue', 'sharedMemory', 'poolTask']) {
       const e = r[what]!;
       assert.equal(e.threw, true, what);
       assert.equal(e.typed, true, `${what}: ${String(e.name)}`);
