@@ -21,6 +21,15 @@ async function withoutAddon(scenario: string): Promise<Record<string, unknown>> 
 }
 
 describe('without the native addon', () => {
+  test('futex waits are Atomics waits: time out, see a changed value, abort, wake, and keep the process alive', async () => {
+    const r = await withoutAddon('waits');
+    assert.equal(r.emulated, true);
+    assert.deepEqual(
+      { timedOut: r.timedOut, notEqual: r.notEqual, aborted: r.aborted, woken: r.woken },
+      { timedOut: 'timed-out', notEqual: 'not-equal', aborted: 'AbortError', woken: 'ok' },
+    );
+  });
+
   test('between threads: Lock, Value, Queue, Pipe, Process and Pool all work', async () => {
     const r = await withoutAddon('threads');
     assert.equal(r.emulated, true);

@@ -250,10 +250,12 @@ export function futexWaitAsync(
     Atomics.notify(cells, index);
   });
   const held = weak?.getStore() !== true;
-  if (held && pendingWaits++ === 0) keeper = setInterval(() => undefined, 2 ** 31 - 1);
+  // One timer, referenced while any wait is pending: making one per wait costs a round trip ~10%.
+  keeper ??= setInterval(() => undefined, 2 ** 31 - 1).unref();
+  if (held && pendingWaits++ === 0) keeper.ref();
   const settled = r.value.then((outcome): 'ok' | 'timed-out' | 'cancelled' => {
     cancels.delete(token);
-    if (held && --pendingWaits === 0) clearInterval(keeper);
+    if (held && --pendingWaits === 0) keeper?.unref();
     return cancelled ? 'cancelled' : outcome;
   });
   return [settled, token];
