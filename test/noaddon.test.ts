@@ -4,9 +4,11 @@
 // the addon and how to build it. Each scenario runs in a node
 // process of its own, since the switch is read when the library loads.
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, test } from 'node:test';
 
-import { runScenario } from './helpers.js';
+import { runNode, runScenario, tmpDir } from './helpers.js';
 
 // runScenario passes its environment down; the addon's switch is added to it for these runs only.
 async function withoutAddon(scenario: string): Promise<Record<string, unknown>> {
@@ -75,5 +77,33 @@ describe('without the native addon', () => {
       assert.match(String(e.message), /npm rebuild multiproc/);
       assert.match(String(e.message), /MULTIPROC_NATIVE=0/);
     }
+  });
+
+  test('an addon that does not load is the same mode, and the error says why it is not in use', async () => {
+    // A copy of the compiled library beside a native/ folder with nothing built in it.
+    const root = tmpDir();
+    fs.cpSync(path.join(__dirname, '..', 'src'), path.join(root, 'build', 'src'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'native'));
+    fs.writeFileSync(path.join(root, 'native', 'binding.gyp'), '{}');
+    fs.symlinkSync(path.join(__dirname, '..', '..', 'node_modules'), path.join(root, 'node_modules'));
+    const native = path.join(root, 'build', 'src', 'shm', 'native.js');
+    const script = `
+      const n = require(${JSON.stringify(native)});
+      const b = n.openSegment('noaddon-probe', 64, true);
+      console.log(JSON.stringify({
+        emulated: n.emulated(), available: n.available(), shared: Object.prototype.toString.call(b),
+        message: n.crossProcessError('probing').message, code: n.crossProcessError('probing').code,
+      }));`;
+    const env = { ...process.env };
+    delete env.MULTIPROC_NATIVE;
+    const run = await runNode(['-e', script], { env });
+    assert.equal(run.code, 0, run.stderr);
+    const r = JSON.parse(run.stdout) as Record<string, unknown>;
+    assert.equal(r.emulated, true);
+    assert.equal(r.available, false);
+    assert.equal(r.shared, '[object SharedArrayBuffer]');
+    assert.equal(r.code, 'ERR_MP_NATIVE_UNAVAILABLE');
+    assert.match(String(r.message), /could not be loaded on this machine/);
+    assert.match(String(r.message), /npm rebuild multiproc/);
   });
 });
