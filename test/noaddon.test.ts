@@ -32,6 +32,11 @@ describe('without the native addon', () => {
     );
   });
 
+  test('threads started together: a queue one makes while the other is still booting can be opened by the other', async () => {
+    const r = await withoutAddon('siblings');
+    assert.equal(r.got, '012'.repeat(10));
+  });
+
   test('between threads: Lock, Value, Queue, Pipe, Process and Pool all work', async () => {
     const r = await withoutAddon('threads');
     assert.equal(r.emulated, true);
