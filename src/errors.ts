@@ -87,7 +87,7 @@ export class EOFError extends ProcessError {
  * and the addon is not in use here: it was not built for this machine, it failed to load, or
  * `MULTIPROC_NATIVE=0` turned it off. The message says which, how to build it (`npm rebuild
  * multiproc` with a C++ compiler, make and python3) and what works without it: every object
- * between threads (`getContext('thread')`).
+ * between threads (`getContext('thread')`), and a Manager's objects between processes.
  */
 export class NativeUnavailableError extends ProcessError {
   constructor(message: string, options?: { cause?: unknown }) {

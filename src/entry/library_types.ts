@@ -17,7 +17,11 @@ const MODULES: Readonly<Record<string, () => unknown>> = {
   'multiproc.RawArray': () => require('../memory/sharedctypes.js') as unknown,
   'multiproc.SharedMemory': () => require('../memory/shared_memory.js') as unknown,
   'multiproc.ShareableList': () => require('../memory/shared_memory.js') as unknown,
-  'multiproc.Connection': () => require('../ipc/connection.js') as unknown,
+  // Without the addon a pipe end from another process is a socket to its relay (ipc/relay.ts).
+  'multiproc.Connection': () =>
+    (require('../shm/native.js') as typeof import('../shm/native.js')).emulated()
+      ? (require('../ipc/relay.js') as unknown)
+      : (require('../ipc/connection.js') as unknown),
   'multiproc.SocketConnection': () => require('../ipc/socket.js') as unknown,
   'multiproc.Listener': () => require('../ipc/listener.js') as unknown,
   'multiproc.Queue': () => require('../ipc/queues.js') as unknown,

@@ -5,7 +5,9 @@
 import { inspect } from 'node:util';
 
 import { Ring, RING_HEADER_CELLS } from '../shm/ring.js';
-import { BASE, KIND, Segment } from '../shm/segment.js';
+import { emulated } from '../shm/native.js';
+import { BASE, forThisProcess, KIND, Segment, sendingToAnotherProcess } from '../shm/segment.js';
+import { crossProcessError } from '../shm/native.js';
 import { AbortError, BufferTooShort, InvalidArgumentError, ProcessError } from '../errors.js';
 import { dumps, loads, registerType } from '../reduction/reduction.js';
 import { TRUST_ALL, type ReceivePolicy } from '../reduction/policy.js';
@@ -358,12 +360,44 @@ export function Pipe(duplex = true): [Connection, Connection] {
   return [first, second];
 }
 
-registerType(
+/** @internal What crosses in place of a pipe end that another process reaches through a relay (relay.ts). */
+export interface RelayedEnd {
+  relay: string;
+  token: string;
+}
+
+type ReducedEnd = { name: string; role: 0 | 1; duplex: boolean } | RelayedEnd;
+
+// Set by relay.ts when it loads (it sits above this module: it uses socket connections).
+let relay: { serve(end: Connection): RelayedEnd; connect(r: RelayedEnd): Connection } | undefined;
+
+/** @internal relay.ts installs how a pipe end is relayed to another process without the addon. */
+export function installRelay(r: typeof relay): void {
+  relay = r;
+}
+
+// Another end like `c` in this process: the relay's own.
+function sameEnd(c: PipeConnection): PipeConnection {
+  const { name, role, duplex } = forThisProcess(() => c._reduce());
+  return new PipeConnection(Segment.adopt(name, KIND.Pipe), role, duplex, false, true);
+}
+
+// Typed over Connection: a relayed end is rebuilt as a socket connection.
+registerType<Connection, ReducedEnd>(
   PipeConnection,
   {
-    reduce: (c) => c._reduce(),
-    rebuild: ({ name, role, duplex }: { name: string; role: 0 | 1; duplex: boolean }) =>
-      new PipeConnection(Segment.adopt(name, KIND.Pipe), role, duplex, false, true),
+    reduce: (c) => {
+      if (!(c instanceof PipeConnection)) throw new InvalidArgumentError('not a pipe end');
+      // Without the addon another process cannot map the rings: this process relays the end.
+      if (!sendingToAnotherProcess() || !emulated()) return c._reduce();
+      if (!relay) throw crossProcessError('a Pipe end cannot be sent to another process');
+      return relay.serve(sameEnd(c));
+    },
+    rebuild: (r: ReducedEnd) => {
+      if (!('relay' in r)) return new PipeConnection(Segment.adopt(r.name, KIND.Pipe), r.role, r.duplex, false, true);
+      if (!relay) throw crossProcessError('a Pipe end relayed from another process cannot be opened here');
+      return relay.connect(r);
+    },
   },
   'multiproc.Connection',
 );

@@ -20,6 +20,9 @@ import { toModuleUrl, TRUST_ALL, trustModules, type ReceivePolicy } from '../red
 import { registerType } from '../reduction/reduction.js';
 import { authkeyBytes, deadlineOf, type Authkey } from '../util.js';
 
+// Loaded with the socket code: pipe ends relayed to other processes without the addon.
+import './relay.js';
+
 export { SocketConnection };
 
 /** A socket address: `[host, port]` (TCP) or a filesystem path (Unix socket; `'\0name'` is Linux's abstract namespace). */

@@ -8,9 +8,11 @@
 // must be able to find a segment by name. Each thread keeps a registry; a creator posts
 // `{name, sab}` on a BroadcastChannel before the name can travel anywhere, and a thread that does
 // not know a name drains its channel synchronously (receiveMessageOnPort) before giving up. A
-// new thread gets a snapshot of its starter's registry, and a port on which the starter also posts
-// what it creates until the new thread has joined the channel: what is posted on a channel before
-// a thread joins it never reaches that thread.
+// new thread gets a snapshot of its starter's registry, and a port on which the starter passes on
+// what it creates and hears until shortly after the new thread has joined the channel: what is
+// posted on a channel before a thread joins it never reaches that thread. (A segment a third
+// thread made while the new one was booting is found only if the starter heard of it by then,
+// which it does whenever its event loop runs.)
 import type { BroadcastChannel, MessagePort } from 'node:worker_threads';
 
 import { NativeUnavailableError } from '../errors.js';
@@ -29,8 +31,15 @@ const gone = new Set<string>();
 const GONE_KEPT = 10_000;
 let channel: BroadcastChannel | undefined;
 let inbox: MessagePort | undefined;
-// Threads this one started that have not joined the channel yet: their port and joined flag.
-const booting: { port: MessagePort; joined: Int32Array }[] = [];
+// Threads this one started that have not joined the channel yet (or only just): their port, the
+// flag they set when they join, and when this thread first saw it set.
+const booting: { port: MessagePort; joined: Int32Array; seen: number; since: number }[] = [];
+// A thread that has not joined by then has died booting.
+const BOOT_MS = 60_000;
+// What other threads post before a new thread has joined the channel reaches it only through its
+// starter, which passes on what it hears for a while after the join (notices from a third thread
+// may reach the starter late).
+const PASS_ON_MS = 2000;
 
 function note(n: Note): void {
   if ('gone' in n) {
@@ -49,7 +58,7 @@ function join(): BroadcastChannel {
   const bc = new (wt().BroadcastChannel)(CHANNEL);
   // Notices are taken as they come whenever the event loop runs (so that the buffers they hold
   // are not kept in a queue), and synchronously when a name is looked up.
-  bc.onmessage = (e: unknown) => note((e as { data: Note }).data);
+  bc.onmessage = (e: unknown) => heard((e as { data: Note }).data);
   (bc as unknown as { unref(): void }).unref();
   channel = bc;
   return bc;
@@ -57,22 +66,35 @@ function join(): BroadcastChannel {
 
 function post(n: Note): void {
   join().postMessage(n);
+  passOn(n);
+}
+
+// A notice from the channel: taken here, and passed on to the threads still booting.
+function heard(n: Note): void {
+  note(n);
+  passOn(n);
+}
+
+function passOn(n: Note): void {
   for (let i = booting.length - 1; i >= 0; i--) {
     const b = booting[i]!;
-    if (Atomics.load(b.joined, 0) === 1) {
+    const now = performance.now();
+    if (Atomics.load(b.joined, 0) === 1 && b.seen === 0) b.seen = now;
+    if ((b.seen > 0 && now - b.seen > PASS_ON_MS) || (b.seen === 0 && now - b.since > BOOT_MS)) {
       b.port.close();
       booting.splice(i, 1);
-    } else b.port.postMessage(n);
+      continue;
+    }
+    b.port.postMessage(n);
   }
 }
 
 function drain(): void {
   // Node's receiveMessageOnPort takes a BroadcastChannel as well as a MessagePort.
   const receive = wt().receiveMessageOnPort as (port: MessagePort | BroadcastChannel) => { message: unknown } | undefined;
-  for (const port of [inbox, join()]) {
-    if (!port) continue;
-    for (let m = receive(port); m; m = receive(port)) note(m.message as Note);
-  }
+  if (inbox) for (let m = receive(inbox); m; m = receive(inbox)) heard(m.message as Note);
+  const bc = join();
+  for (let m = receive(bc); m; m = receive(bc)) heard(m.message as Note);
 }
 
 function errno(code: string, message: string): Error {
@@ -92,7 +114,7 @@ export function registryForThread(): { data: RegistryHandoff; transfer: MessageP
   drain();
   const { port1, port2 } = new (wt().MessageChannel)();
   const joined = new Int32Array(new SharedArrayBuffer(4));
-  booting.push({ port: port1, joined });
+  booting.push({ port: port1, joined, seen: 0, since: performance.now() });
   return { data: { segments: [...known], port: port2, joined: joined.buffer }, transfer: [port2] };
 }
 
@@ -101,7 +123,7 @@ export function adoptRegistry(h: RegistryHandoff): void {
   for (const [name, sab] of h.segments) known.set(name, sab);
   join();
   inbox = h.port;
-  inbox.on('message', (n: Note) => note(n));
+  inbox.on('message', (n: Note) => heard(n));
   inbox.unref();
   Atomics.store(new Int32Array(h.joined), 0, 1);
 }
@@ -126,7 +148,8 @@ export function crossProcessError(what: string): NativeUnavailableError {
       'To use it, build it: install a C++ compiler, make and python3 (Debian/Ubuntu: apt-get install g++ make python3; ' +
       'Fedora: dnf install gcc-c++ make python3; Alpine: apk add g++ make python3), then run: npm rebuild multiproc ' +
       '(and leave MULTIPROC_NATIVE unset). Without it, shared objects work between the threads of one process: ' +
-      "use getContext('thread') (or ThreadPool) for the children that share them",
+      "use getContext('thread') (or ThreadPool) for the children that share them, " +
+      "or between processes a Manager's objects (manager.Queue(), manager.Lock(), manager.Value(), ...)",
   );
 }
 
@@ -141,6 +164,9 @@ export function setUnavailableReason(r: string): void {
 export function unavailableReason(): string {
   return reason;
 }
+
+// How long an opener waits for the notice of a segment of this process it does not know yet.
+const LATE_NOTICE_MS = 500;
 
 /** The addon's shmOpen, over the registry. */
 export function shmOpen(rawName: string, size: number | undefined, create: boolean): SharedArrayBuffer {
@@ -166,8 +192,18 @@ export function shmOpen(rawName: string, size: number | undefined, create: boole
     sab = known.get(name);
   }
   if (sab) return sab;
-  // A name of this process that is not known is gone; any other may be another process's.
+  // A name of this process that is not known is gone, unless its notice is still on its way
+  // (through the starter of this thread, see passOn); any other may be another process's.
   const pid = creatorPid(name);
+  if (pid === process.pid && !gone.has(name)) {
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (const end = performance.now() + LATE_NOTICE_MS; !sab && performance.now() < end;) {
+      Atomics.wait(pause, 0, 0, 2);
+      drain();
+      sab = known.get(name);
+    }
+    if (sab) return sab;
+  }
   if (gone.has(name) || pid === process.pid) throw errno('ENOENT', 'no such segment');
   throw crossProcessError(
     pid === undefined
@@ -195,8 +231,17 @@ type WaitAsync = (
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 // Pending asynchronous waits keep the process alive, as the addon's waiter threads do; a wait
-// of the engine's own (Atomics.waitAsync) does not.
+// of the engine's own (Atomics.waitAsync) does not. Those started (directly or down a promise
+// chain) within waitsWithoutKeepingAlive() do not.
 let pendingWaits = 0;
+let weak: import('node:async_hooks').AsyncLocalStorage<boolean> | undefined;
+
+/** Run `f`; the asynchronous waits it starts, now or in the promises it chains, do not keep the process alive. */
+export function waitsWithoutKeepingAlive<T>(f: () => T): T {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- only where a relay runs
+  weak ??= new (require('node:async_hooks') as typeof import('node:async_hooks')).AsyncLocalStorage<boolean>();
+  return weak.run(true, f);
+}
 let keeper: ReturnType<typeof setInterval> | undefined;
 const cancels = new Map<number, () => void>();
 let nextToken = 0;
@@ -239,10 +284,13 @@ export function futexWaitAsync(
     cancelled = true;
     Atomics.notify(cells, index);
   });
-  if (pendingWaits++ === 0) keeper = setInterval(() => undefined, 2 ** 31 - 1);
+  const held = weak?.getStore() !== true;
+  // One timer, referenced while any wait is pending: making one per wait costs a round trip ~10%.
+  keeper ??= setInterval(() => undefined, 2 ** 31 - 1).unref();
+  if (held && pendingWaits++ === 0) keeper.ref();
   const settled = r.value.then((outcome): 'ok' | 'timed-out' | 'cancelled' => {
     cancels.delete(token);
-    if (--pendingWaits === 0) clearInterval(keeper);
+    if (held && --pendingWaits === 0) keeper?.unref();
     return cancelled ? 'cancelled' : outcome;
   });
   return [settled, token];

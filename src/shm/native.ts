@@ -150,6 +150,14 @@ export function adoptSegments(data: RegistryHandoff | undefined): void {
 }
 
 /**
+ * @internal Run `f`; without the addon, the asynchronous waits it starts (also down the promise
+ * chains it makes) do not keep the process alive. With the addon: just `f()`.
+ */
+export function waitsWithoutKeepingAlive<T>(f: () => T): T {
+  return emulated() ? emulatedModule().waitsWithoutKeepingAlive(f) : f();
+}
+
+/**
  * The typed error for a shared object that would have to reach another process while memory is
  * emulated; `what` says what was being done.
  */

@@ -241,6 +241,17 @@ export function forAnotherProcess<T>(serialize: () => T): T {
   }
 }
 
+/** @internal Run `f`, which makes a copy for this process, within forAnotherProcess (a relay's own copy). */
+export function forThisProcess<T>(f: () => T): T {
+  const outer = toAnotherProcess;
+  toAnotherProcess = 0;
+  try {
+    return f();
+  } finally {
+    toAnotherProcess = outer;
+  }
+}
+
 /** @internal Whether the message being serialized goes to another process (see forAnotherProcess). */
 export function sendingToAnotherProcess(): boolean {
   return toAnotherProcess > 0;
