@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 
 import { AbortError, getContext, InvalidArgumentError, ProcessError, RedisPool, TimeoutError } from '../src/index.js';
 import { childPids } from '../src/platform.js';
+import { redisStatus } from '../src/redis/server.js';
 import { fixture } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
 
@@ -151,6 +152,25 @@ describe('RedisPool', { skip: redisMissing }, () => {
     await assert.rejects(waiting, ProcessError);
     await q.join();
     await assertNoWorkersLeft();
+  });
+
+  test('calls made in the same tick share stream entries; calls settled early take their entries out of the queue', async () => {
+    const namespace = randomNamespace();
+    await using p = pool({ namespace, processes: 0 });
+    // No worker: the entries stay queued.
+    const calls = range(64).map((x) => p.apply(t.sqr, [x], { timeout: 200 }).catch((e: unknown) => e));
+    while ((await redisStatus(server.url, namespace)).queued === 0) await new Promise((r) => setTimeout(r, 10));
+    const { queued } = await redisStatus(server.url, namespace);
+    assert.ok(queued >= 1 && queued <= 16, `64 calls of one tick made ${queued} entries`);
+    for (const e of await Promise.all(calls)) assert.ok(e instanceof TimeoutError);
+    // Every chunk of every entry was settled: the entries left the stream.
+    const { Redis } = await import('ioredis');
+    const r = new Redis(server.url);
+    try {
+      assert.equal(await r.xlen(`mp:{${namespace}}:tasks`), 0);
+    } finally {
+      r.disconnect();
+    }
   });
 
   test("getContext('redis') gives the same Pool API", async () => {
