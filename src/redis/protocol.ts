@@ -186,6 +186,31 @@ redis.call('XADD', KEYS[3], '*', 'm', table.concat(moved, ','))
 return #moved
 `;
 
+/**
+ * @internal A worker's answers of one turn, in one command (a MULTI of its five costs the server
+ * and both clients more): one reply entry per caller, then the XACK and XDEL of the entries
+ * whose last chunk they answer.
+ * KEYS: tasks, retry, then each caller's reply stream. ARGV: group, number of task entries,
+ * number of retry entries, then (ids, bodies) per reply stream, then the task entries, then the
+ * retry entries.
+ */
+export const ANSWER_SCRIPT = `
+local a = 4
+for j = 3, #KEYS do
+  redis.call('XADD', KEYS[j], '*', 'i', ARGV[a], 'r', ARGV[a + 1])
+  a = a + 2
+end
+for s = 1, 2 do
+  local n = tonumber(ARGV[s + 1])
+  if n > 0 then
+    redis.call('XACK', KEYS[s], ARGV[1], unpack(ARGV, a, a + n - 1))
+    redis.call('XDEL', KEYS[s], unpack(ARGV, a, a + n - 1))
+    a = a + n
+  end
+end
+return a
+`;
+
 /** @internal Read a reply entry: [chunk id, serialized answer] pairs, or the chunks moved by a split. */
 export function readReply(flat: Buffer[]): [number, Buffer][] | Map<number, string> {
   if (flat.length === 2 && flat[0]!.toString() === 'm')

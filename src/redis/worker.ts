@@ -23,6 +23,7 @@ import {
   APPLY,
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_DELIVERIES,
+  ANSWER_SCRIPT,
   type Bundle,
   bundleFields,
   ensureGroup,
@@ -89,6 +90,10 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
   const cmd = new Redis(o.url, opts);
   const blk = new Redis(o.url, opts);
   cmd.on('error', () => undefined);
+  // EVALSHA, falling back to EVAL when the server does not have the script yet.
+  cmd.defineCommand('mpAnswer', { lua: ANSWER_SCRIPT });
+  const answerScript = (...args: (string | number | Buffer)[]): Promise<unknown> =>
+    (cmd as unknown as { mpAnswer(...a: (string | number | Buffer)[]): Promise<unknown> }).mpAnswer(...args);
   blk.on('error', () => undefined);
 
   // Modules by content hash, and by file name (to tell a stale module from an unknown one).
@@ -200,6 +205,10 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
   function flush(): void {
     const b = batch;
     batch = [];
+    if (!b.some((a) => a.dead)) {
+      flushScript(b);
+      return;
+    }
     const m = cmd.multi();
     const byCaller = new Map<string, Answer[]>();
     for (const a of b) {
@@ -231,9 +240,37 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
       (err: unknown) => b.forEach((a) => a.fail(err)),
     );
   }
+  function flushScript(b: Answer[]): void {
+    const byCaller = new Map<string, Answer[]>();
+    for (const a of b) {
+      const list = byCaller.get(a.h.bundle.caller);
+      if (list) list.push(a);
+      else byCaller.set(a.h.bundle.caller, [a]);
+    }
+    const keys = [k.tasks, k.retry];
+    const argv: (string | Buffer)[] = [GROUP, '', ''];
+    for (const [caller, list] of byCaller) {
+      keys.push(k.reply(caller));
+      const f = replyFields(
+        list.map((a) => a.chunk.id),
+        list.map((a) => a.body),
+      );
+      argv.push(f[1]!, f[3]!);
+    }
+    [k.tasks, k.retry].forEach((stream, i) => {
+      const finished = [...new Set(b.filter((a) => a.h.stream === stream && --a.h.left === 0).map((a) => a.h.entryId))];
+      argv[i + 1] = String(finished.length);
+      argv.push(...finished);
+      for (const e of finished) held.delete(e);
+    });
+    answerScript(keys.length, ...keys, ...argv).then(
+      () => b.forEach((a) => a.done()),
+      (err: unknown) => b.forEach((a) => a.fail(err)),
+    );
+  }
   function answer(h: Held, chunk: WireChunk, body: Buffer, dead = false): Promise<void> {
     return new Promise((done, fail) => {
-      if (batch.push({ h, chunk, body, dead, done, fail }) === 1) setImmediate(flush);
+      if (batch.push({ h, chunk, body, dead, done, fail }) === 1) process.nextTick(flush);
     });
   }
 
