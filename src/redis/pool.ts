@@ -16,7 +16,17 @@ import { trustModules } from '../reduction/policy.js';
 import { dumps, loads } from '../reduction/reduction.js';
 import { pack } from '../reduction/fastcodec.js';
 import { isAsyncIterable } from '../util.js';
-import { defaultChunksize, type AsyncOptions, type CallOptions, type MapOptions } from '../pool/progress.js';
+import {
+  checkCallOptions,
+  checkPoolObservers,
+  defaultChunksize,
+  Tally,
+  type AsyncOptions,
+  type CallOptions,
+  type MapOptions,
+  type Progress,
+  type TaskTiming,
+} from '../pool/progress.js';
 import {
   APPLY,
   checkNamespace,
@@ -55,6 +65,10 @@ export interface RedisPoolOptions {
   maxDeliveries?: number;
   /** How long the server may stay unreachable before waiting calls fail. Default max(4 leases, 10 s). */
   giveUpMs?: number;
+  /** Progress over every call of the pool: `total` is the number of items handed to it so far. */
+  onProgress?: ((p: Progress) => void) | null;
+  /** Called after every task of every call with its timing. */
+  onTask?: ((t: TaskTiming) => void) | null;
 }
 
 type AnyFn = (...args: never[]) => unknown;
@@ -69,6 +83,16 @@ interface Chunk {
   sends: number;
   /** The entry that carries it (the last one sent). */
   bundle: Sent | undefined;
+  owner: Owner;
+  /** Input index of its first item, its number of items, and when it was sent (performance.now()). */
+  index: number;
+  items: number;
+  sentAt: number;
+}
+/** The chunks of one call, and its onProgress/onTask tally. */
+interface Owner {
+  ids: Set<number>;
+  tally: Tally | undefined;
 }
 /** One bundle entry as sent. */
 interface Sent {
@@ -124,6 +148,8 @@ export class RedisPool {
   readonly #chunks = new Map<number, Chunk>();
   readonly #allowed = new Set<string>();
   readonly #policy;
+  /** Pool-wide onProgress/onTask; undefined when not asked for. */
+  readonly #tally: Tally | undefined;
   readonly #local: LocalWorkers;
   readonly #ready: Promise<void>;
   #seq = 0;
@@ -155,6 +181,8 @@ export class RedisPool {
     if (!(this.#lease >= 50)) throw new InvalidArgumentError('RedisPool({ leaseMs }): at least 50 ms');
     if (!Number.isInteger(this.#maxDeliveries) || this.#maxDeliveries < 1)
       throw new InvalidArgumentError('RedisPool({ maxDeliveries }): an integer >= 1');
+    checkPoolObservers(o);
+    this.#tally = o.onProgress || o.onTask ? new Tally(o.onProgress, o.onTask, 0) : undefined;
     this.#policy = trustModules(this.#allowed, { libraryObjects: false, optIn: 'use the function from a module of this program' });
     const modules = new Set((o.modules ?? []).map((m) => path.resolve(m instanceof URL ? new URL(m).pathname : m)));
     const Redis = loadRedis();
@@ -194,10 +222,12 @@ export class RedisPool {
   }
 
   /** Send one chunk (in this tick's bundle); resolves with its answer. */
-  #send(fn: string, kind: number, payload: unknown[], owner: Set<number>): Promise<unknown> {
+  #send(fn: string, kind: number, payload: unknown[], owner: Owner, index = 0): Promise<unknown> {
     if (this.#state === State.TERMINATE) return Promise.reject(notRunning());
     const id = ++this.#seq;
-    owner.add(id);
+    owner.ids.add(id);
+    const items = kind === APPLY ? 1 : payload.length;
+    this.#tally?.add(items);
     // The payload array is ours (a slice of the input, or apply's args): its primitives pack
     // without V8's serializer, as in the local pool.
     const body = pack(payload, kind === STARMAP ? 2 : 1) ?? dumps(payload, 'argument');
@@ -205,7 +235,7 @@ export class RedisPool {
       const chunk: Chunk = {
         id,
         done: (ok, v) => {
-          owner.delete(id);
+          owner.ids.delete(id);
           if (ok) resolve(v);
           // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own error, whatever it threw
           else reject(v);
@@ -215,6 +245,10 @@ export class RedisPool {
         payload: body,
         sends: 0,
         bundle: undefined,
+        owner,
+        index,
+        items,
+        sentAt: performance.now(),
       };
       this.#chunks.set(id, chunk);
       this.#queue(chunk);
@@ -326,16 +360,19 @@ export class RedisPool {
           }
           continue;
         }
-        for (const [id, body] of r) {
+        for (const { id, body, runUs } of r.answers) {
           const chunk = this.#chunks.get(id);
           if (!chunk) continue; // answered already (a redelivery), or its call was settled
           this.#chunks.delete(id);
+          let ok = false;
+          let value: unknown;
           try {
-            const [ok, value] = (await loads(body, this.#policy)) as [boolean, unknown];
-            chunk.done(ok, value);
+            [ok, value] = (await loads(body, this.#policy)) as [boolean, unknown];
           } catch (err) {
-            chunk.done(false, err);
+            value = err;
           }
+          if (chunk.owner.tally || this.#tally) this.#observe(chunk, r.worker, ok, runUs);
+          chunk.done(ok, value);
         }
       }
     if (!ids.length) return;
@@ -344,6 +381,24 @@ export class RedisPool {
     this.#replied.push(...ids);
     if (this.#replied.length >= 256) this.#trimReplies();
     else this.#trimTimer ??= setTimeout(() => this.#trimReplies(), 50).unref();
+  }
+
+  /**
+   * A chunk's timing for onTask/onProgress. The worker's clock may be another machine's: the
+   * queue wait is the time since sending less the run time the worker measured.
+   */
+  #observe(c: Chunk, worker: string, ok: boolean, runUs: number): void {
+    const runMs = runUs / 1000;
+    const t: TaskTiming = {
+      worker,
+      index: c.index,
+      items: c.items,
+      queuedMs: Math.max(0, performance.now() - c.sentAt - runMs),
+      runMs,
+      ok,
+    };
+    c.owner.tally?.task(t);
+    this.#tally?.task(t);
   }
 
   #trimReplies(): void {
@@ -393,9 +448,15 @@ export class RedisPool {
   // ---- calls --------------------------------------------------------------------------------
 
   /** Run a call: its chunks are dropped from the queue when it settles early (error, timeout, signal). */
-  #call<T>(o: CallOptions | undefined, body: (owner: Set<number>) => Promise<T>): Promise<T> {
+  #call<T>(o: CallOptions | undefined, body: (owner: Owner) => Promise<T>, total?: number): Promise<T> {
     if (this.#state !== State.RUN) return Promise.reject(notRunning());
-    const owner = new Set<number>();
+    let owner: Owner;
+    try {
+      checkCallOptions(o, 'RedisPool');
+      owner = this.#owner(o, total);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     this.#calls++;
     let cleanup = (): void => undefined;
     const guard = new Promise<never>((_, reject) => {
@@ -419,9 +480,13 @@ export class RedisPool {
     return p;
   }
 
-  #drop(owner: Set<number>): void {
+  #owner(o: CallOptions | undefined, total?: number): Owner {
+    return { ids: new Set(), tally: o?.onProgress || o?.onTask ? new Tally(o.onProgress, o.onTask, total) : undefined };
+  }
+
+  #drop(owner: Owner): void {
     const touched = new Set<Sent>();
-    for (const id of owner) {
+    for (const id of owner.ids) {
       const c = this.#chunks.get(id);
       if (!c) continue;
       this.#chunks.delete(id);
@@ -450,23 +515,28 @@ export class RedisPool {
     iterable: Iterable<unknown> | AsyncIterable<unknown>,
     kind: number,
     o: MapOptions,
-    owner: Set<number>,
+    owner: Owner,
   ): Promise<unknown[]> {
     const f = await this.#describe(fn, kind === MAP ? 'map' : 'starmap');
     const items = await this.#items(iterable);
     const size = o.chunksize ?? (defaultChunksize(items.length, Math.max(1, this.#size)) || 1);
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('map(chunksize): an integer >= 1');
     const parts: Promise<unknown>[] = [];
-    for (let i = 0; i < items.length; i += size) parts.push(this.#send(f, kind, items.slice(i, i + size), owner));
+    owner.tally?.setTotal(items.length, false);
+    for (let i = 0; i < items.length; i += size) parts.push(this.#send(f, kind, items.slice(i, i + size), owner, i));
     return (await Promise.all(parts)).flat(1);
   }
 
   /** Call `fn(...args)` on a worker (Python: `apply`). Rejects with the task's error, as its class. */
   apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: CallOptions): Promise<Awaited<R>> {
-    return this.#call(options, async (owner) => {
-      const f = await this.#describe(fn, 'apply');
-      return await this.#send(f, APPLY, args ?? [], owner);
-    }) as Promise<Awaited<R>>;
+    return this.#call(
+      options,
+      async (owner) => {
+        const f = await this.#describe(fn, 'apply');
+        return await this.#send(f, APPLY, args ?? [], owner);
+      },
+      1,
+    ) as Promise<Awaited<R>>;
   }
 
   /** `apply` returning a RedisAsyncResult; `callback`/`errorCallback` run when it settles. */
@@ -537,7 +607,7 @@ export class RedisPool {
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('imap(chunksize): an integer >= 1');
     if (this.#state !== State.RUN) throw notRunning();
     const f = await this.#describe(fn, 'imap');
-    const owner = new Set<number>();
+    const owner = this.#owner(o);
     this.#calls++;
     try {
       yield* windowed(
@@ -545,7 +615,8 @@ export class RedisPool {
         size,
         Math.max(16, 4 * this.#size),
         ordered,
-        (part) => this.#send(f, MAP, part, owner) as Promise<unknown[]>,
+        (part, index) => this.#send(f, MAP, part, owner, index) as Promise<unknown[]>,
+        (total) => owner.tally?.setTotal(total),
       );
     } finally {
       this.#drop(owner);

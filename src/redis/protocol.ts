@@ -161,9 +161,25 @@ export function readBundle(flat: Buffer[]): Bundle {
   };
 }
 
-/** @internal The fields of a reply entry: the chunk ids, then each chunk's serialized [ok, value]. */
-export function replyFields(ids: readonly number[], bodies: readonly Buffer[]): (string | Buffer)[] {
-  return ['i', ids.join(','), 'r', frame(bodies)];
+/** @internal One answer as a caller reads it. */
+export interface WireAnswer {
+  id: number;
+  body: Buffer;
+  /** Microseconds the worker spent running the chunk. */
+  runUs: number;
+}
+
+/**
+ * @internal The fields of a reply entry: "chunk id/run µs" pairs, each chunk's serialized
+ * [ok, value], and the worker that ran them.
+ */
+export function replyFields(
+  worker: string,
+  ids: readonly number[],
+  runUs: readonly number[],
+  bodies: readonly Buffer[],
+): (string | Buffer)[] {
+  return ['i', ids.map((id, j) => `${id}/${Math.round(runUs[j]!)}`).join(','), 'r', frame(bodies), 'w', worker];
 }
 
 /**
@@ -191,13 +207,13 @@ return #moved
  * and both clients more): one reply entry per caller, then the XACK and XDEL of the entries
  * whose last chunk they answer.
  * KEYS: tasks, retry, then each caller's reply stream. ARGV: group, number of task entries,
- * number of retry entries, then (ids, bodies) per reply stream, then the task entries, then the
- * retry entries.
+ * number of retry entries, worker id, then (ids, bodies) per reply stream, then the task
+ * entries, then the retry entries.
  */
 export const ANSWER_SCRIPT = `
-local a = 4
+local a = 5
 for j = 3, #KEYS do
-  redis.call('XADD', KEYS[j], '*', 'i', ARGV[a], 'r', ARGV[a + 1])
+  redis.call('XADD', KEYS[j], '*', 'i', ARGV[a], 'r', ARGV[a + 1], 'w', ARGV[4])
   a = a + 2
 end
 for s = 1, 2 do
@@ -212,7 +228,7 @@ return a
 `;
 
 /** @internal Read a reply entry: [chunk id, serialized answer] pairs, or the chunks moved by a split. */
-export function readReply(flat: Buffer[]): [number, Buffer][] | Map<number, string> {
+export function readReply(flat: Buffer[]): { worker: string; answers: WireAnswer[] } | Map<number, string> {
   if (flat.length === 2 && flat[0]!.toString() === 'm')
     return new Map(
       flat[1]!
@@ -221,10 +237,16 @@ export function readReply(flat: Buffer[]): [number, Buffer][] | Map<number, stri
         .map((p) => p.split('=') as [string, string])
         .map(([id, e]) => [Number(id), e] as [number, string]),
     );
-  if (flat.length !== 4 || flat[0]!.toString() !== 'i') return [];
+  if (flat.length !== 6 || flat[0]!.toString() !== 'i') return { worker: '', answers: [] };
   const ids = flat[1]!.toString().split(',');
   const bodies = unframe(flat[3]!, ids.length);
-  return ids.map((id, j) => [Number(id), bodies[j]!]);
+  return {
+    worker: flat[5]!.toString(),
+    answers: ids.map((p, j) => {
+      const [id, us] = p.split('/');
+      return { id: Number(id), body: bodies[j]!, runUs: Number(us) };
+    }),
+  };
 }
 
 /** @internal Turn a flat [field, value, ...] reply of Redis into a map of Buffers. */

@@ -75,25 +75,29 @@ export async function* windowed(
   size: number,
   window: number,
   ordered: boolean,
-  send: (part: unknown[]) => Promise<unknown[]>,
+  send: (part: unknown[], index: number) => Promise<unknown[]>,
+  ended?: (total: number) => void,
 ): AsyncGenerator {
   const it = isAsyncIterable(iterable) ? iterable[Symbol.asyncIterator]() : iterable[Symbol.iterator]();
   const inflight: { p: Promise<unknown[]>; n: number }[] = [];
   let seq = 0;
-  let ended = false;
+  let read = 0;
+  let done = false;
   const fill = async (): Promise<void> => {
-    while (!ended && inflight.length < window) {
+    while (!done && inflight.length < window) {
       const part: unknown[] = [];
       while (part.length < size) {
         const r = await it.next();
         if (r.done) {
-          ended = true;
+          done = true;
+          ended?.(read + part.length);
           break;
         }
         part.push(r.value);
       }
       if (!part.length) break;
-      const p = send(part);
+      const p = send(part, read);
+      read += part.length;
       p.catch(() => undefined);
       inflight.push({ p, n: seq++ });
     }

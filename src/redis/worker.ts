@@ -197,6 +197,7 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
     h: Held;
     chunk: WireChunk;
     body: Buffer;
+    runUs: number;
     dead: boolean;
     done: () => void;
     fail: (e: unknown) => void;
@@ -226,7 +227,9 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
         k.reply(caller),
         '*',
         ...replyFields(
+          id,
           list.map((a) => a.chunk.id),
+          list.map((a) => a.runUs),
           list.map((a) => a.body),
         ),
       );
@@ -248,11 +251,13 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
       else byCaller.set(a.h.bundle.caller, [a]);
     }
     const keys = [k.tasks, k.retry];
-    const argv: (string | Buffer)[] = [GROUP, '', ''];
+    const argv: (string | Buffer)[] = [GROUP, '', '', id];
     for (const [caller, list] of byCaller) {
       keys.push(k.reply(caller));
       const f = replyFields(
+        id,
         list.map((a) => a.chunk.id),
+        list.map((a) => a.runUs),
         list.map((a) => a.body),
       );
       argv.push(f[1]!, f[3]!);
@@ -268,9 +273,9 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
       (err: unknown) => b.forEach((a) => a.fail(err)),
     );
   }
-  function answer(h: Held, chunk: WireChunk, body: Buffer, dead = false): Promise<void> {
+  function answer(h: Held, chunk: WireChunk, body: Buffer, runUs: number, dead = false): Promise<void> {
     return new Promise((done, fail) => {
-      if (batch.push({ h, chunk, body, dead, done, fail }) === 1) process.nextTick(flush);
+      if (batch.push({ h, chunk, body, runUs, dead, done, fail }) === 1) process.nextTick(flush);
     });
   }
 
@@ -282,13 +287,15 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
     active++;
     const p = (async () => {
       let body: Buffer;
+      const t0 = performance.now();
       try {
         body = encode(true, await run(h.bundle, chunk), chunk.kind === APPLY ? 1 : 2);
       } catch (err) {
         body = encode(false, err);
       }
+      const runUs = (performance.now() - t0) * 1000;
       // A chunk whose entry is gone (its caller's namespace was cleared) is not answered twice.
-      if (!st.stopped) await answer(h, chunk, body).catch((err: unknown) => log(`answer failed: ${String(err)}`));
+      if (!st.stopped) await answer(h, chunk, body, runUs).catch((err: unknown) => log(`answer failed: ${String(err)}`));
     })().finally(() => {
       active--;
       inflight.delete(p);
@@ -334,7 +341,7 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
           `a chunk of ${f.name || 'a task'} (${f.module}) was delivered ${before} times and its worker died or lost its lease each time (maxDeliveries ${maxDeliveries}); fix the task, or raise leaseMs if it runs longer than the lease`,
           before,
         );
-        return answer(h, c, encode(false, err), true);
+        return answer(h, c, encode(false, err), 0, true);
       }),
     );
   }
