@@ -65,6 +65,17 @@ describe('RedisPool when things die', { skip: redisMissing }, () => {
     assert.equal(await pool.apply(t.sqr, [4]), 16);
   });
 
+  test('a poison task sent in the same tick as good ones fails alone: the others of its bundle are answered', async () => {
+    // A lease long enough that a busy machine does not make a live worker look dead.
+    await using pool = new RedisPool({ url: server.url, namespace: randomNamespace(), processes: 2, leaseMs: 1000, maxDeliveries: 2 });
+    // 64 calls in one tick travel in a few bundles; the one holding 7 kills its worker.
+    const out = await Promise.allSettled(range(64).map((x) => pool.apply(t.poisonOn, [x])));
+    for (const [x, r] of out.entries()) {
+      if (x === 7) assert.ok(r.status === 'rejected' && r.reason instanceof WorkerLostError, `task 7: ${r.status}`);
+      else assert.deepEqual(r, { status: 'fulfilled', value: x * x });
+    }
+  });
+
   test('redis-server killed and restarted mid-map (AOF on): the map completes or fails clearly', async () => {
     const aof = await RedisServer.start(true);
     try {

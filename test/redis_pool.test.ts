@@ -7,8 +7,18 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
-import { AbortError, getContext, InvalidArgumentError, ProcessError, RedisPool, TimeoutError } from '../src/index.js';
+import {
+  AbortError,
+  getContext,
+  InvalidArgumentError,
+  ProcessError,
+  RedisPool,
+  TimeoutError,
+  type Progress,
+  type TaskTiming,
+} from '../src/index.js';
 import { childPids } from '../src/platform.js';
+import { redisStatus } from '../src/redis/server.js';
 import { fixture } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
 
@@ -151,6 +161,67 @@ describe('RedisPool', { skip: redisMissing }, () => {
     await assert.rejects(waiting, ProcessError);
     await q.join();
     await assertNoWorkersLeft();
+  });
+
+  test('calls made in the same tick share stream entries; calls settled early take their entries out of the queue', async () => {
+    const namespace = randomNamespace();
+    await using p = pool({ namespace, processes: 0 });
+    // No worker: the entries stay queued.
+    const calls = range(64).map((x) => p.apply(t.sqr, [x], { timeout: 200 }).catch((e: unknown) => e));
+    while ((await redisStatus(server.url, namespace)).queued === 0) await new Promise((r) => setTimeout(r, 10));
+    const { queued } = await redisStatus(server.url, namespace);
+    assert.ok(queued >= 1 && queued <= 16, `64 calls of one tick made ${queued} entries`);
+    for (const e of await Promise.all(calls)) assert.ok(e instanceof TimeoutError);
+    // Every chunk of every entry was settled: the entries left the stream.
+    const { Redis } = await import('ioredis');
+    const r = new Redis(server.url);
+    try {
+      assert.equal(await r.xlen(`mp:{${namespace}}:tasks`), 0);
+    } finally {
+      r.disconnect();
+    }
+  });
+
+  test('onProgress and onTask, per call and pool-wide', async () => {
+    const poolTasks: TaskTiming[] = [];
+    await using p = pool({ onTask: (x) => poolTasks.push(x) });
+    const progress: Progress[] = [];
+    const tasks: TaskTiming[] = [];
+    const r = await p.map(t.sqr, range(10), { chunksize: 3, onProgress: (x) => progress.push(x), onTask: (x) => tasks.push(x) });
+    assert.deepEqual(
+      r,
+      range(10).map((x) => x * x),
+    );
+    const byIndex = [...tasks].sort((a, b) => a.index - b.index);
+    assert.deepEqual(
+      byIndex.map((x) => [x.index, x.items, x.ok]),
+      [
+        [0, 3, true],
+        [3, 3, true],
+        [6, 3, true],
+        [9, 1, true],
+      ],
+    );
+    for (const x of tasks) {
+      assert.ok(x.runMs >= 0 && x.queuedMs >= 0, JSON.stringify(x));
+      assert.ok(
+        p._children.some((c) => x.worker.includes(`-${c.pid}-`)),
+        `worker ${x.worker}`,
+      );
+    }
+    assert.deepEqual(progress.map((x) => [x.done, x.total, x.failed]).at(-1), [10, 10, 0]);
+    // A failed task counts as failed.
+    const failed: Progress[] = [];
+    await assert.rejects(p.apply(t.failOn, [7], { onProgress: (x) => failed.push(x) }), t.TaskFailed);
+    assert.deepEqual(
+      failed.map((x) => [x.done, x.total, x.failed]),
+      [[1, 1, 1]],
+    );
+    // imap: the total is known once the input has ended.
+    const im: Progress[] = [];
+    for await (const v of p.imap(t.sqr, range(5), { chunksize: 2, onProgress: (x) => im.push(x) })) assert.equal(typeof v, 'number');
+    assert.deepEqual([im.at(-1)?.done, im.at(-1)?.total], [5, 5]);
+    assert.equal(poolTasks.length, 4 + 1 + 3);
   });
 
   test("getContext('redis') gives the same Pool API", async () => {

@@ -6,7 +6,7 @@
 // `giveUpMs`, or lost a chunk more than `maxDeliveries` times), or the call's timeout/signal.
 // A watchdog checks every lease that each chunk still waiting is still in the task stream: one
 // the server lost (restarted without persistence) is sent again.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 
@@ -14,25 +14,37 @@ import { AbortError, InvalidArgumentError, ProcessError, RedisConnectionError, T
 import { reduceFunction } from '../reduction/functions.js';
 import { trustModules } from '../reduction/policy.js';
 import { dumps, loads } from '../reduction/reduction.js';
-import { inheritedExecArgv } from '../popen/popen.js';
+import { pack } from '../reduction/fastcodec.js';
 import { isAsyncIterable } from '../util.js';
-import { defaultChunksize, type AsyncOptions, type CallOptions, type MapOptions } from '../pool/progress.js';
+import {
+  checkCallOptions,
+  checkPoolObservers,
+  defaultChunksize,
+  Tally,
+  type AsyncOptions,
+  type CallOptions,
+  type MapOptions,
+  type Progress,
+  type TaskTiming,
+} from '../pool/progress.js';
 import {
   APPLY,
   checkNamespace,
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_DELIVERIES,
+  bundleFields,
   ensureGroup,
-  fieldsOf,
   keys,
   loadRedis,
   MAP,
   moduleHash,
   modulePath,
+  readReply,
   STARMAP,
   type TaskFunction,
 } from './protocol.js';
-import { RedisAsyncResult } from './results.js';
+import { LocalWorkers } from './local.js';
+import { RedisAsyncResult, windowed } from './results.js';
 import type { Redis } from 'ioredis';
 
 export { RedisAsyncResult } from './results.js';
@@ -53,6 +65,10 @@ export interface RedisPoolOptions {
   maxDeliveries?: number;
   /** How long the server may stay unreachable before waiting calls fail. Default max(4 leases, 10 s). */
   giveUpMs?: number;
+  /** Progress over every call of the pool: `total` is the number of items handed to it so far. */
+  onProgress?: ((p: Progress) => void) | null;
+  /** Called after every task of every call with its timing. */
+  onTask?: ((t: TaskTiming) => void) | null;
 }
 
 type AnyFn = (...args: never[]) => unknown;
@@ -60,10 +76,41 @@ type XReply = [Buffer, [Buffer, Buffer[]][]][];
 interface Chunk {
   id: number;
   done: (ok: boolean, value: unknown) => void;
-  entry: string | undefined;
-  fields: (string | Buffer)[];
+  kind: number;
+  /** JSON of [function, module hash]: the bundle's function table is made of these. */
+  fn: string;
+  payload: Buffer;
   sends: number;
+  /** The entry that carries it (the last one sent). */
+  bundle: Sent | undefined;
+  owner: Owner;
+  /** Input index of its first item, its number of items, and when it was sent (performance.now()). */
+  index: number;
+  items: number;
+  sentAt: number;
 }
+/** The chunks of one call, and its onProgress/onTask tally. */
+interface Owner {
+  ids: Set<number>;
+  tally: Tally | undefined;
+}
+/** One bundle entry as sent. */
+interface Sent {
+  entry: string | undefined;
+  /** Its stream: the task stream, or the retry stream once a worker split it there. */
+  stream: string;
+  chunks: Chunk[];
+  fields: (string | Buffer)[];
+}
+
+/**
+ * Chunks of one tick go in bundles of at most this many, and at most BUNDLE_BYTES of arguments:
+ * a map's chunks still spread over the workers, each of which reads several entries at a time.
+ */
+const BUNDLE_CHUNKS = 64;
+const BUNDLE_BYTES = 256 * 1024;
+/** A tick's chunks are split into at least this many bundles (when there are as many chunks). */
+const BUNDLE_SPREAD = 16;
 
 /**
  * Chunks a local worker holds at once. Sync tasks still run one after another; holding a few
@@ -99,16 +146,15 @@ export class RedisPool {
   readonly #cmd: Redis;
   readonly #blk: Redis;
   readonly #chunks = new Map<number, Chunk>();
-  readonly #modules = new Set<string>();
-  /** Modules the local workers were told since they started (a replacement starts with them). */
-  readonly #localModules = new Set<string>();
-  #respawns = 0;
-  #stopping = false;
   readonly #allowed = new Set<string>();
   readonly #policy;
-  readonly #children: ChildProcess[] = [];
+  /** Pool-wide onProgress/onTask; undefined when not asked for. */
+  readonly #tally: Tally | undefined;
+  readonly #local: LocalWorkers;
   readonly #ready: Promise<void>;
   #seq = 0;
+  /** Chunks sent in this tick, bundled when it ends. */
+  #pending: Chunk[] = [];
   #lastId = '0-0';
   #state = State.RUN;
   #downSince: number | undefined;
@@ -116,6 +162,9 @@ export class RedisPool {
   #calls = 0;
   #idle: (() => void) | undefined;
   #reading: Promise<void>;
+  /** Reply entries read and not yet deleted. */
+  #replied: string[] = [];
+  #trimTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(processes?: number | null | RedisPoolOptions, options: RedisPoolOptions = {}) {
     const o: RedisPoolOptions =
@@ -132,131 +181,141 @@ export class RedisPool {
     if (!(this.#lease >= 50)) throw new InvalidArgumentError('RedisPool({ leaseMs }): at least 50 ms');
     if (!Number.isInteger(this.#maxDeliveries) || this.#maxDeliveries < 1)
       throw new InvalidArgumentError('RedisPool({ maxDeliveries }): an integer >= 1');
+    checkPoolObservers(o);
+    this.#tally = o.onProgress || o.onTask ? new Tally(o.onProgress, o.onTask, 0) : undefined;
     this.#policy = trustModules(this.#allowed, { libraryObjects: false, optIn: 'use the function from a module of this program' });
-    for (const m of o.modules ?? []) this.#modules.add(path.resolve(m instanceof URL ? new URL(m).pathname : m));
+    const modules = new Set((o.modules ?? []).map((m) => path.resolve(m instanceof URL ? new URL(m).pathname : m)));
     const Redis = loadRedis();
     const opts = { maxRetriesPerRequest: null };
-    // Commands issued in one tick (a map's chunks) go out in one write, not one syscall each.
-    this.#cmd = new Redis(this.#url, { ...opts, enableAutoPipelining: true });
+    // No auto-pipelining: the chunks of a tick already go out as bundles, and its setImmediate
+    // would add a turn of the event loop to every round trip.
+    this.#cmd = new Redis(this.#url, opts);
     this.#blk = new Redis(this.#url, opts);
     for (const c of [this.#cmd, this.#blk]) c.on('error', () => undefined);
     this.#cmd.on('close', () => (this.#downSince ??= Date.now()));
     this.#cmd.on('ready', () => (this.#downSince = undefined));
-    for (let i = 0; i < size; i++) this.#startLocal();
+    const spec = { url: this.#url, namespace: this.#ns, leaseMs: this.#lease, maxDeliveries: this.#maxDeliveries };
+    this.#local = new LocalWorkers({ ...spec, concurrency: LOCAL_CONCURRENCY, modules }, size);
     this.#ready = ensureGroup(this.#cmd, this.#k.tasks);
     this.#ready.catch(() => undefined);
     this.#reading = this.#read();
     this.#watch = setInterval(() => void this.#watchdog().catch(() => undefined), this.#lease);
   }
 
-  // ---- local workers ------------------------------------------------------------------------
-
-  #startLocal(): void {
-    const cli = path.join(__dirname, '..', 'cli', 'main.js');
-    const args = [cli, 'worker', '--backend', this.#url, '--namespace', this.#ns, '--lease-ms', String(this.#lease)];
-    args.push('--max-deliveries', String(this.#maxDeliveries), '--concurrency', String(LOCAL_CONCURRENCY), '--parent');
-    for (const m of this.#modules) args.push('--module', m);
-    for (const m of this.#localModules) if (!this.#modules.has(m)) args.push('--module', m);
-    // The caller's loaders (`--import tsx`) too, so a TypeScript task module loads as it does here.
-    const child = spawn(process.execPath, [...inheritedExecArgv(), ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    child.on('error', () => undefined);
-    this.#children.push(child);
-    // A local worker that died (a task killed it) is replaced, as in the local pool; its chunk
-    // goes to another worker when its lease runs out.
-    child.once('exit', () => {
-      if (this.#state !== State.RUN && this.#state !== State.CLOSE) return;
-      if (this.#stopping || this.#respawns++ > 1000) return;
-      this.#children.splice(this.#children.indexOf(child), 1);
-      this.#startLocal();
-    });
-  }
-
-  /** Tell the local workers a module (they answer once they can call it). */
-  async #allowLocal(file: string): Promise<void> {
-    await Promise.all(
-      this.#children
-        .filter((c) => c.connected)
-        .map(
-          (c) =>
-            new Promise<void>((resolve) => {
-              const on = (m: unknown): void => {
-                if ((m as { allowed?: string } | null)?.allowed !== file) return;
-                c.off('message', on);
-                c.off('exit', gone);
-                resolve();
-              };
-              const gone = (): void => resolve();
-              c.on('message', on);
-              c.once('exit', gone);
-              c.send({ allow: file });
-            }),
-        ),
-    );
-  }
-
   // ---- sending and receiving ----------------------------------------------------------------
 
-  async #describe(fn: AnyFn, what: string): Promise<[TaskFunction, string]> {
+  /** The function as a bundle names it: JSON of [function, module sha256]. */
+  async #describe(fn: AnyFn, what: string): Promise<string> {
     if (typeof fn !== 'function') throw new InvalidArgumentError(`${what}: func must be a function, got ${typeof fn}`);
     const ref = reduceFunction(fn, 'the function', false);
     const file = modulePath(ref);
     if (!this.#allowed.has(file)) {
       this.#allowed.add(file);
       if (ref.kind === 'esm') this.#allowed.add(ref.url);
-      this.#localModules.add(file);
-      await this.#allowLocal(file);
+      await this.#local.allow(file);
     }
     const f: TaskFunction =
       ref.kind === 'cjs'
         ? { kind: 'cjs', module: file, exportName: ref.exportName, name: ref.name }
         : { kind: 'esm', module: (ref as { url: string }).url, exportName: (ref as { exportName: string }).exportName, name: ref.name };
-    return [f, moduleHash(file)];
+    return JSON.stringify([f, moduleHash(file)]);
   }
 
-  /** Send one chunk; resolves with its answer. */
-  #send(f: TaskFunction, hash: string, kind: number, payload: unknown[], owner: Set<number>): Promise<unknown> {
+  /** Send one chunk (in this tick's bundle); resolves with its answer. */
+  #send(fn: string, kind: number, payload: unknown[], owner: Owner, index = 0): Promise<unknown> {
     if (this.#state === State.TERMINATE) return Promise.reject(notRunning());
     const id = ++this.#seq;
-    owner.add(id);
-    const fields = [
-      'c',
-      this.#caller,
-      'i',
-      String(id),
-      'k',
-      String(kind),
-      'f',
-      JSON.stringify(f),
-      'h',
-      hash,
-      'p',
-      dumps(payload, 'argument'),
-    ];
+    owner.ids.add(id);
+    const items = kind === APPLY ? 1 : payload.length;
+    this.#tally?.add(items);
+    // The payload array is ours (a slice of the input, or apply's args): its primitives pack
+    // without V8's serializer, as in the local pool.
+    const body = pack(payload, kind === STARMAP ? 2 : 1) ?? dumps(payload, 'argument');
     return new Promise((resolve, reject) => {
-      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own error, whatever it threw
-      const chunk: Chunk = { id, done: (ok, v) => (ok ? resolve(v) : reject(v)), entry: undefined, fields, sends: 0 };
+      const chunk: Chunk = {
+        id,
+        done: (ok, v) => {
+          owner.ids.delete(id);
+          if (ok) resolve(v);
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own error, whatever it threw
+          else reject(v);
+        },
+        kind,
+        fn,
+        payload: body,
+        sends: 0,
+        bundle: undefined,
+        owner,
+        index,
+        items,
+        sentAt: performance.now(),
+      };
       this.#chunks.set(id, chunk);
-      this.#xadd(chunk);
+      this.#queue(chunk);
     });
   }
 
-  #xadd(chunk: Chunk, firstFailure?: number): void {
-    if (firstFailure === undefined) chunk.sends++;
+  #queue(chunk: Chunk): void {
+    if (this.#pending.push(chunk) === 1) process.nextTick(() => this.#flush());
+  }
+
+  /** Bundle the chunks of this tick: one stream entry per bundle. */
+  #flush(): void {
+    const all = this.#pending.filter((c) => this.#chunks.get(c.id) === c);
+    this.#pending = [];
+    const per = Math.min(BUNDLE_CHUNKS, Math.max(1, Math.ceil(all.length / BUNDLE_SPREAD)));
+    for (let i = 0; i < all.length;) {
+      const chunks: Chunk[] = [];
+      let bytes = 0;
+      while (i < all.length && chunks.length < per && (chunks.length === 0 || bytes + all[i]!.payload.length <= BUNDLE_BYTES)) {
+        bytes += all[i]!.payload.length;
+        chunks.push(all[i++]!);
+      }
+      const fns: string[] = [];
+      const wire = chunks.map((c) => {
+        let fi = fns.indexOf(c.fn);
+        if (fi < 0) fi = fns.push(c.fn) - 1;
+        return { id: c.id, kind: c.kind, fn: fi, payload: c.payload };
+      });
+      const sent: Sent = { entry: undefined, stream: this.#k.tasks, chunks, fields: bundleFields(this.#caller, fns, wire) };
+      for (const c of chunks) {
+        c.sends++;
+        c.bundle = sent;
+      }
+      this.#xadd(sent);
+    }
+  }
+
+  /** Whether a bundle still carries a chunk waiting for its answer. */
+  #live(sent: Sent): boolean {
+    return sent.chunks.some((c) => this.#chunks.get(c.id) === c && c.bundle === sent);
+  }
+
+  #xadd(sent: Sent, firstFailure?: number): void {
     this.#ready
-      .then(() => this.#cmd.xadd(this.#k.tasks, '*', ...chunk.fields))
+      .then(() => this.#cmd.xadd(this.#k.tasks, '*', ...sent.fields))
       .then(
-        (entry) => (chunk.entry = entry ?? undefined),
+        (entry) => {
+          sent.entry = entry ?? undefined;
+          // Every chunk of it was settled (its calls ended early) before Redis answered.
+          if (entry && !this.#live(sent)) this.#cmd.xdel(this.#k.tasks, entry).catch(() => undefined);
+        },
         (err: unknown) => {
-          if (this.#chunks.get(chunk.id) !== chunk || this.#state === State.TERMINATE) return;
+          if (!this.#live(sent) || this.#state === State.TERMINATE) return;
           // The connection dropped with the XADD unanswered: send it again once Redis is back
           // (a copy that did arrive is answered twice and the caller keeps the first answer).
-          // A server's refusal (a ReplyError: OOM, ACL) or an outage past giveUpMs fails the call.
+          // A server's refusal (a ReplyError: OOM, ACL) or an outage past giveUpMs fails the calls.
           const since = firstFailure ?? Date.now();
           if ((err as Error | null)?.name !== 'ReplyError' && Date.now() - since < this.#giveUp) {
-            setTimeout(() => this.#xadd(chunk, since), 100).unref();
+            setTimeout(() => this.#xadd(sent, since), 100).unref();
             return;
           }
-          chunk.done(false, new RedisConnectionError(`could not send a task to ${this.#safeUrl()}: ${String(err)}`, { cause: err }));
+          const e = new RedisConnectionError(`could not send a task to ${this.#safeUrl()}: ${String(err)}`, { cause: err });
+          for (const c of sent.chunks)
+            if (this.#chunks.get(c.id) === c && c.bundle === sent) {
+              this.#chunks.delete(c.id);
+              c.done(false, e);
+            }
         },
       );
   }
@@ -287,17 +346,66 @@ export class RedisPool {
         const e = eid.toString();
         ids.push(e);
         if (cmpId(e, this.#lastId) > 0) this.#lastId = e;
-        const m = fieldsOf(flat);
-        const chunk = this.#chunks.get(Number(m.get('i')?.toString()));
-        if (!chunk) continue; // answered already (a redelivery), or its call was settled
-        this.#chunks.delete(Number(m.get('i')!.toString()));
+        let r: ReturnType<typeof readReply>;
         try {
-          const [ok, value] = (await loads(m.get('r')!, this.#policy)) as [boolean, unknown];
+          r = readReply(flat);
+        } catch {
+          continue; // not a reply of this version: its chunks are sent again when their entry is gone
+        }
+        if (r instanceof Map) {
+          // A worker split a redelivered bundle: each chunk now has an entry of its own.
+          for (const [id, entry] of r) {
+            const c = this.#chunks.get(id);
+            if (c) c.bundle = { entry, stream: this.#k.retry, chunks: [c], fields: [] };
+          }
+          continue;
+        }
+        for (const { id, body, runUs } of r.answers) {
+          const chunk = this.#chunks.get(id);
+          if (!chunk) continue; // answered already (a redelivery), or its call was settled
+          this.#chunks.delete(id);
+          let ok = false;
+          let value: unknown;
+          try {
+            [ok, value] = (await loads(body, this.#policy)) as [boolean, unknown];
+          } catch (err) {
+            value = err;
+          }
+          if (chunk.owner.tally || this.#tally) this.#observe(chunk, r.worker, ok, runUs);
           chunk.done(ok, value);
-        } catch (err) {
-          chunk.done(false, err);
         }
       }
+    if (!ids.length) return;
+    // Read answers leave the reply stream in batches: a command per read would add a round
+    // trip's work for the server and this process to every call when one is in flight.
+    this.#replied.push(...ids);
+    if (this.#replied.length >= 256) this.#trimReplies();
+    else this.#trimTimer ??= setTimeout(() => this.#trimReplies(), 50).unref();
+  }
+
+  /**
+   * A chunk's timing for onTask/onProgress. The worker's clock may be another machine's: the
+   * queue wait is the time since sending less the run time the worker measured.
+   */
+  #observe(c: Chunk, worker: string, ok: boolean, runUs: number): void {
+    const runMs = runUs / 1000;
+    const t: TaskTiming = {
+      worker,
+      index: c.index,
+      items: c.items,
+      queuedMs: Math.max(0, performance.now() - c.sentAt - runMs),
+      runMs,
+      ok,
+    };
+    c.owner.tally?.task(t);
+    this.#tally?.task(t);
+  }
+
+  #trimReplies(): void {
+    if (this.#trimTimer) clearTimeout(this.#trimTimer);
+    this.#trimTimer = undefined;
+    const ids = this.#replied;
+    this.#replied = [];
     if (ids.length) this.#cmd.xdel(this.#k.reply(this.#caller), ...ids).catch(() => undefined);
   }
 
@@ -311,21 +419,24 @@ export class RedisPool {
     if (this.#downSince !== undefined || !this.#chunks.size) return;
     // Chunks the server no longer has (it restarted without persistence): first take the
     // answers already written (an answer is written in the same MULTI as the entry's removal).
-    const waiting = [...this.#chunks].filter(([, c]) => c.entry).slice(0, 500);
+    const sent = new Set<Sent>();
+    for (const c of this.#chunks.values()) if (c.bundle?.entry && sent.size < 500) sent.add(c.bundle);
+    const waiting = [...sent];
     const p = this.#cmd.pipeline();
-    for (const [, c] of waiting) p.xrange(this.#k.tasks, c.entry!, c.entry!);
+    for (const b of waiting) p.xrange(b.stream, b.entry!, b.entry!);
     const r = (await p.exec()) ?? [];
     const lost = waiting.filter((_, i) => Array.isArray(r[i]?.[1]) && (r[i][1] as unknown[]).length === 0);
     if (!lost.length) return;
     const got = await this.#cmd.xreadBuffer('COUNT', 100000, 'STREAMS', this.#k.reply(this.#caller), this.#lastId);
     if (got) await this.#take(got);
-    for (const [id, c] of lost) {
-      if (!this.#chunks.has(id)) continue;
-      if (c.sends >= this.#maxDeliveries) {
-        this.#chunks.delete(id);
-        c.done(false, new RedisConnectionError(`the Redis server lost a task ${c.sends} times (restarted without persistence?)`));
-      } else this.#xadd(c);
-    }
+    for (const b of lost)
+      for (const c of b.chunks) {
+        if (this.#chunks.get(c.id) !== c || c.bundle !== b) continue;
+        if (c.sends >= this.#maxDeliveries) {
+          this.#chunks.delete(c.id);
+          c.done(false, new RedisConnectionError(`the Redis server lost a task ${c.sends} times (restarted without persistence?)`));
+        } else this.#queue(c);
+      }
   }
 
   #failAll(err: Error): void {
@@ -337,9 +448,15 @@ export class RedisPool {
   // ---- calls --------------------------------------------------------------------------------
 
   /** Run a call: its chunks are dropped from the queue when it settles early (error, timeout, signal). */
-  #call<T>(o: CallOptions | undefined, body: (owner: Set<number>) => Promise<T>): Promise<T> {
+  #call<T>(o: CallOptions | undefined, body: (owner: Owner) => Promise<T>, total?: number): Promise<T> {
     if (this.#state !== State.RUN) return Promise.reject(notRunning());
-    const owner = new Set<number>();
+    let owner: Owner;
+    try {
+      checkCallOptions(o, 'RedisPool');
+      owner = this.#owner(o, total);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     this.#calls++;
     let cleanup = (): void => undefined;
     const guard = new Promise<never>((_, reject) => {
@@ -363,15 +480,23 @@ export class RedisPool {
     return p;
   }
 
-  #drop(owner: Set<number>): void {
-    const entries: string[] = [];
-    for (const id of owner) {
+  #owner(o: CallOptions | undefined, total?: number): Owner {
+    return { ids: new Set(), tally: o?.onProgress || o?.onTask ? new Tally(o.onProgress, o.onTask, total) : undefined };
+  }
+
+  #drop(owner: Owner): void {
+    const touched = new Set<Sent>();
+    for (const id of owner.ids) {
       const c = this.#chunks.get(id);
       if (!c) continue;
       this.#chunks.delete(id);
-      if (c.entry) entries.push(c.entry);
+      if (c.bundle) touched.add(c.bundle);
     }
-    if (entries.length) this.#cmd.xdel(this.#k.tasks, ...entries).catch(() => undefined);
+    // A bundle leaves the queue once none of its chunks is waiting (others' chunks still run).
+    for (const stream of [this.#k.tasks, this.#k.retry]) {
+      const entries = [...touched].filter((b) => b.stream === stream && b.entry && !this.#live(b)).map((b) => b.entry!);
+      if (entries.length) this.#cmd.xdel(stream, ...entries).catch(() => undefined);
+    }
   }
 
   async #items(iterable: Iterable<unknown> | AsyncIterable<unknown>): Promise<unknown[]> {
@@ -390,23 +515,28 @@ export class RedisPool {
     iterable: Iterable<unknown> | AsyncIterable<unknown>,
     kind: number,
     o: MapOptions,
-    owner: Set<number>,
+    owner: Owner,
   ): Promise<unknown[]> {
-    const [f, hash] = await this.#describe(fn, kind === MAP ? 'map' : 'starmap');
+    const f = await this.#describe(fn, kind === MAP ? 'map' : 'starmap');
     const items = await this.#items(iterable);
     const size = o.chunksize ?? (defaultChunksize(items.length, Math.max(1, this.#size)) || 1);
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('map(chunksize): an integer >= 1');
     const parts: Promise<unknown>[] = [];
-    for (let i = 0; i < items.length; i += size) parts.push(this.#send(f, hash, kind, items.slice(i, i + size), owner));
+    owner.tally?.setTotal(items.length, false);
+    for (let i = 0; i < items.length; i += size) parts.push(this.#send(f, kind, items.slice(i, i + size), owner, i));
     return (await Promise.all(parts)).flat(1);
   }
 
   /** Call `fn(...args)` on a worker (Python: `apply`). Rejects with the task's error, as its class. */
   apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: CallOptions): Promise<Awaited<R>> {
-    return this.#call(options, async (owner) => {
-      const [f, hash] = await this.#describe(fn, 'apply');
-      return await this.#send(f, hash, APPLY, args ?? [], owner);
-    }) as Promise<Awaited<R>>;
+    return this.#call(
+      options,
+      async (owner) => {
+        const f = await this.#describe(fn, 'apply');
+        return await this.#send(f, APPLY, args ?? [], owner);
+      },
+      1,
+    ) as Promise<Awaited<R>>;
   }
 
   /** `apply` returning a RedisAsyncResult; `callback`/`errorCallback` run when it settles. */
@@ -476,53 +606,18 @@ export class RedisPool {
     const size = o.chunksize ?? 1;
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('imap(chunksize): an integer >= 1');
     if (this.#state !== State.RUN) throw notRunning();
-    const [f, hash] = await this.#describe(fn, 'imap');
-    const owner = new Set<number>();
-    const window = Math.max(16, 4 * this.#size);
-    const it = isAsyncIterable(iterable) ? iterable[Symbol.asyncIterator]() : iterable[Symbol.iterator]();
-    const inflight: { p: Promise<unknown[]>; n: number }[] = [];
-    let seq = 0;
-    let ended = false;
-    const fill = async (): Promise<void> => {
-      while (!ended && inflight.length < window) {
-        const part: unknown[] = [];
-        while (part.length < size) {
-          const r = await it.next();
-          if (r.done) {
-            ended = true;
-            break;
-          }
-          part.push(r.value);
-        }
-        if (!part.length) break;
-        const n = seq++;
-        const p = this.#send(f, hash, MAP, part, owner) as Promise<unknown[]>;
-        p.catch(() => undefined);
-        inflight.push({ p: p.then((v) => (tag.set(p, n), v)), n });
-      }
-    };
-    const tag = new WeakMap<Promise<unknown>, number>();
+    const f = await this.#describe(fn, 'imap');
+    const owner = this.#owner(o);
     this.#calls++;
     try {
-      await fill();
-      while (inflight.length) {
-        let i = 0;
-        if (!ordered) {
-          const n = await Promise.race(
-            inflight.map((x) =>
-              x.p.then(
-                () => x.n,
-                () => x.n,
-              ),
-            ),
-          );
-          i = inflight.findIndex((x) => x.n === n);
-        }
-        const [x] = inflight.splice(i, 1);
-        const values = await x!.p;
-        await fill();
-        yield* values;
-      }
+      yield* windowed(
+        iterable,
+        size,
+        Math.max(16, 4 * this.#size),
+        ordered,
+        (part, index) => this.#send(f, MAP, part, owner, index) as Promise<unknown[]>,
+        (total) => owner.tally?.setTotal(total),
+      );
     } finally {
       this.#drop(owner);
       if (--this.#calls === 0) this.#idle?.();
@@ -540,9 +635,8 @@ export class RedisPool {
   terminate(): void {
     if (this.#state === State.TERMINATE) return;
     this.#state = State.TERMINATE;
-    this.#stopping = true;
     this.#failAll(notRunning());
-    for (const c of this.#children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    this.#local.stop('SIGKILL');
     this.#idle?.();
   }
 
@@ -551,17 +645,13 @@ export class RedisPool {
     if (this.#state === State.RUN)
       throw new ProcessError('Pool is still running: call close() or terminate() first', { code: 'ERR_MP_POOL_RUNNING' });
     if (this.#calls > 0 && (this.#state as State) === State.CLOSE) await new Promise<void>((r) => (this.#idle = r));
-    this.#stopping = true;
-    for (const c of this.#children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    await Promise.all(
-      this.#children.map((c) =>
-        c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r())),
-      ),
-    );
+    this.#local.stop('SIGTERM');
+    await this.#local.exited();
     this.#state = State.TERMINATE;
     clearInterval(this.#watch);
     this.#blk.disconnect();
     await this.#reading;
+    clearTimeout(this.#trimTimer);
     await this.#cmd.del(this.#k.reply(this.#caller)).catch(() => undefined);
     this.#cmd.disconnect();
   }
@@ -574,7 +664,7 @@ export class RedisPool {
 
   /** @internal The local worker processes (tests). */
   get _children(): readonly ChildProcess[] {
-    return this.#children;
+    return this.#local.children;
   }
 
   toString(): string {

@@ -3,6 +3,7 @@
 import { inspect } from 'node:util';
 
 import { InvalidArgumentError, ProcessError, TimeoutError } from '../errors.js';
+import { isAsyncIterable } from '../util.js';
 
 /** The result of a Redis pool's `applyAsync`, `mapAsync` or `starmapAsync`. */
 export class RedisAsyncResult<T = unknown> {
@@ -62,5 +63,62 @@ function report(what: string, fn: ((v: never) => void) | null | undefined, value
     (fn as (v: unknown) => void)(value);
   } catch (err) {
     process.stderr.write(`Exception in pool ${what}:\n${err instanceof Error ? (err.stack ?? String(err)) : inspect(err)}\n`);
+  }
+}
+
+/**
+ * @internal imap's results: reads `iterable` lazily, `size` items a chunk, with at most `window`
+ * chunks sent and not yet yielded; in input order, or in the order chunks complete.
+ */
+export async function* windowed(
+  iterable: Iterable<unknown> | AsyncIterable<unknown>,
+  size: number,
+  window: number,
+  ordered: boolean,
+  send: (part: unknown[], index: number) => Promise<unknown[]>,
+  ended?: (total: number) => void,
+): AsyncGenerator {
+  const it = isAsyncIterable(iterable) ? iterable[Symbol.asyncIterator]() : iterable[Symbol.iterator]();
+  const inflight: { p: Promise<unknown[]>; n: number }[] = [];
+  let seq = 0;
+  let read = 0;
+  let done = false;
+  const fill = async (): Promise<void> => {
+    while (!done && inflight.length < window) {
+      const part: unknown[] = [];
+      while (part.length < size) {
+        const r = await it.next();
+        if (r.done) {
+          done = true;
+          ended?.(read + part.length);
+          break;
+        }
+        part.push(r.value);
+      }
+      if (!part.length) break;
+      const p = send(part, read);
+      read += part.length;
+      p.catch(() => undefined);
+      inflight.push({ p, n: seq++ });
+    }
+  };
+  await fill();
+  while (inflight.length) {
+    let i = 0;
+    if (!ordered) {
+      const n = await Promise.race(
+        inflight.map((x) =>
+          x.p.then(
+            () => x.n,
+            () => x.n,
+          ),
+        ),
+      );
+      i = inflight.findIndex((x) => x.n === n);
+    }
+    const [x] = inflight.splice(i, 1);
+    const values = await x!.p;
+    await fill();
+    yield* values;
   }
 }

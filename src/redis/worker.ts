@@ -17,19 +17,26 @@ import { ModuleNotAllowedError, StaleModuleError, WorkerLostError } from '../err
 import { loadFunction, type FunctionRef } from '../reduction/functions.js';
 import { trustModules } from '../reduction/policy.js';
 import { dumps, loads } from '../reduction/reduction.js';
+import { pack } from '../reduction/fastcodec.js';
 import { isThenable } from '../util.js';
 import {
   APPLY,
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_DELIVERIES,
+  ANSWER_SCRIPT,
+  type Bundle,
+  bundleFields,
   ensureGroup,
-  fieldsOf,
   GROUP,
   keys,
   loadRedis,
   MAP,
   moduleHash,
+  readBundle,
+  replyFields,
+  SPLIT_SCRIPT,
   type TaskFunction,
+  type WireChunk,
 } from './protocol.js';
 
 /** Options of a Redis pool worker. */
@@ -39,7 +46,7 @@ export interface RedisWorkerOptions {
   namespace: string;
   /** Module files whose exports this worker may call. */
   modules: readonly string[];
-  /** Chunks run at the same time in this process (async tasks overlap; sync ones take turns). */
+  /** Chunks run at the same time in this process (async tasks overlap; sync ones take turns); it may hold more, waiting. */
   concurrency?: number;
   leaseMs?: number;
   maxDeliveries?: number;
@@ -58,6 +65,14 @@ export interface RedisWorkerHandle {
 }
 
 type AnyFn = (...args: unknown[]) => unknown;
+/** A bundle this worker holds: acknowledged once its last chunk is answered. */
+interface Held {
+  entryId: string;
+  /** The stream it came from: the task stream, or the retry stream. */
+  stream: string;
+  bundle: Bundle;
+  left: number;
+}
 // Fields are null for an entry deleted while pending (Redis 6.2's XAUTOCLAIM lists those).
 type Entry = [id: Buffer, fields: Buffer[] | null];
 
@@ -75,6 +90,10 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
   const cmd = new Redis(o.url, opts);
   const blk = new Redis(o.url, opts);
   cmd.on('error', () => undefined);
+  // EVALSHA, falling back to EVAL when the server does not have the script yet.
+  cmd.defineCommand('mpAnswer', { lua: ANSWER_SCRIPT });
+  const answerScript = (...args: (string | number | Buffer)[]): Promise<unknown> =>
+    (cmd as unknown as { mpAnswer(...a: (string | number | Buffer)[]): Promise<unknown> }).mpAnswer(...args);
   blk.on('error', () => undefined);
 
   // Modules by content hash, and by file name (to tell a stale module from an unknown one).
@@ -91,10 +110,16 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
   for (const m of o.modules) allow(m);
   const policy = trustModules(allowed, { libraryObjects: false, optIn: 'start the worker with --module <file>' });
 
-  const running = new Map<string, Promise<void>>();
+  // Bundles held (their leases are renewed), chunks running, and the promises drain waits for.
+  const held = new Map<string, Held>();
+  let active = 0;
+  // Chunks of held bundles waiting for a slot: at most `concurrency` chunks run at once.
+  const waiting: [Held, WireChunk][] = [];
+  const inflight = new Set<Promise<void>>();
   // Flags the loop reads while drain() and stop() set them.
-  const st = { draining: false, stopped: false };
+  const st = { draining: false, stopped: false, pausing: false };
   const halted = (): boolean => st.stopped || st.draining;
+  const paused = (): boolean => st.pausing;
   let wake: (() => void) | undefined;
   const done = { resolve: (): void => undefined };
   const donePromise = new Promise<void>((r) => (done.resolve = r));
@@ -104,7 +129,7 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
       id,
       pid: process.pid,
       host: os.hostname(),
-      running: running.size,
+      running: active,
       concurrency,
       draining: st.draining,
       at: Date.now(),
@@ -112,7 +137,12 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
     await cmd.set(k.worker(id), info, 'PX', lease * 3);
   };
 
+  // Functions by hash and export: a bundle names its functions, and loading one is not free.
+  const fnCache = new Map<string, AnyFn>();
   async function fn(f: TaskFunction, hash: string): Promise<AnyFn> {
+    const key = `${hash}\0${f.exportName ?? ''}`;
+    const hit = fnCache.get(key);
+    if (hit) return hit;
     const file = byHash.get(hash);
     const shown = `${f.exportName ?? 'module.exports'} of ${f.module}`;
     if (!file) {
@@ -130,14 +160,15 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
         : { kind: 'esm', url: pathToFileURL(file).href, exportName: f.exportName ?? 'default', name: f.name };
     const got = await loadFunction(ref);
     if (typeof got !== 'function') throw new ModuleNotAllowedError(`${shown} is not a function`);
+    fnCache.set(key, got as AnyFn);
     return got as AnyFn;
   }
 
-  async function run(fields: Map<string, Buffer>): Promise<unknown> {
-    const kind = Number(fields.get('k')!.toString());
-    const f = JSON.parse(fields.get('f')!.toString()) as TaskFunction;
-    const call = await fn(f, fields.get('h')!.toString());
-    const payload = (await loads(fields.get('p')!, policy)) as unknown[];
+  async function run(b: Bundle, c: WireChunk): Promise<unknown> {
+    const kind = c.kind;
+    const [f, hash] = b.fns[c.fn]!;
+    const call = await fn(f, hash);
+    const payload = (await loads(c.payload, policy)) as unknown[];
     if (kind === APPLY) {
       const v = call(...payload);
       return isThenable(v) ? await v : v;
@@ -151,94 +182,260 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
     return out;
   }
 
-  function encode(ok: boolean, value: unknown): Buffer {
+  function encode(ok: boolean, value: unknown, fresh = 1): Buffer {
     try {
-      return dumps([ok, value], ok ? 'result' : 'error');
+      // [ok, value] is ours, and so is a chunk's list of results (fresh 2).
+      return (ok ? pack([ok, value], fresh) : undefined) ?? dumps([ok, value], ok ? 'result' : 'error');
     } catch (err) {
       return dumps([false, err instanceof Error ? err : new Error(String(err))], 'error');
     }
   }
 
-  // Answers finished in the same turn of the event loop share one MULTI: each result on its
-  // caller's reply stream, then one XACK and one XDEL for all their entries.
-  let batch: { entryId: string; fields: Map<string, Buffer>; body: Buffer; dead: boolean; done: () => void; fail: (e: unknown) => void }[] =
-    [];
+  // Answers finished in the same turn of the event loop share one MULTI: one reply entry per
+  // caller, then one XACK and one XDEL for the bundles whose last chunk they answer.
+  interface Answer {
+    h: Held;
+    chunk: WireChunk;
+    body: Buffer;
+    runUs: number;
+    dead: boolean;
+    done: () => void;
+    fail: (e: unknown) => void;
+  }
+  let batch: Answer[] = [];
   function flush(): void {
     const b = batch;
     batch = [];
-    const m = cmd.multi();
-    for (const a of b) {
-      const caller = a.fields.get('c')!.toString();
-      m.xadd(k.reply(caller), '*', 'i', a.fields.get('i')!, 'r', a.body);
-      if (a.dead)
-        m.xadd(k.dead, 'MAXLEN', '~', '10000', '*', 'c', caller, 'i', a.fields.get('i')!, 'f', a.fields.get('f')!).hincrby(
-          k.stats,
-          'dead',
-          1,
-        );
+    if (!b.some((a) => a.dead)) {
+      flushScript(b);
+      return;
     }
-    const ids = b.map((a) => a.entryId);
-    m.xack(k.tasks, GROUP, ...ids).xdel(k.tasks, ...ids);
+    const m = cmd.multi();
+    const byCaller = new Map<string, Answer[]>();
+    for (const a of b) {
+      const list = byCaller.get(a.h.bundle.caller);
+      if (list) list.push(a);
+      else byCaller.set(a.h.bundle.caller, [a]);
+      if (a.dead) {
+        const [f] = a.h.bundle.fns[a.chunk.fn]!;
+        m.xadd(k.dead, 'MAXLEN', '~', '10000', '*', 'c', a.h.bundle.caller, 'i', String(a.chunk.id), 'f', JSON.stringify(f));
+        m.hincrby(k.stats, 'dead', 1);
+      }
+    }
+    for (const [caller, list] of byCaller)
+      m.xadd(
+        k.reply(caller),
+        '*',
+        ...replyFields(
+          id,
+          list.map((a) => a.chunk.id),
+          list.map((a) => a.runUs),
+          list.map((a) => a.body),
+        ),
+      );
+    for (const stream of [k.tasks, k.retry]) {
+      const finished = [...new Set(b.filter((a) => a.h.stream === stream && --a.h.left === 0).map((a) => a.h.entryId))];
+      if (finished.length) m.xack(stream, GROUP, ...finished).xdel(stream, ...finished);
+      for (const e of finished) held.delete(e);
+    }
     m.exec().then(
       () => b.forEach((a) => a.done()),
       (err: unknown) => b.forEach((a) => a.fail(err)),
     );
   }
-  function answer(entryId: string, fields: Map<string, Buffer>, body: Buffer, dead = false): Promise<void> {
+  function flushScript(b: Answer[]): void {
+    const byCaller = new Map<string, Answer[]>();
+    for (const a of b) {
+      const list = byCaller.get(a.h.bundle.caller);
+      if (list) list.push(a);
+      else byCaller.set(a.h.bundle.caller, [a]);
+    }
+    const keys = [k.tasks, k.retry];
+    const argv: (string | Buffer)[] = [GROUP, '', '', id];
+    for (const [caller, list] of byCaller) {
+      keys.push(k.reply(caller));
+      const f = replyFields(
+        id,
+        list.map((a) => a.chunk.id),
+        list.map((a) => a.runUs),
+        list.map((a) => a.body),
+      );
+      argv.push(f[1]!, f[3]!);
+    }
+    [k.tasks, k.retry].forEach((stream, i) => {
+      const finished = [...new Set(b.filter((a) => a.h.stream === stream && --a.h.left === 0).map((a) => a.h.entryId))];
+      argv[i + 1] = String(finished.length);
+      argv.push(...finished);
+      for (const e of finished) held.delete(e);
+    });
+    answerScript(keys.length, ...keys, ...argv).then(
+      () => b.forEach((a) => a.done()),
+      (err: unknown) => b.forEach((a) => a.fail(err)),
+    );
+  }
+  function answer(h: Held, chunk: WireChunk, body: Buffer, runUs: number, dead = false): Promise<void> {
     return new Promise((done, fail) => {
-      if (batch.push({ entryId, fields, body, dead, done, fail }) === 1) setImmediate(flush);
+      if (batch.push({ h, chunk, body, runUs, dead, done, fail }) === 1) process.nextTick(flush);
     });
   }
 
-  function start(entryId: string, flat: Buffer[]): void {
-    const fields = fieldsOf(flat);
+  function startChunk(h: Held, chunk: WireChunk): void {
+    if (active >= concurrency) {
+      waiting.push([h, chunk]);
+      return;
+    }
+    active++;
     const p = (async () => {
       let body: Buffer;
+      const t0 = performance.now();
       try {
-        body = encode(true, await run(fields));
+        body = encode(true, await run(h.bundle, chunk), chunk.kind === APPLY ? 1 : 2);
       } catch (err) {
         body = encode(false, err);
       }
+      const runUs = (performance.now() - t0) * 1000;
       // A chunk whose entry is gone (its caller's namespace was cleared) is not answered twice.
-      if (!st.stopped) await answer(entryId, fields, body).catch((err: unknown) => log(`answer failed: ${String(err)}`));
+      if (!st.stopped) await answer(h, chunk, body, runUs).catch((err: unknown) => log(`answer failed: ${String(err)}`));
     })().finally(() => {
-      running.delete(entryId);
+      active--;
+      inflight.delete(p);
+      const next = st.stopped ? undefined : waiting.shift();
+      if (next) startChunk(...next);
+      else if (st.pausing && active === 0) recovery ??= recover();
       wake?.();
     });
-    running.set(entryId, p);
+    inflight.add(p);
   }
 
-  // Leases: renew ours, take over the expired ones of others.
+  /** Hold a bundle entry; a malformed one (another version's) leaves the queue with a line in the log. */
+  function parse(entryId: string, flat: Buffer[], stream = k.tasks): Held | undefined {
+    try {
+      const bundle = readBundle(flat);
+      const h: Held = { entryId, stream, bundle, left: bundle.chunks.length };
+      held.set(entryId, h);
+      return h;
+    } catch (err) {
+      log(`dropped entry ${entryId}: ${String(err)}`);
+      cmd
+        .multi()
+        .xack(stream, GROUP, entryId)
+        .xdel(stream, entryId)
+        .exec()
+        .catch(() => undefined);
+      return undefined;
+    }
+  }
+
+  /** The deliveries of an entry this worker now holds, before this one. */
+  async function deliveriesBefore(stream: string, h: Held): Promise<number> {
+    const pend = (await cmd.xpending(stream, GROUP, h.entryId, h.entryId, 1)) as [string, string, number, number][];
+    return h.bundle.before + (pend[0]?.[3] ?? 1) - 1;
+  }
+
+  /** Fail every chunk of an entry delivered maxDeliveries times: WorkerLostError, and the dead-letter stream. */
+  async function giveUp(h: Held, before: number): Promise<void> {
+    await Promise.all(
+      h.bundle.chunks.map((c) => {
+        const [f] = h.bundle.fns[c.fn]!;
+        const err = new WorkerLostError(
+          `a chunk of ${f.name || 'a task'} (${f.module}) was delivered ${before} times and its worker died or lost its lease each time (maxDeliveries ${maxDeliveries}); fix the task, or raise leaseMs if it runs longer than the lease`,
+          before,
+        );
+        return answer(h, c, encode(false, err), 0, true);
+      }),
+    );
+  }
+
+  // Leases: renew ours; when another worker's ran out, or chunks wait to be retried, recover.
   async function leases(): Promise<void> {
-    if (running.size) await cmd.xclaim(k.tasks, GROUP, id, 0, ...running.keys(), 'JUSTID');
-    if (st.draining || running.size >= concurrency) return;
-    const r = (await cmd.callBuffer('XAUTOCLAIM', k.tasks, GROUP, id, lease, '0-0', 'COUNT', concurrency - running.size)) as [
-      Buffer,
-      Entry[],
-    ];
+    for (const stream of [k.tasks, k.retry]) {
+      const mine = [...held.values()].filter((h) => h.stream === stream).map((h) => h.entryId);
+      if (mine.length) await cmd.xclaim(stream, GROUP, id, 0, ...mine, 'JUSTID');
+    }
+    if (st.draining || st.pausing) return;
+    const expired = await cmd.xpending(k.tasks, GROUP, 'IDLE', lease, '-', '+', 1);
+    if (expired.length || (await cmd.xlen(k.retry)) > 0) pause();
+  }
+
+  // An entry delivered before must not be held while another chunk runs: if that chunk killed
+  // this worker, the entry would count a delivery it never ran. So recovery waits for a moment
+  // when nothing runs here, and nothing starts until it ends (entries read meanwhile wait).
+  let recovery: Promise<void> | undefined;
+  const deferred: Held[] = [];
+  function pause(): void {
+    st.pausing = true;
+    if (active === 0 && waiting.length === 0) recovery ??= recover();
+  }
+  async function recover(): Promise<void> {
+    try {
+      if (!halted()) await takeOver();
+      if (!halted()) await retries();
+    } catch (err) {
+      log(`recovery failed: ${String(err)}`);
+    } finally {
+      st.pausing = false;
+      recovery = undefined;
+      for (const h of deferred.splice(0)) for (const c of h.bundle.chunks) startChunk(h, c);
+      wake?.();
+    }
+  }
+
+  async function takeOver(): Promise<void> {
+    const r = (await cmd.callBuffer('XAUTOCLAIM', k.tasks, GROUP, id, lease, '0-0', 'COUNT', concurrency)) as [Buffer, Entry[]];
     for (const [eid, flat] of r[1]) {
       if (!flat) continue;
       const entryId = eid.toString();
-      // XAUTOCLAIM counted this delivery: the counter says how many workers took it before.
-      const pend = (await cmd.xpending(k.tasks, GROUP, entryId, entryId, 1)) as [string, string, number, number][];
-      const deliveries = pend[0]?.[3] ?? 1;
       await cmd.hincrby(k.stats, 'retried', 1);
-      const fields = fieldsOf(flat);
-      if (deliveries > maxDeliveries) {
-        const f = JSON.parse(fields.get('f')?.toString() ?? '{}') as TaskFunction;
-        const err = new WorkerLostError(
-          `a chunk of ${f.name || 'a task'} (${f.module}) was delivered ${deliveries - 1} times and its worker died or lost its lease each time (maxDeliveries ${maxDeliveries}); fix the task, or raise leaseMs if it runs longer than the lease`,
-          deliveries - 1,
-        );
-        await answer(entryId, fields, encode(false, err), true);
+      const h = parse(entryId, flat);
+      if (!h) continue;
+      // XAUTOCLAIM counted this delivery: the counter says how many workers took it before.
+      const before = await deliveriesBefore(k.tasks, h);
+      if (before >= maxDeliveries) {
+        await giveUp(h, before);
         continue;
       }
-      log(`redelivered ${entryId} (delivery ${deliveries})`);
-      start(entryId, flat);
+      // Which chunk of the bundle killed its worker (or took its worker's whole lease) is
+      // unknown: each goes to the retry stream, where a worker runs it alone.
+      held.delete(entryId);
+      const argv: (string | Buffer)[] = [GROUP, entryId, h.bundle.caller];
+      for (const c of h.bundle.chunks) {
+        const fields = bundleFields(h.bundle.caller, [JSON.stringify(h.bundle.fns[c.fn])], [{ ...c, fn: 0 }], before);
+        argv.push(String(c.id), fields[3]!, fields[5]!);
+      }
+      await cmd.eval(SPLIT_SCRIPT, 3, k.tasks, k.retry, k.reply(h.bundle.caller), ...argv);
+      log(`redelivered ${entryId} (delivery ${before + 1}): ${h.bundle.chunks.length} chunk(s) to the retry stream`);
+    }
+  }
+
+  // Retried chunks run one at a time, alone, so that one that kills its worker takes no other
+  // chunk with it.
+  async function retries(): Promise<void> {
+    while (!halted()) {
+      let reclaimed = true;
+      let got = ((await cmd.callBuffer('XAUTOCLAIM', k.retry, GROUP, id, lease, '0-0', 'COUNT', 1)) as [Buffer, Entry[]])[1];
+      if (!got.some(([, f]) => f)) {
+        reclaimed = false;
+        const r = await cmd.xreadgroupBuffer('GROUP', GROUP, id, 'COUNT', 1, 'STREAMS', k.retry, '>');
+        got = r?.[0]?.[1] ?? [];
+      }
+      const [eid, flat] = got.find(([, f]) => f) ?? [];
+      if (!eid || !flat) return;
+      if (reclaimed) await cmd.hincrby(k.stats, 'retried', 1);
+      const h = parse(eid.toString(), flat, k.retry);
+      if (!h) continue;
+      const before = await deliveriesBefore(k.retry, h);
+      if (before >= maxDeliveries) {
+        await giveUp(h, before);
+        continue;
+      }
+      log(`retrying ${h.entryId} (delivery ${before + 1})`);
+      for (const c of h.bundle.chunks) startChunk(h, c);
+      while (inflight.size) await Promise.allSettled([...inflight]);
     }
   }
 
   await ensureGroup(cmd, k.tasks);
+  await ensureGroup(cmd, k.retry);
   await heartbeat();
   const timer = setInterval(
     () => {
@@ -252,28 +449,49 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
     while (!st.stopped && !st.draining) {
       // Read again once half the slots are free, not at the first: a read per freed slot would
       // cost a round trip per task when tasks are tiny.
-      if (running.size > concurrency / 2) {
+      if (active + waiting.length > concurrency / 2 || st.pausing) {
         await new Promise<void>((r) => (wake = r));
         wake = undefined;
         continue;
       }
       let got: [Buffer, Entry[]][] | null;
       try {
-        got = await blk.xreadgroupBuffer('GROUP', GROUP, id, 'COUNT', concurrency - running.size, 'BLOCK', 500, 'STREAMS', k.tasks, '>');
+        got = await blk.xreadgroupBuffer(
+          'GROUP',
+          GROUP,
+          id,
+          'COUNT',
+          Math.max(1, concurrency - active - waiting.length),
+          'BLOCK',
+          500,
+          'STREAMS',
+          k.tasks,
+          '>',
+        );
       } catch (err) {
         if (halted()) break;
         // The server restarted without the stream: make the group again.
-        if ((err as Error).message.includes('NOGROUP')) await ensureGroup(cmd, k.tasks).catch(() => undefined);
+        if ((err as Error).message.includes('NOGROUP'))
+          await Promise.all([ensureGroup(cmd, k.tasks), ensureGroup(cmd, k.retry)]).catch(() => undefined);
         else await new Promise((r) => setTimeout(r, 100));
         continue;
       }
-      for (const [, entries] of got ?? []) for (const [eid, flat] of entries) if (flat) start(eid.toString(), flat);
+      for (const [, entries] of got ?? [])
+        for (const [eid, flat] of entries) {
+          const h = flat ? parse(eid.toString(), flat) : undefined;
+          // Read while a recovery began: they wait for its end.
+          if (h && paused()) deferred.push(h);
+          else if (h) for (const c of h.bundle.chunks) startChunk(h, c);
+        }
+      // Nothing new: a moment to take over expired entries and run retried chunks.
+      if (!got && !halted()) pause();
     }
-    await Promise.allSettled(running.values());
+    while (inflight.size || recovery) await Promise.allSettled([...inflight, recovery]);
     clearInterval(timer);
     await cmd.del(k.worker(id)).catch(() => undefined);
     // The consumer goes with its pending list: only when it holds nothing.
-    if (!st.stopped) await cmd.xgroup('DELCONSUMER', k.tasks, GROUP, id).catch(() => undefined);
+    if (!st.stopped && held.size === 0)
+      for (const stream of [k.tasks, k.retry]) await cmd.xgroup('DELCONSUMER', stream, GROUP, id).catch(() => undefined);
     cmd.disconnect();
     blk.disconnect();
     done.resolve();
