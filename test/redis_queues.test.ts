@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 
 import { AbortError, Empty, Full, getContext, InvalidArgumentError, ProcessError, UntrustedMessageError } from '../src/index.js';
 import type { RedisContext } from '../src/index.js';
-import { fixture, joinAll, METHODS, start, tmpDir } from './helpers.js';
+import { fixture, joinAll, METHODS, start, tmpDir, waitGone } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
 
 type Targets = typeof import('./fixtures/redis_objects.mjs');
@@ -191,6 +191,116 @@ describe('Redis queues', { skip: redisMissing }, () => {
     // Each duplicate is an item the victim had and had not acknowledged: it was put back.
     assert.ok(all.length - 2001 <= requeued, `${all.length - 2001} duplicates, ${requeued} requeued`);
     console.log(`# killed consumer: ${requeued} items requeued, ${all.length - 2001} delivered twice`);
+  });
+
+  test('8 producers, 8 consumers, 100 000 items, 5 consumers SIGKILLed while taking: none lost, duplicates bounded by requeued', async () => {
+    const N = 100_000;
+    const [PRODUCERS, CONSUMERS, KILLS, INFLIGHT] = [8, 8, 5, 4];
+    const t0 = performance.now();
+    const q = ctx().Queue<number | null>();
+    const local = getContext('spawn');
+    const outs: string[] = [];
+    const newConsumer = (): { p: ReturnType<typeof start>; out: string } => {
+      const out = file('c');
+      outs.push(out);
+      return { p: start(local, t.consume, [q as never, out, INFLIGHT]), out };
+    };
+    const live = range(CONSUMERS).map(newConsumer);
+    const per = N / PRODUCERS;
+    const producers = range(PRODUCERS).map((i) => start(local, t.produce, [q as never, i * per, per, 16]));
+    const size = (f: string): number => (fs.existsSync(f) ? fs.statSync(f).size : 0);
+    const written = (): number => outs.reduce((s, f) => s + size(f), 0);
+    // Each kill comes once the consumers together have written a random share of the items
+    // (spread over 5%..80% of them), at a random moment of a random live consumer's stream: once
+    // its own output has grown by a random number of bytes from then on.
+    const totalBytes = range(N).reduce((s, i) => s + String(i).length + 1, 0);
+    const at = range(KILLS)
+      .map(() => Math.floor(totalBytes * (0.05 + 0.75 * Math.random())))
+      .sort((a, b) => a - b);
+    const killed: ReturnType<typeof start>[] = [];
+    for (const threshold of at) {
+      await until(() => written() >= threshold, 60_000);
+      const i = Math.floor(Math.random() * live.length);
+      const { p: victim, out: victimOut } = live[i]!;
+      const from = size(victimOut);
+      const grow = 1 + Math.floor(Math.random() * 600);
+      await until(() => size(victimOut) >= from + grow, 60_000);
+      process.kill(victim.pid!, 'SIGKILL');
+      await victim.join();
+      assert.equal(victim.exitcode, -9);
+      killed.push(victim);
+      live.splice(i, 1);
+      live.push(newConsumer());
+    }
+    await joinAll(producers, 60_000);
+    const produced = performance.now() - t0;
+    const seen = new Set<number>();
+    let allSeen = 0;
+    let read = outs.map(() => 0);
+    const all = (): number[] => outs.flatMap(lines);
+    await until(() => {
+      // Read only what each file gained since the last look (the files grow to 100 000 lines).
+      read = outs.map((f, j) => {
+        const n = size(f);
+        if (n > (read[j] ?? 0)) {
+          const fd = fs.openSync(f, 'r');
+          const buf = Buffer.alloc(n - read[j]!);
+          fs.readSync(fd, buf, 0, buf.length, read[j]!);
+          fs.closeSync(fd);
+          const text = buf.toString('utf8');
+          const end = text.lastIndexOf('\n') + 1;
+          for (const x of text.slice(0, end).split('\n').filter(Boolean)) seen.add(Number(x));
+          return read[j]! + Buffer.byteLength(text.slice(0, end));
+        }
+        return read[j] ?? 0;
+      });
+      return seen.size === N;
+    }, 60_000)
+      .then(() => (allSeen = performance.now() - t0))
+      .catch(async (e: unknown) => {
+        const missing = range(N).filter((x) => !seen.has(x));
+        console.log('missing', missing.slice(0, 20), missing.length, await q.qsize(), await q.requeued());
+        throw e;
+      });
+    // Every item was seen; wait until the dead consumers' processing lists are back in the queue
+    // and taken again (a live consumer's get puts them back once their lease has run out), so
+    // that the duplicates below are all the repeats there will be.
+    const s = q._session;
+    const k = q._keys;
+    const held = async (): Promise<number> => {
+      let n = await q.qsize();
+      for (const id of await s.cmd.smembers(k.cons)) n += await s.cmd.llen(k.procPrefix + id);
+      return n;
+    };
+    for (let end = Date.now() + 30_000; (await held()) > 0;) {
+      if (Date.now() > end) throw new Error(`${await held()} items still held or queued`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (let i = 0; i < live.length * INFLIGHT; i++) await q.put(null); // one per get loop
+    await joinAll(
+      live.map((c) => c.p),
+      60_000,
+    );
+    const got = all();
+    const counts = new Map<number, number>();
+    for (const x of got) counts.set(x, (counts.get(x) ?? 0) + 1);
+    assert.deepEqual(
+      [...counts.keys()].sort((a, b) => a - b),
+      range(N),
+    );
+    const duplicates = got.length - N;
+    const requeued = await q.requeued();
+    // Each duplicate is an item a killed consumer had and had not acknowledged: it was put back.
+    assert.ok(duplicates <= requeued, `${duplicates} duplicates, ${requeued} requeued`);
+    await q.destroy();
+    const keys = await s.cmd.keys(`${s.prefix}q:${q.name}*`);
+    assert.deepEqual(keys, [], 'keys of the queue left after destroy()');
+    for (const c of [...producers, ...killed, ...live.map((l) => l.p)])
+      assert.ok(await waitGone(c.pid!, 5000), `child ${c.pid} left behind`);
+    console.log(
+      `# ${PRODUCERS} producers, ${CONSUMERS} consumers, ${KILLS} SIGKILLed and replaced, ${N} items: 0 lost, ` +
+        `${requeued} requeued, ${duplicates} delivered again (at most ${Math.max(...counts.values())} times); all put after ${Math.round(produced)} ms, all seen after ${Math.round(allSeen)} ms, done after ${Math.round(performance.now() - t0)} ms`,
+    );
   });
 
   test('a JoinableQueue consumer SIGKILLed before taskDone: its items go to another consumer after the lease', async () => {
