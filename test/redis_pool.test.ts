@@ -224,6 +224,13 @@ describe('RedisPool', { skip: redisMissing }, () => {
     assert.equal(poolTasks.length, 4 + 1 + 3);
   });
 
+  test('initializer and initargs run in every local worker before its tasks', async () => {
+    await using p = pool({ initializer: t.setTag, initargs: ['ready'] });
+    const got = await Promise.all(range(40).map(() => p.apply(t.getTag, [])));
+    for (const [tag] of got) assert.equal(tag, 'ready');
+    assert.throws(() => pool({ initializer: 'nope' as never }), InvalidArgumentError);
+  });
+
   test("getContext('redis') gives the same Pool API", async () => {
     const ctx = getContext('redis', { url: server.url, namespace: randomNamespace() });
     await using p = ctx.Pool(1, { leaseMs: 500 });

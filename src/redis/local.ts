@@ -14,6 +14,9 @@ export interface LocalWorkerSpec {
   concurrency: number;
   /** Modules named at the pool's creation. */
   modules: ReadonlySet<string>;
+  /** `file#export` and its arguments (JSON), run by each worker before its first task. */
+  initializer?: string;
+  initargs?: string;
 }
 
 /** @internal The set of local workers of one pool. */
@@ -36,6 +39,7 @@ export class LocalWorkers {
     const args = [cli, 'worker', '--backend', s.url, '--namespace', s.namespace, '--lease-ms', String(s.leaseMs)];
     args.push('--max-deliveries', String(s.maxDeliveries), '--concurrency', String(s.concurrency), '--parent');
     for (const m of s.modules) args.push('--module', m);
+    if (s.initializer) args.push('--initializer', s.initializer, '--initargs', s.initargs ?? '[]');
     for (const m of this.#told) if (!s.modules.has(m)) args.push('--module', m);
     // The caller's loaders (`--import tsx`) too, so a TypeScript task module loads as it does here.
     const child = spawn(process.execPath, [...inheritedExecArgv(), ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -43,7 +47,9 @@ export class LocalWorkers {
     this.children.push(child);
     // A local worker that died (a task killed it) is replaced; its chunks go to another worker
     // when their lease runs out.
-    child.once('exit', () => {
+    child.once('exit', (code) => {
+      // An initializer that throws would throw again in a replacement: the worker is not replaced.
+      if (code === 3) return;
       if (this.#stopping || this.#respawns++ > 1000) return;
       this.children.splice(this.children.indexOf(child), 1);
       this.#start();

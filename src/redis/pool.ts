@@ -65,6 +65,10 @@ export interface RedisPoolOptions {
   maxDeliveries?: number;
   /** How long the server may stay unreachable before waiting calls fail. Default max(4 leases, 10 s). */
   giveUpMs?: number;
+  /** Run in each local worker before its first task: an export of a module (JSON `initargs`). */
+  initializer?: AnyFn | null;
+  /** Arguments for `initializer`: JSON data (they cross on a command line). */
+  initargs?: readonly unknown[];
   /** Progress over every call of the pool: `total` is the number of items handed to it so far. */
   onProgress?: ((p: Progress) => void) | null;
   /** Called after every task of every call with its timing. */
@@ -185,6 +189,8 @@ export class RedisPool {
     this.#tally = o.onProgress || o.onTask ? new Tally(o.onProgress, o.onTask, 0) : undefined;
     this.#policy = trustModules(this.#allowed, { libraryObjects: false, optIn: 'use the function from a module of this program' });
     const modules = new Set((o.modules ?? []).map((m) => path.resolve(m instanceof URL ? new URL(m).pathname : m)));
+    // Checked before any connection is made: a pool that throws here leaves nothing open.
+    const init = initializer(o);
     const Redis = loadRedis();
     const opts = { maxRetriesPerRequest: null };
     // No auto-pipelining: the chunks of a tick already go out as bundles, and its setImmediate
@@ -195,7 +201,7 @@ export class RedisPool {
     this.#cmd.on('close', () => (this.#downSince ??= Date.now()));
     this.#cmd.on('ready', () => (this.#downSince = undefined));
     const spec = { url: this.#url, namespace: this.#ns, leaseMs: this.#lease, maxDeliveries: this.#maxDeliveries };
-    this.#local = new LocalWorkers({ ...spec, concurrency: LOCAL_CONCURRENCY, modules }, size);
+    this.#local = new LocalWorkers({ ...spec, concurrency: LOCAL_CONCURRENCY, modules, ...init }, size);
     this.#ready = ensureGroup(this.#cmd, this.#k.tasks);
     this.#ready.catch(() => undefined);
     this.#reading = this.#read();
@@ -676,4 +682,20 @@ function cmpId(a: string, b: string): number {
   const [a1, a2] = a.split('-').map(Number) as [number, number];
   const [b1, b2] = b.split('-').map(Number) as [number, number];
   return a1 - b1 || a2 - b2;
+}
+
+/** The initializer as local workers are told it. @throws InvalidArgumentError, NotTransferableError. */
+function initializer(o: RedisPoolOptions): { initializer?: string; initargs?: string } {
+  if (o.initializer === undefined || o.initializer === null) return {};
+  if (typeof o.initializer !== 'function') throw new InvalidArgumentError('RedisPool({ initializer }): initializer must be a function');
+  const ref = reduceFunction(o.initializer, 'the initializer', false);
+  const exportName = ref.kind === 'cjs' || ref.kind === 'esm' ? ref.exportName : null;
+  if (!exportName) throw new InvalidArgumentError('RedisPool({ initializer }): a named export of a module');
+  let initargs: string;
+  try {
+    initargs = JSON.stringify(o.initargs ?? []);
+  } catch (err) {
+    throw new InvalidArgumentError(`RedisPool({ initargs }): JSON data, got ${String(err)}`);
+  }
+  return { initializer: `${modulePath(ref)}#${exportName}`, initargs };
 }
