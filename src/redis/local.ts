@@ -3,7 +3,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 
+import { InvalidArgumentError } from '../errors.js';
 import { inheritedExecArgv } from '../popen/popen.js';
+import { reduceFunction } from '../reduction/functions.js';
+import { modulePath } from './protocol.js';
 
 /** @internal How to start a local worker. */
 export interface LocalWorkerSpec {
@@ -94,4 +97,20 @@ export class LocalWorkers {
       ),
     );
   }
+}
+
+/** @internal The initializer as local workers are told it. @throws InvalidArgumentError, NotTransferableError. */
+export function initializer(fn: unknown, args: readonly unknown[] | undefined): { initializer?: string; initargs?: string } {
+  if (fn === undefined || fn === null) return {};
+  if (typeof fn !== 'function') throw new InvalidArgumentError('RedisPool({ initializer }): initializer must be a function');
+  const ref = reduceFunction(fn as (...a: never[]) => unknown, 'the initializer', false);
+  const exportName = ref.kind === 'cjs' || ref.kind === 'esm' ? ref.exportName : null;
+  if (!exportName) throw new InvalidArgumentError('RedisPool({ initializer }): a named export of a module');
+  let initargs: string;
+  try {
+    initargs = JSON.stringify(args ?? []);
+  } catch (err) {
+    throw new InvalidArgumentError(`RedisPool({ initargs }): JSON data, got ${String(err)}`);
+  }
+  return { initializer: `${modulePath(ref)}#${exportName}`, initargs };
 }

@@ -15,7 +15,6 @@ import { reduceFunction } from '../reduction/functions.js';
 import { trustModules } from '../reduction/policy.js';
 import { dumps, loads } from '../reduction/reduction.js';
 import { pack } from '../reduction/fastcodec.js';
-import { isAsyncIterable } from '../util.js';
 import {
   checkCallOptions,
   checkPoolObservers,
@@ -39,12 +38,13 @@ import {
   MAP,
   moduleHash,
   modulePath,
+  cmpId,
   readReply,
   STARMAP,
   type TaskFunction,
 } from './protocol.js';
-import { LocalWorkers } from './local.js';
-import { RedisAsyncResult, windowed } from './results.js';
+import { initializer, LocalWorkers } from './local.js';
+import { collect, RedisAsyncResult, windowed } from './results.js';
 import type { Redis } from 'ioredis';
 
 export { RedisAsyncResult } from './results.js';
@@ -190,7 +190,7 @@ export class RedisPool {
     this.#policy = trustModules(this.#allowed, { libraryObjects: false, optIn: 'use the function from a module of this program' });
     const modules = new Set((o.modules ?? []).map((m) => path.resolve(m instanceof URL ? new URL(m).pathname : m)));
     // Checked before any connection is made: a pool that throws here leaves nothing open.
-    const init = initializer(o);
+    const init = initializer(o.initializer, o.initargs);
     const Redis = loadRedis();
     const opts = { maxRetriesPerRequest: null };
     // No auto-pipelining: the chunks of a tick already go out as bundles, and its setImmediate
@@ -505,17 +505,6 @@ export class RedisPool {
     }
   }
 
-  async #items(iterable: Iterable<unknown> | AsyncIterable<unknown>): Promise<unknown[]> {
-    if (isAsyncIterable(iterable)) {
-      const out: unknown[] = [];
-      for await (const x of iterable) out.push(x);
-      return out;
-    }
-    if (typeof (iterable as Partial<Iterable<unknown>> | null | undefined)?.[Symbol.iterator] !== 'function')
-      throw new InvalidArgumentError('map(iterable): an iterable or async iterable');
-    return Array.from(iterable);
-  }
-
   async #map(
     fn: AnyFn,
     iterable: Iterable<unknown> | AsyncIterable<unknown>,
@@ -524,7 +513,7 @@ export class RedisPool {
     owner: Owner,
   ): Promise<unknown[]> {
     const f = await this.#describe(fn, kind === MAP ? 'map' : 'starmap');
-    const items = await this.#items(iterable);
+    const items = await collect(iterable);
     const size = o.chunksize ?? (defaultChunksize(items.length, Math.max(1, this.#size)) || 1);
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('map(chunksize): an integer >= 1');
     const parts: Promise<unknown>[] = [];
@@ -676,26 +665,4 @@ export class RedisPool {
   toString(): string {
     return `<RedisPool namespace=${this.#ns} processes=${this.#size} state=${['RUN', 'CLOSE', 'TERMINATE'][this.#state]}>`;
   }
-}
-
-function cmpId(a: string, b: string): number {
-  const [a1, a2] = a.split('-').map(Number) as [number, number];
-  const [b1, b2] = b.split('-').map(Number) as [number, number];
-  return a1 - b1 || a2 - b2;
-}
-
-/** The initializer as local workers are told it. @throws InvalidArgumentError, NotTransferableError. */
-function initializer(o: RedisPoolOptions): { initializer?: string; initargs?: string } {
-  if (o.initializer === undefined || o.initializer === null) return {};
-  if (typeof o.initializer !== 'function') throw new InvalidArgumentError('RedisPool({ initializer }): initializer must be a function');
-  const ref = reduceFunction(o.initializer, 'the initializer', false);
-  const exportName = ref.kind === 'cjs' || ref.kind === 'esm' ? ref.exportName : null;
-  if (!exportName) throw new InvalidArgumentError('RedisPool({ initializer }): a named export of a module');
-  let initargs: string;
-  try {
-    initargs = JSON.stringify(o.initargs ?? []);
-  } catch (err) {
-    throw new InvalidArgumentError(`RedisPool({ initargs }): JSON data, got ${String(err)}`);
-  }
-  return { initializer: `${modulePath(ref)}#${exportName}`, initargs };
 }

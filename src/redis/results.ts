@@ -122,3 +122,15 @@ export async function* windowed(
     yield* values;
   }
 }
+
+/** @internal The items of a map's input. @throws InvalidArgumentError for what is not iterable. */
+export async function collect(iterable: Iterable<unknown> | AsyncIterable<unknown>): Promise<unknown[]> {
+  if (isAsyncIterable(iterable)) {
+    const out: unknown[] = [];
+    for await (const x of iterable) out.push(x);
+    return out;
+  }
+  if (typeof (iterable as Partial<Iterable<unknown>> | null | undefined)?.[Symbol.iterator] !== 'function')
+    throw new InvalidArgumentError('map(iterable): an iterable or async iterable');
+  return Array.from(iterable);
+}
