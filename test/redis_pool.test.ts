@@ -143,6 +143,16 @@ describe('RedisPool', { skip: redisMissing }, () => {
     ac.abort();
     await assert.rejects(call, AbortError);
     assert.equal(await p.apply(t.sqr, [5]), 25);
+    // imap too: an aborted signal ends the loop; a timeout ends a wait that no worker answers.
+    const aborted = new AbortController();
+    aborted.abort();
+    await assert.rejects(async () => {
+      for await (const v of p.imap(t.sqr, [1, 2], { signal: aborted.signal })) assert.fail(`got ${v}`);
+    }, AbortError);
+    await using idle = pool({ processes: 0 });
+    await assert.rejects(async () => {
+      for await (const v of idle.imap(t.sqr, [1], { timeout: 100 })) assert.fail(`got ${v}`);
+    }, TimeoutError);
   });
 
   test('close/join finish the calls; terminate rejects waiting calls; no child left', async () => {

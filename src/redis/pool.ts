@@ -464,20 +464,7 @@ export class RedisPool {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     this.#calls++;
-    let cleanup = (): void => undefined;
-    const guard = new Promise<never>((_, reject) => {
-      const t =
-        o?.timeout !== undefined
-          ? setTimeout(() => reject(new TimeoutError(`the call did not finish within ${o.timeout} ms`)), o.timeout)
-          : undefined;
-      const onAbort = (): void => reject(new AbortError(undefined, { cause: o?.signal?.reason }));
-      if (o?.signal?.aborted) onAbort();
-      o?.signal?.addEventListener('abort', onAbort, { once: true });
-      cleanup = () => {
-        clearTimeout(t);
-        o?.signal?.removeEventListener('abort', onAbort);
-      };
-    });
+    const [guard, cleanup] = stopper(o);
     const p = Promise.race([body(owner), guard]).finally(() => {
       cleanup();
       this.#drop(owner);
@@ -602,8 +589,11 @@ export class RedisPool {
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('imap(chunksize): an integer >= 1');
     if (this.#state !== State.RUN) throw notRunning();
     const f = await this.#describe(fn, 'imap');
+    checkCallOptions(o, 'RedisPool.imap');
     const owner = this.#owner(o);
     this.#calls++;
+    const [guard, cleanup] = stopper(o);
+    guard.catch(() => undefined);
     try {
       yield* windowed(
         iterable,
@@ -612,8 +602,10 @@ export class RedisPool {
         ordered,
         (part, index) => this.#send(f, MAP, part, owner, index) as Promise<unknown[]>,
         (total) => owner.tally?.setTotal(total),
+        guard,
       );
     } finally {
+      cleanup();
       this.#drop(owner);
       if (--this.#calls === 0) this.#idle?.();
     }
@@ -665,4 +657,23 @@ export class RedisPool {
   toString(): string {
     return `<RedisPool namespace=${this.#ns} processes=${this.#size} state=${['RUN', 'CLOSE', 'TERMINATE'][this.#state]}>`;
   }
+}
+
+/** A call's timeout and signal as a promise that rejects (TimeoutError, AbortError), and what removes them. */
+function stopper(o: CallOptions | undefined): [Promise<never>, () => void] {
+  let cleanup = (): void => undefined;
+  const guard = new Promise<never>((_, reject) => {
+    const t =
+      o?.timeout !== undefined
+        ? setTimeout(() => reject(new TimeoutError(`the call did not finish within ${o.timeout} ms`)), o.timeout)
+        : undefined;
+    const onAbort = (): void => reject(new AbortError(undefined, { cause: o?.signal?.reason }));
+    if (o?.signal?.aborted) onAbort();
+    o?.signal?.addEventListener('abort', onAbort, { once: true });
+    cleanup = () => {
+      clearTimeout(t);
+      o?.signal?.removeEventListener('abort', onAbort);
+    };
+  });
+  return [guard, cleanup];
 }
