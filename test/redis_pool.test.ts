@@ -143,6 +143,16 @@ describe('RedisPool', { skip: redisMissing }, () => {
     ac.abort();
     await assert.rejects(call, AbortError);
     assert.equal(await p.apply(t.sqr, [5]), 25);
+    // imap too: an aborted signal ends the loop; a timeout ends a wait that no worker answers.
+    const aborted = new AbortController();
+    aborted.abort();
+    await assert.rejects(async () => {
+      for await (const v of p.imap(t.sqr, [1, 2], { signal: aborted.signal })) assert.fail(`got ${v}`);
+    }, AbortError);
+    await using idle = pool({ processes: 0 });
+    await assert.rejects(async () => {
+      for await (const v of idle.imap(t.sqr, [1], { timeout: 100 })) assert.fail(`got ${v}`);
+    }, TimeoutError);
   });
 
   test('close/join finish the calls; terminate rejects waiting calls; no child left', async () => {
@@ -222,6 +232,13 @@ describe('RedisPool', { skip: redisMissing }, () => {
     for await (const v of p.imap(t.sqr, range(5), { chunksize: 2, onProgress: (x) => im.push(x) })) assert.equal(typeof v, 'number');
     assert.deepEqual([im.at(-1)?.done, im.at(-1)?.total], [5, 5]);
     assert.equal(poolTasks.length, 4 + 1 + 3);
+  });
+
+  test('initializer and initargs run in every local worker before its tasks', async () => {
+    await using p = pool({ initializer: t.setTag, initargs: ['ready'] });
+    const got = await Promise.all(range(40).map(() => p.apply(t.getTag, [])));
+    for (const [tag] of got) assert.equal(tag, 'ready');
+    assert.throws(() => pool({ initializer: 'nope' as never }), InvalidArgumentError);
   });
 
   test("getContext('redis') gives the same Pool API", async () => {

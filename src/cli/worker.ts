@@ -8,8 +8,10 @@ import { redisStatus } from '../redis/server.js';
 
 const WORKER_USAGE = `Usage: multiproc worker --backend redis://[user:password@]host:port --module <file> [--module <file> ...]
                         [--namespace NAME] [--concurrency N] [--lease-ms MS] [--max-deliveries N]
+                        [--initializer <file>#<export> [--initargs JSON-ARRAY]]
 
 Runs the exports of the given modules for Redis pools of the same namespace (default 'default').
+--initializer runs once, with --initargs, before the first task; if it throws, the worker exits with code 3.
 SIGTERM or Ctrl-C: finish the chunks in hand, take no new ones; a second Ctrl-C stops now.
 `;
 
@@ -20,6 +22,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
     options: {
       backend: { type: 'string' },
       module: { type: 'string', multiple: true },
+      initializer: { type: 'string' },
+      initargs: { type: 'string' },
       namespace: { type: 'string' },
       concurrency: { type: 'string' },
       'lease-ms': { type: 'string' },
@@ -45,15 +49,30 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const maxDeliveries = int('max-deliveries', values['max-deliveries'], 1);
   const local = values.parent === true;
   const log = local || values.quiet ? undefined : (line: string): void => void process.stderr.write(`multiproc worker: ${line}\n`);
-  const w = await startRedisWorker({
-    url: values.backend,
-    namespace: values.namespace ?? 'default',
-    modules: values.module ?? [],
-    concurrency,
-    leaseMs,
-    maxDeliveries,
-    log,
-  });
+  let initargs: unknown[] = [];
+  if (values.initargs !== undefined) {
+    const parsed = JSON.parse(values.initargs) as unknown;
+    if (!Array.isArray(parsed))
+      throw new InvalidArgumentError(`multiproc worker: --initargs must be a JSON array, got '${values.initargs}'`);
+    initargs = parsed;
+  }
+  let w: Awaited<ReturnType<typeof startRedisWorker>>;
+  try {
+    w = await startRedisWorker({
+      url: values.backend,
+      namespace: values.namespace ?? 'default',
+      modules: values.module ?? [],
+      ...(values.initializer ? { initializer: values.initializer, initargs } : {}),
+      concurrency,
+      leaseMs,
+      maxDeliveries,
+      log,
+    });
+  } catch (err) {
+    if (!values.initializer) throw err;
+    process.stderr.write(`multiproc worker: the initializer failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 3;
+  }
   let interrupts = 0;
   const drain = (): void => {
     log?.('draining: finishing the chunks in hand');

@@ -3,7 +3,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 
+import { InvalidArgumentError } from '../errors.js';
 import { inheritedExecArgv } from '../popen/popen.js';
+import { reduceFunction } from '../reduction/functions.js';
+import { modulePath } from './protocol.js';
 
 /** @internal How to start a local worker. */
 export interface LocalWorkerSpec {
@@ -14,6 +17,9 @@ export interface LocalWorkerSpec {
   concurrency: number;
   /** Modules named at the pool's creation. */
   modules: ReadonlySet<string>;
+  /** `file#export` and its arguments (JSON), run by each worker before its first task. */
+  initializer?: string;
+  initargs?: string;
 }
 
 /** @internal The set of local workers of one pool. */
@@ -36,6 +42,7 @@ export class LocalWorkers {
     const args = [cli, 'worker', '--backend', s.url, '--namespace', s.namespace, '--lease-ms', String(s.leaseMs)];
     args.push('--max-deliveries', String(s.maxDeliveries), '--concurrency', String(s.concurrency), '--parent');
     for (const m of s.modules) args.push('--module', m);
+    if (s.initializer) args.push('--initializer', s.initializer, '--initargs', s.initargs ?? '[]');
     for (const m of this.#told) if (!s.modules.has(m)) args.push('--module', m);
     // The caller's loaders (`--import tsx`) too, so a TypeScript task module loads as it does here.
     const child = spawn(process.execPath, [...inheritedExecArgv(), ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -43,7 +50,9 @@ export class LocalWorkers {
     this.children.push(child);
     // A local worker that died (a task killed it) is replaced; its chunks go to another worker
     // when their lease runs out.
-    child.once('exit', () => {
+    child.once('exit', (code) => {
+      // An initializer that throws would throw again in a replacement: the worker is not replaced.
+      if (code === 3) return;
       if (this.#stopping || this.#respawns++ > 1000) return;
       this.children.splice(this.children.indexOf(child), 1);
       this.#start();
@@ -88,4 +97,20 @@ export class LocalWorkers {
       ),
     );
   }
+}
+
+/** @internal The initializer as local workers are told it. @throws InvalidArgumentError, NotTransferableError. */
+export function initializer(fn: unknown, args: readonly unknown[] | undefined): { initializer?: string; initargs?: string } {
+  if (fn === undefined || fn === null) return {};
+  if (typeof fn !== 'function') throw new InvalidArgumentError('RedisPool({ initializer }): initializer must be a function');
+  const ref = reduceFunction(fn as (...a: never[]) => unknown, 'the initializer', false);
+  const exportName = ref.kind === 'cjs' || ref.kind === 'esm' ? ref.exportName : null;
+  if (!exportName) throw new InvalidArgumentError('RedisPool({ initializer }): a named export of a module');
+  let initargs: string;
+  try {
+    initargs = JSON.stringify(args ?? []);
+  } catch (err) {
+    throw new InvalidArgumentError(`RedisPool({ initargs }): JSON data, got ${String(err)}`);
+  }
+  return { initializer: `${modulePath(ref)}#${exportName}`, initargs };
 }

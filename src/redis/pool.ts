@@ -15,7 +15,6 @@ import { reduceFunction } from '../reduction/functions.js';
 import { trustModules } from '../reduction/policy.js';
 import { dumps, loads } from '../reduction/reduction.js';
 import { pack } from '../reduction/fastcodec.js';
-import { isAsyncIterable } from '../util.js';
 import {
   checkCallOptions,
   checkPoolObservers,
@@ -39,12 +38,13 @@ import {
   MAP,
   moduleHash,
   modulePath,
+  cmpId,
   readReply,
   STARMAP,
   type TaskFunction,
 } from './protocol.js';
-import { LocalWorkers } from './local.js';
-import { RedisAsyncResult, windowed } from './results.js';
+import { initializer, LocalWorkers } from './local.js';
+import { collect, RedisAsyncResult, windowed } from './results.js';
 import type { Redis } from 'ioredis';
 
 export { RedisAsyncResult } from './results.js';
@@ -65,6 +65,10 @@ export interface RedisPoolOptions {
   maxDeliveries?: number;
   /** How long the server may stay unreachable before waiting calls fail. Default max(4 leases, 10 s). */
   giveUpMs?: number;
+  /** Run in each local worker before its first task: an export of a module (JSON `initargs`). */
+  initializer?: AnyFn | null;
+  /** Arguments for `initializer`: JSON data (they cross on a command line). */
+  initargs?: readonly unknown[];
   /** Progress over every call of the pool: `total` is the number of items handed to it so far. */
   onProgress?: ((p: Progress) => void) | null;
   /** Called after every task of every call with its timing. */
@@ -185,6 +189,8 @@ export class RedisPool {
     this.#tally = o.onProgress || o.onTask ? new Tally(o.onProgress, o.onTask, 0) : undefined;
     this.#policy = trustModules(this.#allowed, { libraryObjects: false, optIn: 'use the function from a module of this program' });
     const modules = new Set((o.modules ?? []).map((m) => path.resolve(m instanceof URL ? new URL(m).pathname : m)));
+    // Checked before any connection is made: a pool that throws here leaves nothing open.
+    const init = initializer(o.initializer, o.initargs);
     const Redis = loadRedis();
     const opts = { maxRetriesPerRequest: null };
     // No auto-pipelining: the chunks of a tick already go out as bundles, and its setImmediate
@@ -195,7 +201,7 @@ export class RedisPool {
     this.#cmd.on('close', () => (this.#downSince ??= Date.now()));
     this.#cmd.on('ready', () => (this.#downSince = undefined));
     const spec = { url: this.#url, namespace: this.#ns, leaseMs: this.#lease, maxDeliveries: this.#maxDeliveries };
-    this.#local = new LocalWorkers({ ...spec, concurrency: LOCAL_CONCURRENCY, modules }, size);
+    this.#local = new LocalWorkers({ ...spec, concurrency: LOCAL_CONCURRENCY, modules, ...init }, size);
     this.#ready = ensureGroup(this.#cmd, this.#k.tasks);
     this.#ready.catch(() => undefined);
     this.#reading = this.#read();
@@ -458,20 +464,7 @@ export class RedisPool {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     this.#calls++;
-    let cleanup = (): void => undefined;
-    const guard = new Promise<never>((_, reject) => {
-      const t =
-        o?.timeout !== undefined
-          ? setTimeout(() => reject(new TimeoutError(`the call did not finish within ${o.timeout} ms`)), o.timeout)
-          : undefined;
-      const onAbort = (): void => reject(new AbortError(undefined, { cause: o?.signal?.reason }));
-      if (o?.signal?.aborted) onAbort();
-      o?.signal?.addEventListener('abort', onAbort, { once: true });
-      cleanup = () => {
-        clearTimeout(t);
-        o?.signal?.removeEventListener('abort', onAbort);
-      };
-    });
+    const [guard, cleanup] = stopper(o);
     const p = Promise.race([body(owner), guard]).finally(() => {
       cleanup();
       this.#drop(owner);
@@ -499,17 +492,6 @@ export class RedisPool {
     }
   }
 
-  async #items(iterable: Iterable<unknown> | AsyncIterable<unknown>): Promise<unknown[]> {
-    if (isAsyncIterable(iterable)) {
-      const out: unknown[] = [];
-      for await (const x of iterable) out.push(x);
-      return out;
-    }
-    if (typeof (iterable as Partial<Iterable<unknown>> | null | undefined)?.[Symbol.iterator] !== 'function')
-      throw new InvalidArgumentError('map(iterable): an iterable or async iterable');
-    return Array.from(iterable);
-  }
-
   async #map(
     fn: AnyFn,
     iterable: Iterable<unknown> | AsyncIterable<unknown>,
@@ -518,7 +500,7 @@ export class RedisPool {
     owner: Owner,
   ): Promise<unknown[]> {
     const f = await this.#describe(fn, kind === MAP ? 'map' : 'starmap');
-    const items = await this.#items(iterable);
+    const items = await collect(iterable);
     const size = o.chunksize ?? (defaultChunksize(items.length, Math.max(1, this.#size)) || 1);
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('map(chunksize): an integer >= 1');
     const parts: Promise<unknown>[] = [];
@@ -607,8 +589,11 @@ export class RedisPool {
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('imap(chunksize): an integer >= 1');
     if (this.#state !== State.RUN) throw notRunning();
     const f = await this.#describe(fn, 'imap');
+    checkCallOptions(o, 'RedisPool.imap');
     const owner = this.#owner(o);
     this.#calls++;
+    const [guard, cleanup] = stopper(o);
+    guard.catch(() => undefined);
     try {
       yield* windowed(
         iterable,
@@ -617,8 +602,10 @@ export class RedisPool {
         ordered,
         (part, index) => this.#send(f, MAP, part, owner, index) as Promise<unknown[]>,
         (total) => owner.tally?.setTotal(total),
+        guard,
       );
     } finally {
+      cleanup();
       this.#drop(owner);
       if (--this.#calls === 0) this.#idle?.();
     }
@@ -672,8 +659,21 @@ export class RedisPool {
   }
 }
 
-function cmpId(a: string, b: string): number {
-  const [a1, a2] = a.split('-').map(Number) as [number, number];
-  const [b1, b2] = b.split('-').map(Number) as [number, number];
-  return a1 - b1 || a2 - b2;
+/** A call's timeout and signal as a promise that rejects (TimeoutError, AbortError), and what removes them. */
+function stopper(o: CallOptions | undefined): [Promise<never>, () => void] {
+  let cleanup = (): void => undefined;
+  const guard = new Promise<never>((_, reject) => {
+    const t =
+      o?.timeout !== undefined
+        ? setTimeout(() => reject(new TimeoutError(`the call did not finish within ${o.timeout} ms`)), o.timeout)
+        : undefined;
+    const onAbort = (): void => reject(new AbortError(undefined, { cause: o?.signal?.reason }));
+    if (o?.signal?.aborted) onAbort();
+    o?.signal?.addEventListener('abort', onAbort, { once: true });
+    cleanup = () => {
+      clearTimeout(t);
+      o?.signal?.removeEventListener('abort', onAbort);
+    };
+  });
+  return [guard, cleanup];
 }

@@ -270,3 +270,10 @@ export function loadRedis(): typeof import('ioredis').Redis {
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy: only Redis users pay for it
   return (require('ioredis') as typeof import('ioredis')).Redis;
 }
+
+/** @internal Compare two stream entry ids. */
+export function cmpId(a: string, b: string): number {
+  const [a1, a2] = a.split('-').map(Number) as [number, number];
+  const [b1, b2] = b.split('-').map(Number) as [number, number];
+  return a1 - b1 || a2 - b2;
+}

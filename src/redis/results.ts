@@ -77,7 +77,10 @@ export async function* windowed(
   ordered: boolean,
   send: (part: unknown[], index: number) => Promise<unknown[]>,
   ended?: (total: number) => void,
+  guard?: Promise<never>,
 ): AsyncGenerator {
+  // A timeout or signal (guard) ends the wait for a result.
+  const until = <T>(p: Promise<T>): Promise<T> => (guard ? Promise.race([p, guard]) : p);
   const it = isAsyncIterable(iterable) ? iterable[Symbol.asyncIterator]() : iterable[Symbol.iterator]();
   const inflight: { p: Promise<unknown[]>; n: number }[] = [];
   let seq = 0;
@@ -106,19 +109,33 @@ export async function* windowed(
   while (inflight.length) {
     let i = 0;
     if (!ordered) {
-      const n = await Promise.race(
-        inflight.map((x) =>
-          x.p.then(
-            () => x.n,
-            () => x.n,
+      const n = await until(
+        Promise.race(
+          inflight.map((x) =>
+            x.p.then(
+              () => x.n,
+              () => x.n,
+            ),
           ),
         ),
       );
       i = inflight.findIndex((x) => x.n === n);
     }
     const [x] = inflight.splice(i, 1);
-    const values = await x!.p;
+    const values = await until(x!.p);
     await fill();
     yield* values;
   }
+}
+
+/** @internal The items of a map's input. @throws InvalidArgumentError for what is not iterable. */
+export async function collect(iterable: Iterable<unknown> | AsyncIterable<unknown>): Promise<unknown[]> {
+  if (isAsyncIterable(iterable)) {
+    const out: unknown[] = [];
+    for await (const x of iterable) out.push(x);
+    return out;
+  }
+  if (typeof (iterable as Partial<Iterable<unknown>> | null | undefined)?.[Symbol.iterator] !== 'function')
+    throw new InvalidArgumentError('map(iterable): an iterable or async iterable');
+  return Array.from(iterable);
 }

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { ModuleNotAllowedError, StaleModuleError, WorkerLostError } from '../errors.js';
+import { InvalidArgumentError, ModuleNotAllowedError, StaleModuleError, WorkerLostError } from '../errors.js';
 import { loadFunction, type FunctionRef } from '../reduction/functions.js';
 import { trustModules } from '../reduction/policy.js';
 import { dumps, loads } from '../reduction/reduction.js';
@@ -46,6 +46,9 @@ export interface RedisWorkerOptions {
   namespace: string;
   /** Module files whose exports this worker may call. */
   modules: readonly string[];
+  /** `file#export`: run once with `initargs` before the first task (the file is allowed too). */
+  initializer?: string;
+  initargs?: readonly unknown[];
   /** Chunks run at the same time in this process (async tasks overlap; sync ones take turns); it may hold more, waiting. */
   concurrency?: number;
   leaseMs?: number;
@@ -434,6 +437,12 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
     }
   }
 
+  if (o.initializer)
+    await initialize(o.initializer, o.initargs ?? [], allow).catch((err: unknown) => {
+      cmd.disconnect();
+      blk.disconnect();
+      throw err;
+    });
   await ensureGroup(cmd, k.tasks);
   await ensureGroup(cmd, k.retry);
   await heartbeat();
@@ -518,4 +527,19 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
       await donePromise;
     },
   };
+}
+
+/** Run a worker's initializer (`file#export`), importing the file as its tasks import it. @throws what it throws. */
+async function initialize(spec: string, args: readonly unknown[], allow: (file: string) => void): Promise<void> {
+  const at = spec.lastIndexOf('#');
+  if (at <= 0) throw new InvalidArgumentError(`initializer: 'file#export', got '${spec}'`);
+  const file = path.resolve(spec.slice(0, at));
+  const name = spec.slice(at + 1);
+  allow(file);
+  // import() gives a CommonJS file's exports too, from the same instance require() loads.
+  const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown> & { default?: Record<string, unknown> };
+  const f = mod[name] ?? mod.default?.[name];
+  if (typeof f !== 'function') throw new InvalidArgumentError(`initializer: ${name} of ${file} is not a function`);
+  const r = (f as AnyFn)(...args);
+  if (isThenable(r)) await r;
 }
