@@ -15,7 +15,7 @@ import { standingChildren } from '../src/popen/forkserver.js';
 import { liveThreads } from '../src/popen/thread.js';
 import { trackerPid } from '../src/shm/resource_tracker.js';
 import { trimArenas } from '../src/shm/segment.js';
-import { getContext, type BaseContext, type Process, type StartMethod } from '../src/index.js';
+import { activeChildren, getContext, type BaseContext, type Process, type StartMethod } from '../src/index.js';
 import { childPids, pidAlive } from '../src/platform.js';
 
 /**
@@ -159,6 +159,16 @@ export function start<A extends readonly unknown[]>(
   const p = new ctx.Process<A>({ target, args, daemon });
   p.start();
   return p;
+}
+
+/**
+ * SIGKILL and reap the children a failed test left running: against a stopped server they would
+ * retry for ever and keep the test process, and so the run, from ending.
+ */
+export async function killLeftoverChildren(): Promise<void> {
+  const left = activeChildren();
+  for (const p of left) p.kill();
+  await Promise.all(left.map((p) => p.join(5000)));
 }
 
 /** Join every child (each within `timeout` ms) and assert that all exited with 0. */

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { getContext, IndexError, KeyError, ProcessError, ValueError, type RedisContext } from '../src/index.js';
-import { fixture, joinAll, METHODS, start } from './helpers.js';
+import { fixture, joinAll, killLeftoverChildren, METHODS, start } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
 
 type Targets = typeof import('./fixtures/redis_values.mjs');
@@ -21,6 +21,7 @@ describe('Redis manager', { skip: redisMissing }, () => {
     server = await RedisServer.start();
   });
   after(async () => {
+    await killLeftoverChildren();
     await server.stop();
   });
 

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 
 import { AbortError, Empty, Full, getContext, InvalidArgumentError, ProcessError, UntrustedMessageError } from '../src/index.js';
 import type { RedisContext } from '../src/index.js';
-import { fixture, joinAll, METHODS, start, tmpDir, waitGone } from './helpers.js';
+import { fixture, joinAll, killLeftoverChildren, METHODS, start, tmpDir, waitGone } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
 
 type Targets = typeof import('./fixtures/redis_objects.mjs');
@@ -43,6 +43,7 @@ describe('Redis queues', { skip: redisMissing }, () => {
     server = await RedisServer.start();
   });
   after(async () => {
+    await killLeftoverChildren();
     await server.stop();
   });
 

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { Redis } from 'ioredis';
 
-import { fixture, runNode, tmpDir } from './helpers.js';
+import { fixture, killLeftoverChildren, runNode, tmpDir } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
 
 let server: RedisServer;
@@ -16,6 +16,7 @@ describe('the examples on Redis', { skip: redisMissing }, () => {
     server = await RedisServer.start();
   });
   after(async () => {
+    await killLeftoverChildren();
     await server.stop();
   });
 

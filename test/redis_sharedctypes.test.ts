@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 
 import { getContext, InvalidArgumentError, ProcessError, TimeoutError, type RedisContext, type Typecode } from '../src/index.js';
 import { dumps, loads } from '../src/reduction/reduction.js';
-import { fixture, joinAll, METHODS, start } from './helpers.js';
+import { fixture, joinAll, killLeftoverChildren, METHODS, start } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
 
 type Targets = typeof import('./fixtures/redis_values.mjs');
@@ -41,6 +41,7 @@ describe('Redis Value and Array', { skip: redisMissing }, () => {
     server = await RedisServer.start();
   });
   after(async () => {
+    await killLeftoverChildren();
     await server.stop();
   });
 

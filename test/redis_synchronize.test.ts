@@ -12,7 +12,7 @@ import { Redis } from 'ioredis';
 import { AbortError, BrokenBarrierError, Empty, getContext, ProcessError, TimeoutError } from '../src/index.js';
 import { IDLE_CHANNELS } from '../src/redis/client.js';
 import type { RedisContext } from '../src/index.js';
-import { fixture, joinAll, METHODS, start, tmpDir } from './helpers.js';
+import { fixture, joinAll, killLeftoverChildren, METHODS, start, tmpDir } from './helpers.js';
 import { randomNamespace, RedisServer, redisMissing } from './redis_server.js';
 
 type Targets = typeof import('./fixtures/redis_objects.mjs');
@@ -41,6 +41,7 @@ describe('Redis locks, semaphores and events', { skip: redisMissing }, () => {
     server = await RedisServer.start();
   });
   after(async () => {
+    await killLeftoverChildren();
     await server.stop();
   });
 
