@@ -93,11 +93,11 @@ describe('RedisPool when things die', { skip: redisMissing }, () => {
           (v) => v,
           (e: unknown) => e,
         );
-      let settled = false;
-      void m.then(() => (settled = true));
+      const map = { settled: false };
+      void m.then(() => (map.settled = true));
       // Kill it once the workers are on the map (a chunk in flight); a map that ended first
       // (a fast machine) still has the server killed and restarted under a live pool.
-      while (!settled && (await redisStatus(aof.url, ns)).inFlight === 0) await new Promise((res) => setTimeout(res, 10));
+      while (!map.settled && (await redisStatus(aof.url, ns)).inFlight === 0) await new Promise((res) => setTimeout(res, 10));
       await aof.kill();
       await aof.restart();
       const out = await m;
