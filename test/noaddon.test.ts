@@ -56,6 +56,11 @@ describe('without the native addon', () => {
     assert.equal(r.terminated, -15);
   });
 
+  test('the relay socket closes a peer that announces anything but a token, before buffering it; the token still works', async () => {
+    const r = await withoutAddon('relay-guard');
+    assert.deepEqual(r, { hugeBeforeToken: true, negative: true, wrongToken: true, got: 'through', emulated: true });
+  });
+
   for (const method of ['spawn', 'thread']) {
     test(`Pipe ends, Pool and a Manager's dict with ${method} children`, async () => {
       const r = await withoutAddon(`${method}-channels`);

@@ -93,6 +93,12 @@ function serve(socket: net.Socket): void {
         len = Number(chunks.readBigUInt64BE(4));
         at = 12;
       }
+      // Checked before buffering: a peer without the token sends 16 bytes and nothing else, and
+      // no message may be longer than a socket connection accepts.
+      if (len < 0 || (!end && len !== TOKEN_BYTES) || len > MAX_MESSAGE) {
+        finish();
+        return;
+      }
       if (chunks.length < at + len) return;
       const msg = Buffer.from(chunks.subarray(at, at + len));
       chunks = chunks.subarray(at + len);
