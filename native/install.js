@@ -16,6 +16,12 @@ function say(text) {
   process.stderr.write(`multiproc: ${text}\n`);
 }
 
+// The addon is built on Linux's futex and POSIX shared memory; elsewhere the library runs without it.
+if (process.platform !== 'linux') {
+  say(`the native addon is for Linux only; on ${process.platform} multiproc runs without it (see docs/install.md).`);
+  process.exit(0);
+}
+
 if (process.env.MULTIPROC_NATIVE === '0') {
   say('MULTIPROC_NATIVE=0: the native addon is not built.');
   process.exit(0);

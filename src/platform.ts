@@ -19,6 +19,12 @@ export const hasParentDeathSignal = isLinux;
  */
 export const nativeDisabled = process.env.MULTIPROC_NATIVE === '0';
 
+/**
+ * True where the native addon can exist at all: it is built on Linux's futex and POSIX shared
+ * memory. Elsewhere (macOS) the library runs as without the addon, and the reason given is this.
+ */
+export const nativeSupported = isLinux;
+
 /** Number of CPUs this process may use (Python: `os.cpu_count()`, here affinity-aware). */
 export function cpuCount(): number {
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;

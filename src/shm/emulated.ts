@@ -16,6 +16,7 @@
 import type { BroadcastChannel, MessagePort } from 'node:worker_threads';
 
 import { NativeUnavailableError } from '../errors.js';
+import { nativeSupported } from '../platform.js';
 
 type WorkerThreads = typeof import('node:worker_threads');
 // Loaded on first use: node:worker_threads costs every child process ~5 ms of start-up.
@@ -145,9 +146,12 @@ function creatorPid(name: string): number | undefined {
 export function crossProcessError(what: string): NativeUnavailableError {
   return new NativeUnavailableError(
     `${what}: memory shared between processes needs multiproc's native addon, which ${unavailableReason()}. ` +
-      'To use it, build it: install a C++ compiler, make and python3 (Debian/Ubuntu: apt-get install g++ make python3; ' +
-      'Fedora: dnf install gcc-c++ make python3; Alpine: apk add g++ make python3), then run: npm rebuild multiproc ' +
-      '(and leave MULTIPROC_NATIVE unset). Without it, shared objects work between the threads of one process: ' +
+      (nativeSupported
+        ? 'To use it, build it: install a C++ compiler, make and python3 (Debian/Ubuntu: apt-get install g++ make python3; ' +
+          'Fedora: dnf install gcc-c++ make python3; Alpine: apk add g++ make python3), then run: npm rebuild multiproc ' +
+          '(and leave MULTIPROC_NATIVE unset). '
+        : '') +
+      'Without it, shared objects work between the threads of one process: ' +
       "use getContext('thread') (or ThreadPool) for the children that share them, " +
       "or between processes a Manager's objects (manager.Queue(), manager.Lock(), manager.Value(), ...)",
   );

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AbortError, InvalidArgumentError, ProcessError, SharedMemoryFullError } from '../errors.js';
-import { nativeDisabled } from '../platform.js';
+import { nativeDisabled, nativeSupported } from '../platform.js';
 import type { MessagePort } from 'node:worker_threads';
 
 import type { RegistryHandoff } from './emulated.js';
@@ -54,6 +54,14 @@ function packageRoot(): string {
 }
 
 function loadAddon(): Binding {
+  if (!nativeSupported) {
+    loadError = new ProcessError(
+      `the multiproc native addon is built for Linux only (futex and POSIX shared memory), not for ${process.platform}. ` +
+        'Threads (the thread backend) share memory without it; between processes use a Manager.',
+      { code: 'ERR_MP_NATIVE_UNAVAILABLE' },
+    );
+    throw loadError;
+  }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, so that a missing addon fails here, with the message below
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
@@ -101,6 +109,13 @@ function load(): Binding {
   if (binding) return binding;
   if (nativeDisabled) {
     binding = emulatedBinding();
+    return binding;
+  }
+  if (!nativeSupported) {
+    binding = emulatedBinding();
+    emulatedModule().setUnavailableReason(
+      `exists for Linux only (it is built on futex and POSIX shared memory), not for ${process.platform}`,
+    );
     return binding;
   }
   try {
