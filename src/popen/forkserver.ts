@@ -51,14 +51,17 @@ let preload: string[] = ['__main__'];
 let preloadFailure: string | undefined;
 let exitHook = false;
 
-/** The modules to preload as URLs a child can import: `'__main__'` is the main module (if a file). */
+/** The modules to preload, as URLs a child can import or CommonJS paths it can require: `'__main__'` is the main module (if a file). */
 function preloadUrls(): string[] {
   const out: string[] = [];
   for (const m of preload) {
     if (m === '__main__') {
       // A test file run by `node --test` is no program to preload: importing it runs its tests.
       const main = process.argv[1];
-      if (main && path.isAbsolute(main) && process.env.NODE_TEST_CONTEXT === undefined) out.push(pathToFileURL(main).href);
+      if (!main || !path.isAbsolute(main) || process.env.NODE_TEST_CONTEXT !== undefined) continue;
+      // A CommonJS main module is required by its path: import() would set up the ES module
+      // loader in every child (~12 ms of CPU and 1.6 MB) for nothing.
+      out.push(require.main?.filename === path.resolve(main) ? require.main.filename : pathToFileURL(main).href);
       continue;
     }
     if (m.startsWith('file:') || m.startsWith('node:')) out.push(m);
