@@ -373,7 +373,7 @@ const FIGURES: PoolFigure[] = [
 const NOTES: Partial<Record<Figure, string>> = {
   memory: 'spawn, forkserver: RSS of a worker process; thread: growth of this process RSS per worker',
   startup:
-    'library loaded; driver env without NODE_EXTRA_CA_CERTS; forkserver: warm (its children booted while the previous pool ran; the first pool of a program pays a spawn start)',
+    'library loaded; driver env without NODE_EXTRA_CA_CERTS; forkserver: its standing children booted while the previous pool ran, often not yet done (a pool made in the same turn as the forkserver context pays a spawn start; made later, it finds them booted)',
 };
 
 function define(f: PoolFigure, backend: Ours): BenchDef {

@@ -34,6 +34,7 @@ export class BaseContext {
   constructor(method: StartMethod) {
     this.#method = method;
     this.Process = processClassFor(method);
+    if (method === 'forkserver') prestartForkserver();
   }
 
   /** The start method of this context. */
@@ -207,6 +208,15 @@ export function setStartMethod(method: StartMethod | null, options: { force?: bo
   if (!isStartMethod(method))
     throw new InvalidArgumentError(`setStartMethod: unknown start method '${String(method)}'; use one of ${quoted()}`);
   chooseStartMethod(method);
+  if (method === 'forkserver') prestartForkserver();
+}
+
+// The forkserver boots its standing children as soon as a program says it will use it, in the
+// background, so that the first start() finds them booted or booting. Loaded here, not at the
+// top: a program that never uses the forkserver does not load it.
+function prestartForkserver(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy on purpose, see above
+  (require('./popen/forkserver.js') as typeof import('./popen/forkserver.js')).prestart();
 }
 
 /**
@@ -231,7 +241,6 @@ export function getAllStartMethods(): StartMethod[] {
  * @throws InvalidArgumentError when `modules` is not an array of non-empty strings.
  */
 export function setForkserverPreload(modules: readonly string[]): void {
-  // Loaded here, not at the top: a program that never uses the forkserver does not load it.
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy on purpose, see above
   (require('./popen/forkserver.js') as typeof import('./popen/forkserver.js')).setPreload(modules);
 }

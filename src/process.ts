@@ -515,15 +515,20 @@ export function explainImportError(err: unknown): unknown {
 }
 
 /**
- * @internal In a child booted ahead of time (the forkserver start method): import `urls` before
- * knowing which process it will run, as a child imports its target's module — with the main
+ * @internal In a child booted ahead of time (the forkserver start method): import `urls` (require
+ * a path) before knowing which process it will run, as a child imports its target's module — with the main
  * guard false and starting processes refused (the bootstrapping error).
  */
 export async function preloadModules(urls: readonly string[]): Promise<void> {
   parent ??= new ParentProcess('MainProcess', process.ppid, false);
   bootstrapping = true;
   try {
-    for (const url of urls) await import(url);
+    for (const url of urls) {
+      // A URL is imported; an absolute path names a CommonJS module (the parent's main one).
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- required as the parent did
+      if (path.isAbsolute(url)) require(url);
+      else await import(url);
+    }
   } finally {
     bootstrapping = false;
   }

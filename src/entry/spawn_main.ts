@@ -20,6 +20,9 @@ const { loadLibraryType } = require('./library_types.js') as typeof import('./li
 // The library's own types (locks, queues, ...) load when a message first holds one.
 setLibraryTypeLoader(loadLibraryType);
 
+/** How long a forkserver child stands unused before it loads more of the library. */
+const STANDING_MS = 50;
+
 // A child booted ahead of time by the forkserver start method (see popen/forkserver.ts) gets
 // the modules to load first in its environment; it then waits, as any child, for its start.
 const preload = process.env.MULTIPROC_FORKSERVER_PRELOAD;
@@ -29,13 +32,25 @@ if (preload !== undefined) {
   // Until it is handed a process to run, it ends with the parent's channel.
   const idle = (): never => process.exit(0);
   process.once('disconnect', idle);
-  process.once('message', () => process.off('disconnect', idle));
+  // A child left standing a while also loads what a manager's server runs (~15 ms), so that
+  // Manager() on the forkserver starts as fast as a pool; a child handed over at once does not.
+  let more: NodeJS.Timeout | undefined;
+  let handed = false;
+  process.once('message', () => {
+    handed = true;
+    process.off('disconnect', idle);
+    clearTimeout(more);
+  });
   const { preloadModules } = require('../process.js') as typeof import('../process.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- loaded above already
-  // The whole library first: the modules a child imports nearly always import it.
-  require('../index.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- only in a forkserver child
+  // What most children run: a pool worker's loop and its pipe. Not the whole library: it cost
+  // every child booted ~40 ms of CPU and 4 MB, and a preload module that imports it loads it.
+  require('../pool/worker.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- only in a forkserver child
+  require('../ipc/connection.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- the same
   preloaded = preloadModules(JSON.parse(preload) as string[]).then(
     () => {
       process.send?.({ type: 'ready' });
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- only in a forkserver child left standing
+      if (!handed) more = setTimeout(() => void require('../managers/managers.js'), STANDING_MS).unref();
       return undefined;
     },
     (err: unknown) => {

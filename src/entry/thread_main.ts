@@ -7,10 +7,11 @@ import type { RegistryHandoff } from '../shm/emulated.js';
 import { adoptThreadTable } from '../shm/threads.js';
 import { bootstrapChild } from '../process.js';
 import { setLibraryTypeLoader } from '../reduction/reduction.js';
+import { loadLibraryType } from './library_types.js';
 
-// The library's own types (locks, queues, ...) load when a message first holds one.
-// eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when needed
-setLibraryTypeLoader(() => require('../index.js') as unknown);
+// The library's own types (locks, queues, ...) load when a message first holds one, and only the
+// module of that type: the whole library cost a pool worker thread ~35 modules it never used.
+setLibraryTypeLoader(loadLibraryType);
 
 const { config, payload, threads, segments } = workerData as {
   config: ChildConfig;

@@ -11,39 +11,57 @@ import type { ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 
 import { InvalidArgumentError, ProcessError } from '../errors.js';
+import { cpuCount } from '../platform.js';
 import { trackerFd } from '../shm/resource_tracker.js';
 import type { ChildConfig, Popen } from './popen.js';
 import { parentDeathEnv } from './popen.js';
-import { bootChild, SpawnPopen } from './spawn.js';
+import { bootChild, SPAWN_MAIN, SpawnPopen } from './spawn.js';
 
-/** Children kept ready. MULTIPROC_FORKSERVER_WARM sets it (0: boot each child on demand). */
-const WARM = (() => {
-  const n = Number(process.env.MULTIPROC_FORKSERVER_WARM ?? 2);
-  return Number.isInteger(n) && n >= 0 && n <= 64 ? n : 2;
+/**
+ * Children kept ready. MULTIPROC_FORKSERVER_WARM fixes the number (0: boot each child on
+ * demand); by default two, and then as many as the most starts asked for at once (a Pool(n)
+ * asks for n), up to the number of CPUs.
+ */
+const FIXED = ((): number | undefined => {
+  const v = process.env.MULTIPROC_FORKSERVER_WARM;
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 && n <= 64 ? n : undefined;
 })();
+let wanted = FIXED ?? 2;
 
 interface Warm {
   child: ChildProcess;
   ready: boolean;
+  /** Ended before it was handed over (or was killed standing). */
+  gone: boolean;
   /** Run once, when the child has preloaded (or has ended). */
   onReady: (() => void)[];
 }
 
 const standing: Warm[] = [];
+/** Children handed over before they had preloaded: someone waits for each of them. */
+let handedBooting = 0;
+/** Starts asked for since the event loop last turned (one burst). */
+let burst = 0;
 let preload: string[] = ['__main__'];
 let preloadFailure: string | undefined;
 let exitHook = false;
 
-/** The modules to preload as URLs a child can import: `'__main__'` is the main module (if a file). */
+/** The modules to preload, as URLs a child can import or CommonJS paths it can require: `'__main__'` is the main module (if a file). */
 function preloadUrls(): string[] {
   const out: string[] = [];
   for (const m of preload) {
     if (m === '__main__') {
       // A test file run by `node --test` is no program to preload: importing it runs its tests.
       const main = process.argv[1];
-      if (main && path.isAbsolute(main) && process.env.NODE_TEST_CONTEXT === undefined) out.push(pathToFileURL(main).href);
+      if (!main || !path.isAbsolute(main) || process.env.NODE_TEST_CONTEXT !== undefined) continue;
+      // A CommonJS main module is required by its path: import() would set up the ES module
+      // loader in every child (~12 ms of CPU and 1.6 MB) for nothing.
+      out.push(require.main?.filename === path.resolve(main) ? require.main.filename : pathToFileURL(main).href);
       continue;
     }
     if (m.startsWith('file:') || m.startsWith('node:')) out.push(m);
@@ -59,7 +77,7 @@ function boot(): Warm {
   // A standing child never keeps this process alive, and ends when this process does.
   child.unref();
   child.channel?.unref();
-  const w: Warm = { child, ready: false, onReady: [] };
+  const w: Warm = { child, ready: false, gone: false, onReady: [] };
   const settle = (): void => {
     for (const f of w.onReady.splice(0)) f();
   };
@@ -76,14 +94,13 @@ function boot(): Warm {
       }
     }
   });
-  child.once('exit', () => {
+  const end = (): void => {
+    w.gone = true;
     drop(w);
     settle();
-  });
-  child.once('error', () => {
-    drop(w);
-    settle();
-  });
+  };
+  child.once('exit', end);
+  child.once('error', end);
   if (!exitHook) {
     exitHook = true;
     process.on('exit', () => {
@@ -98,14 +115,54 @@ function drop(w: Warm): void {
   if (i >= 0) standing.splice(i, 1);
 }
 
-/** Boot children until the standing set is full (the first start() does it too). */
+/**
+ * Boot children until the standing set is full. Not while a child handed over is still booting:
+ * someone waits for that one, and boots beside it would take the CPU it needs (a cold start took
+ * twice as long with two replacements booting beside it); they boot when it has preloaded.
+ */
 export function warmUp(): void {
-  while (standing.length < WARM && preloadFailure === undefined) standing.push(boot());
+  if (handedBooting > 0) return;
+  while (standing.length < wanted && preloadFailure === undefined) standing.push(boot());
+}
+
+let turnScheduled = false;
+
+/**
+ * Once the starts of this turn of the event loop have all been asked for: size the standing set
+ * to the burst, and boot what is missing. The parent's own start-up (the context made, a pool
+ * being set up) goes on meanwhile.
+ */
+function afterStarts(): void {
+  if (turnScheduled) return;
+  turnScheduled = true;
+  setImmediate(() => {
+    turnScheduled = false;
+    if (FIXED === undefined && burst > wanted) wanted = Math.min(burst, Math.max(2, cpuCount()));
+    burst = 0;
+    warmUp();
+  });
+}
+
+/**
+ * @internal Boot the standing children now, in the background (the forkserver context was made,
+ * or chosen as the default): the first start() then finds them booted or booting. Only the main
+ * thread of a program does: a child or a worker thread that makes the context (a module's top
+ * level) starts no standing children of its own.
+ */
+export function prestart(): void {
+  if (process.argv[1] === SPAWN_MAIN || !isMainThread) return;
+  afterStarts();
 }
 
 /** @internal The children standing ready (booted or booting): their pids, and whether each has preloaded. */
 export function standingChildren(): { pid: number; ready: boolean }[] {
   return standing.map((w) => ({ pid: w.child.pid ?? -1, ready: w.ready }));
+}
+
+/** The standing child to hand over: one that has preloaded, else the one booting longest. */
+function takeStanding(): Warm | undefined {
+  const i = standing.findIndex((w) => w.ready);
+  return standing.splice(i < 0 ? 0 : i, 1)[0];
 }
 
 /**
@@ -120,11 +177,16 @@ export function startForkserver(payload: Uint8Array, config: ChildConfig): Popen
     );
   }
   const fd = trackerFd();
-  const w = standing.shift() ?? boot();
-  // Replacements boot once the child handed over has preloaded: booted at the same time, they
-  // would take CPU from the start someone is waiting for (a cold start took twice as long).
-  if (w.ready) setImmediate(warmUp);
-  else w.onReady.push(warmUp);
+  const w = takeStanding() ?? boot();
+  burst++;
+  if (!w.ready && !w.gone) {
+    handedBooting++;
+    w.onReady.push(() => {
+      handedBooting--;
+      afterStarts();
+    });
+  }
+  afterStarts();
   return new SpawnPopen(w.child, {
     type: 'start',
     config: { ...config, trackerFd: fd },

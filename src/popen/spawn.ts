@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { signalNumber } from '../platform.js';
 import { inheritedExecArgv, Liveness, parentDeathEnv, waitExit, type ChildConfig, type Popen } from './popen.js';
 
-const SPAWN_MAIN = path.join(__dirname, '..', 'entry', `spawn_main${path.extname(__filename)}`);
+/** @internal The entry of every spawned child (process.argv[1] there). */
+export const SPAWN_MAIN = path.join(__dirname, '..', 'entry', `spawn_main${path.extname(__filename)}`);
 
 /** Message the parent sends once, right after spawning (or when it hands over a warm child). */
 export interface StartMessage {

@@ -1,0 +1,110 @@
+// How the forkserver keeps its standing children: when they boot, which one a start takes, how
+// many stand, and pool workers started and replaced from them.
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+
+import { getContext, setForkserverPreload, WorkerDiedError } from '../src/index.js';
+import { standingChildren, warmUp } from '../src/popen/forkserver.js';
+import { cpuCount } from '../src/platform.js';
+import { assertNoLeftovers, fixture, runNode } from './helpers.js';
+
+type Targets = typeof import('./fixtures/forkserver_targets.mjs');
+let t: Targets;
+const ctx = getContext('forkserver');
+
+before(async () => {
+  t = (await import(pathToFileURL(fixture('forkserver_targets.mjs')).href)) as Targets;
+});
+after(() => setForkserverPreload(['__main__']));
+
+describe('forkserver standing children', () => {
+  afterEach(assertNoLeftovers);
+
+  test('replacements wait until the child handed over has preloaded: nothing boots beside it', async () => {
+    setForkserverPreload([]);
+    const p = new ctx.Process({ target: t.noop });
+    p.start();
+    // The turn after start() is when replacements would boot; the child cannot have booted yet.
+    await new Promise((r) => setImmediate(r));
+    assert.equal(standingChildren().length, 0);
+    await p.join();
+    assert.equal(p.exitcode, 0);
+    while (standingChildren().filter((c) => c.ready).length < 2) await new Promise((r) => setTimeout(r, 20));
+  });
+
+  test('a Pool(4) started while the standing children boot gets 4 workers running at once; the standing set grows to the burst', async () => {
+    setForkserverPreload([]);
+    warmUp();
+    const booting = standingChildren().map((c) => c.pid);
+    assert.equal(booting.length, 2);
+    const pool = ctx.Pool(4);
+    try {
+      // The booting children were handed over, not left to stand beside on-demand boots.
+      assert.deepEqual(standingChildren(), []);
+      const pids = pool._pool.map((p) => p.pid);
+      for (const pid of booting) assert.ok(pids.includes(pid), `booting child ${pid} was not handed over`);
+      // One task per worker (the pool gives each worker one before any a second), all at the barrier together.
+      const barrier = ctx.Barrier(4);
+      const ran = await Promise.all([0, 1, 2, 3].map(() => pool.apply(t.pidAtBarrier, [barrier])));
+      assert.deepEqual(new Set(ran), new Set(pids));
+    } finally {
+      pool.terminate();
+      await pool.join();
+    }
+    const expected = Math.min(4, Math.max(2, cpuCount()));
+    while (standingChildren().filter((c) => c.ready).length < expected) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(standingChildren().length, expected);
+  });
+
+  test('pool workers are replaced on the forkserver: after a crash, and after maxtasksperchild', async () => {
+    setForkserverPreload([]);
+    const pool = ctx.Pool(2);
+    try {
+      const before = pool._pool.map((p) => p.pid);
+      await assert.rejects(pool.apply(t.crash, []), (e: unknown) => e instanceof WorkerDiedError && e.exitcode === -11);
+      const pids = new Set(await Promise.all([0, 1, 2, 3].map(() => pool.apply(t.pid, []))));
+      const after = pool._pool.map((p) => p.pid);
+      assert.equal(after.length, 2);
+      assert.equal(after.filter((pid) => !before.includes(pid)).length, 1, 'exactly the crashed worker was replaced');
+      for (const pid of pids) assert.ok(after.includes(pid));
+    } finally {
+      pool.terminate();
+      await pool.join();
+    }
+    const once = ctx.Pool({ processes: 2, maxtasksperchild: 1 });
+    try {
+      const pids: number[] = [];
+      for (let i = 0; i < 4; i++) pids.push(await once.apply(t.pid, []));
+      assert.equal(new Set(pids).size, 4, 'each task ran in a fresh worker');
+    } finally {
+      once.terminate();
+      await once.join();
+    }
+  });
+
+  test('a child whose module makes the forkserver context at its top level boots no standing children of its own', async () => {
+    setForkserverPreload([]);
+    for (const c of [ctx, getContext('spawn')]) {
+      const pool = c.Pool(1);
+      try {
+        assert.equal(await pool.apply(t.standingAfterATurn, []), 0);
+      } finally {
+        pool.terminate();
+        await pool.join();
+      }
+    }
+  });
+});
+
+test('making the forkserver context boots the standing children in the background', async () => {
+  const r = await runNode([fixture('forkserver_targets.mjs'), 'prestart']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), '2');
+});
+
+test('a CommonJS main module is preloaded with require, once, with its main guard false', async () => {
+  const r = await runNode([fixture('forkserver_cjs_main.js')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { loads: 1, esmLoader: false });
+});
