@@ -1,7 +1,7 @@
 // Pool figures (issue 5): Pool(2) / ThreadPool(2) beside CPython's Pool(2) and the Node pools
 // piscina, tinypool, poolifier and workerpool (2 worker threads each, their documented APIs,
 // worker file bench/peer_worker.ts): tiny-task throughput with the default chunking and with
-// chunksize 1, the applyAsync round trip, the speed-up of 40 CPU-bound ~20 ms tasks, pool
+// chunksize 1, warm and on a fresh pool (its first map, its first 2000 calls), the applyAsync round trip, the speed-up of 40 CPU-bound ~20 ms tasks, pool
 // creation to the first result, and memory per worker.
 //
 // This file is the figure definitions (imported by run.ts), the driver (run as a script by
@@ -43,7 +43,7 @@ export function burn(iters: number): number {
 type Ours = 'spawn' | 'thread' | 'forkserver';
 type Peer = 'piscina' | 'tinypool' | 'poolifier' | 'workerpool';
 type Who = Ours | Peer;
-type Figure = 'map_default' | 'map_chunk1' | 'rtt' | 'cpu' | 'startup' | 'memory';
+type Figure = 'map_default' | 'map_chunk1' | 'map_cold' | 'calls_cold' | 'rtt' | 'cpu' | 'startup' | 'memory';
 
 interface DriverParams {
   who: Who;
@@ -176,6 +176,25 @@ async function measure(p: DriverParams): Promise<Measurement> {
     await a.close();
     return { samples: [{ value, foreignPct: null }], foreignPct: null };
   }
+  if (p.figure === 'map_cold' || p.figure === 'calls_cold') {
+    // A fresh pool each repetition, its workers up (one task of another function of the same
+    // module), then its first map or first 2000 calls of `square`: what a short program sees.
+    const once = async (): Promise<number> => {
+      const a = await make(p.who);
+      try {
+        await a.run('burn', 0);
+        const t0 = nowMs();
+        const out =
+          p.figure === 'map_cold' ? await a.map!('square', range(p.n)) : await Promise.all(range(p.n).map((x) => a.run('square', x)));
+        const took = nowMs() - t0;
+        if (out.length !== p.n || out[p.n - 1] !== (p.n - 1) ** 2) throw new Error('wrong results');
+        return (p.n * 1000) / took;
+      } finally {
+        await a.close();
+      }
+    };
+    return repeat(p.reps, once);
+  }
   const a = await make(p.who);
   try {
     await Promise.all(range(1000).map((x) => a.run('square', x)));
@@ -246,6 +265,10 @@ function size(quick: boolean, figure: Figure): { n: number; reps: number } {
       return { n: s.mapN, reps: s.reps };
     case 'map_chunk1':
       return { n: s.chunk1N, reps: s.reps };
+    case 'map_cold':
+      return { n: s.mapN, reps: s.reps };
+    case 'calls_cold':
+      return { n: 2000, reps: s.reps };
     case 'rtt':
       return { n: s.rttN, reps: s.reps };
     case 'cpu':
@@ -328,6 +351,24 @@ const FIGURES: PoolFigure[] = [
     peers: true,
   },
   {
+    // A fresh pool's first map (its workers up): the figure above is warm.
+    name: 'pool_map_tiny_cold_first_map',
+    figure: 'map_cold',
+    unit: 'tasks/s',
+    better: 'higher',
+    cpython: ['cpython_fork_pool2_map_square_default_chunksize'],
+    peers: false,
+  },
+  {
+    // A fresh pool's first 2000 applyAsync calls (peers: run/execute/exec), its workers up.
+    name: 'pool_map_tiny_cold_2000_calls',
+    figure: 'calls_cold',
+    unit: 'tasks/s',
+    better: 'higher',
+    cpython: ['cpython_fork_pool2_map_square_chunksize1'],
+    peers: true,
+  },
+  {
     name: 'pool_apply_async_roundtrip',
     figure: 'rtt',
     unit: 'us/task',
@@ -371,6 +412,8 @@ const FIGURES: PoolFigure[] = [
 ];
 
 const NOTES: Partial<Record<Figure, string>> = {
+  map_cold: 'fresh pool per repetition, workers up, first map of square; the CPython anchor is its warm figure',
+  calls_cold: 'fresh pool per repetition, workers up, its first 2000 calls; the CPython anchor is its warm map chunksize 1',
   memory: 'spawn, forkserver: RSS of a worker process; thread: growth of this process RSS per worker',
   startup:
     'library loaded; driver env without NODE_EXTRA_CA_CERTS; forkserver: its standing children booted while the previous pool ran, often not yet done (a pool made in the same turn as the forkserver context pays a spawn start; made later, it finds them booted)',

@@ -318,6 +318,11 @@ class PipeConnection extends Connection {
     if (this.#closed || !this.#in) return null;
     return this.#in.readBlocking(timeoutMs);
   }
+  /** @internal The next message if one is whole in the ring now, else null; never waits. Only with no read pending. */
+  _tryRecvBytes(): Uint8Array | null {
+    if (this.#closed || !this.#in) return null;
+    return this.#in.tryRead();
+  }
   protected _close(): void {
     this.#closed = true;
     ends.unregister(this);

@@ -21,7 +21,7 @@ import {
   checkFunction,
   checkIterable,
   checkPoolObservers,
-  defaultChunksize,
+  chunkBounds,
   mapOptions,
   nowUs,
   PoolTrace,
@@ -36,9 +36,9 @@ import { defaultStartMethod, isStartMethod } from '../popen/methods.js';
 import { methodTitle, processClassFor, type ContextLike, type Process, type StartMethod } from '../process.js';
 import { unlinkSegment } from '../shm/native.js';
 import { forAnotherProcess, withReservations } from '../shm/segment.js';
-import { dumps } from '../reduction/reduction.js';
+import { dumps, loads } from '../reduction/reduction.js';
 import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './results.js';
-import { APPLY, frame, FUNC, MAP, poolWorker, STARMAP } from './worker.js';
+import { APPLY, batch, frame, FUNC, HEADER, MAP, poolWorker, setHeader, STARMAP, type ReplyMsg } from './worker.js';
 
 export { AsyncResult, IMapIterator, MapResult } from './results.js';
 export {
@@ -53,10 +53,21 @@ export {
   type TaskTiming,
 } from './progress.js';
 import { reduceFunction } from '../reduction/functions.js';
-import { pack } from '../reduction/fastcodec.js';
+import { FAST_TAG, pack, unpackViews } from '../reduction/fastcodec.js';
 
 /** Tasks sent to one worker and not yet answered: the running one and one waiting. */
 const DEPTH = 2;
+// Quick tasks are sent further ahead, so that a worker finds its next task in its ring instead
+// of waiting a round trip for it, and one wake-up of the pool's reader takes a batch of replies:
+// as many as run in about QUEUED_US, at most MAX_DEPTH. Long tasks keep DEPTH, so that no worker
+// sits on queued work another could start at the end of a call.
+const MAX_DEPTH = 32;
+/** Messages up to this size go to a worker together (worker.ts batch()); larger ones alone. */
+const BATCH_MAX = 4096;
+const QUEUED_US = 1000;
+function depthFor(runUs: number): number {
+  return Math.max(DEPTH, Math.min(MAX_DEPTH, Math.floor(QUEUED_US / Math.max(1, runUs))));
+}
 const EXIT = new Uint8Array(0);
 const NO_RELEASE = (): void => undefined;
 
@@ -71,6 +82,10 @@ interface Worker {
   /** The pool's copy of the worker's end: it writes the end-of-worker marker. */
   child: Connection;
   held: Job[];
+  /** Messages for it that #pump has not written yet. */
+  outbox: Uint8Array[];
+  /** How many tasks it may hold: DEPTH, more while its tasks are quick (depthFor). */
+  depth: number;
   sent: number;
   known: Set<number>;
   exitcode: number | null;
@@ -88,6 +103,16 @@ const enum State {
   TERMINATE,
 }
 const STATE_NAMES = ['RUN', 'CLOSE', 'TERMINATE'];
+
+/** A reply already in the worker's ring, or null (the pool's pipes are shared-memory rings). */
+function tryRecv(conn: Connection): Uint8Array | null {
+  return (conn as Connection & { _tryRecvBytes?: () => Uint8Array | null })._tryRecvBytes?.() ?? null;
+}
+
+const ARRAY_ITERATOR = Array.prototype[Symbol.iterator];
+function isPlainArray(x: unknown): x is unknown[] {
+  return Array.isArray(x) && Object.getPrototypeOf(x) === Array.prototype && x[Symbol.iterator] === ARRAY_ITERATOR;
+}
 
 function notRunning(): ProcessError {
   return new ProcessError('Pool not running', { code: 'ERR_MP_POOL_NOT_RUNNING' });
@@ -195,6 +220,8 @@ export class Pool {
       conn,
       child,
       held: [],
+      outbox: [],
+      depth: DEPTH,
       sent: 0,
       known: new Set(),
       exitcode: null,
@@ -221,37 +248,61 @@ export class Pool {
         await new Promise<void>((r) => (w.wake = r));
         w.wake = undefined;
       }
-      let msg: [number, boolean, unknown, number?, number?] | null;
+      let bytes: Uint8Array | null;
       try {
-        msg = (await w.conn.recv()) as [number, boolean, unknown, number?, number?] | null;
+        bytes = await w.conn.recvBytes();
       } catch (err) {
         if ((err as { code?: string }).code === 'ERR_MP_EOF') break;
-        // The reply could not be rebuilt here: that task fails.
-        msg = [w.held[0]?.id ?? -2, false, err];
+        bytes = null;
+        this.#reply(w, [w.held[0]?.id ?? -2, false, err]);
       }
-      if (msg === null) break;
-      const [id, ok, value, t0, t1] = msg;
-      if (id === -1) {
-        this.#breakPool(value);
-        continue;
-      }
-      const job = w.held.shift();
-      if (job) {
-        // The worker took over what the payload held (or never will): nothing is reserved now.
-        job.release();
-        if (this.#owners.has(job.owner)) {
-          if (t0 !== undefined) this.#observe(w, job, ok, value, t0, t1!);
-          job.owner._onResult(job, ok, value);
+      // Every reply already there is taken before the workers are fed again: one wake-up of
+      // this loop answers a batch of tasks.
+      let ended = false;
+      while (bytes) {
+        let msg: ReplyMsg | null;
+        try {
+          // A chunk's numbers stay a typed array over the reply's bytes: the call copies them
+          // straight into its results (MapResult, IMapIterator).
+          msg = (bytes[0] === FAST_TAG ? unpackViews(bytes, 1) : await loads(bytes)) as ReplyMsg | null;
+        } catch (err) {
+          // The reply could not be rebuilt here: that task fails.
+          msg = [w.held[0]?.id ?? -2, false, err];
         }
-        if (job.owner.settled) this.#owners.delete(job.owner);
+        if (msg === null) {
+          ended = true;
+          break;
+        }
+        this.#reply(w, msg);
+        bytes = tryRecv(w.conn);
       }
-      // The next task is running now: stop it if its call was cancelled meanwhile.
-      if (w.held[0]?.owner.cancelled) this.#kill(w);
+      if (ended) break;
       this.#pump();
       this.#maybeStop();
       this.#updateHold();
     }
     this.#finalize(w);
+  }
+
+  #reply(w: Worker, msg: ReplyMsg): void {
+    const [id, ok, value, t0, t1] = msg;
+    if (id === -1) {
+      this.#breakPool(value);
+      return;
+    }
+    const job = w.held.shift();
+    if (job) {
+      // The worker took over what the payload held (or never will): nothing is reserved now.
+      job.release();
+      if (t0 !== undefined) w.depth = depthFor(t1! - t0);
+      if (this.#owners.has(job.owner)) {
+        if (t0 !== undefined) this.#observe(w, job, ok, value, t0, t1!);
+        job.owner._onResult(job, ok, value);
+      }
+      if (job.owner.settled) this.#owners.delete(job.owner);
+    }
+    // The next task is running now: stop it if its call was cancelled meanwhile.
+    if (w.held[0]?.owner.cancelled) this.#kill(w);
   }
 
   /** A task finished: its timing goes to the call, the pool's hooks and the trace. */
@@ -381,15 +432,23 @@ export class Pool {
 
   #pump(): void {
     if (this.#state === State.TERMINATE) return;
-    for (let depth = 0; depth < DEPTH; depth++) {
+    this.#fill();
+    this.#flush();
+  }
+
+  #fill(): void {
+    for (let depth = 0; depth < MAX_DEPTH; depth++) {
+      let open = false;
       for (const w of this.#workers) {
         if (this.#pendingAt >= this.#pending.length) return;
-        if (w.exitcode !== null || w.stopping || w.held.length !== depth) continue;
+        if (depth < w.depth) open = true;
+        if (w.exitcode !== null || w.stopping || w.held.length !== depth || depth >= w.depth) continue;
         if (this.#maxtasks !== null && w.sent >= this.#maxtasks) continue;
         const job = this.#nextJob();
         if (!job) return;
         this.#send(w, job);
       }
+      if (!open) return;
     }
   }
 
@@ -397,14 +456,27 @@ export class Pool {
     if (!w.known.has(job.fnId)) {
       w.known.add(job.fnId);
       const fn = [...this.#fnIds.values()].find((f) => f.id === job.fnId)!;
-      void w.conn.sendBytes(fn.bytes).catch(() => undefined);
+      w.outbox.push(fn.bytes);
     }
     w.held.push(job);
     w.sent++;
     w.wake?.();
     const started = channel(channels.taskStart);
     if (started.hasSubscribers) started.publish({ pool: this, worker: w.proc.name, task: job.id, index: job.first, items: job.items });
-    void w.conn.sendBytes(job.bytes).catch(() => undefined);
+    w.outbox.push(job.bytes);
+  }
+
+  // What #pump gave each worker goes as one message when it is small (one write, one wake-up).
+  #flush(): void {
+    for (const w of this.#workers) {
+      const out = w.outbox;
+      if (out.length === 0) continue;
+      w.outbox = [];
+      let small = out.length > 1;
+      for (let i = 0; small && i < out.length; i++) small = out[i]!.length <= BATCH_MAX;
+      if (small) void w.conn.sendBytes(batch(out)).catch(() => undefined);
+      else for (const m of out) void w.conn.sendBytes(m).catch(() => undefined);
+    }
   }
 
   #fnId(fn: AnyFn): number {
@@ -420,30 +492,36 @@ export class Pool {
     return entry.id;
   }
 
+  // A task over `source[from, to)`: the arguments of an apply, or a chunk of a map's input.
   #job(
     owner: Owner,
     kind: number,
     fnId: number,
-    payload: unknown,
+    source: unknown[],
+    from: number,
+    to: number,
     index: number,
     where: string,
     first: number,
-    items: number,
     at: number,
   ): Job {
     const id = ++this.#jobSeq;
     // Library objects in the payload reserve holds for the copy; a task never sent gives them back.
     // The worker spreads or indexes the payload, so only its elements cross: the arrays it is
-    // made of may be packed (fastcodec.ts) whoever built them.
-    const packed = pack(payload as unknown[], kind === STARMAP ? 2 : 1);
-    const [bytes, release] = packed
-      ? [frame(id, kind, fnId, packed), NO_RELEASE]
-      : withReservations(() =>
-          this.#ctx.getStartMethod() === 'thread'
-            ? frame(id, kind, fnId, dumps(payload, where))
-            : forAnotherProcess(() => frame(id, kind, fnId, dumps(payload, where))),
-        );
-    return { id, fnId, bytes, owner, index, first, items, at, release };
+    // made of may be packed (fastcodec.ts) whoever built them, straight from the input.
+    const packed = pack(source, kind === STARMAP ? 2 : 1, from, to, HEADER);
+    let bytes: Uint8Array;
+    let release = NO_RELEASE;
+    if (packed) bytes = setHeader(packed, id, kind, fnId);
+    else {
+      const payload = from === 0 && to === source.length ? source : source.slice(from, to);
+      [bytes, release] = withReservations(() =>
+        this.#ctx.getStartMethod() === 'thread'
+          ? frame(id, kind, fnId, dumps(payload, where))
+          : forAnotherProcess(() => frame(id, kind, fnId, dumps(payload, where))),
+      );
+    }
+    return { id, fnId, bytes, owner, index, first, items: kind === APPLY ? 1 : to - from, at, release };
   }
 
   #submit(jobs: Job[]): void {
@@ -516,7 +594,7 @@ export class Pool {
     const fnId = this.#fnId(fn);
     const result = new AsyncResult<Awaited<R>>(options?.callback, options?.errorCallback);
     result._pool = this;
-    const job = this.#job(result, APPLY, fnId, a, 0, 'args', 0, 1, nowUs());
+    const job = this.#job(result, APPLY, fnId, a, 0, a.length, 0, 'args', 0, nowUs());
     this.#arm(result, options, 1);
     this.#submit([job]);
     return result;
@@ -568,14 +646,21 @@ export class Pool {
     this.#arm(result, o);
     const start = (items: unknown[]): void => {
       if (result.settled) return;
-      const size = chunksize ?? defaultChunksize(items.length, this.#size);
-      const jobs: Job[] = [];
-      const at = nowUs();
-      for (let i = 0; i < items.length; i += size)
-        jobs.push(this.#job(result, kind, fnId, items.slice(i, i + size), i, 'iterable', i, Math.min(size, items.length - i), at));
+      const bounds = chunkBounds(items.length, this.#size, chunksize);
+      const count = bounds.length - 1;
       result._tally?.setTotal(items.length, false);
-      result._setLength(items.length, jobs.length);
-      this.#submit(jobs);
+      // Each chunk goes as soon as it is packed: the workers start on the first ones while the
+      // rest are packed. A chunk that cannot be sent fails the call (those sent are dropped).
+      const at = nowUs();
+      try {
+        for (let c = 0; c < count; c++)
+          this.#submit([this.#job(result, kind, fnId, items, bounds[c]!, bounds[c + 1]!, c, 'iterable', bounds[c]!, at)]);
+      } catch (err) {
+        result._fail(err);
+        throw err;
+      }
+      // (No reply is read before this returns.)
+      result._setLength(items.length, count);
     };
     if (isAsyncIterable(iterable)) {
       this.#producers++;
@@ -595,7 +680,9 @@ export class Pool {
         }
       })();
     } else {
-      start([...(iterable as Iterable<unknown>)]);
+      // The input is packed now, before map returns: an array need not be copied first (unless
+      // its iteration is not the built-in one).
+      start(isPlainArray(iterable) ? iterable : [...(iterable as Iterable<unknown>)]);
     }
     return result;
   }
@@ -634,7 +721,7 @@ export class Pool {
     this.#producers++;
     let first = 0;
     const submit = (items: unknown[], index: number): void => {
-      const job = this.#job(it, MAP, fnId, items, index, 'iterable', first, items.length, nowUs());
+      const job = this.#job(it, MAP, fnId, items, 0, items.length, index, 'iterable', first, nowUs());
       first += items.length;
       this.#submit([job]);
     };

@@ -136,6 +136,26 @@ export function defaultChunksize(length: number, processes: number): number {
   return length % (processes * 4) ? q + 1 : q;
 }
 
+/**
+ * Where the chunks of a map over `length` items begin and end: chunk c is [b[c], b[c + 1]).
+ * Without a chunksize, CPython's, ceil(length / (4 * processes)), with the items spread evenly
+ * over 4 * processes chunks: no chunk is larger, and equal tasks end together (CPython's last
+ * chunk is short, which leaves a worker idle at the end of a call of few long tasks).
+ */
+export function chunkBounds(length: number, processes: number, chunksize?: number): number[] {
+  const bounds = [0];
+  if (length === 0) return bounds;
+  if (chunksize !== undefined) {
+    for (let i = chunksize; i < length + chunksize; i += chunksize) bounds.push(Math.min(i, length));
+    return bounds;
+  }
+  const chunks = Math.min(length, 4 * processes);
+  const small = Math.floor(length / chunks);
+  const large = length % chunks;
+  for (let c = 0, i = 0; c < chunks; c++) bounds.push((i += c < large ? small + 1 : small));
+  return bounds;
+}
+
 function isIterable(x: unknown): x is Iterable<unknown> {
   return x !== null && x !== undefined && typeof (x as Iterable<unknown>)[Symbol.iterator] === 'function';
 }

@@ -187,6 +187,10 @@ export class AsyncResult<T = unknown> implements Owner {
   }
 }
 
+function copyNumbers(from: Float64Array | Int32Array, to: unknown[], at: number): void {
+  for (let i = 0; i < from.length; i++) to[at + i] = from[i];
+}
+
 /** The result of `mapAsync`/`starmapAsync` (Python: `MapResult`): an array in input order. */
 export class MapResult<T = unknown> extends AsyncResult<T[]> {
   #results: T[] = [];
@@ -206,9 +210,15 @@ export class MapResult<T = unknown> extends AsyncResult<T[]> {
       this._set(false, value);
       return;
     }
-    const values = value as T[];
-    const start = job.index;
-    for (let i = 0; i < values.length; i++) this.#results[start + i] = values[i]!;
+    // An array, or a typed array of numbers over the reply's bytes (see Pool's reader): a loop
+    // for each, so that each stays monomorphic.
+    const results = this.#results as unknown[];
+    const start = job.first;
+    if (value instanceof Float64Array || value instanceof Int32Array) copyNumbers(value, results, start);
+    else {
+      const values = value as T[];
+      for (let i = 0; i < values.length; i++) results[start + i] = values[i];
+    }
     if (--this.#left === 0) this._set(true, this.#results);
   }
 }
@@ -328,6 +338,8 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
   /** @internal */
   _onResult(job: Job, ok: boolean, value: unknown): void {
     if (this.settled) return;
+    // A chunk of numbers may be a typed array over the reply's bytes: the loop hands out an array.
+    if (ok && ArrayBuffer.isView(value)) value = Array.from(value as Float64Array);
     this.#arrived.set(job.index, { ok, value });
     if (!this.#ordered) this.#order.push(job.index);
     this.#wakeConsumer?.();

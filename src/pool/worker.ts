@@ -5,7 +5,7 @@ import type { Connection } from '../ipc/connection.js';
 import { NotTransferableError } from '../errors.js';
 import { nowUs } from './progress.js';
 import { explainImportError } from '../process.js';
-import { pack } from '../reduction/fastcodec.js';
+import { FAST_TAG, pack, unpackViews } from '../reduction/fastcodec.js';
 import { loads } from '../reduction/reduction.js';
 import { isThenable } from '../util.js';
 
@@ -15,17 +15,59 @@ export const MAP = 1;
 export const STARMAP = 2;
 /** @internal Not a task: the function with this id, sent once to each worker. */
 export const FUNC = 3;
+/** @internal Not a task: several messages in one (see batch()). */
+export const BATCH = 4;
 
-// A message to the worker: int32 id, kind, fnId, then the serialized payload. Empty: exit.
-/** @internal A message to the worker. */
-export function frame(id: number, kind: number, fnId: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + payload.length);
-  const h = new Int32Array(out.buffer, 0, 3);
+// A message to the worker: int32 id, kind, fnId and a spare int32, then the serialized payload
+// (8-byte aligned: a packed chunk's numbers are read in place). Empty: exit.
+/** @internal Bytes before a task's payload. */
+export const HEADER = 16;
+
+/** @internal Write the header of a task into the first HEADER bytes of `out`. */
+export function setHeader(out: Uint8Array, id: number, kind: number, fnId: number): Uint8Array {
+  const h = new Int32Array(out.buffer, out.byteOffset, 4);
   h[0] = id;
   h[1] = kind;
   h[2] = fnId;
-  out.set(payload, 12);
+  h[3] = 0;
   return out;
+}
+
+/** @internal A message to the worker. */
+export function frame(id: number, kind: number, fnId: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER + payload.length);
+  out.set(payload, HEADER);
+  return setHeader(out, id, kind, fnId);
+}
+
+/**
+ * @internal Several messages to a worker as one, so that they cost one write to its ring and at
+ * most one wake-up: a header (kind BATCH, the count), then each message as its u32 length, 4
+ * spare bytes and its bytes, padded to 8 (each message's payload stays 8-byte aligned).
+ */
+export function batch(msgs: readonly Uint8Array[]): Uint8Array {
+  let size = HEADER;
+  for (const m of msgs) size += 8 + m.length + ((8 - (m.length & 7)) & 7);
+  const out = new Uint8Array(size);
+  setHeader(out, 0, BATCH, msgs.length);
+  const dv = new DataView(out.buffer, out.byteOffset, out.length);
+  let at = HEADER;
+  for (const m of msgs) {
+    dv.setUint32(at, m.length, true);
+    out.set(m, at + 8);
+    at += 8 + m.length + ((8 - (m.length & 7)) & 7);
+  }
+  return out;
+}
+
+function unbatch(msg: Buffer, into: Buffer[]): void {
+  const n = msg.readInt32LE(8);
+  let at = HEADER;
+  for (let i = 0; i < n; i++) {
+    const len = msg.readUInt32LE(at);
+    into.push(msg.subarray(at + 8, at + 8 + len));
+    at += 8 + len + ((8 - (len & 7)) & 7);
+  }
 }
 
 /**
@@ -36,16 +78,31 @@ export type ReplyMsg = [id: number, ok: boolean, value: unknown, startUs?: numbe
 
 type AnyFn = (...args: unknown[]) => unknown;
 
+// A chunk's results are gathered in a Float64Array while they are numbers: it crosses as one
+// copy (fastcodec.ts), and a large chunk allocates no array on V8's heap (arrays of more than
+// ~16k elements go to its large-object space, which costs tens of ns per element).
 async function run(kind: number, fn: AnyFn, payload: unknown): Promise<unknown> {
   if (kind === APPLY) return fn(...(payload as unknown[]));
-  const items = payload as unknown[];
-  const out = new Array<unknown>(items.length);
-  for (let i = 0; i < items.length; i++) {
+  const items = payload as ArrayLike<unknown>;
+  const n = items.length;
+  // (A small chunk keeps an array: a Float64Array costs a buffer of its own.)
+  let nums: Float64Array | undefined = n >= 64 ? new Float64Array(n) : undefined;
+  let out: unknown[] | undefined = nums ? undefined : new Array<unknown>(n);
+  for (let i = 0; i < n; i++) {
     let v = kind === MAP ? fn(items[i]) : fn(...(items[i] as unknown[]));
     if (isThenable(v)) v = await v;
-    out[i] = v;
+    if (nums) {
+      if (typeof v === 'number') {
+        nums[i] = v;
+        continue;
+      }
+      out = new Array<unknown>(n);
+      for (let k = 0; k < i; k++) out[k] = nums[k];
+      nums = undefined;
+    }
+    out![i] = v;
   }
-  return out;
+  return nums ?? out;
 }
 
 // `fresh`: levels of arrays in the reply this loop built (the reply, and a chunk's results).
@@ -113,13 +170,25 @@ export async function poolWorker(
     }
   }
   const fns = new Map<number, AnyFn>();
+  // Messages of a batch not run yet, in order (each task is still answered on its own, before
+  // the next one starts: the pool learns from the replies which task a dead worker was running).
+  const queued: Buffer[] = [];
+  let next = 0;
   let done = 0;
   while (maxtasks === null || done < maxtasks) {
     let msg: Buffer;
-    try {
-      msg = await nextTask(conn);
-    } catch {
-      return; // the pool is gone
+    if (next < queued.length) msg = queued[next++]!;
+    else {
+      queued.length = next = 0;
+      try {
+        msg = await nextTask(conn);
+      } catch {
+        return; // the pool is gone
+      }
+      if (msg.length >= HEADER && msg.readInt32LE(4) === BATCH) {
+        unbatch(msg, queued);
+        continue;
+      }
     }
     if (msg.length === 0) return;
     const id = msg.readInt32LE(0);
@@ -128,7 +197,9 @@ export async function poolWorker(
     let reply: ReplyMsg;
     let start = 0;
     try {
-      const payload = await loads(msg.subarray(12));
+      const body = msg.subarray(HEADER);
+      // A map chunk of numbers is read in place (the function only sees its elements).
+      const payload = body[0] === FAST_TAG && kind === MAP ? unpackViews(body, 0) : await loads(body);
       if (kind === FUNC) {
         fns.set(fnId, payload as AnyFn);
         continue;
