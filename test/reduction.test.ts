@@ -38,6 +38,37 @@ describe('reduction', () => {
     assert.ok(r.buf instanceof Float64Array);
   });
 
+  test("bytes cross as their own class, only the view's bytes, copied; other views and empty ones go through V8", async () => {
+    class Sub extends Uint8Array {}
+    const big = new Uint8Array(70_000).map((_, i) => (i * 7) & 0xff);
+    const view = new Uint8Array(big.buffer, 3, 65_536);
+    const buf = Buffer.from('héllo');
+    const cases: [unknown, string][] = [
+      [view, 'Uint8Array'],
+      [buf, 'Buffer'],
+      [new Uint8Array(0), 'Uint8Array'],
+      [Buffer.alloc(0), 'Buffer'],
+      [new Uint8ClampedArray([1, 300]), 'Uint8ClampedArray'],
+      [new Int16Array([-1, 2]), 'Int16Array'],
+    ];
+    for (const [v, cls] of cases) {
+      const bytes = dumps(v);
+      const back = (await loads(bytes)) as Uint8Array;
+      assert.equal(back.constructor.name === 'FastBuffer' ? 'Buffer' : back.constructor.name, cls);
+      assert.equal(Buffer.isBuffer(back), cls === 'Buffer');
+      assert.deepEqual([...back], [...(v as Uint8Array)]);
+      assert.equal(back.byteLength, (v as Uint8Array).byteLength);
+    }
+    // A copy: changing the message afterwards changes nothing received.
+    const msg = dumps(view);
+    const got = (await loads(msg)) as Uint8Array;
+    msg.fill(0);
+    assert.equal(got[1], view[1]);
+    assert.equal(got.buffer.byteLength, 65_536, 'no more than its bytes');
+    // A subclass keeps what V8 made of it before.
+    assert.notEqual(dumps(new Sub([1, 2]))[0], dumps(new Uint8Array([1, 2]))[0]);
+  });
+
   test('functions: exported ones by reference, inline ones by value, inside containers and cycles', async () => {
     const v: Record<string, unknown> = { f: types.double, g: (x: number) => x + 1, list: [types.default] };
     v.me = v;

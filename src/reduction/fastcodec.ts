@@ -11,7 +11,7 @@
 // A user's array below that depth, or any object, makes pack() give up: dumps() sends the message.
 import { ProcessError } from '../errors.js';
 
-/** First byte of a packed message (V8's format starts with 0xff, dumps' primitives with 1–6). */
+/** First byte of a packed message (V8's format starts with 0xff, dumps' primitives and bytes with 1–6 and 9–10). */
 export const FAST_TAG = 7;
 
 const T_UNDEFINED = 0;

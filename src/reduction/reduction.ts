@@ -124,6 +124,10 @@ const P_TRUE = 3;
 const P_FALSE = 4;
 const P_NULL = 5;
 const P_UNDEFINED = 6;
+// Bytes: a Uint8Array or a Buffer (exactly those classes; subclasses and other views go through
+// V8), copied once each way instead of through the serializer's growing buffer.
+const P_BYTES = 9;
+const P_BUFFER = 10;
 
 function dumpsPrimitive(v: unknown): Buffer | undefined {
   switch (typeof v) {
@@ -145,8 +149,18 @@ function dumpsPrimitive(v: unknown): Buffer | undefined {
       return Buffer.from([v ? P_TRUE : P_FALSE]);
     case 'undefined':
       return Buffer.from([P_UNDEFINED]);
-    case 'object':
-      return v === null ? Buffer.from([P_NULL]) : undefined;
+    case 'object': {
+      if (v === null) return Buffer.from([P_NULL]);
+      const c = (v as object).constructor;
+      if (c !== Uint8Array && c !== Buffer) return undefined;
+      const bytes = v as Uint8Array;
+      // (Empty ones, detached ones among them, are left to V8, which knows a detached buffer.)
+      if (bytes.byteLength === 0) return undefined;
+      const b = Buffer.allocUnsafe(1 + bytes.byteLength);
+      b[0] = c === Buffer ? P_BUFFER : P_BYTES;
+      b.set(bytes, 1);
+      return b;
+    }
     default:
       return undefined;
   }
@@ -155,7 +169,7 @@ function dumpsPrimitive(v: unknown): Buffer | undefined {
 function loadsPrimitive(buf: Uint8Array): unknown {
   const tag = buf[0];
   // Each form has one length (a string: any); anything else did not come from dumps().
-  const fits = tag === P_STRING || (tag === P_NUMBER ? buf.length === 9 : buf.length === 1);
+  const fits = tag === P_STRING || tag === P_BYTES || tag === P_BUFFER || (tag === P_NUMBER ? buf.length === 9 : buf.length === 1);
   if (fits) {
     switch (tag) {
       case P_NUMBER:
@@ -170,6 +184,13 @@ function loadsPrimitive(buf: Uint8Array): unknown {
         return null;
       case P_UNDEFINED:
         return undefined;
+      case P_BYTES: {
+        const out = new Uint8Array(buf.length - 1);
+        out.set(buf.subarray(1));
+        return out;
+      }
+      case P_BUFFER:
+        return Buffer.from(buf.subarray(1));
     }
   }
   const what = buf.length === 0 ? 'an empty message' : `a message of ${buf.length} bytes starting with byte ${String(tag)}`;
