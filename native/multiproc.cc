@@ -8,12 +8,14 @@
 // Plain N-API (version 8), so one binary serves every Node major this package supports (20 on).
 
 #include <node_api.h>
+#include <uv.h>
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <signal.h>
@@ -429,6 +431,51 @@ napi_value FutexWake(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// futexWaitIdle(i32, index, expected, maxUs) -> outcome | 'busy'
+//
+// A short wait that blocks the calling thread instead of handing the wait to a waiter thread:
+// the waker's FUTEX_WAKE then schedules this thread directly (one context switch), where an
+// asynchronous wait costs two (the waiter thread, then the event loop through its eventfd).
+// It is only taken while the event loop has nothing else to do: no I/O ready on its epoll set
+// (which also carries the results of this process's asynchronous waits), no callback pending,
+// and no timer due within the wait. Otherwise 'busy' at once, and the caller parks as usual.
+// The bound (maxUs, and the next timer) keeps the loop from being held for longer than that
+// when something does arrive meanwhile.
+napi_value FutexWaitIdle(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc < 4) return ThrowInvalid(env, "futexWaitIdle(i32, index, expected, maxUs)");
+  int32_t* cell;
+  double expected, max_us;
+  if (!GetCell(env, argv[0], argv[1], &cell) || !GetNumber(env, argv[2], "expected", &expected) ||
+      !GetNumber(env, argv[3], "maxUs", &max_us))
+    return nullptr;
+  if (__atomic_load_n(cell, __ATOMIC_SEQ_CST) != static_cast<int32_t>(expected)) return Str(env, OutcomeName(kNotEqual));
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || !(max_us >= 1)) return Str(env, "busy");
+  // A loop with nothing alive has nothing that could run meanwhile; otherwise 0 means
+  // something is pending (an immediate, a closing handle, a due timer).
+  if (uv_loop_alive(loop)) {
+    int timeout_ms = uv_backend_timeout(loop);
+    if (timeout_ms == 0) return Str(env, "busy");
+    if (timeout_ms > 0 && timeout_ms * 1000.0 < max_us) max_us = timeout_ms * 1000.0;
+  }
+  pollfd pfd = {uv_backend_fd(loop), POLLIN, 0};
+  if (pfd.fd >= 0 && poll(&pfd, 1, 0) != 0) return Str(env, "busy");
+  if (max_us > 1e6) max_us = 1e6;
+  timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_nsec += static_cast<long>(max_us * 1000);
+  while (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
+  // No restart after a signal: the loop has a handler to run, so give the thread back.
+  if (Futex(cell, FUTEX_WAIT_BITSET, static_cast<int32_t>(expected), &deadline, FUTEX_BITSET_MATCH_ANY) == 0)
+    return Str(env, OutcomeName(kOk));
+  if (errno == EAGAIN) return Str(env, OutcomeName(kNotEqual));
+  if (errno == ETIMEDOUT || errno == EINTR) return Str(env, OutcomeName(kTimedOut));
+  return Str(env, OutcomeName(kFailed));
+}
+
 // ---------------------------------------------------------------------------------------
 // Asynchronous waits.
 //
@@ -807,6 +854,7 @@ NAPI_MODULE_INIT() {
       {"shmClose", nullptr, ShmClose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"futexWait", nullptr, FutexWait, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"futexWake", nullptr, FutexWake, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"futexWaitIdle", nullptr, FutexWaitIdle, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"futexWaitAsync", nullptr, FutexWaitAsync, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"futexCancel", nullptr, FutexCancel, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"waiterThreads", nullptr, WaiterThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

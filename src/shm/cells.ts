@@ -1,11 +1,13 @@
 // The algorithms every synchronization primitive is made of: a mutex, a counting semaphore and a
 // condition variable, each a few Int32 cells of a shared segment, driven by Atomics and woken by
 // the addon's non-private futex so that any process or thread mapping the cells takes part.
-// Waiting is asynchronous (a waiter thread parks it); the uncontended paths are a single CAS.
+// Waiting is asynchronous (a waiter thread parks it), after a short blocking wait while the event
+// loop is idle (idle_wait.ts); the uncontended paths are a single CAS.
 import { AbortError, ProcessError } from '../errors.js';
 import { remaining, type Deadline } from '../util.js';
 import { taskProcess } from '../platform.js';
 import { meOwner, meOwnerStart, ownerAlive } from './threads.js';
+import { IdleWait } from './idle_wait.js';
 import { futexWaitAsync, futexWake } from './native.js';
 
 // While a mutex's owner is alive, waiters sleep in slices and then check whether it died holding
@@ -16,6 +18,11 @@ const OWNER_CHECK_MS = 500;
 // How long an acquire spins on a contended mutex before parking: a holder in another process
 // often releases within microseconds, and parking costs a thread hop each way.
 const SPIN = 64;
+// The blocking first part of waits, one per kind of wait (see idle_wait.ts).
+const mutexIdle = new IdleWait();
+const semIdle = new IdleWait();
+const condIdle = new IdleWait();
+const seqIdle = new IdleWait();
 
 /** This process's pid (a thread's identity as an owner is its kernel thread id: see threads.ts). */
 export const ME_PID = process.pid;
@@ -77,6 +84,7 @@ export async function mutexLock(c: Int32Array, i: number, deadline: Deadline, si
     }
     const left = remaining(deadline);
     if (left === 0) return false;
+    if (!signal?.aborted && mutexIdle.wait(c, i, v, left)) continue;
     const wait = left === undefined ? slice : Math.min(left, slice);
     const outcome = await futexWaitAsync(c, i, v, wait, signal);
     if (outcome === 'timed-out') {
@@ -190,6 +198,7 @@ export async function semAcquire(c: Int32Array, i: number, deadline: Deadline, s
     if (left === 0) return false;
     Atomics.add(c, i + 1, 1);
     try {
+      if (!signal?.aborted && semIdle.wait(c, i, 0, left)) continue;
       await futexWaitAsync(c, i, 0, left, signal);
     } finally {
       Atomics.sub(c, i + 1, 1);
@@ -264,6 +273,7 @@ export async function condWait(c: Int32Array, i: number, slot: number, deadline:
       Atomics.store(c, slot, FREE);
       return true;
     }
+    if (!signal?.aborted && condIdle.wait(c, i, seq, left)) continue;
     try {
       await futexWaitAsync(c, i, seq, left, signal);
     } catch (err) {
@@ -311,6 +321,7 @@ export function wakeAll(c: Int32Array, i: number): void {
 export async function waitSeq(c: Int32Array, i: number, seen: number, deadline: Deadline, signal?: AbortSignal): Promise<boolean> {
   const left = remaining(deadline);
   if (left === 0) return Atomics.load(c, i) !== seen;
+  if (!signal?.aborted && seqIdle.wait(c, i, seen, left)) return true;
   const outcome = await futexWaitAsync(c, i, seen, left, signal);
   return outcome !== 'timed-out' || Atomics.load(c, i) !== seen;
 }

@@ -270,6 +270,15 @@ export function futexWake(cells: Int32Array, index: number, count?: number): num
 }
 
 /**
+ * The addon's futexWaitIdle. The engine cannot tell whether this thread's event loop has
+ * anything to do, so there is no short blocking wait here: always 'busy'.
+ */
+export function futexWaitIdle(cells: Int32Array, index: number): 'busy' {
+  checkCell(cells, index);
+  return 'busy';
+}
+
+/**
  * The addon's futexWaitAsync: Atomics.waitAsync. A cancel wakes every waiter on the cell (the
  * engine has no way to withdraw one wait); the others see a spurious wake and re-check their cell.
  */

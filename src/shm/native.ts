@@ -26,6 +26,7 @@ interface Binding {
   shmClose(buffer: SegmentBuffer): boolean;
   futexWait(cells: Int32Array, index: number, expected: number, timeoutMs?: number): WaitOutcome | 'failed';
   futexWake(cells: Int32Array, index: number, count?: number): number;
+  futexWaitIdle(cells: Int32Array, index: number, expected: number, maxUs: number): WaitOutcome | 'busy' | 'failed';
   futexWaitAsync(
     cells: Int32Array,
     index: number,
@@ -94,6 +95,7 @@ function emulatedBinding(): Binding {
     shmClose: () => false,
     futexWait: e.futexWait,
     futexWake: e.futexWake,
+    futexWaitIdle: e.futexWaitIdle,
     futexWaitAsync: e.futexWaitAsync,
     futexCancel: e.futexCancel,
     waiterThreads: () => ({ total: 0, idle: 0 }),
@@ -338,6 +340,22 @@ export function futexWake(cells: Int32Array, index: number, count?: number): num
   } catch (err) {
     throw translate(err);
   }
+}
+
+/**
+ * A short `futexWait` on the calling thread, taken only while its event loop has nothing else to
+ * do (no I/O ready, no callback pending, no timer due within `maxUs`); 'busy' at once otherwise.
+ * Woken, it returns in one thread switch where `futexWaitAsync` takes two. See IdleWait.
+ */
+export function futexWaitIdle(cells: Int32Array, index: number, expected: number, maxUs: number): WaitOutcome | 'busy' {
+  let outcome: WaitOutcome | 'busy' | 'failed';
+  try {
+    outcome = load().futexWaitIdle(cells, index, expected, maxUs);
+  } catch (err) {
+    throw translate(err);
+  }
+  if (outcome === 'failed') throw waitFailed();
+  return outcome;
 }
 
 /**

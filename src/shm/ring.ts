@@ -6,6 +6,7 @@
 // once every reader has.
 import { EOFError, ProcessError } from '../errors.js';
 import { futexWait, futexWaitAsync, futexWake } from './native.js';
+import { IdleWait } from './idle_wait.js';
 import { noteReservation } from './segment.js';
 import { holderAlive, meTid } from './threads.js';
 import { deadlineOf, remaining, type Deadline } from '../util.js';
@@ -56,6 +57,8 @@ export class Ring {
   readonly #mask: number;
   readonly #cap: number;
   readonly #tracked: boolean;
+  // The reader's blocking first part of a wait for data (see idle_wait.ts).
+  readonly #idle = new IdleWait();
 
   /**
    * `tracked`: readers see EOF and writers a broken pipe when the other end has no live holder
@@ -386,6 +389,7 @@ export class Ring {
       if (left === 0) return false;
       Atomics.add(this.#c, this.#b + RWAIT, 1);
       try {
+        if (!signal?.aborted && this.#idle.wait(this.#c, this.#b + HEAD, head, left)) continue;
         await futexWaitAsync(this.#c, this.#b + HEAD, head, left === undefined ? LIVENESS_MS : Math.min(left, LIVENESS_MS), signal);
       } finally {
         Atomics.sub(this.#c, this.#b + RWAIT, 1);
