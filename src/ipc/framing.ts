@@ -19,7 +19,10 @@ export function frame(msg: Uint8Array): Buffer[] {
 
 /** Cuts a byte stream into messages; a message's length is judged before its bytes are kept. */
 export class FrameReader {
-  #chunks: Buffer = Buffer.alloc(0);
+  // Bytes received and not yet cut, joined only once a whole message is there (a large message
+  // arrives in many chunks: joining at each would copy it over and over).
+  #chunks: Buffer[] = [];
+  #bytes = 0;
 
   /**
    * Add `chunk`, and pass each whole message to `each`. `accept(length)` is asked for every
@@ -27,22 +30,26 @@ export class FrameReader {
    * so does `each` returning false; the caller then closes the stream.
    */
   push(chunk: Buffer, accept: (length: number) => boolean, each: (msg: Buffer) => boolean): boolean {
-    this.#chunks = this.#chunks.length ? Buffer.concat([this.#chunks, chunk]) : chunk;
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
     for (;;) {
-      const chunks = this.#chunks;
-      if (chunks.length < 4) return true;
-      let len = chunks.readInt32BE(0);
+      if (this.#bytes < 4) return true;
+      if (this.#chunks[0]!.length < Math.min(12, this.#bytes)) this.#chunks = [Buffer.concat(this.#chunks, this.#bytes)];
+      const first = this.#chunks[0]!;
+      let len = first.readInt32BE(0);
       let at = 4;
       if (len === -1) {
-        if (chunks.length < 12) return true;
-        len = Number(chunks.readBigUInt64BE(4));
+        if (first.length < 12) return true;
+        len = Number(first.readBigUInt64BE(4));
         at = 12;
       }
       if (len < 0 || !accept(len)) return false;
-      if (chunks.length < at + len) return true;
-      const msg = Buffer.from(chunks.subarray(at, at + len));
-      this.#chunks = chunks.subarray(at + len);
-      if (!each(msg)) return false;
+      if (this.#bytes < at + len) return true;
+      const all = this.#chunks.length === 1 ? first : Buffer.concat(this.#chunks, this.#bytes);
+      const rest = all.subarray(at + len);
+      this.#chunks = rest.length ? [rest] : [];
+      this.#bytes = rest.length;
+      if (!each(all.subarray(at, at + len))) return false;
     }
   }
 }

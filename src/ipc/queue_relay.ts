@@ -275,13 +275,16 @@ class Hub {
 
 let hub: Hub | undefined;
 
-function request(op: number, id: number, block: boolean, timeout: number | undefined, item: Uint8Array): Buffer {
-  const head = Buffer.alloc(HEADER);
-  head[0] = op;
-  head.writeUInt32BE(id, 1);
-  head[5] = block ? 1 : 0;
-  head.writeDoubleBE(timeout ?? NaN, 6);
-  return Buffer.concat([head, item]);
+// In a buffer of its own: a message to a thread copies the whole buffer a view is on.
+function request(op: number, id: number, block: boolean, timeout: number | undefined, item: Uint8Array): Uint8Array {
+  const body = new Uint8Array(HEADER + item.length);
+  const view = new DataView(body.buffer);
+  body[0] = op;
+  view.setUint32(1, id);
+  body[5] = block ? 1 : 0;
+  view.setFloat64(6, timeout ?? NaN);
+  body.set(item, HEADER);
+  return body;
 }
 
 function u32(n: number): Buffer {

@@ -54,8 +54,10 @@ port.on('message', (m: Command) => {
         (len) => len <= constants.MAX_LENGTH,
         (body) => {
           const id = body.length >= 5 ? body.readUInt32BE(1) : -1;
-          if (waiting.delete(id)) wake({ conn: m.conn, body });
-          else port.postMessage({ conn: m.conn, body });
+          // Copied out of the socket's chunk: a message to a thread copies the whole buffer a view is on.
+          const own = new Uint8Array(body);
+          if (waiting.delete(id)) wake({ conn: m.conn, body: own });
+          else port.postMessage({ conn: m.conn, body: own }, [own.buffer]);
           return true;
         },
       );
