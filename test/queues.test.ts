@@ -383,7 +383,10 @@ describeBackends('Queue', (ctx, method) => {
     assert.equal(q.qsize(), 0);
   });
 
-  test('cancelJoinThread() lets a child exit with items still in its feeder; the queue still works', {}, async () => {
+  // A served queue's puts leave the child in the background (from the next turn of its event loop):
+  // with cancelJoinThread() none may have left when it exits, and it holds no lock to recover.
+  const served = emulated() && method !== 'thread' ? 'the queue is served by the parent (no addon)' : false;
+  test('cancelJoinThread() lets a child exit with items still in its feeder; the queue still works', { skip: served }, async () => {
     // In a process of its own: when the writer lock is not given back, the put() below waits for good.
     const r = await scenario('cancel-join', method);
     assert.equal(r.exitcode, 0, 'the child did not exit');

@@ -18,6 +18,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import { inspect } from 'node:util';
 
 import { frame } from './framing.js';
+import type { Command } from './queue_relay_worker.js';
 import { serveToken } from './relay.js';
 import { installQueueServing, JoinableQueue, Queue, waitOptions, type ServedRef } from './queues.js';
 import { AbortError, Empty, EOFError, Full, ProcessError } from '../errors.js';
@@ -73,11 +74,21 @@ function attachQueue(q: Queue, socket: net.Socket, peers: Set<Peer>): { message(
   const peer: Peer = { held: 0, gone: false, calls: new Map() };
   peers.add(peer);
   const joinable = q instanceof JoinableQueue ? q : undefined;
+  let corked = false;
   const answer = (id: number, status: number, payload: Uint8Array): void => {
     if (peer.gone || socket.destroyed) return;
     const head = Buffer.alloc(5);
     head[0] = status;
     head.writeUInt32BE(id, 1);
+    // The answers to one batch of requests go out in one write.
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
     for (const b of frame(Buffer.concat([head, payload]))) socket.write(b);
   };
   // Run a request; its side effects up to its first wait happen now, in the order requests came.
@@ -184,9 +195,9 @@ class Hub {
     this.#syncPort = port1;
     this.#worker = new Worker(WORKER, { workerData: { flag: this.#flag, syncPort: port2 }, transferList: [port2] });
     this.#worker.unref();
-    this.#worker.on('message', (m: { conn: number; body?: Uint8Array; gone?: boolean }) => {
+    this.#worker.on('message', (m: { conn: number; bodies?: Uint8Array[]; gone?: boolean }) => {
       if (m.gone) this.#byConn.get(m.conn)?.deref()?._ended();
-      else if (m.body) this.#answer(Buffer.from(m.body.buffer, m.body.byteOffset, m.body.length));
+      for (const body of m.bodies ?? []) this.#answer(Buffer.from(body.buffer, body.byteOffset, body.length));
     });
     const died = (err?: Error): void => {
       this.#dead ??= err ?? new ProcessError('the thread that carries served queues ended', { code: 'ERR_MP_WORKER_DIED' });
@@ -200,8 +211,25 @@ class Hub {
     const conn = ++this.#nextConn;
     this.#byConn.set(conn, new WeakRef(q));
     collected.register(q, conn);
-    this.#worker.postMessage({ t: 'open', conn, relay: ref.relay, token: ref.token });
+    this.#post({ t: 'open', conn, relay: ref.relay, token: ref.token });
     return conn;
+  }
+
+  // Commands for the worker, posted together once per turn of the event loop (a loop of puts).
+  #outbox: Command[] = [];
+
+  #post(cmd: Command): void {
+    if (this.#outbox.push(cmd) === 1) setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    if (this.#outbox.length === 0) return;
+    const cmds = this.#outbox;
+    this.#outbox = [];
+    this.#worker.postMessage(
+      cmds,
+      cmds.flatMap((c) => (c.t === 'send' ? [c.body.buffer as ArrayBuffer] : [])),
+    );
   }
 
   #id(): number {
@@ -243,10 +271,10 @@ class Hub {
     const done = new Promise<Buffer>((resolve, reject) => this.#pending.set(id, { resolve, reject, q }));
     ids.add(id);
     if (this.#pending.size === 1) this.#worker.ref();
-    this.#worker.postMessage({ t: 'send', conn, body: request(op, id, block, timeout, item) });
+    this.#post({ t: 'send', conn, body: request(op, id, block, timeout, item) });
     if (signal) {
       // The server decides: an item it took before the cancel came is still delivered.
-      const cancel = (): void => this.#worker.postMessage({ t: 'send', conn, body: request(CANCEL, this.#id(), false, 0, u32(id)) });
+      const cancel = (): void => this.#post({ t: 'send', conn, body: request(CANCEL, this.#id(), false, 0, u32(id)) });
       signal.addEventListener('abort', cancel, { once: true });
       void done.finally(() => signal.removeEventListener('abort', cancel)).catch(() => undefined);
     }
@@ -258,7 +286,8 @@ class Hub {
     if (this.#dead) return undefined;
     const id = this.#id();
     Atomics.store(this.#flag, 0, 0);
-    this.#worker.postMessage({ t: 'send', conn, body: request(op, id, block, 0, item), sync: id });
+    this.#post({ t: 'send', conn, body: request(op, id, block, 0, item), sync: id });
+    this.#flush();
     Atomics.wait(this.#flag, 0, 0);
     const m = receiveMessageOnPort(this.#syncPort)?.message as { body?: Uint8Array } | undefined;
     if (!m?.body) return undefined;
@@ -269,7 +298,7 @@ class Hub {
 
   close(conn: number): void {
     this.#byConn.delete(conn);
-    this.#worker.postMessage({ t: 'close', conn });
+    this.#post({ t: 'close', conn });
   }
 }
 

@@ -12,7 +12,8 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 
 import { connectToken, frame, FrameReader } from './framing.js';
 
-type Command =
+/** @internal What the calling thread asks of this one, in batches. */
+export type Command =
   | { t: 'open'; conn: number; relay: string; token: string }
   | { t: 'send'; conn: number; body: Uint8Array; sync?: number }
   | { t: 'close'; conn: number };
@@ -43,12 +44,26 @@ function ended(conn: number): void {
   }
 }
 
-port.on('message', (m: Command) => {
+port.on('message', (cmds: Command[]) => {
+  const touched = new Set<net.Socket>();
+  for (const m of cmds) {
+    const socket = sockets.get(m.conn);
+    if (socket && !touched.has(socket)) {
+      touched.add(socket);
+      socket.cork();
+    }
+    run(m);
+  }
+  for (const socket of touched) socket.uncork();
+});
+
+function run(m: Command): void {
   if (m.t === 'open') {
     const socket = connectToken(m);
     sockets.set(m.conn, socket);
     const reader = new FrameReader();
     socket.on('data', (chunk: Buffer) => {
+      const bodies: Uint8Array[] = [];
       const ok = reader.push(
         chunk,
         (len) => len <= constants.MAX_LENGTH,
@@ -57,10 +72,15 @@ port.on('message', (m: Command) => {
           // Copied out of the socket's chunk: a message to a thread copies the whole buffer a view is on.
           const own = new Uint8Array(body);
           if (waiting.delete(id)) wake({ conn: m.conn, body: own });
-          else port.postMessage({ conn: m.conn, body: own }, [own.buffer]);
+          else bodies.push(own);
           return true;
         },
       );
+      if (bodies.length)
+        port.postMessage(
+          { conn: m.conn, bodies },
+          bodies.map((b) => b.buffer as ArrayBuffer),
+        );
       if (!ok) ended(m.conn);
     });
     for (const e of ['error', 'close', 'end']) socket.on(e, () => ended(m.conn));
@@ -78,4 +98,4 @@ port.on('message', (m: Command) => {
     sockets.delete(m.conn);
     gone.add(m.conn);
   }
-});
+}
