@@ -121,6 +121,8 @@ export {
   type TaskTiming,
 } from './pool/pool.js';
 export { JoinableQueue, Queue, SimpleQueue } from './ipc/queues.js';
+// Without the addon, queues sent to other processes are served by this one.
+import './ipc/queue_relay.js';
 export {
   ShareableList,
   SharedMemory,

@@ -115,10 +115,15 @@ function match(lines: string[], re: RegExp): RegExpMatchArray {
   return found[0]!;
 }
 
+// MULTIPROC_TEST_EXAMPLES (comma-separated names) runs only those examples and none of the other
+// tests: noaddon_spawn_selection.test.ts runs the queue examples without the addon.
+const only = process.env.MULTIPROC_TEST_EXAMPLES?.split(',');
+const selected = only ? 'not in this selection' : false;
+
 const tested = new Set<string>();
 function exampleTest(name: string, fn: () => Promise<void>, options: { todo?: string } = {}): void {
   tested.add(name);
-  test(`example ${name}`, options, fn);
+  test(`example ${name}`, only && !only.includes(name) ? { skip: 'not in this selection' } : options, fn);
 }
 
 exampleTest('isolated_globals', async () => {
@@ -591,7 +596,7 @@ exampleTest('manager_remote', async () => {
   await assertNothingLeft(run);
 });
 
-test('every compiled example has a test, and the demo runs all but the fixture', () => {
+test('every compiled example has a test, and the demo runs all but the fixture', { skip: selected }, () => {
   const compiled = fs
     .readdirSync(EXAMPLES)
     .filter((f) => f.endsWith('.mjs'))
@@ -605,7 +610,7 @@ test('every compiled example has a test, and the demo runs all but the fixture',
   );
 });
 
-test('cli: help, unknown command, missing command', () => {
+test('cli: help, unknown command, missing command', { skip: selected }, () => {
   const help = spawnSync(process.execPath, [CLI, 'help'], { encoding: 'utf8' });
   assert.equal(help.status, 0);
   assert.match(help.stdout, /^Usage: multiproc <command>/);
@@ -621,7 +626,7 @@ test('cli: help, unknown command, missing command', () => {
 
 // Every example has its own test above; this one checks what only the demo command does: the
 // headings, the summary, and the choice of examples (two small ones, to keep it quick).
-test('cli: demo runs the chosen examples under a heading each and ends with a summary', async () => {
+test('cli: demo runs the chosen examples under a heading each and ends with a summary', { skip: selected }, async () => {
   const chosen = ['start_process', 'pipe'];
   const run = await runNode([CLI, 'demo', ...chosen]);
   assert.equal(run.stderr, '');

@@ -1,7 +1,7 @@
 // Without the native addon (MULTIPROC_NATIVE=0, as after a failed build): everything between
 // threads works; on spawn, Process, Pipe ends (relayed by the process that made them), Pool and
-// Manager work, and a shared object sent to another process is a NativeUnavailableError naming
-// the addon and how to build it. Each scenario runs in a node
+// Manager work (queues too: noaddon_queues.test.ts), and a shared object sent to another process
+// is a NativeUnavailableError naming the addon and how to build it. Each scenario runs in a node
 // process of its own, since the switch is read when the library loads.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -75,10 +75,10 @@ describe('without the native addon', () => {
     });
   }
 
-  test('a Value, a Lock, a Queue or a SharedMemory sent to a spawn child (or a spawn pool task) is NativeUnavailableError naming the addon', async () => {
+  test('a Value, a Lock or a SharedMemory sent to a spawn child (or a spawn pool task) is NativeUnavailableError naming the addon', async () => {
     const r = (await withoutAddon('spawn-shared')) as Record<string, Record<string, unknown>>;
     assert.equal(r.poolAfter, 9, 'the pool goes on after a task it could not send');
-    for (const what of ['value', 'lock', 'queue', 'sharedMemory', 'poolTask']) {
+    for (const what of ['value', 'lock', 'sharedMemory', 'poolTask']) {
       const e = r[what]!;
       assert.equal(e.threw, true, what);
       assert.equal(e.typed, true, `${what}: ${String(e.name)}`);

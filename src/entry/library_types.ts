@@ -24,7 +24,12 @@ const MODULES: Readonly<Record<string, () => unknown>> = {
       : (require('../ipc/connection.js') as unknown),
   'multiproc.SocketConnection': () => require('../ipc/socket.js') as unknown,
   'multiproc.Listener': () => require('../ipc/listener.js') as unknown,
-  'multiproc.Queue': () => require('../ipc/queues.js') as unknown,
+  // Without the addon a queue from another process may be one that process serves (ipc/queue_relay.ts).
+  'multiproc.Queue': () =>
+    (require('../shm/native.js') as typeof import('../shm/native.js')).emulated()
+      ? (require('../ipc/queue_relay.js') as unknown)
+      : (require('../ipc/queues.js') as unknown),
+  'multiproc.ServedQueue': () => require('../ipc/queue_relay.js') as unknown,
   'multiproc.SimpleQueue': () => require('../ipc/queues.js') as unknown,
   'multiproc.RedisQueue': () => require('../redis/queues.js') as unknown,
   'multiproc.RedisLock': () => require('../redis/synchronize.js') as unknown,

@@ -3,13 +3,25 @@
 // lock (so many producers and consumers take turns), the item count and, for JoinableQueue, the
 // count of unfinished tasks. As Python's feeder thread does, a local feeder writes what put()
 // serialized, so an unbounded put() never waits; a process does not exit with items still in its
-// feeder (unless cancelJoinThread()).
+// feeder (unless cancelJoinThread()). Without the addon, a queue sent to another process is
+// served to it by this one (queue_relay.ts).
 import { inspect } from 'node:util';
 
 import { mutexIsMine, mutexLock, mutexTryLock, mutexTryLockOrRecover, mutexUnlock, MUTEX_CELLS, waitSeq, wakeAll } from '../shm/cells.js';
 import { futexWaitAsync, futexWake } from '../shm/native.js';
 import { Ring, RING_HEADER_CELLS } from '../shm/ring.js';
-import { BASE, KIND, rebuildWith, Segment, segmentFor } from '../shm/segment.js';
+import {
+  BASE,
+  forAnotherProcess,
+  forThisProcess,
+  KIND,
+  rebuildWith,
+  Segment,
+  segmentFor,
+  sendingToAnotherProcess,
+} from '../shm/segment.js';
+import { crossProcessError, emulated } from '../shm/native.js';
+import type { RelayedEnd } from './connection.js';
 import { meOwner, meOwnerStart, ownerAlive } from '../shm/threads.js';
 import { AbortError, Empty, Full, InvalidArgumentError, ProcessError } from '../errors.js';
 import { dumps, loads, loadsSync, registerType } from '../reduction/reduction.js';
@@ -50,7 +62,10 @@ const OWNER = 0;
 const START = 1;
 const TAKEN = 2;
 const DONE = 3;
-const RING = CLAIMS + 4 * CLAIM_ENTRIES;
+// Set once the queue is served to another process (no addon): every put then serializes for
+// another process, since a consumer may be one.
+const SERVED = CLAIMS + 4 * CLAIM_ENTRIES;
+const RING = SERVED + 1;
 // How often join() looks for consumers that died holding items.
 const CLAIM_CHECK_MS = 500;
 const DATA_OFFSET = Math.ceil(((RING + RING_HEADER_CELLS) * 4) / 64) * 64;
@@ -75,7 +90,8 @@ function parseMaxsize(maxsize: unknown): number {
   return Math.max(0, maxsize);
 }
 
-function waitOptions(
+/** @internal A queue's put/get options, checked. */
+export function waitOptions(
   options: WaitOptions | undefined,
   what: string,
 ): { block: boolean; deadline: Deadline; signal: AbortSignal | undefined } {
@@ -121,6 +137,11 @@ export class Queue<T = unknown> {
     }
   }
 
+  /** A queue that another process serves to this one (without the addon) is a Queue too. */
+  static [Symbol.hasInstance](x: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, x) || isServed(this, x);
+  }
+
   /** The bound given at creation (0: unbounded). */
   get maxsize(): number {
     return Atomics.load(this.#c, MAXSIZE);
@@ -139,13 +160,17 @@ export class Queue<T = unknown> {
   put(item: T, options?: WaitOptions): Promise<void> {
     this.#check();
     const o = waitOptions(options, 'put');
-    const msg = dumps(item, 'item');
+    return this._putMessage(this.#dump(item), o.block, o.deadline, o.signal);
+  }
+
+  /** @internal put() of an item already serialized. */
+  _putMessage(msg: Uint8Array, block: boolean, deadline: Deadline, signal: AbortSignal | undefined): Promise<void> {
     if (this.#reserve()) {
       this.#enqueue(msg);
       return Promise.resolve();
     }
-    if (!o.block) return Promise.reject(new Full());
-    return this.#waitPlace(o.deadline, o.signal).then((ok) => {
+    if (!block) return Promise.reject(new Full());
+    return this.#waitPlace(deadline, signal).then((ok) => {
       if (!ok) throw new Full();
       this.#enqueue(msg);
     });
@@ -154,9 +179,24 @@ export class Queue<T = unknown> {
   /** Put without waiting (Python: `put_nowait`). @throws Full when a bounded queue has no place. */
   putNowait(item: T): void {
     this.#check();
-    const msg = dumps(item, 'item');
+    const msg = this.#dump(item);
     if (!this.#reserve()) throw new Full();
     this.#enqueue(msg);
+  }
+
+  #dump(item: T): Uint8Array {
+    return Atomics.load(this.#c, SERVED) !== 0 ? forAnotherProcess(() => dumps(item, 'item')) : dumps(item, 'item');
+  }
+
+  /** @internal Another wrapper of this queue in this process (a server's own). */
+  _copy(): Queue<T> {
+    const name = forThisProcess(() => this.#seg.retainForSend());
+    return rebuildWith(Segment.adopt(name, KIND.Queue), () => (this instanceof JoinableQueue ? new JoinableQueue<T>() : new Queue<T>()));
+  }
+
+  /** @internal The queue is served to another process from now on. */
+  _markServed(): void {
+    Atomics.store(this.#c, SERVED, 1);
   }
 
   // Count an item in: always for an unbounded queue, when a place is free for a bounded one.
@@ -237,9 +277,14 @@ export class Queue<T = unknown> {
   async get(options?: WaitOptions): Promise<T> {
     this.#check();
     const o = waitOptions(options, 'get');
-    const msg = this.#pushback ?? (await this.#take(o.deadline, o.signal));
+    return (await loads(await this._getMessage(o.deadline, o.signal))) as T;
+  }
+
+  /** @internal get() without decoding the item. */
+  async _getMessage(deadline: Deadline, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const msg = this.#pushback ?? (await this.#take(deadline, signal));
     this.#pushback = undefined;
-    return (await loads(msg)) as T;
+    return msg;
   }
 
   async #take(deadline: Deadline, signal: AbortSignal | undefined): Promise<Uint8Array> {
@@ -305,24 +350,7 @@ export class Queue<T = unknown> {
   /** Take an item without waiting (Python: `get_nowait`). @throws Empty when none is there now. */
   getNowait(): T {
     this.#check();
-    let msg = this.#pushback;
-    if (!msg) {
-      if (!mutexTryLock(this.#c, RLOCK)) throw new Empty();
-      try {
-        this.#settleJournal();
-        // The rest of a large message whose reader died must be skipped first: get() does it.
-        if (this.#ring.hasPartialRead()) throw new Empty('a large item was cut short by a consumer that died: use await queue.get()');
-        this.#openJournal();
-        try {
-          msg = this.#ring.tryRead() ?? undefined;
-        } finally {
-          this.#settleJournal();
-        }
-      } finally {
-        mutexUnlock(this.#c, RLOCK);
-      }
-      if (!msg) throw new Empty();
-    }
+    const msg = this._getMessageNowait();
     const got = loadsSync(msg);
     if (!got) {
       // Its functions need an import that cannot happen synchronously: keep it for get().
@@ -331,6 +359,30 @@ export class Queue<T = unknown> {
     }
     this.#pushback = undefined;
     return got.value as T;
+  }
+
+  /** @internal The next message if there is one now. @throws Empty */
+  _getMessageNowait(): Uint8Array {
+    const back = this.#pushback;
+    this.#pushback = undefined;
+    if (back) return back;
+    if (!mutexTryLock(this.#c, RLOCK)) throw new Empty();
+    let msg: Uint8Array | null;
+    try {
+      this.#settleJournal();
+      // The rest of a large message whose reader died must be skipped first: get() does it.
+      if (this.#ring.hasPartialRead()) throw new Empty('a large item was cut short by a consumer that died: use await queue.get()');
+      this.#openJournal();
+      try {
+        msg = this.#ring.tryRead();
+      } finally {
+        this.#settleJournal();
+      }
+    } finally {
+      mutexUnlock(this.#c, RLOCK);
+    }
+    if (!msg) throw new Empty();
+    return msg;
   }
 
   /** Items put and not yet taken, by every process (Python: `qsize`). */
@@ -517,14 +569,18 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   }
 }
 
+/** @internal What SimpleQueue needs of the queue it wraps (a Queue, or one another process serves). */
+export type QueueLike<T> = Pick<Queue<T>, 'put' | 'get' | 'empty' | 'qsize' | 'close' | '_flushForExit' | '_waitReadable'>;
+
 /**
  * A queue without a feeder or bound (Python: `SimpleQueue`): put() writes the item itself,
  * under the writer lock, and resolves once it is in the queue.
  */
 export class SimpleQueue<T = unknown> {
-  readonly #q: Queue<T>;
+  readonly #q: QueueLike<T>;
   #closed = false;
-  constructor(inner?: Queue<T>) {
+  /** @param inner (internal) the queue it wraps */
+  constructor(inner?: QueueLike<T>) {
     this.#q = inner ?? new Queue<T>();
   }
   /** Put an item; resolves when it is in the queue. */
@@ -550,7 +606,7 @@ export class SimpleQueue<T = unknown> {
     this.#q.close();
   }
   /** @internal */
-  get _queue(): Queue<T> {
+  get _queue(): QueueLike<T> {
     return this.#q;
   }
   /** @internal */
@@ -565,13 +621,51 @@ export class SimpleQueue<T = unknown> {
   }
 }
 
-registerType(
+/** @internal What crosses in place of a queue that another process serves (queue_relay.ts). */
+export interface ServedRef extends RelayedEnd {
+  joinable: boolean;
+  maxsize: number;
+  pid: number;
+}
+
+// Set by queue_relay.ts when it loads (it sits above this module: it uses the relay's socket).
+let serving:
+  | {
+      serve(q: Queue): ServedRef;
+      connect(r: ServedRef): QueueLike<unknown>;
+      queue: abstract new (...args: never[]) => unknown;
+      joinable: abstract new (...args: never[]) => unknown;
+    }
+  | undefined;
+
+/** @internal queue_relay.ts installs how a queue is served to another process without the addon. */
+export function installQueueServing(s: typeof serving): void {
+  serving = s;
+}
+
+// A queue served by another process is a Queue (and a JoinableQueue when it is one) to user code.
+function isServed(cls: unknown, x: unknown): boolean {
+  if (!serving) return false;
+  const served = cls === Queue ? serving.queue : cls === JoinableQueue ? serving.joinable : undefined;
+  return served !== undefined && Function.prototype[Symbol.hasInstance].call(served, x);
+}
+
+registerType<Queue, { name: string; joinable: boolean } | ServedRef>(
   Queue,
   {
-    reduce: (q) => ({ name: q._segment().retainForSend(), joinable: q instanceof JoinableQueue }),
-    rebuild: ({ name, joinable }: { name: string; joinable: boolean }) =>
-      rebuildWith(Segment.adopt(name, KIND.Queue), () => (joinable ? new JoinableQueue() : new Queue())),
+    reduce: (q) => {
+      // Without the addon another process cannot map the queue: this process serves it.
+      if (sendingToAnotherProcess() && emulated() && serving) return serving.serve(q);
+      return { name: q._segment().retainForSend(), joinable: q instanceof JoinableQueue };
+    },
+    rebuild: (r) => {
+      if ('relay' in r) {
+        if (!serving) throw crossProcessError('a Queue served by another process cannot be opened here');
+        return serving.connect(r) as Queue;
+      }
+      return rebuildWith(Segment.adopt(r.name, KIND.Queue), () => (r.joinable ? new JoinableQueue() : new Queue()));
+    },
   },
   'multiproc.Queue',
 );
-registerType(SimpleQueue, { reduce: (q) => q._queue, rebuild: (q: Queue) => new SimpleQueue(q) }, 'multiproc.SimpleQueue');
+registerType(SimpleQueue, { reduce: (q) => q._queue, rebuild: (q: QueueLike<unknown>) => new SimpleQueue(q) }, 'multiproc.SimpleQueue');

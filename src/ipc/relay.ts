@@ -9,6 +9,7 @@
 // has a random token, which the child sends first (it came with the child's start message). The
 // relay never keeps the sender alive by itself: its socket is unreferenced and its waits on the
 // rings are made without holding the event loop (the child's own receives hold the child's).
+// The same server serves queues to other processes (queue_relay.ts), with tokens of their own.
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -16,13 +17,24 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { installRelay, type Connection, type RelayedEnd } from './connection.js';
+import { frame, FrameReader } from './framing.js';
 import { SocketConnection, MAX_MESSAGE } from './socket.js';
 import { TRUST_ALL } from '../reduction/policy.js';
 import { waitsWithoutKeepingAlive } from '../shm/native.js';
 
 const TOKEN_BYTES = 16;
 let server: { path: string; dir: string; server: net.Server } | undefined;
-const ends = new Map<string, Connection>();
+
+/**
+ * @internal What a token opens: a pipe end (for one connection) or a queue (for any number).
+ * `attach` is called once the peer sent the token, with the socket; it says what to do with each
+ * later message (false: close the socket) and when the socket is gone (called once).
+ */
+export interface Served {
+  once: boolean;
+  attach(socket: net.Socket): { message(msg: Buffer): boolean; gone(): void };
+}
+const served = new Map<string, Served>();
 
 function listen(): { path: string; server: net.Server } {
   if (server) return server;
@@ -36,15 +48,20 @@ function listen(): { path: string; server: net.Server } {
   return server;
 }
 
+/** @internal Serve `what` on this process's relay socket to whoever connects with the token returned. */
+export function serveToken(what: Served): RelayedEnd {
+  const { path: where } = listen();
+  const token = randomBytes(TOKEN_BYTES).toString('hex');
+  served.set(token, what);
+  return { relay: where, token };
+}
+
 /**
  * @internal Relay `end` (a copy of the pipe end being sent, which the relay now owns) to whichever
  * process connects with the token returned.
  */
 export function relayEnd(end: Connection): RelayedEnd {
-  const { path: where } = listen();
-  const token = randomBytes(TOKEN_BYTES).toString('hex');
-  ends.set(token, end);
-  return { relay: where, token };
+  return serveToken({ once: true, attach: (socket) => attachEnd(end, socket) });
 }
 
 /** @internal In the receiving process: the pipe end, as a connection to its relay. */
@@ -54,71 +71,50 @@ export function connectRelayed({ relay, token }: RelayedEnd): Connection {
   return conn;
 }
 
-// CPython's framing, as SocketConnection writes it: a 4-byte big-endian length (-1 then an
-// 8-byte length for messages over 2 GiB), then the bytes.
-function frame(msg: Uint8Array): Buffer[] {
-  if (msg.length < 0x7fffffff) {
-    const h = Buffer.alloc(4);
-    h.writeInt32BE(msg.length);
-    return [h, Buffer.from(msg.buffer as ArrayBuffer, msg.byteOffset, msg.length)];
-  }
-  const h = Buffer.alloc(12);
-  h.writeInt32BE(-1);
-  h.writeBigUInt64BE(BigInt(msg.length), 4);
-  return [h, Buffer.from(msg.buffer as ArrayBuffer, msg.byteOffset, msg.length)];
-}
-
 function serve(socket: net.Socket): void {
   socket.unref();
-  let chunks: Buffer = Buffer.alloc(0);
-  let end: Connection | undefined;
+  const reader = new FrameReader();
+  let user: ReturnType<Served['attach']> | undefined;
   let closed = false;
-  // Messages from the child, written into the pipe in order.
-  let writing: Promise<unknown> = Promise.resolve();
   const finish = (): void => {
     if (closed) return;
     closed = true;
     socket.destroy();
-    // The pipe end goes once what the child sent is in the ring.
-    void writing.finally(() => end?.close());
+    user?.gone();
+  };
+  // Checked before buffering: a peer without the token sends 16 bytes and nothing else, and
+  // no message may be longer than a socket connection accepts.
+  const accept = (len: number): boolean => (user ? len <= MAX_MESSAGE : len === TOKEN_BYTES);
+  const each = (msg: Buffer): boolean => {
+    if (user) return user.message(msg);
+    const token = msg.toString('hex');
+    const what = served.get(token);
+    if (!what) return false;
+    if (what.once) served.delete(token);
+    user = what.attach(socket);
+    return true;
   };
   socket.on('data', (chunk: Buffer) => {
-    chunks = chunks.length ? Buffer.concat([chunks, chunk]) : chunk;
-    for (;;) {
-      if (chunks.length < 4) return;
-      let len = chunks.readInt32BE(0);
-      let at = 4;
-      if (len === -1) {
-        if (chunks.length < 12) return;
-        len = Number(chunks.readBigUInt64BE(4));
-        at = 12;
-      }
-      // Checked before buffering: a peer without the token sends 16 bytes and nothing else, and
-      // no message may be longer than a socket connection accepts.
-      if (len < 0 || (!end && len !== TOKEN_BYTES) || len > MAX_MESSAGE) {
-        finish();
-        return;
-      }
-      if (chunks.length < at + len) return;
-      const msg = Buffer.from(chunks.subarray(at, at + len));
-      chunks = chunks.subarray(at + len);
-      if (!end) {
-        end = ends.get(msg.toString('hex'));
-        ends.delete(msg.toString('hex'));
-        if (!end) {
-          finish();
-          return;
-        }
-        if (end.readable) void pumpOut(end, socket).finally(finish);
-        continue;
-      }
-      const to = end;
-      writing = writing.then(() => waitsWithoutKeepingAlive(() => to.sendBytes(msg))).catch(finish);
-    }
+    if (!closed && !reader.push(chunk, accept, each)) finish();
   });
   socket.on('end', finish);
   socket.on('close', finish);
   socket.on('error', finish);
+}
+
+// A pipe end's side of its socket: messages from the child written into the pipe in order, and
+// the pipe's messages sent to the child.
+function attachEnd(end: Connection, socket: net.Socket): ReturnType<Served['attach']> {
+  let writing: Promise<unknown> = Promise.resolve();
+  if (end.readable) void pumpOut(end, socket).finally(() => socket.destroy());
+  return {
+    message: (msg) => {
+      writing = writing.then(() => waitsWithoutKeepingAlive(() => end.sendBytes(msg))).catch(() => socket.destroy());
+      return true;
+    },
+    // The pipe end goes once what the child sent is in the ring.
+    gone: () => void writing.finally(() => end.close()),
+  };
 }
 
 // Messages from the pipe to the child, until either side is gone.
