@@ -151,7 +151,7 @@ function dumpsPrimitive(v: unknown): Buffer | undefined {
       return Buffer.from([P_UNDEFINED]);
     case 'object': {
       if (v === null) return Buffer.from([P_NULL]);
-      const c = (v as object).constructor;
+      const c = v.constructor;
       if (c !== Uint8Array && c !== Buffer) return undefined;
       const bytes = v as Uint8Array;
       // (Empty ones, detached ones among them, are left to V8, which knows a detached buffer.)
