@@ -50,7 +50,7 @@ async function incrLoop(d: DictProxy<string, number>, lock: AcquirerProxy, key: 
 
 /**
  * `warm` untimed increments of another key (a fresh child runs unoptimized code at first), say
- * ready, wait for go, then n × `with lock: d.k = d.k + 1` (4 round trips each); stamps ts.
+ * ready, wait for go, then n × `with lock: d.k = d.k + 1` (3 round trips and an unanswered release each); stamps ts.
  */
 export async function mgrIncr(
   d: DictProxy<string, number>,
@@ -269,7 +269,7 @@ const FIGURES: Figure[] = [
     better: 'higher',
     params: (q) => ({ kind: 'incr', method, n: sizes(q).incr, reps: sizes(q).reps }),
     anchor: 'cpython_fork_manager_lock_incr_2proc',
-    note: `children on the ${method} backend; 4 round trips per incr`,
+    note: `children on the ${method} backend; 3 round trips and an unanswered release per incr (CPython: 4 round trips)`,
   })),
 ];
 

@@ -70,6 +70,11 @@ export class SocketConnection extends Connection {
   readonly #waiters = new Set<() => void>();
   #refs = 0;
   readonly #policy: ReceivePolicy;
+  // Set by _deliver(): whole messages go to it as they are parsed, not to recv().
+  #sink: { onFrame: (frame: Uint8Array) => void; onEnd: (err: Error) => void } | undefined;
+  #sinkPaused = false;
+  #sinkEnded = false;
+  #kept = false;
 
   /** @internal Made by Listener.accept() and Client(). */
   constructor(
@@ -124,7 +129,7 @@ export class SocketConnection extends Connection {
   // Parse what arrived into whole messages.
   #pump(): void {
     for (;;) {
-      if (this.#failure) return;
+      if (this.#failure || this.#closed) return;
       const body = this.#body;
       if (body) {
         while (this.#chunks.length && this.#bodyFilled < body.length) {
@@ -165,9 +170,10 @@ export class SocketConnection extends Connection {
       const first = this.#chunks[0];
       if (size === 0) this.#push(new Uint8Array(0));
       else if (first && first.length >= size) {
-        // Whole in one chunk: no copy.
-        this.#push(first.subarray(0, size));
+        // Whole in one chunk: no copy. (Consumed first: a receiver may close the connection.)
+        const frame = first.subarray(0, size);
         this.#advance(size);
+        this.#push(frame);
       } else {
         // Filled in place as the bytes come: the one copy of a large message.
         try {
@@ -210,6 +216,11 @@ export class SocketConnection extends Connection {
   }
 
   #push(frame: Uint8Array): void {
+    const sink = this.#sink;
+    if (sink && !this.#sinkPaused && this.#frames.length === 0) {
+      sink.onFrame(frame);
+      return;
+    }
     this.#frames.push(frame);
     this.#queued += frame.length;
     this.#updateFlow();
@@ -235,7 +246,62 @@ export class SocketConnection extends Connection {
   }
 
   #notify(): void {
+    if (this.#sink) this.#drainSink();
     for (const w of [...this.#waiters]) w();
+  }
+
+  #drainSink(): void {
+    const sink = this.#sink!;
+    while (!this.#sinkPaused && !this.#sinkEnded) {
+      const m = this.#frames.shift();
+      if (m) {
+        this.#queued -= m.length;
+        this.#updateFlow();
+        sink.onFrame(m);
+        continue;
+      }
+      const err = this.#doneError();
+      if (err) {
+        this.#sinkEnded = true;
+        sink.onEnd(err);
+      }
+      return;
+    }
+  }
+
+  /**
+   * @internal Hand each whole message to `onFrame` as soon as it is parsed, in the same task
+   * (no recv() call, Promise or event-loop turn per message), and the error that ends reading
+   * to `onEnd`, once (EOFError when the peer closed). Messages already received go first. The
+   * same size limit applies: a message over it ends the connection before it is buffered.
+   */
+  _deliver(onFrame: (frame: Uint8Array) => void, onEnd: (err: Error) => void): void {
+    this.#sink = { onFrame, onEnd };
+    this.#drainSink();
+  }
+
+  /**
+   * @internal Hold messages back (while the receiver finishes an asynchronous decode, so that
+   * order is kept); they queue, with the usual flow control, until resumed.
+   */
+  _pauseDelivery(paused: boolean): void {
+    this.#sinkPaused = paused;
+    if (!paused && this.#sink) this.#drainSink();
+  }
+
+  /** @internal Whether a message written now goes to the socket at once (nothing queued before it). */
+  _writableNow(): boolean {
+    const s = this.#socket;
+    return !this.#closed && !s.writableNeedDrain && s.writableLength === 0 && this.#broken() === undefined;
+  }
+
+  /** @internal Whether this connection keeps the process alive (a reply is awaited on it). */
+  _keepAlive(on: boolean): void {
+    if (on === this.#kept) return;
+    this.#kept = on;
+    if (on) {
+      if (this.#refs++ === 0) this.#socket.ref();
+    } else if (--this.#refs === 0) this.#socket.unref();
   }
 
   // Why a read would fail now that nothing is queued, if it would.
@@ -382,6 +448,8 @@ export class SocketConnection extends Connection {
     this.#frames = [];
     this.#queued = 0;
     this.#chunks = [];
+    this.#chunkBytes = 0;
+    this.#body = undefined;
     this.#notify();
     const s = this.#socket;
     // Drain what still arrives (so that closing does not reset the peer), flush what we wrote,

@@ -3,22 +3,11 @@
 // are in wire.ts; the server in server.ts.
 import { inspect } from 'node:util';
 
-import { Connection } from '../ipc/connection.js';
 import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, RemoteError, RemoteTraceback } from '../errors.js';
 import { Client, type Address, type SocketConnection } from '../ipc/listener.js';
 import { registerExitTask, type FunctionOrClass } from '../util.js';
 import { registerType } from '../reduction/reduction.js';
-import {
-  Batcher,
-  checkNoInlineFunctions,
-  CLIENT_POLICY,
-  decodeJson,
-  decodeWire,
-  encodeWire,
-  isJsonFrame,
-  isJsonMessage,
-  unbatch,
-} from './wire.js';
+import { Batcher, checkNoInlineFunctions, CLIENT_POLICY, encodeWire, isJsonMessage, readMessages, RefusedMessage } from './wire.js';
 
 export { checkNoInlineFunctions } from './wire.js';
 
@@ -95,6 +84,11 @@ export interface Channel {
   release(id: string): void;
   /** Count one more reference, for a copy of a proxy being sent elsewhere (`now`: unbatched). */
   incref(id: string, now?: boolean): void;
+  /**
+   * Send a request nobody awaits (request id 0), when it can leave at once, in order with this
+   * process's other requests; false (nothing sent) otherwise. Its failure answers the next call.
+   */
+  send(msg: unknown[]): boolean;
 }
 
 const channels = new Map<string, SocketChannel>();
@@ -138,7 +132,6 @@ class SocketChannel implements Channel {
   #outbox: Uint8Array[] = [];
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
-  #reading = false;
   readonly #held = new Map<string, number>();
   #exiting = false;
   readonly #maxMessage: number;
@@ -175,8 +168,15 @@ class SocketChannel implements Channel {
         this.#conn = conn;
         const out = this.#outbox;
         this.#outbox = [];
+        readMessages(
+          conn,
+          CLIENT_POLICY,
+          // A reply naming code this process does not trust: the server is not to be trusted either.
+          (msg) => (msg instanceof RefusedMessage ? this.#broken(conn, msg) : this.#onReply(msg)),
+          (err) => this.#broken(conn, err),
+        );
+        if (this.#pending.size) conn._keepAlive(true);
         for (const b of out) conn.sendBytes(b).catch((err: unknown) => this.#broken(conn, err));
-        this.#startReading();
       },
       (err: unknown) => {
         this.#connecting = false;
@@ -196,12 +196,14 @@ class SocketChannel implements Channel {
   #failAll(err: Error): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
+    this.#conn?._keepAlive(false);
     for (const p of pending) p.reject(err);
   }
 
-  #broken(conn: Connection, err: unknown): void {
+  #broken(conn: SocketConnection, err: unknown): void {
     if (this.#conn !== conn) return;
     this.#conn = undefined;
+    conn._keepAlive(false);
     conn.close();
     const e =
       err instanceof AuthenticationError
@@ -213,31 +215,19 @@ class SocketChannel implements Channel {
     this.#failAll(e);
   }
 
-  #startReading(): void {
-    if (this.#reading || !this.#conn || this.#pending.size === 0) return;
-    this.#reading = true;
-    void this.#readLoop(this.#conn);
+  #onReply(msg: unknown): void {
+    const reply = msg as [number, number, unknown];
+    const p = this.#pending.get(reply[0]);
+    if (!p) return;
+    this.#pending.delete(reply[0]);
+    // Only an awaited reply keeps the process alive: an idle proxy does not.
+    if (this.#pending.size === 0) this.#conn?._keepAlive(false);
+    p.resolve([reply[1], reply[2]]);
   }
 
-  async #readLoop(conn: Connection): Promise<void> {
-    try {
-      // Reading only while something is awaited: an idle proxy keeps no process alive.
-      while (this.#pending.size && this.#conn === conn) {
-        const buf = await conn.recvBytes();
-        for (const part of unbatch(buf)) {
-          const reply = (isJsonFrame(part) ? decodeJson(part) : await decodeWire(part, CLIENT_POLICY)) as [number, number, unknown];
-          const p = this.#pending.get(reply[0]);
-          if (!p) continue;
-          this.#pending.delete(reply[0]);
-          p.resolve([reply[1], reply[2]]);
-        }
-      }
-    } catch (err) {
-      this.#broken(conn, err);
-    } finally {
-      this.#reading = false;
-    }
-    this.#startReading();
+  #await(id: number, p: Pending): void {
+    this.#pending.set(id, p);
+    if (this.#pending.size === 1) this.#conn?._keepAlive(true);
   }
 
   call(msg: unknown[], signal?: AbortSignal): Promise<Reply> {
@@ -246,13 +236,13 @@ class SocketChannel implements Channel {
     msg[0] = id;
     const bytes = encodeWire(msg, 'args');
     return new Promise<Reply>((resolve, reject) => {
-      if (!signal) this.#pending.set(id, { resolve, reject });
+      if (!signal) this.#await(id, { resolve, reject });
       else {
         // The server is asked to stop waiting; its answer decides (a call that completed first stands).
         const onAbort = (): void => this.#post([0, 'cancel', id]);
         signal.addEventListener('abort', onAbort, { once: true });
         const done = (): void => signal.removeEventListener('abort', onAbort);
-        this.#pending.set(id, {
+        this.#await(id, {
           resolve: (r) => {
             done();
             resolve(r);
@@ -264,12 +254,19 @@ class SocketChannel implements Channel {
         });
       }
       this.#send(bytes);
-      this.#startReading();
     });
   }
 
   #post(msg: unknown[]): void {
     this.#send(encodeWire(msg, 'message'));
+  }
+
+  send(msg: unknown[]): boolean {
+    const conn = this.#conn;
+    if (!conn || conn.closed || !conn._writableNow()) return false;
+    msg[0] = 0;
+    this.#batcher.push(encodeWire(msg, 'args'));
+    return true;
   }
 
   hold(id: string): void {
@@ -309,6 +306,7 @@ class SocketChannel implements Channel {
   close(): void {
     const conn = this.#conn;
     this.#conn = undefined;
+    conn?._keepAlive(false);
     conn?.close();
     this.#failAll(new ProcessError(`the manager at ${describeAddress(this.address)} was shut down`, { code: 'ERR_MP_MANAGER_CONNECTION' }));
   }
@@ -380,6 +378,18 @@ export class BaseProxy {
     if (!isJsonMessage(args)) checkNoInlineFunctions(args, `${method}() args`);
     const [status, value] = await channel.call([0, 'call', state.id, method, args], options.signal);
     return unwrapReply(status, value) as T;
+  }
+
+  /**
+   * @internal Call `method` without waiting for the server's answer, when the request can be
+   * written at once (then true): it runs in order with this process's later calls to the same
+   * server, and if it fails, the next call on this proxy rejects with that failure instead of
+   * running. False: nothing was sent.
+   */
+  _callUnanswered(method: string, args: readonly unknown[] = []): boolean {
+    const { state, channel } = internalsOf.get(this)!;
+    if (!isJsonMessage(args)) return false;
+    return channel.send([0, 'call', state.id, method, args]);
   }
 
   /** A copy of the referent (Python: `_getvalue`). */

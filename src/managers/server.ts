@@ -2,7 +2,7 @@
 // references and answers the requests of proxies (the protocol is described in
 // proxy.ts). It runs in the process `BaseManager.start()` starts, or in any process that
 // calls `getServer().serveForever()`.
-import type { Connection } from '../ipc/connection.js';
+import type { SocketConnection } from '../ipc/socket.js';
 import { AbortError, ProcessError } from '../errors.js';
 import { Listener, type Address, type Family } from '../ipc/listener.js';
 import {
@@ -21,14 +21,12 @@ import {
 import {
   Batcher,
   CLIENT_POLICY,
-  decodeJson,
   decodeWire,
   encodeWire,
-  isJsonFrame,
+  readMessages,
   RefusedMessage,
   serverPolicy,
   trustModulesForClients,
-  unbatch,
 } from './wire.js';
 import type { ReceivePolicy } from '../reduction/policy.js';
 import { dumps } from '../reduction/reduction.js';
@@ -105,6 +103,8 @@ function isClass(fn: FunctionOrClass): boolean {
 interface ConnState {
   ctx: { caller: string; gone: boolean };
   inflight: Map<number, AbortController>;
+  /** The failure of an unanswered call (request id 0), by object id: it answers the next call on that object. */
+  deferred?: Map<string, [status: number, value: unknown]>;
 }
 
 /** The context of one call: its AbortController is made on first use (most calls never wait). */
@@ -136,7 +136,7 @@ export class Server {
   readonly #registry = new Map<string, ServerEntry>();
   readonly #objects = new Map<string, Held>();
   readonly #policy: ReceivePolicy;
-  readonly #conns = new Set<{ conn: Connection; state: ConnState }>();
+  readonly #conns = new Set<{ conn: SocketConnection; state: ConnState }>();
   #listener: Listener | undefined;
   #nextId = 0;
   #nextConn = 0;
@@ -215,7 +215,7 @@ export class Server {
   async #acceptLoop(): Promise<void> {
     const listener = this.#listener!;
     while (!this.#closed) {
-      let conn: Connection;
+      let conn: SocketConnection;
       try {
         conn = await listener.accept();
       } catch (err) {
@@ -224,49 +224,50 @@ export class Server {
         // A peer that failed the challenge (or vanished during it): serve the others.
         continue;
       }
-      void this.#serve(conn);
+      this.#serve(conn);
     }
   }
 
-  async #serve(conn: Connection): Promise<void> {
+  #serve(conn: SocketConnection): void {
     const state: ConnState = { ctx: { caller: `c${++this.#nextConn}`, gone: false }, inflight: new Map() };
     const entry = { conn, state };
     this.#conns.add(entry);
     const out = new Batcher((frame) => {
       if (!conn.closed) conn.sendBytes(frame).catch(() => undefined);
     });
-    try {
-      while (!this.#closed) {
-        // An oversized or malformed frame ends this connection only.
-        const parts = unbatch(await conn.recvBytes(this.#spec.maxMessage));
-        // Decoded first, then dispatched together: the replies of a batch go out as one.
-        const msgs: unknown[] = [];
-        for (const part of parts) {
-          try {
-            msgs.push(isJsonFrame(part) ? decodeJson(part) : await decodeWire(part, this.#policy));
-          } catch (err) {
-            if (err instanceof RefusedMessage && err.reqId !== undefined && err.reqId > 0) msgs.push(err);
-            else throw err;
-          }
+    // Messages are handled as they are parsed: those of one read (a batch, or several frames)
+    // are dispatched in one synchronous run, so their replies leave as one frame.
+    readMessages(
+      conn,
+      this.#policy,
+      (msg) => {
+        if (msg instanceof RefusedMessage) {
+          this.#reply(out, msg.reqId!, FAILED, failureInfo(msg));
+          return;
         }
-        for (const msg of msgs) {
-          if (msg instanceof RefusedMessage) {
-            this.#reply(out, msg.reqId!, FAILED, failureInfo(msg));
-            continue;
-          }
-          if (!Array.isArray(msg) || !Number.isSafeInteger(msg[0]) || (msg[0] as number) < 0 || typeof msg[1] !== 'string')
-            throw new Error('malformed request');
-          this.#dispatch(msg, state, (status, value) => this.#reply(out, msg[0] as number, status, value));
+        if (!Array.isArray(msg) || !Number.isSafeInteger(msg[0]) || (msg[0] as number) < 0 || typeof msg[1] !== 'string') {
+          // A peer not speaking the protocol: drop it, keep serving the others.
+          conn.close();
+          return;
         }
-      }
-    } catch {
-      // EOF, a broken or malformed frame: drop this connection, keep serving the others.
-    } finally {
-      state.ctx.gone = true;
-      for (const c of state.inflight.values()) c.abort();
-      this.#conns.delete(entry);
-      conn.close();
-    }
+        const reqId = msg[0] as number;
+        if (reqId > 0) this.#dispatch(msg, state, (status, value) => this.#reply(out, reqId, status, value));
+        else
+          this.#dispatch(msg, state, (status, value) => {
+            // A call nobody awaits (a lock proxy's release): only its failure is kept, for the
+            // next call on the object. Nothing else of an unanswered request is reported.
+            if (msg[1] === 'call' && typeof msg[2] === 'string' && status !== OK && status !== PROXY)
+              (state.deferred ??= new Map()).set(msg[2], [status, value]);
+          });
+      },
+      // EOF, a broken, oversized or malformed frame: drop this connection, keep serving the others.
+      () => {
+        state.ctx.gone = true;
+        for (const c of state.inflight.values()) c.abort();
+        this.#conns.delete(entry);
+        conn.close();
+      },
+    );
   }
 
   #reply(out: Batcher, reqId: number, status: number, value: unknown): void {
@@ -293,6 +294,13 @@ export class Server {
           const h = typeof id === 'string' ? this.#objects.get(id) : undefined;
           if (!h) {
             fail(`no shared object with id ${String(id)} (it was released, or the manager restarted)`);
+            return;
+          }
+          const earlier = reqId > 0 ? state.deferred?.get(id as string) : undefined;
+          if (earlier) {
+            // An unanswered call on this object failed: this call reports it instead of running.
+            state.deferred!.delete(id as string);
+            reply(earlier[0], earlier[1]);
             return;
           }
           if (typeof method !== 'string' || !h.exposed.has(method)) {
@@ -542,5 +550,8 @@ class LocalChannel implements Channel {
   }
   incref(id: string): void {
     this.#server.incref(id);
+  }
+  send(): boolean {
+    return false;
   }
 }

@@ -62,6 +62,62 @@ export async function until(claim: () => boolean, list: WaitList, deadline: numb
   return true;
 }
 
+/**
+ * Callers waiting for a lock or a permit, served first come first served: a release hands the
+ * lock (or permit) to the longest waiter at once, so that a caller releasing and acquiring again
+ * in one message cannot take it back from under a waiter.
+ */
+export class WaitQueue<T> {
+  readonly #q: { item: T; grant: () => void }[] = [];
+  get size(): number {
+    return this.#q.length;
+  }
+  /** true once `grant()` chose this waiter (the caller's state is set by then); false at the deadline; rejects with AbortError on abort. */
+  wait(item: T, deadline: number, signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+    if (deadline <= performance.now()) return Promise.resolve(false);
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const entry = {
+        item,
+        grant: (): void => {
+          done();
+          resolve(true);
+        },
+      };
+      const done = (): void => {
+        const i = this.#q.indexOf(entry);
+        if (i >= 0) this.#q.splice(i, 1);
+        if (timer) clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const onAbort = (): void => {
+        done();
+        reject(new AbortError(undefined, { cause: signal.reason }));
+      };
+      this.#q.push(entry);
+      if (deadline !== Infinity) {
+        timer = setTimeout(
+          () => {
+            done();
+            resolve(false);
+          },
+          Math.max(0, deadline - performance.now()),
+        );
+      }
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+  /** The longest waiter, without taking it. */
+  peek(): T | undefined {
+    return this.#q[0]?.item;
+  }
+  /** Wake the longest waiter (its promise resolves true); the caller has given it what it waited for. */
+  grant(): void {
+    this.#q[0]?.grant();
+  }
+}
+
 /** Options of a remote call that waits; `signal` asks the server to stop waiting. */
 export interface ProxyWaitOptions {
   block?: boolean;
@@ -85,23 +141,24 @@ interface Owned {
 /** The Lock a SyncManager serves. Any caller may release it, as Python's `threading.Lock`. */
 export class ManagedLock implements Owned {
   #holder: string | null = null;
-  readonly #list = new WaitList();
-  #claim(caller: string): boolean {
-    if (this.#holder !== null) return false;
-    this.#holder = caller;
-    return true;
-  }
+  readonly #waiters = new WaitQueue<string>();
   acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
     const { caller, signal } = callContext();
     const { block, deadline } = blockAndDeadline(options);
-    if (this.#claim(caller)) return true;
+    if (this.#holder === null) {
+      this.#holder = caller;
+      return true;
+    }
     if (!block) return false;
-    return until(() => this.#claim(caller), this.#list, deadline, signal);
+    return this.#waiters.wait(caller, deadline, signal);
   }
   release(): void {
     if (this.#holder === null) throw new ValueError('release unlocked lock');
-    this.#holder = null;
-    this.#list.wake();
+    this.#handOff();
+  }
+  #handOff(): void {
+    this.#holder = this.#waiters.peek() ?? null;
+    this.#waiters.grant();
   }
   locked(): boolean {
     return this.#holder !== null;
@@ -114,7 +171,8 @@ export class ManagedLock implements Owned {
     return null;
   }
   async _acquireRestore(caller: string, _saved: unknown, signal: AbortSignal): Promise<void> {
-    await until(() => this.#claim(caller), this.#list, Infinity, signal);
+    if (this.#holder === null) this.#holder = caller;
+    else await this.#waiters.wait(caller, Infinity, signal);
   }
 }
 
@@ -122,71 +180,75 @@ export class ManagedLock implements Owned {
 export class ManagedRLock implements Owned {
   #owner: string | null = null;
   #count = 0;
-  readonly #list = new WaitList();
-  #claim(caller: string, count = 1): boolean {
-    if (this.#owner === caller) {
-      this.#count += count;
-      return true;
-    }
-    if (this.#owner !== null) return false;
-    this.#owner = caller;
-    this.#count = count;
-    return true;
-  }
+  readonly #waiters = new WaitQueue<{ caller: string; count: number }>();
   acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
     const { caller, signal } = callContext();
     const { block, deadline } = blockAndDeadline(options);
-    if (this.#claim(caller)) return true;
+    if (this.#owner === caller) {
+      this.#count++;
+      return true;
+    }
+    if (this.#owner === null) {
+      this.#owner = caller;
+      this.#count = 1;
+      return true;
+    }
     if (!block) return false;
-    return until(() => this.#claim(caller), this.#list, deadline, signal);
+    return this.#waiters.wait({ caller, count: 1 }, deadline, signal);
   }
   release(): void {
     const { caller } = callContext();
     if (this.#owner !== caller) throw new ProcessError('cannot release un-acquired lock', { code: 'ERR_MP_NOT_OWNER' });
-    if (--this.#count === 0) {
-      this.#owner = null;
-      this.#list.wake();
-    }
+    if (--this.#count === 0) this.#handOff();
+  }
+  #handOff(): void {
+    const next = this.#waiters.peek();
+    this.#owner = next?.caller ?? null;
+    this.#count = next?.count ?? 0;
+    this.#waiters.grant();
   }
   _isOwned(caller: string): boolean {
     return this.#owner === caller;
   }
   _releaseSave(_caller: string): unknown {
     const count = this.#count;
-    this.#owner = null;
-    this.#count = 0;
-    this.#list.wake();
+    this.#handOff();
     return count;
   }
   async _acquireRestore(caller: string, saved: unknown, signal: AbortSignal): Promise<void> {
-    await until(() => this.#owner === null && this.#claim(caller, saved as number), this.#list, Infinity, signal);
+    if (this.#owner === null) {
+      this.#owner = caller;
+      this.#count = saved as number;
+    } else await this.#waiters.wait({ caller, count: saved as number }, Infinity, signal);
   }
 }
 
 /** The Semaphore a SyncManager serves. */
 export class ManagedSemaphore {
   #value: number;
-  readonly #list = new WaitList();
+  readonly #waiters = new WaitQueue<null>();
   constructor(value = 1) {
     if (!Number.isInteger(value) || value < 0) throw new ValueError('semaphore initial value must be an integer >= 0');
     this.#value = value;
   }
-  #claim(): boolean {
-    if (this.#value <= 0) return false;
-    this.#value--;
-    return true;
-  }
   acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
     const { signal } = callContext();
     const { block, deadline } = blockAndDeadline(options);
-    if (this.#claim()) return true;
+    if (this.#value > 0) {
+      this.#value--;
+      return true;
+    }
     if (!block) return false;
-    return until(() => this.#claim(), this.#list, deadline, signal);
+    return this.#waiters.wait(null, deadline, signal);
   }
   release(n = 1): void {
     if (!Number.isInteger(n) || n < 1) throw new ValueError('n must be one or more');
     this.#value += n;
-    this.#list.wake();
+    // Permits go to the waiters first come first served.
+    while (this.#value > 0 && this.#waiters.size > 0) {
+      this.#value--;
+      this.#waiters.grant();
+    }
   }
   getValue(): number {
     return this.#value;

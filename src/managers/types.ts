@@ -5,6 +5,8 @@ import type { Key } from './containers.js';
 import { BaseProxy, registerProxyType } from './proxy.js';
 import type { ProxyWaitOptions } from './sync.js';
 
+const RESOLVED = Promise.resolve();
+
 export function splitSignal<T extends { signal?: AbortSignal }>(
   options: T | undefined,
 ): [Omit<T, 'signal'> | undefined, { signal?: AbortSignal }] {
@@ -203,13 +205,37 @@ export class ArrayProxy<T = number> extends BaseProxy {
 
 /** Proxy of a shared Lock, RLock, Semaphore or BoundedSemaphore (Python: `AcquirerProxy`). */
 export class AcquirerProxy extends BaseProxy {
+  // Acquisitions made through this proxy and not yet released through it.
+  #held = 0;
+
   /** Resolves true once acquired; false with `{ block: false }` or after `timeout` ms. */
-  acquire(options?: ProxyWaitOptions): Promise<boolean> {
+  async acquire(options?: ProxyWaitOptions): Promise<boolean> {
     const [rest, opts] = splitSignal(options);
-    return this._callmethod('acquire', rest === undefined ? [] : [rest], opts);
+    const ok = await this._callmethod<boolean>('acquire', rest === undefined ? [] : [rest], opts);
+    if (ok) this.#held++;
+    return ok;
   }
+
+  /**
+   * Release. Of a lock this proxy acquired, without waiting for the server (one message, no
+   * reply): the release reaches it before any later call of this process to the same manager.
+   * Should the server refuse it (another process released the lock meanwhile), the next call
+   * on this proxy rejects with that error instead of running. Otherwise a round trip, so that
+   * releasing what this proxy does not hold rejects here.
+   */
   release(): Promise<void> {
-    return this._callmethod('release');
+    return this._release([], 1);
+  }
+
+  /** @internal Release `n` (a Semaphore's argument, else 1) with `args`. */
+  protected _release(args: unknown[], n: number): Promise<void> {
+    if (Number.isInteger(n) && n > 0 && this.#held >= n && this._callUnanswered('release', args)) {
+      this.#held -= n;
+      return RESOLVED;
+    }
+    return this._callmethod<undefined>('release', args).then(() => {
+      this.#held = Math.max(0, this.#held - (Number.isInteger(n) && n > 0 ? n : 0));
+    });
   }
   /** Python's `with lock:` — acquire, run `fn`, release (also when it throws). */
   async withLock<T>(fn: () => T | Promise<T>, options?: ProxyWaitOptions): Promise<T> {
@@ -230,7 +256,7 @@ export class AcquirerProxy extends BaseProxy {
 /** Proxy of a shared Semaphore. */
 export class SemaphoreProxy extends AcquirerProxy {
   override release(n = 1): Promise<void> {
-    return this._callmethod('release', [n]);
+    return this._release([n], n);
   }
   getValue(): Promise<number> {
     return this._callmethod('getValue');

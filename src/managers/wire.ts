@@ -4,9 +4,13 @@
 // Protocol. One connection per process and manager address, multiplexed: every request is
 // `[reqId, op, ...]`, every reply `[reqId, status, value]`, serialized as JSON when they hold
 // only plain scalars (`encodeWire`), else by `dumps` (structured clone plus multiproc's types);
-// the messages written in one synchronous run share one frame (`Batcher`). Requests start in the order they arrive, so a client's calls
-// on one object run in the order it made them; a call that waits (a lock, a queue get) does not
-// hold up the others. Ops: call, create, getvalue, incref, decref, cancel, ping, debug, shutdown.
+// the messages written in one synchronous run share one frame (`Batcher`). Both ends handle a
+// message in the task that read it (`readMessages`): no Promise per message. Requests start in
+// the order they arrive, so a client's calls on one object run in the order it made them; a
+// call that waits (a lock, a queue get) does not hold up the others. Ops: call, create,
+// getvalue, incref, decref, cancel, ping, debug, shutdown. A request with id 0 gets no reply;
+// a `call` with id 0 (a lock proxy's release of a lock it holds) that fails answers, instead of
+// running, the next call on that object from the same connection.
 //
 // Security. Nothing received is ever run as code. Python's pickle can import and call anything
 // its peer names; multiproc's `loads` can rebuild an inline function from source text. Every
@@ -27,6 +31,7 @@ import { dumps, loads } from '../reduction/reduction.js';
 import { moduleOf, reduceFunction } from '../reduction/functions.js';
 import { toModuleUrl, trustModules, type ReceivePolicy } from '../reduction/policy.js';
 import { isFunctionOrClass, type FunctionOrClass } from '../util.js';
+import type { SocketConnection } from '../ipc/socket.js';
 
 // ---------------------------------------------------------------------------------------------
 // What a manager trusts.
@@ -240,6 +245,73 @@ export async function decodeWire(buf: Uint8Array, policy: ReceivePolicy): Promis
     const reqId = Array.isArray(root) && Number.isSafeInteger(root[0]) ? (root[0] as number) : undefined;
     throw new RefusedMessage(`refused: ${err.message}`, reqId);
   }
+}
+
+/**
+ * Read `conn`'s messages as they arrive and hand each, decoded under `policy`, to `onMessage`, in
+ * order and in the task that received it: the common (JSON) ones with no Promise or event-loop
+ * turn per message. A message needing an asynchronous decode holds the later ones back until
+ * it is done. A message refused by the policy is handed over as the RefusedMessage (when its
+ * request id was readable); anything else unreadable ends reading: `onEnd` gets the error, as it
+ * gets the connection's own end (EOFError, a frame over the size limit).
+ */
+export function readMessages(
+  conn: SocketConnection,
+  policy: ReceivePolicy,
+  onMessage: (msg: unknown) => void,
+  onEnd: (err: unknown) => void,
+): void {
+  let ended = false;
+  const end = (err: unknown): void => {
+    if (ended) return;
+    ended = true;
+    conn._pauseDelivery(true);
+    onEnd(err);
+  };
+  // Messages from `at` on; false when it stopped to wait for a decode (which then goes on).
+  const run = (parts: Uint8Array[], at: number): boolean => {
+    for (let i = at; i < parts.length && !ended; i++) {
+      const part = parts[i]!;
+      if (isJsonFrame(part)) {
+        let msg: unknown;
+        try {
+          msg = decodeJson(part);
+        } catch (err) {
+          end(err);
+          return true;
+        }
+        onMessage(msg);
+        continue;
+      }
+      conn._pauseDelivery(true);
+      decodeWire(part, policy)
+        .then(
+          (msg) => {
+            if (!ended) onMessage(msg);
+          },
+          (err: unknown) => {
+            if (err instanceof RefusedMessage && err.reqId !== undefined && err.reqId > 0) {
+              if (!ended) onMessage(err);
+            } else end(err);
+          },
+        )
+        .finally(() => {
+          if (!ended && run(parts, i + 1)) conn._pauseDelivery(false);
+        });
+      return false;
+    }
+    return true;
+  };
+  conn._deliver((frame) => {
+    let parts: Uint8Array[];
+    try {
+      parts = unbatch(frame);
+    } catch (err) {
+      end(err);
+      return;
+    }
+    run(parts, 0);
+  }, end);
 }
 
 /**
