@@ -25,14 +25,14 @@ before(async () => {
 const BROKEN = { name: 'BrokenBarrierError', code: 'ERR_MP_BROKEN_BARRIER' };
 
 describeBackends('Barrier', (ctx: BaseContext) => {
-  // CPython: 30 s. Short enough that a hang (see the todo below) fails in reasonable time.
+  // CPython: 30 s. Short enough that a hang fails in reasonable time.
   const defaultTimeout = 5_000;
   // CPython's setUp; no tearDown abort is needed, as no test leaves a party waiting.
   const newBarrier = (): Barrier => ctx.Barrier(N, null, defaultTimeout);
 
-  // Barrier waits on the Condition cells of shm/cells.ts, whose notify-all can be taken by
-  // a party that re-enters while the barrier drains: the parties it was meant for sleep on and
-  // the barrier breaks by timeout. Every test that passes the barrier twice in a row hits it.
+  // Barrier waits on the Condition cells of shm/cells.ts: a notify wakes exactly the parties
+  // waiting then, so a party that re-enters while the barrier drains cannot take their wake-up
+  // (the tests that pass the barrier twice in a row would break by timeout if it could).
 
   const counter = (): Semaphore => ctx.Semaphore(0);
   const len = (s: Semaphore): number => s.getValue();
