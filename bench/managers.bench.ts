@@ -253,6 +253,7 @@ const FIGURES: Figure[] = [
     params: (q) => ({ kind: 'dict', method, n: sizes(q).pairs, reps: sizes(q).reps }),
     anchor: 'cpython_fork_manager_dict_set_get',
     goal: { value: 50_000, text: '>= 50 k ops/s' },
+    ratioGoal: 2,
     note: `server on the ${method} backend`,
   })),
   {
@@ -269,6 +270,7 @@ const FIGURES: Figure[] = [
     better: 'higher',
     params: (q) => ({ kind: 'incr', method, n: sizes(q).incr, reps: sizes(q).reps }),
     anchor: 'cpython_fork_manager_lock_incr_2proc',
+    ratioGoal: 2,
     note: `children on the ${method} backend; 3 round trips and an unanswered release per incr (CPython: 4 round trips)`,
   })),
 ];
