@@ -9,6 +9,41 @@ import { callContext } from './server.js';
 // ---------------------------------------------------------------------------------------------
 // Waiting inside the server.
 
+/**
+ * Park a caller: `enter(wake)` registers it (and returns how to unregister it). Resolves true
+ * once `wake` runs, false at the deadline; rejects with AbortError when `signal` aborts.
+ */
+function parked(deadline: number, signal: AbortSignal, enter: (wake: () => void) => () => void): Promise<boolean> {
+  if (signal.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+  if (deadline <= performance.now()) return Promise.resolve(false);
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      leave();
+      if (timer) clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      reject(new AbortError(undefined, { cause: signal.reason }));
+    };
+    const leave = enter(() => {
+      done();
+      resolve(true);
+    });
+    if (deadline !== Infinity) {
+      timer = setTimeout(
+        () => {
+          done();
+          resolve(false);
+        },
+        Math.max(0, deadline - performance.now()),
+      );
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 export class WaitList {
   readonly #w = new Set<() => void>();
   wake(): void {
@@ -16,34 +51,9 @@ export class WaitList {
   }
   /** true when woken, false at the deadline; rejects with AbortError when `signal` aborts. */
   wait(deadline: number, signal: AbortSignal): Promise<boolean> {
-    if (signal.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
-    if (deadline <= performance.now()) return Promise.resolve(false);
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = (): void => {
-        this.#w.delete(wake);
-        if (timer) clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-      };
-      const wake = (): void => {
-        done();
-        resolve(true);
-      };
-      const onAbort = (): void => {
-        done();
-        reject(new AbortError(undefined, { cause: signal.reason }));
-      };
+    return parked(deadline, signal, (wake) => {
       this.#w.add(wake);
-      if (deadline !== Infinity) {
-        timer = setTimeout(
-          () => {
-            done();
-            resolve(false);
-          },
-          Math.max(0, deadline - performance.now()),
-        );
-      }
-      signal.addEventListener('abort', onAbort, { once: true });
+      return () => void this.#w.delete(wake);
     });
   }
 }
@@ -74,38 +84,13 @@ export class WaitQueue<T> {
   }
   /** true once `grant()` chose this waiter (the caller's state is set by then); false at the deadline; rejects with AbortError on abort. */
   wait(item: T, deadline: number, signal: AbortSignal): Promise<boolean> {
-    if (signal.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
-    if (deadline <= performance.now()) return Promise.resolve(false);
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const entry = {
-        item,
-        grant: (): void => {
-          done();
-          resolve(true);
-        },
-      };
-      const done = (): void => {
+    return parked(deadline, signal, (grant) => {
+      const entry = { item, grant };
+      this.#q.push(entry);
+      return () => {
         const i = this.#q.indexOf(entry);
         if (i >= 0) this.#q.splice(i, 1);
-        if (timer) clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
       };
-      const onAbort = (): void => {
-        done();
-        reject(new AbortError(undefined, { cause: signal.reason }));
-      };
-      this.#q.push(entry);
-      if (deadline !== Infinity) {
-        timer = setTimeout(
-          () => {
-            done();
-            resolve(false);
-          },
-          Math.max(0, deadline - performance.now()),
-        );
-      }
-      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
   /** The longest waiter, without taking it. */
