@@ -21,7 +21,8 @@ import { BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore } from './sy
 import { Pipe, type Connection } from './ipc/connection.js';
 import { SyncManager, type ManagerOptions } from './managers/managers.js';
 import { Pool, ThreadPool, type PoolOptions } from './pool/pool.js';
-import { JoinableQueue, Queue, SimpleQueue } from './ipc/queues.js';
+import { JoinableQueue, Queue } from './ipc/queues.js';
+import { SimpleQueue } from './ipc/simple_queue.js';
 import { RedisContext, type RedisContextOptions } from './redis/context.js';
 
 /** The API bound to one start method (Python: `SpawnContext`, ...). */

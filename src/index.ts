@@ -120,7 +120,8 @@ export {
   type ProgressBarOptions,
   type TaskTiming,
 } from './pool/pool.js';
-export { JoinableQueue, Queue, SimpleQueue } from './ipc/queues.js';
+export { JoinableQueue, Queue } from './ipc/queues.js';
+export { SimpleQueue } from './ipc/simple_queue.js';
 // Without the addon, queues sent to other processes are served by this one.
 import './ipc/queue_relay.js';
 export {

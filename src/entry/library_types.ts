@@ -30,7 +30,7 @@ const MODULES: Readonly<Record<string, () => unknown>> = {
       ? (require('../ipc/queue_relay.js') as unknown)
       : (require('../ipc/queues.js') as unknown),
   'multiproc.ServedQueue': () => require('../ipc/queue_relay.js') as unknown,
-  'multiproc.SimpleQueue': () => require('../ipc/queues.js') as unknown,
+  'multiproc.SimpleQueue': () => require('../ipc/simple_queue.js') as unknown,
   'multiproc.RedisQueue': () => require('../redis/queues.js') as unknown,
   'multiproc.RedisLock': () => require('../redis/synchronize.js') as unknown,
   'multiproc.RedisEvent': () => require('../redis/synchronize.js') as unknown,
