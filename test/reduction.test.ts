@@ -6,7 +6,7 @@ import { before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { InvalidArgumentError, NotTransferableError, registerType, RemoteTraceback, TimeoutError } from '../src/index.js';
-import { dumps, loads } from '../src/reduction/reduction.js';
+import { dumps, loads, loadsSync } from '../src/reduction/reduction.js';
 import { capturedIdentifiers, reduceFunction } from '../src/reduction/functions.js';
 import { exportPositions, findLoadedExport } from '../src/reduction/whichmodule.js';
 import type { FunctionOrClass } from '../src/util.js';
@@ -36,6 +36,24 @@ describe('reduction', () => {
     assert.deepEqual(r.a, [1, 'x', null, true, 2n]);
     assert.equal((r.m as Map<string, unknown>).get('k'), [...(r.set as Set<unknown>)][0]);
     assert.ok(r.buf instanceof Float64Array);
+  });
+
+  test('numbers and other primitives cross exactly on their one-tag path, synchronously too, from any offset', async () => {
+    const odd = [0, -0, NaN, Infinity, -Infinity, Number.MIN_VALUE, -Number.MAX_VALUE, 2 ** 53 + 2, 0.1 + 0.2, -1e-310, 1 / 3];
+    const values: unknown[] = [...odd, 'short', '', true, false, null, undefined];
+    for (const v of values) {
+      const bytes = dumps(v);
+      assert.notEqual(bytes[0], 0xff, `${String(v)} takes the one-tag path`);
+      // A message read out of a ring is a view at some offset of a larger buffer.
+      const shifted = new Uint8Array(bytes.length + 5).subarray(3, 3 + bytes.length);
+      shifted.set(bytes);
+      assert.ok(Object.is(await loads(shifted), v), `${String(v)} crosses exactly`);
+      assert.ok(Object.is(loadsSync(shifted)?.value, v));
+    }
+    // Each number is read on its own: no value bleeds into the next.
+    const back = await Promise.all(odd.map((v) => loads(dumps(v))));
+    back.forEach((v, i) => assert.ok(Object.is(v, odd[i])));
+    assert.throws(() => loadsSync(dumps(1).subarray(0, 8)), { code: 'ERR_MP_BAD_MESSAGE' });
   });
 
   test("bytes cross as their own class, only the view's bytes, copied; other views and empty ones go through V8", async () => {

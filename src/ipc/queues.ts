@@ -274,10 +274,23 @@ export class Queue<T = unknown> {
    * Take the next item, waiting for one (Python: `get`). With `{ block: false }`, or when
    * `timeout` ms pass first, rejects with `Empty`.
    */
-  async get(options?: WaitOptions): Promise<T> {
-    this.#check();
-    const o = waitOptions(options, 'get');
-    return (await loads(await this._getMessage(o.deadline, o.signal))) as T;
+  get(options?: WaitOptions): Promise<T> {
+    try {
+      this.#check();
+      const o = waitOptions(options, 'get');
+      // An item there now is taken and decoded without a Promise per step: most of a get()'s
+      // cost when the consumer is behind.
+      const now = this.#pushback === undefined && !o.signal?.aborted ? this.#takeNow() : null;
+      if (now === null) return this.#getWaiting(o.deadline, o.signal);
+      const got = loadsSync(now);
+      return got ? Promise.resolve(got.value as T) : (loads(now) as Promise<T>);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  async #getWaiting(deadline: Deadline, signal: AbortSignal | undefined): Promise<T> {
+    return (await loads(await this._getMessage(deadline, signal))) as T;
   }
 
   /** @internal get() without decoding the item. */
@@ -366,23 +379,28 @@ export class Queue<T = unknown> {
     const back = this.#pushback;
     this.#pushback = undefined;
     if (back) return back;
-    if (!mutexTryLock(this.#c, RLOCK)) throw new Empty();
-    let msg: Uint8Array | null;
+    if (this.#ring.hasPartialRead()) throw new Empty('a large item was cut short by a consumer that died: use await queue.get()');
+    const msg = this.#takeNow();
+    if (!msg) throw new Empty();
+    return msg;
+  }
+
+  // The next message if it is whole in the ring and the reader lock is free now; null otherwise.
+  #takeNow(): Uint8Array | null {
+    if (!mutexTryLock(this.#c, RLOCK)) return null;
     try {
       this.#settleJournal();
-      // The rest of a large message whose reader died must be skipped first: get() does it.
-      if (this.#ring.hasPartialRead()) throw new Empty('a large item was cut short by a consumer that died: use await queue.get()');
+      // The rest of a large message whose reader died must be skipped first: only get() can.
+      if (this.#ring.hasPartialRead()) return null;
       this.#openJournal();
       try {
-        msg = this.#ring.tryRead();
+        return this.#ring.tryRead();
       } finally {
         this.#settleJournal();
       }
     } finally {
       mutexUnlock(this.#c, RLOCK);
     }
-    if (!msg) throw new Empty();
-    return msg;
   }
 
   /** Items put and not yet taken, by every process (Python: `qsize`). */

@@ -166,6 +166,9 @@ function dumpsPrimitive(v: unknown): Buffer | undefined {
   }
 }
 
+const NUMBER_BYTES = new Uint8Array(8);
+const NUMBER_VIEW = new DataView(NUMBER_BYTES.buffer);
+
 function loadsPrimitive(buf: Uint8Array): unknown {
   const tag = buf[0];
   // Each form has one length (a string: any); anything else did not come from dumps().
@@ -173,7 +176,10 @@ function loadsPrimitive(buf: Uint8Array): unknown {
   if (fits) {
     switch (tag) {
       case P_NUMBER:
-        return Buffer.from(buf.buffer, buf.byteOffset, buf.length).readDoubleLE(1);
+        // Through a scratch view: a Buffer or DataView over the message per number cost more
+        // than the rest of a queue's get().
+        for (let i = 0; i < 8; i++) NUMBER_BYTES[i] = buf[i + 1]!;
+        return NUMBER_VIEW.getFloat64(0, true);
       case P_STRING:
         return Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('utf8', 1);
       case P_TRUE:
