@@ -13,6 +13,11 @@ const files = readdirSync('build/test')
   .filter((f) => f.endsWith('.test.js'))
   .filter((f) => filter.length === 0 || filter.some((x) => f.includes(x)))
   .map((f) => `build/test/${f}`);
+// (With no file, node --test would run every test it finds.)
+if (files.length === 0) {
+  console.error(`no test file in build/test matches ${filter.join(' or ')}`);
+  process.exit(2);
+}
 const tag = `t${randomBytes(5).toString('hex')}`;
 const ours = () => (existsSync('/dev/shm') ? readdirSync('/dev/shm').filter((n) => n.endsWith(`-${tag}`)) : []);
 // A test that hangs fails after 3 minutes (the longest takes well under one) instead of stalling the run.

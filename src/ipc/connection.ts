@@ -225,8 +225,10 @@ class PipeConnection extends Connection {
   readonly #duplex: boolean;
   #closed = false;
   readonly #release: () => void;
-  /** The waits of pending recv()/poll() calls, which close() ends. */
-  readonly #waits = new Set<AbortController>();
+  /** Aborted by close(): ends the waits of pending recv()/poll() calls. */
+  readonly #closer = new AbortController();
+  /** How many recv()/poll() waits are pending. */
+  #waits = 0;
 
   constructor(seg: Segment, role: 0 | 1, duplex: boolean, init: boolean, reserved = false) {
     super();
@@ -296,21 +298,35 @@ class PipeConnection extends Connection {
 
   async #waiting<T>(wait: (signal: AbortSignal) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
     if (this.#closed) throw closedWhileWaiting();
-    const stop = new AbortController();
-    const onAbort = (): void => stop.abort(signal!.reason);
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener('abort', onAbort, { once: true });
-    this.#waits.add(stop);
+    // One signal for every wait of this end (a controller per recv() cost a microsecond or two
+    // of a round trip); one of its own, linked to both, only for a wait with the caller's signal.
+    const closer = this.#closer.signal;
+    let stop = closer;
+    let unlink: (() => void) | undefined;
+    if (signal) {
+      const own = new AbortController();
+      const onAbort = (): void => own.abort(signal.reason);
+      const onClose = (): void => own.abort();
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      closer.addEventListener('abort', onClose, { once: true });
+      unlink = () => {
+        signal.removeEventListener('abort', onAbort);
+        closer.removeEventListener('abort', onClose);
+      };
+      stop = own.signal;
+    }
+    this.#waits++;
     try {
-      return await wait(stop.signal);
+      return await wait(stop);
     } catch (err) {
       // (Read again: close() may have run while this waited.)
       if (this.#isClosed()) throw closedWhileWaiting();
       throw err;
     } finally {
-      signal?.removeEventListener('abort', onAbort);
-      this.#waits.delete(stop);
-      if (this.#waits.size === 0 && this.#isClosed()) this.#seg.close();
+      unlink?.();
+      this.#waits--;
+      if (this.#waits === 0 && this.#isClosed()) this.#seg.close();
     }
   }
   /** @internal A message if one arrives within `timeoutMs`, blocking this thread meanwhile (see Ring.readBlocking). */
@@ -327,7 +343,7 @@ class PipeConnection extends Connection {
     this.#closed = true;
     ends.unregister(this);
     this.#release();
-    if (this.#waits.size > 0) for (const w of this.#waits) w.abort();
+    if (this.#waits > 0) this.#closer.abort();
     else this.#seg.close();
   }
 
