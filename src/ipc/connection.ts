@@ -9,7 +9,7 @@ import { emulated } from '../shm/native.js';
 import { BASE, forThisProcess, KIND, Segment, sendingToAnotherProcess } from '../shm/segment.js';
 import { crossProcessError } from '../shm/native.js';
 import { AbortError, BufferTooShort, InvalidArgumentError, ProcessError } from '../errors.js';
-import { dumps, loads, registerType } from '../reduction/reduction.js';
+import { dumps, loads, loadsSync, registerType } from '../reduction/reduction.js';
 import { TRUST_ALL, type ReceivePolicy } from '../reduction/policy.js';
 import { deadlineOf, registerExitTask } from '../util.js';
 
@@ -22,6 +22,8 @@ const RESOLVED = Promise.resolve();
  */
 export abstract class Connection {
   #reading: Promise<unknown> = Promise.resolve();
+  // Reads queued on #reading and not yet done: a read that could answer at once must not pass them.
+  #readsPending = 0;
   #writing: Promise<unknown> = Promise.resolve();
   #pendingWrites = 0;
 
@@ -35,8 +37,12 @@ export abstract class Connection {
   protected abstract _tryWrite(msg: Uint8Array): boolean;
   /** @internal Write one message, waiting for room. */
   protected abstract _write(msg: Uint8Array): Promise<void>;
-  /** @internal Read one message; null at the deadline. */
-  protected abstract _read(deadline: number, signal?: AbortSignal): Promise<Uint8Array | null>;
+  /** @internal Read one message; null at the deadline. `spun`: _readNow() just polled for it. */
+  protected abstract _read(deadline: number, signal?: AbortSignal, spun?: boolean): Promise<Uint8Array | null>;
+  /** @internal The next message if it is there now or within a short poll; null otherwise (the default: never). */
+  protected _readNow(): Uint8Array | null {
+    return null;
+  }
   /** @internal Whether a message is there, waiting up to `timeoutMs`. */
   protected abstract _poll(timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean>;
   /** @internal Release the transport. */
@@ -108,8 +114,25 @@ export abstract class Connection {
    * @throws UntrustedMessageError (socket connections) when the message names a function, class
    *   or library object the connection's `trust` option does not allow; nothing of it is rebuilt.
    */
-  async recv(): Promise<unknown> {
-    return loads(await this.#readOne(), this._receivePolicy());
+  recv(): Promise<unknown> {
+    const policy = this._receivePolicy();
+    let m: Uint8Array | null;
+    try {
+      m = this.#readNow();
+      // A message there now is decoded without a Promise per step (a pipe's peer may name
+      // anything, so the synchronous decoding is only for that policy).
+      const got = m && policy === TRUST_ALL ? loadsSync(m) : undefined;
+      if (got) return Promise.resolve(got.value);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    return m ? loads(m, policy) : this.#readOne(true).then((msg) => loads(msg, policy));
+  }
+
+  // With no read pending: the next message if it is there now (or within the short poll).
+  #readNow(): Uint8Array | null {
+    this.#check('read');
+    return this.#readsPending === 0 ? this._readNow() : null;
   }
 
   /** @internal What a received message may name: everything, for a pipe (its peer is this program). */
@@ -125,7 +148,7 @@ export abstract class Connection {
   async recvBytes(maxlength?: number): Promise<Buffer> {
     if (maxlength !== undefined && (!Number.isInteger(maxlength) || maxlength < 0))
       throw new InvalidArgumentError('recvBytes(maxlength): maxlength must be an integer >= 0');
-    const m = await this.#readOne();
+    const m = this.#readNow() ?? (await this.#readOne(true));
     if (maxlength !== undefined && m.length > maxlength)
       throw new BufferTooShort(`message of ${m.length} bytes is longer than maxlength ${maxlength}`, { data: m });
     return Buffer.from(m.buffer, m.byteOffset, m.length);
@@ -147,9 +170,16 @@ export abstract class Connection {
     return m.length;
   }
 
-  #readOne(): Promise<Uint8Array> {
+  #readOne(spun = false): Promise<Uint8Array> {
     this.#check('read');
-    const p = this.#reading.then(async () => (await this._read(Infinity)) as Uint8Array);
+    this.#readsPending++;
+    const p = this.#reading.then(async () => {
+      try {
+        return (await this._read(Infinity, undefined, spun)) as Uint8Array;
+      } finally {
+        this.#readsPending--;
+      }
+    });
     this.#reading = p.catch(() => undefined);
     return p;
   }
@@ -283,8 +313,12 @@ class PipeConnection extends Connection {
   protected _write(msg: Uint8Array): Promise<void> {
     return this.#out!.write(msg);
   }
-  protected _read(deadline: number, signal?: AbortSignal): Promise<Uint8Array | null> {
-    return this.#waiting((s) => this.#in!.read(deadline, s), signal);
+  protected _read(deadline: number, signal?: AbortSignal, spun?: boolean): Promise<Uint8Array | null> {
+    return this.#waiting((s) => this.#in!.read(deadline, s, spun), signal);
+  }
+  protected override _readNow(): Uint8Array | null {
+    if (this.#closed || !this.#in) return null;
+    return this.#in.tryReadSpinning();
   }
   protected _poll(timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
     return this.#waiting((s) => this.#in!.poll(timeoutMs, s), signal);

@@ -287,7 +287,7 @@ export class Ring {
    * Read one message, waiting until one is there (or `deadline`: then null).
    * @throws EOFError when the ring is empty and every writer has closed or died.
    */
-  async read(deadline: Deadline = Infinity, signal?: AbortSignal): Promise<Uint8Array | null> {
+  async read(deadline: Deadline = Infinity, signal?: AbortSignal, spun = false): Promise<Uint8Array | null> {
     if (Atomics.load(this.#c, this.#b + PARTIAL_R) > 0) await this.#skipDeadReader();
     for (;;) {
       const m = this.tryRead();
@@ -301,8 +301,20 @@ export class Ring {
         need = 4 + len + ((4 - (len & 3)) & 3);
         if (need > this.#cap) return this.#readStreamed(len);
       }
-      if (!(await this.#waitData(deadline, signal, need))) return null;
+      if (!(await this.#waitData(deadline, signal, need, spun))) return null;
+      spun = false;
     }
+  }
+
+  /**
+   * tryRead(), and if nothing is there, the same after polling for a message as a wait would
+   * first (read() may then be told it `spun`). For a caller that can answer at once when the
+   * peer replies within microseconds.
+   */
+  tryReadSpinning(): Uint8Array | null {
+    const m = this.tryRead();
+    if (m || this.used() >= 4 || !spin(() => this.used() >= 4)) return m;
+    return this.tryRead();
   }
 
   /**
@@ -379,8 +391,8 @@ export class Ring {
   }
 
   /** Resolve true when data may be there, false at the deadline. @throws EOFError at the end. */
-  async #waitData(deadline: Deadline, signal?: AbortSignal, need = 4): Promise<boolean> {
-    if (spin(() => this.used() >= need)) return true;
+  async #waitData(deadline: Deadline, signal?: AbortSignal, need = 4, spun = false): Promise<boolean> {
+    if (!spun && spin(() => this.used() >= need)) return true;
     // Whether a writer that holds the end is alive is a /proc read per holder (~10 µs, as much
     // as the rest of a round trip): it is asked before an asynchronous wait, not before the
     // short blocking one, where most answers arrive. A writer that closed is seen at once.
