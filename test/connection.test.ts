@@ -241,6 +241,49 @@ describeBackends('Connection', (ctx, method) => {
     a.close();
   });
 
+  test('receives keep their order whether the message is there, arrives while polling or after a wait; errors reject', async () => {
+    const [a, b] = ctx.Pipe();
+    const p = start(ctx, t.echo, [b]);
+    b.close();
+    // Receives asked for before anything was sent wait in line; one asked for later must not
+    // pass them even though its message is there by then.
+    const early = [a.recv(), a.recvBytes(), a.recv()];
+    await a.send('one');
+    await a.sendBytes(bytes('two'));
+    await a.send({ three: 3 });
+    await a.send(4);
+    assert.deepEqual(await Promise.all(early), ['one', bytes('two'), { three: 3 }]);
+    assert.equal(await a.recv(), 4);
+    // A receive waiting when its message lands, and one asked for before the first has woken:
+    // the second finds both messages there and must still take the second. (This thread blocks
+    // while the child echoes, so the first cannot wake in between; if the echo is slower than
+    // that, both simply wait in line.)
+    const r1 = a.recv();
+    void a.send('x');
+    void a.send('y');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+    const r2 = a.recv();
+    assert.deepEqual(await Promise.all([r1, r2]), ['x', 'y']);
+    // Messages already there, taken by receives started in the same turn.
+    for (let i = 0; i < 50; i++) await a.send(i);
+    await a.send('last');
+    const got = await Promise.all([...Array.from({ length: 50 }, () => a.recv()), a.recv()]);
+    assert.deepEqual(got, [...Array.from({ length: 50 }, (_, i) => i), 'last']);
+    // Ping-pong, where the answer mostly arrives while recv() polls for it.
+    for (let i = 0; i < 300; i++) {
+      await a.send(i);
+      assert.equal(await a.recv(), i);
+    }
+    await a.sendBytes(t.SENTINEL);
+    await joinAll([p]);
+    a.close();
+    // A closed end rejects (never throws synchronously) from every receive.
+    const after = a.recv();
+    assert.ok(after instanceof Promise);
+    await assert.rejects(after, CLOSED);
+    await assert.rejects(a.recvBytes(), CLOSED);
+  });
+
   // -------------------------------------------------------------------------------------------
   // EOF and broken pipe
 
