@@ -55,6 +55,8 @@ const scenario = (name: string, method: string): Promise<ScenarioResult> => runS
 // _TestQueue
 
 describeBackends('Queue', (ctx, method) => {
+  // Without the addon a queue sent to a spawn child is served by this process (queue_relay.ts).
+  const served = emulated() && method !== 'thread' ? 'the queue is served by the parent (no addon)' : false;
   // Without the addon (noaddon_spawn_selection.test.ts) an Event cannot reach a spawn child.
   const eventsCross = emulated() && method !== 'thread' ? 'needs an Event shared with a spawn child (native addon)' : false;
   test('test_put: a bounded queue fills up; Full at once or after the timeout; a child empties it', { skip: eventsCross }, async () => {
@@ -367,6 +369,27 @@ describeBackends('Queue', (ctx, method) => {
     await joinAll([c]);
   });
 
+  test('a producer awaiting each put() feeds the ring while it runs, not only after its loop', { skip: served }, async () => {
+    // 2 KiB items: the ring holds about 2 000. Items that find no room wait in this process, and
+    // only the event loop lets its feeder write them; once 1 MiB waits, put() resolves a turn
+    // later, so the consumer gets more than the ring holds before this loop ends. (Without that,
+    // the loop would run to its bound with the consumer stopped at the ring's worth.)
+    const q = ctx.Queue<Uint8Array | null>();
+    const report = ctx.Queue<{ n: number; bytes: number }>();
+    const p = start(ctx, t.drainBytes, [q, report]);
+    const item = new Uint8Array(2048).fill(7);
+    let puts = 0;
+    while (puts < 30_000 && puts - q.qsize() < 3_000) {
+      await q.put(item);
+      puts++;
+    }
+    const taken = puts - q.qsize();
+    await q.put(null);
+    assert.deepEqual(await report.get({ timeout: 30_000 }), { n: puts, bytes: puts * 2048 });
+    await joinAll([p]);
+    assert.ok(puts < 30_000, `the consumer had taken ${taken} items after ${puts} puts`);
+  });
+
   test('items put just before a child returns are flushed before it exits', async () => {
     // 64 items of 256 KiB: four times what the ring holds, so most wait in the child's feeder.
     const q = ctx.Queue<{ i: number; item: Uint8Array }>();
@@ -385,7 +408,6 @@ describeBackends('Queue', (ctx, method) => {
 
   // A served queue's puts leave the child in the background (from the next turn of its event loop):
   // with cancelJoinThread() none may have left when it exits, and it holds no lock to recover.
-  const served = emulated() && method !== 'thread' ? 'the queue is served by the parent (no addon)' : false;
   test('cancelJoinThread() lets a child exit with items still in its feeder; the queue still works', { skip: served }, async () => {
     // In a process of its own: when the writer lock is not given back, the put() below waits for good.
     const r = await scenario('cancel-join', method);

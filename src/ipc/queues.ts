@@ -72,6 +72,14 @@ const DATA_OFFSET = Math.ceil(((RING + RING_HEADER_CELLS) * 4) / 64) * 64;
 // Items bigger than this stream through the ring in chunks.
 const CAPACITY = 4 << 20;
 
+/** Resolves on the next turn of the event loop (after its I/O). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+// Bytes waiting in a process for room in the ring past which put() resolves a turn later.
+const BACKLOG_BYTES = 1 << 20;
+
 // Feeders of this process, flushed before it exits.
 const feeders = new Set<Queue>();
 registerExitTask(async () => {
@@ -114,6 +122,7 @@ export class Queue<T = unknown> {
   readonly #ring: Ring;
   // The local feeder: serialized items waiting for the writer lock and room in the ring.
   readonly #buffer: Uint8Array[] = [];
+  #buffered = 0; // bytes in #buffer
   #flushing: Promise<void> | undefined;
   #closed = false;
   /** Whether this process put anything on it (its feeder started, in CPython's terms). */
@@ -167,7 +176,11 @@ export class Queue<T = unknown> {
   _putMessage(msg: Uint8Array, block: boolean, deadline: Deadline, signal: AbortSignal | undefined): Promise<void> {
     if (this.#reserve()) {
       this.#enqueue(msg);
-      return Promise.resolve();
+      // Items wait here for room in the ring, and only a turn of the event loop lets the feeder
+      // write them as the consumer makes room. Without one, a producer awaiting each put() in a
+      // loop holds all it puts in memory until its loop ends: fresh pages, which cost more to
+      // fault in than the copy (a 64 KiB item: 3-4x). The turn never waits for the consumer.
+      return this.#buffered > BACKLOG_BYTES ? nextTurn() : Promise.resolve();
     }
     if (!block) return Promise.reject(new Full());
     return this.#waitPlace(deadline, signal).then((ok) => {
@@ -246,6 +259,7 @@ export class Queue<T = unknown> {
       if (done) return;
     }
     this.#buffer.push(msg);
+    this.#buffered += msg.length;
     this.#flushing ??= this.#feed();
   }
 
@@ -258,7 +272,7 @@ export class Queue<T = unknown> {
           // Write as many as are waiting while we hold the lock.
           while (this.#buffer.length) {
             await this.#ring.write(this.#buffer[0]!);
-            this.#buffer.shift();
+            this.#buffered -= this.#buffer.shift()!.length;
           }
         } finally {
           mutexUnlock(this.#c, WLOCK);
