@@ -49,8 +49,11 @@ if (preload !== undefined) {
   preloaded = preloadModules(JSON.parse(preload) as string[]).then(
     () => {
       process.send?.({ type: 'ready' });
-      // eslint-disable-next-line @typescript-eslint/no-require-imports -- only in a forkserver child left standing
-      if (!handed) more = setTimeout(() => void require('../managers/managers.js'), STANDING_MS).unref();
+      if (!handed)
+        more = setTimeout(() => {
+          require('../managers/managers.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- only in a forkserver child left standing
+          if (!handed) process.send?.({ type: 'idle' });
+        }, STANDING_MS).unref();
       return undefined;
     },
     (err: unknown) => {

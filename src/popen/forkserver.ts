@@ -36,6 +36,8 @@ let wanted = FIXED ?? 2;
 interface Warm {
   child: ChildProcess;
   ready: boolean;
+  /** Done with all it loads while standing (a pool worker's modules, then a manager's): a hand-over finds it idle. */
+  idle: boolean;
   /** Ended before it was handed over (or was killed standing). */
   gone: boolean;
   /** Run once, when the child has preloaded (or has ended). */
@@ -77,7 +79,7 @@ function boot(): Warm {
   // A standing child never keeps this process alive, and ends when this process does.
   child.unref();
   child.channel?.unref();
-  const w: Warm = { child, ready: false, gone: false, onReady: [] };
+  const w: Warm = { child, ready: false, idle: false, gone: false, onReady: [] };
   const settle = (): void => {
     for (const f of w.onReady.splice(0)) f();
   };
@@ -85,6 +87,10 @@ function boot(): Warm {
     if (m.type === 'ready') {
       w.ready = true;
       settle();
+      checkWaiters();
+    } else if (m.type === 'idle') {
+      w.idle = true;
+      checkWaiters();
     } else if (m.type === 'preload-failed') {
       preloadFailure = m.message ?? 'unknown error';
       // Standing, it would never run anything: end it (one already handed over reports and exits).
@@ -92,12 +98,15 @@ function boot(): Warm {
         drop(w);
         w.child.kill('SIGKILL');
       }
+      checkWaiters();
     }
   });
   const end = (): void => {
     w.gone = true;
     drop(w);
     settle();
+    // Someone waits for the standing set to be full: replace the one that ended.
+    if (waiters.length > 0) afterStarts();
   };
   child.once('exit', end);
   child.once('error', end);
@@ -155,8 +164,46 @@ export function prestart(): void {
 }
 
 /** @internal The children standing ready (booted or booting): their pids, and whether each has preloaded. */
-export function standingChildren(): { pid: number; ready: boolean }[] {
-  return standing.map((w) => ({ pid: w.child.pid ?? -1, ready: w.ready }));
+export function standingChildren(): { pid: number; ready: boolean; idle: boolean }[] {
+  return standing.map((w) => ({ pid: w.child.pid ?? -1, ready: w.ready, idle: w.idle }));
+}
+
+interface Waiter {
+  n: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+const waiters: Waiter[] = [];
+
+function preloadError(): ProcessError {
+  return new ProcessError(
+    `the forkserver's children could not load their preload modules (fix the module, or change the list with setForkserverPreload()): ${preloadFailure}`,
+    { code: 'ERR_MP_FORKSERVER_PRELOAD' },
+  );
+}
+
+function checkWaiters(): void {
+  const idle = standing.filter((w) => w.idle).length;
+  for (const x of waiters.slice()) {
+    if (preloadFailure === undefined && idle < Math.min(x.n, wanted)) continue;
+    waiters.splice(waiters.indexOf(x), 1);
+    if (preloadFailure === undefined) x.resolve();
+    else x.reject(preloadError());
+  }
+}
+
+/**
+ * @internal Resolves once `n` children (at most as many as are kept) stand booted and idle, so
+ * that the next starts are hand-overs only (benchmarks, tests). Boots what is missing.
+ * @throws ProcessError ERR_MP_FORKSERVER_PRELOAD (rejects) when a preload module failed to load.
+ */
+export function standingIdle(n: number = wanted): Promise<void> {
+  // The standing children keep nothing alive: the wait itself does, until it ends.
+  const keep = setInterval(() => undefined, 1 << 30);
+  const p = new Promise<void>((resolve, reject) => waiters.push({ n, resolve, reject })).finally(() => clearInterval(keep));
+  if (process.argv[1] !== SPAWN_MAIN && isMainThread) afterStarts();
+  checkWaiters();
+  return p;
 }
 
 /** The standing child to hand over: one that has preloaded, else the one booting longest. */
@@ -170,12 +217,7 @@ function takeStanding(): Warm | undefined {
  * @throws ProcessError ERR_MP_FORKSERVER_PRELOAD when a preload module failed to load.
  */
 export function startForkserver(payload: Uint8Array, config: ChildConfig): Popen {
-  if (preloadFailure !== undefined) {
-    throw new ProcessError(
-      `the forkserver's children could not load their preload modules (fix the module, or change the list with setForkserverPreload()): ${preloadFailure}`,
-      { code: 'ERR_MP_FORKSERVER_PRELOAD' },
-    );
-  }
+  if (preloadFailure !== undefined) throw preloadError();
   const fd = trackerFd();
   const w = takeStanding() ?? boot();
   burst++;
