@@ -49,6 +49,23 @@ describe('forkserver standing children', () => {
     assert.equal(standingChildren().length, 2);
   });
 
+  test('a child left standing has also loaded what a manager server and a pipe load first', async () => {
+    setForkserverPreload([]);
+    await standingIdle(2);
+    const pool = ctx.Pool(1);
+    try {
+      // Nothing a pool worker runs loads node:cluster: the child loaded it while standing.
+      assert.deepEqual(await pool.apply(t.loadedBuiltins, [['cluster', 'worker_threads', 'perf_hooks']]), [
+        'cluster',
+        'worker_threads',
+        'perf_hooks',
+      ]);
+    } finally {
+      pool.terminate();
+      await pool.join();
+    }
+  });
+
   test('a Pool(4) started while the standing children boot gets 4 workers running at once; the standing set grows to the burst', async () => {
     setForkserverPreload([]);
     warmUp();
