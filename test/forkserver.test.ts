@@ -6,7 +6,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { getContext, ProcessError, setForkserverPreload } from '../src/index.js';
-import { standingChildren } from '../src/popen/forkserver.js';
+import { standingChildren, standingIdle } from '../src/popen/forkserver.js';
 import { pidAlive } from '../src/platform.js';
 import { assertNoLeftovers, fixture, runNode, waitGone } from './helpers.js';
 
@@ -30,9 +30,28 @@ describe('forkserver', () => {
     assert.equal(p.exitcode, 0);
     assert.notEqual(p.pid, process.pid);
     // After a start, the standing set is booted again in the background.
-    const end = Date.now() + 30_000;
-    while (standingChildren().filter((c) => c.ready).length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(standingChildren().filter((c) => c.ready).length, 2);
+    await standingIdle();
+    const now = standingChildren();
+    assert.equal(now.length, 2);
+    assert.ok(now.every((c) => c.ready && c.idle && pidAlive(c.pid)));
+  });
+
+  test('standingIdle(): resolves once the children stand booted and idle (a start then hands one over), rejects when the preload fails', async () => {
+    setForkserverPreload([]);
+    await standingIdle(2);
+    const [first] = standingChildren();
+    const p = new ctx.Process({ target: t.noop });
+    p.start();
+    // The child handed over is one that stood ready, not a new one.
+    assert.equal(p.pid, first!.pid);
+    await p.join();
+    assert.equal(p.exitcode, 0);
+    setForkserverPreload([fixture('forkserver_bad_preload.mjs')]);
+    try {
+      await assert.rejects(standingIdle(), (e: ProcessError) => e.code === 'ERR_MP_FORKSERVER_PRELOAD');
+    } finally {
+      setForkserverPreload([]);
+    }
   });
 
   test('preload: the modules are loaded before the child is handed its target', async () => {

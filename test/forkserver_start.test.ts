@@ -5,7 +5,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { getContext, setForkserverPreload, WorkerDiedError } from '../src/index.js';
-import { standingChildren, warmUp } from '../src/popen/forkserver.js';
+import { standingChildren, standingIdle, warmUp } from '../src/popen/forkserver.js';
 import { cpuCount } from '../src/platform.js';
 import { assertNoLeftovers, fixture, runNode } from './helpers.js';
 
@@ -31,6 +31,39 @@ describe('forkserver standing children', () => {
     await p.join();
     assert.equal(p.exitcode, 0);
     while (standingChildren().filter((c) => c.ready).length < 2) await new Promise((r) => setTimeout(r, 20));
+  });
+
+  test('replacements wait while a child handed over ready is still under way, and boot once it has exited', async () => {
+    setForkserverPreload([]);
+    await standingIdle(2);
+    const go = ctx.Event();
+    const p = new ctx.Process({ target: t.untilSet, args: [go] });
+    p.start();
+    // The turn after start() is when replacements would boot: the child runs, none boots beside it.
+    await new Promise((r) => setImmediate(r));
+    assert.equal(standingChildren().length, 1);
+    go.set();
+    await p.join();
+    assert.equal(p.exitcode, 0);
+    await standingIdle(2);
+    assert.equal(standingChildren().length, 2);
+  });
+
+  test('a child left standing has also loaded what a manager server and a pipe load first', async () => {
+    setForkserverPreload([]);
+    await standingIdle(2);
+    const pool = ctx.Pool(1);
+    try {
+      // Nothing a pool worker runs loads node:cluster: the child loaded it while standing.
+      assert.deepEqual(await pool.apply(t.loadedBuiltins, [['cluster', 'worker_threads', 'perf_hooks']]), [
+        'cluster',
+        'worker_threads',
+        'perf_hooks',
+      ]);
+    } finally {
+      pool.terminate();
+      await pool.join();
+    }
   });
 
   test('a Pool(4) started while the standing children boot gets 4 workers running at once; the standing set grows to the burst', async () => {

@@ -23,6 +23,24 @@ setLibraryTypeLoader(loadLibraryType);
 /** How long a forkserver child stands unused before it loads more of the library. */
 const STANDING_MS = 50;
 
+/* eslint-disable @typescript-eslint/no-require-imports -- only in a forkserver child left standing */
+/**
+ * What a forkserver child left standing loads: a manager's server, then what the server's first
+ * moments would load (~8 ms): node:cluster (net's listen() loads it), and OpenSSL's random
+ * source and HMAC (the handshake of the first connection).
+ */
+const MORE: (() => void)[] = [
+  () => {
+    require('../managers/managers.js');
+  },
+  () => {
+    require('node:cluster');
+    const crypto = require('node:crypto') as typeof import('node:crypto');
+    crypto.createHmac('sha256', crypto.randomBytes(32)).update('').digest();
+  },
+];
+/* eslint-enable @typescript-eslint/no-require-imports */
+
 // A child booted ahead of time by the forkserver start method (see popen/forkserver.ts) gets
 // the modules to load first in its environment; it then waits, as any child, for its start.
 const preload = process.env.MULTIPROC_FORKSERVER_PRELOAD;
@@ -36,6 +54,16 @@ if (preload !== undefined) {
   // Manager() on the forkserver starts as fast as a pool; a child handed over at once does not.
   let more: NodeJS.Timeout | undefined;
   let handed = false;
+  // One step a turn: a start message that comes meanwhile waits for one step at most.
+  const loadMore = (step: number): void => {
+    if (handed) return;
+    if (step >= MORE.length) {
+      process.send?.({ type: 'idle' });
+      return;
+    }
+    MORE[step]!();
+    setImmediate(() => loadMore(step + 1));
+  };
   process.once('message', () => {
     handed = true;
     process.off('disconnect', idle);
@@ -46,11 +74,14 @@ if (preload !== undefined) {
   // every child booted ~40 ms of CPU and 4 MB, and a preload module that imports it loads it.
   require('../pool/worker.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- only in a forkserver child
   require('../ipc/connection.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- the same
+  // And the parts of Node a pipe's first use loads (~5 ms, else paid after the hand-over): the
+  // clock its waits read, and node:worker_threads for the holder's thread id.
+  performance.now();
+  (require('../shm/threads.js') as typeof import('../shm/threads.js')).meTid(); // eslint-disable-line @typescript-eslint/no-require-imports -- the same
   preloaded = preloadModules(JSON.parse(preload) as string[]).then(
     () => {
       process.send?.({ type: 'ready' });
-      // eslint-disable-next-line @typescript-eslint/no-require-imports -- only in a forkserver child left standing
-      if (!handed) more = setTimeout(() => void require('../managers/managers.js'), STANDING_MS).unref();
+      if (!handed) more = setTimeout(() => loadMore(0), STANDING_MS).unref();
       return undefined;
     },
     (err: unknown) => {
