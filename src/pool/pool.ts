@@ -35,6 +35,8 @@ import {
 import { defaultStartMethod, isStartMethod } from '../popen/methods.js';
 import { methodTitle, processClassFor, type ContextLike, type Process, type StartMethod } from '../process.js';
 import { unlinkSegment } from '../shm/native.js';
+import { Scratch } from '../shm/scratch.js';
+import { nextReply, replyInRing } from './replies.js';
 import { forAnotherProcess, withReservations } from '../shm/segment.js';
 import { dumps, loads } from '../reduction/reduction.js';
 import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './results.js';
@@ -95,6 +97,8 @@ interface Worker {
   wake: (() => void) | undefined;
   /** The cancelled task the pool killed this worker to stop. */
   killing: Job | undefined;
+  /** Where its replies are read (replies.ts). */
+  scratch: Scratch;
 }
 
 const enum State {
@@ -103,11 +107,6 @@ const enum State {
   TERMINATE,
 }
 const STATE_NAMES = ['RUN', 'CLOSE', 'TERMINATE'];
-
-/** A reply already in the worker's ring, or null (the pool's pipes are shared-memory rings). */
-function tryRecv(conn: Connection): Uint8Array | null {
-  return (conn as Connection & { _tryRecvBytes?: () => Uint8Array | null })._tryRecvBytes?.() ?? null;
-}
 
 const ARRAY_ITERATOR = Array.prototype[Symbol.iterator];
 function isPlainArray(x: unknown): x is unknown[] {
@@ -229,6 +228,7 @@ export class Pool {
       finalized: undefined as unknown as Promise<void>,
       wake: undefined,
       killing: undefined,
+      scratch: new Scratch(),
     };
     this.#workers.push(w);
     void proc.sentinel.then((code) => {
@@ -250,7 +250,7 @@ export class Pool {
       }
       let bytes: Uint8Array | null;
       try {
-        bytes = await w.conn.recvBytes();
+        bytes = await nextReply(w.conn, w.scratch);
       } catch (err) {
         if ((err as { code?: string }).code === 'ERR_MP_EOF') break;
         bytes = null;
@@ -274,7 +274,7 @@ export class Pool {
           break;
         }
         this.#reply(w, msg);
-        bytes = tryRecv(w.conn);
+        bytes = replyInRing(w.conn, w.scratch);
       }
       if (ended) break;
       this.#pump();
