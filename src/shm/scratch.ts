@@ -25,3 +25,41 @@ export class Scratch {
     return this.#buf;
   };
 }
+
+/** Free buffers kept at most, and their total size. */
+const SPARE_COUNT = 32;
+const SPARE_BYTES = 8 << 20;
+
+/**
+ * Buffers handed out for messages that live a while (a pool's packed chunks, kept until the
+ * worker answers, in case it dies and the chunk goes to another) and given back when they are
+ * done with, for the next ones: as Scratch, but for several messages alive at once.
+ */
+export class Spares {
+  readonly #free: Buffer[] = [];
+  #bytes = 0;
+  readonly #issued = new WeakSet<ArrayBuffer>();
+
+  /** A buffer of at least `n` bytes, from offset 0 of its own ArrayBuffer; its contents are whatever was there. */
+  readonly take = (n: number): Buffer => {
+    for (let i = this.#free.length - 1; i >= 0; i--) {
+      const b = this.#free[i]!;
+      if (b.length < n) continue;
+      this.#free.splice(i, 1);
+      this.#bytes -= b.length;
+      return b;
+    }
+    const b = Buffer.allocUnsafeSlow(Math.max(n, MIN_SIZE));
+    this.#issued.add(b.buffer);
+    return b;
+  };
+
+  /** Give back what take() returned (or a view of it), once nothing uses it; anything else is ignored. */
+  give(bytes: Uint8Array): void {
+    const ab = bytes.buffer as ArrayBuffer;
+    if (!this.#issued.has(ab) || this.#free.length >= SPARE_COUNT || this.#bytes + ab.byteLength > SPARE_BYTES) return;
+    for (const b of this.#free) if (b.buffer === ab) return;
+    this.#free.push(Buffer.from(ab, 0, ab.byteLength));
+    this.#bytes += ab.byteLength;
+  }
+}
