@@ -77,6 +77,58 @@ describeBackends('Pool batching', (ctx, method) => {
     assert.equal(few.timings.length, 3);
   });
 
+  test('replies read in place, one after another: concurrent maps of numbers and mixed results come back exact, in order', async () => {
+    await using pool = make(2);
+    // Each call's values differ from every other's, and the calls run at once: a chunk's numbers
+    // read after the next reply overwrote them would show as another call's.
+    const n = 30_000;
+    const numbers = range(8).map((k) => range(n).map((i) => (k % 2 ? i * 0.25 + k * 1e6 : (i + k * n) * 46_341)));
+    const calls = numbers.map((items, k) => pool.mapAsync(t.sqr, items, k === 0 ? undefined : 211 * k + 64));
+    // Results of other kinds after numbers and before them (the results array changes kind).
+    const mixed = range(n).map((i) => (i < n / 2 ? i * 1.5 : i % 3 ? `s${i}` : { i }));
+    const mixedFirst = pool.mapAsync(t.identity, [...mixed].reverse(), 1000);
+    const odd = range(n).map((i) => (i % 5 === 0 ? -0 : i % 7 === 0 ? NaN : i % 11 === 0 ? -Infinity : 2 ** 53 + i * 2));
+    const oddOut = pool.mapAsync(t.identity, odd, 4096);
+    const unordered = pool.imapUnordered(t.sqr, numbers[3]!, 997);
+    const seen: number[] = [];
+    for await (const v of unordered) seen.push(v);
+    for (let k = 0; k < calls.length; k++) {
+      const out = await calls[k]!.get();
+      const want = numbers[k]!.map((x) => x * x);
+      assert.equal(out.length, n);
+      for (let i = 0; i < n; i++) if (out[i] !== want[i]) assert.fail(`call ${k}, item ${i}: ${out[i]} is not ${want[i]}`);
+    }
+    assert.deepEqual(await mixedFirst.get(), [...mixed].reverse());
+    const got = await oddOut.get();
+    for (let i = 0; i < n; i++) if (!Object.is(got[i], odd[i])) assert.fail(`item ${i}: ${got[i]} is not ${odd[i]}`);
+    assert.deepEqual(
+      seen.sort((a, b) => a - b),
+      numbers[3]!.map((x) => x * x).sort((a, b) => a - b),
+    );
+    // The same pool again, with smaller chunks after larger ones (the buffers are reused).
+    assert.deepEqual(
+      await pool.map(t.sqr, range(3000), 100),
+      range(3000).map((x) => x * x),
+    );
+    // Calls made while others are running: their chunks are packed in buffers the answered
+    // chunks of the others gave back, while the others' unanswered chunks still wait.
+    let running = pool.mapAsync(t.sqr, numbers[0]!, 700);
+    for (let k = 1; k < 8; k++) {
+      const next = pool.mapAsync(t.sqr, numbers[k]!, 300 + 100 * k);
+      assert.deepEqual(
+        await running.get(),
+        numbers[k - 1]!.map((x) => x * x),
+        `call ${k - 1}`,
+      );
+      running = next;
+    }
+    assert.deepEqual(
+      await running.get(),
+      numbers[7]!.map((x) => x * x),
+      'call 7',
+    );
+  });
+
   test('map reads an array input when called: changing it afterwards changes nothing; holes arrive as undefined', async () => {
     await using pool = make(2);
     const input = range(1000);

@@ -364,14 +364,14 @@ class PipeConnection extends Connection {
     }
   }
   /** @internal A message if one arrives within `timeoutMs`, blocking this thread meanwhile (see Ring.readBlocking). */
-  _recvBytesBlocking(timeoutMs: number): Uint8Array | null {
+  _recvBytesBlocking(timeoutMs: number, into?: (n: number) => Uint8Array): Uint8Array | null {
     if (this.#closed || !this.#in) return null;
-    return this.#in.readBlocking(timeoutMs);
+    return this.#in.readBlocking(timeoutMs, into);
   }
   /** @internal The next message if one is whole in the ring now, else null; never waits. Only with no read pending. */
-  _tryRecvBytes(): Uint8Array | null {
+  _tryRecvBytes(into?: (n: number) => Uint8Array): Uint8Array | null {
     if (this.#closed || !this.#in) return null;
-    return this.#in.tryRead();
+    return this.#in.tryRead(into);
   }
   protected _close(): void {
     this.#closed = true;

@@ -191,16 +191,35 @@ function copyNumbers(from: Float64Array | Int32Array, to: unknown[], at: number)
   for (let i = 0; i < from.length; i++) to[at + i] = from[i];
 }
 
+// Up to this length an array of doubles keeps flat storage when its length is set (V8 turns a
+// longer one into a dictionary).
+const MAX_FLAT_DOUBLES = 1 << 24;
+
+// A large array is made in fresh pages (V8's large-object space), and on Linux every 4 KiB page
+// costs a page fault the first time it is written: in a virtual machine that is ~10 µs, more
+// than the tasks of a map of small numbers take to run. `new Array(n)` starts as an array of
+// small integers, and the first result that is not one (a square above 2^31, a fraction) copies
+// it into a new array of doubles: the faults twice over. An array of doubles with its length
+// set is allocated once.
+function arrayForNumbers(n: number): unknown[] {
+  if (n > MAX_FLAT_DOUBLES) return new Array<unknown>(n);
+  const a: unknown[] = [0.5];
+  a.length = n;
+  return a;
+}
+
 /** The result of `mapAsync`/`starmapAsync` (Python: `MapResult`): an array in input order. */
 export class MapResult<T = unknown> extends AsyncResult<T[]> {
-  #results: T[] = [];
+  // Made when the first chunk's results arrive: its kind depends on theirs.
+  #results: T[] | undefined;
+  #length = 0;
   #left = -1;
 
   /** @internal The call's chunks are known: `n` chunks of `length` items in all. */
   _setLength(length: number, chunks: number): void {
-    this.#results = new Array<T>(length);
+    this.#length = length;
     this.#left = chunks;
-    if (chunks === 0) this._set(true, this.#results);
+    if (chunks === 0) this._set(true, []);
   }
 
   /** @internal */
@@ -212,14 +231,15 @@ export class MapResult<T = unknown> extends AsyncResult<T[]> {
     }
     // An array, or a typed array of numbers over the reply's bytes (see Pool's reader): a loop
     // for each, so that each stays monomorphic.
-    const results = this.#results as unknown[];
     const start = job.first;
-    if (value instanceof Float64Array || value instanceof Int32Array) copyNumbers(value, results, start);
+    const numbers = value instanceof Float64Array || value instanceof Int32Array;
+    const results = (this.#results ??= (numbers ? arrayForNumbers(this.#length) : new Array<unknown>(this.#length)) as T[]) as unknown[];
+    if (numbers) copyNumbers(value, results, start);
     else {
       const values = value as T[];
       for (let i = 0; i < values.length; i++) results[start + i] = values[i];
     }
-    if (--this.#left === 0) this._set(true, this.#results);
+    if (--this.#left === 0) this._set(true, results);
   }
 }
 

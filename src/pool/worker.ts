@@ -8,6 +8,7 @@ import { explainImportError } from '../process.js';
 import { FAST_TAG, pack, unpackViews } from '../reduction/fastcodec.js';
 import { loads } from '../reduction/reduction.js';
 import { isThenable } from '../util.js';
+import { Scratch } from '../shm/scratch.js';
 
 /** @internal Task kinds. */
 export const APPLY = 0;
@@ -81,12 +82,14 @@ type AnyFn = (...args: unknown[]) => unknown;
 // A chunk's results are gathered in a Float64Array while they are numbers: it crosses as one
 // copy (fastcodec.ts), and a large chunk allocates no array on V8's heap (arrays of more than
 // ~16k elements go to its large-object space, which costs tens of ns per element).
-async function run(kind: number, fn: AnyFn, payload: unknown): Promise<unknown> {
+// The block is the loop's scratch (scratch.ts): the reply is packed, so the block copied, before
+// the next task runs.
+async function run(kind: number, fn: AnyFn, payload: unknown, scratch: Scratch): Promise<unknown> {
   if (kind === APPLY) return fn(...(payload as unknown[]));
   const items = payload as ArrayLike<unknown>;
   const n = items.length;
   // (A small chunk keeps an array: a Float64Array costs a buffer of its own.)
-  let nums: Float64Array | undefined = n >= 64 ? new Float64Array(n) : undefined;
+  let nums: Float64Array | undefined = n >= 64 ? new Float64Array(scratch.take(n * 8).buffer, 0, n) : undefined;
   let out: unknown[] | undefined = nums ? undefined : new Array<unknown>(n);
   for (let i = 0; i < n; i++) {
     let v = kind === MAP ? fn(items[i]) : fn(...(items[i] as unknown[]));
@@ -106,8 +109,10 @@ async function run(kind: number, fn: AnyFn, payload: unknown): Promise<unknown> 
 }
 
 // `fresh`: levels of arrays in the reply this loop built (the reply, and a chunk's results).
-function send(conn: Connection, reply: ReplyMsg, fresh = 1): void {
-  const packed = reply[1] ? pack(reply, fresh) : undefined;
+// A packed reply is written in `scratch`: sendBytes() has copied it (into the ring, or aside when
+// the ring is full) by the time it returns.
+function send(conn: Connection, reply: ReplyMsg, fresh = 1, scratch?: Scratch): void {
+  const packed = reply[1] ? pack(reply, fresh, 0, reply.length, 0, scratch?.take) : undefined;
   if (packed) {
     void conn.sendBytes(packed);
     return;
@@ -137,12 +142,18 @@ function send(conn: Connection, reply: ReplyMsg, fresh = 1): void {
 // enough that timers and I/O a task left behind still run in between.
 const BLOCK_SLICE_MS = 20;
 
-async function nextTask(conn: Connection): Promise<Buffer> {
-  const blocking = (conn as Connection & { _recvBytesBlocking?: (ms: number) => Uint8Array | null })._recvBytesBlocking;
+// A chunk of a map whose items were packed is read into `scratch` and its items in place (the
+// loop reads the next task once the chunk is done); any other message is kept as it is.
+async function nextTask(conn: Connection, scratch: Scratch): Promise<Buffer> {
+  const blocking = (conn as Connection & { _recvBytesBlocking?: (ms: number, into: (n: number) => Uint8Array) => Uint8Array | null })
+    ._recvBytesBlocking;
   if (blocking) {
     for (let i = 0; i < 5; i++) {
-      const m = blocking.call(conn, BLOCK_SLICE_MS);
-      if (m) return Buffer.from(m.buffer, m.byteOffset, m.length);
+      const m = blocking.call(conn, BLOCK_SLICE_MS, scratch.take);
+      if (m) {
+        const b = Buffer.from(m.buffer, m.byteOffset, m.length);
+        return b.length > HEADER && b.readInt32LE(4) === MAP && b[HEADER] === FAST_TAG ? b : Buffer.from(b);
+      }
       await new Promise((r) => setImmediate(r));
     }
   }
@@ -170,6 +181,10 @@ export async function poolWorker(
     }
   }
   const fns = new Map<number, AnyFn>();
+  // Tasks read, results gathered and replies packed: each reused from one task to the next.
+  const tasks = new Scratch();
+  const results = new Scratch();
+  const replies = new Scratch();
   // Messages of a batch not run yet, in order (each task is still answered on its own, before
   // the next one starts: the pool learns from the replies which task a dead worker was running).
   const queued: Buffer[] = [];
@@ -181,7 +196,7 @@ export async function poolWorker(
     else {
       queued.length = next = 0;
       try {
-        msg = await nextTask(conn);
+        msg = await nextTask(conn, tasks);
       } catch {
         return; // the pool is gone
       }
@@ -207,12 +222,12 @@ export async function poolWorker(
       const f = fns.get(fnId);
       if (!f) throw new Error(`pool worker: unknown function id ${fnId}`);
       start = nowUs();
-      const value = await run(kind, f, payload);
+      const value = await run(kind, f, payload, results);
       reply = [id, true, value, start, nowUs()];
     } catch (err) {
       reply = [id, false, start ? err : explainImportError(err), start || nowUs(), nowUs()];
     }
-    send(conn, reply, kind === APPLY ? 1 : 2);
+    send(conn, reply, kind === APPLY ? 1 : 2, replies);
     done++;
   }
 }

@@ -47,9 +47,13 @@ class Writer {
   // Where the message starts (a multiple of 8): the bytes before it are the caller's.
   readonly base: number;
 
-  constructor(size: number, base: number) {
+  // Where the bytes go (see Scratch); by default a new buffer.
+  readonly alloc: (n: number) => Buffer;
+
+  constructor(size: number, base: number, alloc: (n: number) => Buffer) {
     this.base = base;
-    this.buf = Buffer.allocUnsafe(base + size);
+    this.alloc = alloc;
+    this.buf = alloc(base + size);
     this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
     this.buf[base] = FAST_TAG;
     this.at = base + 1;
@@ -57,7 +61,7 @@ class Writer {
 
   ensure(n: number): void {
     if (this.at + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
+    const next = this.alloc(Math.max(this.buf.length * 2, this.at + n));
     this.buf.copy(next, 0, 0, this.at);
     this.buf = next;
     this.dv = new DataView(next.buffer, next.byteOffset, next.length);
@@ -222,10 +226,18 @@ class Writer {
  * Pack `a` (elements `from` to `to`), an array the library built or whose elements alone cross,
  * whose elements are primitives or (for `fresh` > 1) arrays the library built in turn; undefined
  * when anything else is inside (use dumps()). `reserve` (a multiple of 8) bytes are left free at
- * the start of the buffer for the caller's header; the packed message follows them.
+ * the start of the buffer for the caller's header; the packed message follows them. `alloc`
+ * gives the buffer (at least n bytes, 8-byte aligned) to write to: by default a new one.
  */
-export function pack(a: unknown[], fresh = 1, from = 0, to = a.length, reserve = 0): Buffer | undefined {
-  const w = new Writer(16 + (to - from) * 5, reserve);
+export function pack(
+  a: unknown[],
+  fresh = 1,
+  from = 0,
+  to = a.length,
+  reserve = 0,
+  alloc: (n: number) => Buffer = (n) => Buffer.allocUnsafe(n),
+): Buffer | undefined {
+  const w = new Writer(16 + (to - from) * 5, reserve, alloc);
   try {
     w.array(a, from, to, fresh - 1);
   } catch (err) {

@@ -265,9 +265,10 @@ export class Ring {
 
   /**
    * Read one message if one is complete now (and fits the ring); null otherwise. Streamed
-   * messages are read with read().
+   * messages are read with read(). `into` gives the buffer to copy it to (see Scratch); by
+   * default a new one.
    */
-  tryRead(): Uint8Array | null {
+  tryRead(into?: (n: number) => Uint8Array): Uint8Array | null {
     // A reader died part-way through a streamed message: TAIL is inside that message, not at a
     // header. Only read() may go on from there (it skips the rest first).
     if (Atomics.load(this.#c, this.#b + PARTIAL_R) > 0) return null;
@@ -277,7 +278,7 @@ export class Ring {
     const len = this.#getU32(tail);
     const total = 4 + len + ((4 - (len & 3)) & 3);
     if (total > this.#cap || used < total) return null;
-    const out = new Uint8Array(len);
+    const out = into ? into(len).subarray(0, len) : new Uint8Array(len);
     this.#copyOut(tail + 4, out, 0, len);
     this.#commit(TAIL, tail + total, WWAIT);
     return out;
@@ -322,13 +323,13 @@ export class Ring {
    * `timeoutMs`; null when none came or the next one is too large for the ring (read() it).
    * For a loop that has nothing else to do, such as a pool worker between tasks.
    */
-  readBlocking(timeoutMs: number): Uint8Array | null {
+  readBlocking(timeoutMs: number, into?: (n: number) => Uint8Array): Uint8Array | null {
     const end = performance.now() + timeoutMs;
     // As in #waitData: the writer's liveness (a /proc read) is asked after a wait that brought
     // nothing, not before each wait.
     let woken = true;
     for (;;) {
-      const m = this.tryRead();
+      const m = this.tryRead(into);
       if (m || this.used() >= 4 || this.hasPartialRead()) return m;
       if (spin(() => this.used() >= 4)) continue;
       const left = end - performance.now();
