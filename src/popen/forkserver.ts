@@ -56,7 +56,7 @@ let handedBooting = 0;
  */
 const starting = new Set<Warm>();
 let refillTimer: NodeJS.Timeout | undefined;
-const REFILL_MS = 100;
+const REFILL_MS = 25;
 /** Starts asked for since the event loop last turned (one burst). */
 let burst = 0;
 let preload: string[] = ['__main__'];
