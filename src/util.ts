@@ -76,9 +76,3 @@ export function registerExitTask(task: () => Promise<void>): void {
 export async function runExitTasks(): Promise<void> {
   for (const task of exitTasks) await task();
 }
-
-const ARRAY_ITERATOR = Array.prototype[Symbol.iterator];
-/** An array whose elements its own iteration gives (no subclass, no replaced iterator). */
-export function isPlainArray(x: unknown): x is unknown[] {
-  return Array.isArray(x) && Object.getPrototypeOf(x) === Array.prototype && x[Symbol.iterator] === ARRAY_ITERATOR;
-}

@@ -110,23 +110,6 @@ describeBackends('Pool batching', (ctx, method) => {
       await pool.map(t.sqr, range(3000), 100),
       range(3000).map((x) => x * x),
     );
-    // Calls made while others are running: their chunks are packed in buffers the answered
-    // chunks of the others gave back, while the others' unanswered chunks still wait.
-    let running = pool.mapAsync(t.sqr, numbers[0]!, 700);
-    for (let k = 1; k < 8; k++) {
-      const next = pool.mapAsync(t.sqr, numbers[k]!, 300 + 100 * k);
-      assert.deepEqual(
-        await running.get(),
-        numbers[k - 1]!.map((x) => x * x),
-        `call ${k - 1}`,
-      );
-      running = next;
-    }
-    assert.deepEqual(
-      await running.get(),
-      numbers[7]!.map((x) => x * x),
-      'call 7',
-    );
   });
 
   test('map reads an array input when called: changing it afterwards changes nothing; holes arrive as undefined', async () => {

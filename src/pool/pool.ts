@@ -14,7 +14,7 @@ import { Pipe, type Connection } from '../ipc/connection.js';
 import { AbortError, InvalidArgumentError, ProcessError, TimeoutError, WorkerDiedError } from '../errors.js';
 import { channel, channels } from '../diagnostics.js';
 import { cpuCount } from '../platform.js';
-import { isAsyncIterable, isPlainArray } from '../util.js';
+import { isAsyncIterable } from '../util.js';
 import {
   checkCallOptions,
   checkChunksize,
@@ -35,7 +35,7 @@ import {
 import { defaultStartMethod, isStartMethod } from '../popen/methods.js';
 import { methodTitle, processClassFor, type ContextLike, type Process, type StartMethod } from '../process.js';
 import { unlinkSegment } from '../shm/native.js';
-import { Scratch, Spares } from '../shm/scratch.js';
+import { Scratch } from '../shm/scratch.js';
 import { nextReply, replyInRing } from './replies.js';
 import { forAnotherProcess, withReservations } from '../shm/segment.js';
 import { dumps, loads } from '../reduction/reduction.js';
@@ -108,6 +108,11 @@ const enum State {
 }
 const STATE_NAMES = ['RUN', 'CLOSE', 'TERMINATE'];
 
+const ARRAY_ITERATOR = Array.prototype[Symbol.iterator];
+function isPlainArray(x: unknown): x is unknown[] {
+  return Array.isArray(x) && Object.getPrototypeOf(x) === Array.prototype && x[Symbol.iterator] === ARRAY_ITERATOR;
+}
+
 function notRunning(): ProcessError {
   return new ProcessError('Pool not running', { code: 'ERR_MP_POOL_NOT_RUNNING' });
 }
@@ -140,8 +145,6 @@ export class Pool {
   readonly #tally: Tally | undefined;
   readonly #trace: PoolTrace | undefined;
   readonly #fnNames: string[] = [];
-  /** Buffers of packed chunks, used again once answered (shm/scratch.ts). */
-  readonly #spares = new Spares();
 
   /**
    * @throws InvalidArgumentError for a bad size, initializer, initargs, maxtasksperchild or context.
@@ -291,7 +294,6 @@ export class Pool {
     if (job) {
       // The worker took over what the payload held (or never will): nothing is reserved now.
       job.release();
-      this.#spares.give(job.bytes);
       if (t0 !== undefined) w.depth = depthFor(t1! - t0);
       if (this.#owners.has(job.owner)) {
         if (t0 !== undefined) this.#observe(w, job, ok, value, t0, t1!);
@@ -507,7 +509,7 @@ export class Pool {
     // Library objects in the payload reserve holds for the copy; a task never sent gives them back.
     // The worker spreads or indexes the payload, so only its elements cross: the arrays it is
     // made of may be packed (fastcodec.ts) whoever built them, straight from the input.
-    const packed = pack(source, kind === STARMAP ? 2 : 1, from, to, HEADER, this.#spares.take);
+    const packed = pack(source, kind === STARMAP ? 2 : 1, from, to, HEADER);
     let bytes: Uint8Array;
     let release = NO_RELEASE;
     if (packed) bytes = setHeader(packed, id, kind, fnId);
