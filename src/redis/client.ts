@@ -135,7 +135,13 @@ export class Session {
 
   /** Send the acknowledgements waiting (before the process exits, too). */
   async flushAcks(): Promise<void> {
-    await this.#flushing;
+    if (this.#flushing) {
+      await this.#flushing;
+      // The previous flush ended inside some task, maybe between a get() that queued its ack and
+      // the code awaiting that get, which has not run yet: an ack sent now could remove an item
+      // its caller never saw, lost if the process dies next. Acks are taken on a turn of their own.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     if (!this.#acks.size) return;
     const acks = this.#acks;
     this.#acks = new Map();
