@@ -100,7 +100,7 @@ export async function pipeBlaster(conn: Connection, blocks: number, size: number
 type DriverParams =
   | { kind: 'queue'; method: Method; size: number; n: number; reps: number }
   | { kind: 'jqueue'; method: Method; mode: 'throughput' | 'roundtrip'; n: number; reps: number }
-  | { kind: 'pingpong'; method: Method; raw: boolean; n: number; reps: number }
+  | { kind: 'pingpong'; method: Method; raw: boolean; n: number; reps: number; warm: number }
   | { kind: 'oneway'; method: Method; blocks: number; reps: number };
 
 /** Producer child → consumer child, first put to last get: msgs/s (ints) or MB/s (size > 0). */
@@ -175,29 +175,36 @@ async function measureJQueue(p: Extract<DriverParams, { kind: 'jqueue' }>): Prom
   );
 }
 
-const PIPE_WARM = 200;
+// Untimed round trips before the timed ones on each fresh child: V8 compiles the path on
+// background threads, which on 2 cores compete with both ends for ~3 000 round trips (each
+// then costs 50-200 µs); the warm rows are taken after that, the cold rows are the first 2 000.
+const PIPE_WARM = 5_000;
+const PIPE_COLD = 2_000;
 
-/** µs per round trip with an echoing child: `send(i)`/`recv()`, or 8 bytes with sendBytes/recvBytes. */
+/**
+ * µs per round trip with an echoing child: `send(i)`/`recv()`, or 8 bytes with
+ * sendBytes/recvBytes; the first `p.warm` round trips with each fresh child are not timed.
+ */
 async function measurePingPong(p: Extract<DriverParams, { kind: 'pingpong' }>): Promise<Measurement> {
   const { Event, Pipe } = mp();
   const P = processClass(p.method);
   const once = async (n: number): Promise<number> => {
     const [a, b] = Pipe(true);
     const ready = new Event();
-    const child = new P({ target: pipeEcho, args: [b, n + PIPE_WARM, p.raw, ready] });
+    const child = new P({ target: pipeEcho, args: [b, n + p.warm, p.raw, ready] });
     await startWait([child], [ready]);
     b.close();
-    let t0 = 0;
+    let t0 = nowMs();
     if (p.raw) {
       const msg = Buffer.from('12345678');
-      for (let i = 0; i < n + PIPE_WARM; i++) {
-        if (i === PIPE_WARM) t0 = nowMs();
+      for (let i = 0; i < n + p.warm; i++) {
+        if (i === p.warm) t0 = nowMs();
         await a.sendBytes(msg);
         await a.recvBytes();
       }
     } else {
-      for (let i = 0; i < n + PIPE_WARM; i++) {
-        if (i === PIPE_WARM) t0 = nowMs();
+      for (let i = 0; i < n + p.warm; i++) {
+        if (i === p.warm) t0 = nowMs();
         await a.send(i);
         await a.recv();
       }
@@ -207,11 +214,8 @@ async function measurePingPong(p: Extract<DriverParams, { kind: 'pingpong' }>): 
     a.close();
     return us;
   };
-  return repeat(
-    p.reps,
-    () => once(p.n),
-    () => once(Math.min(p.n, 500)),
-  );
+  // The cold rows take no warm-up: their first repetition is of a fresh driver and child.
+  return repeat(p.reps, () => once(p.n), p.warm > 0 ? () => once(Math.min(p.n, 500)) : undefined);
 }
 
 /** MB/s of `blocks` 1 MiB messages from a child to this process over a duplex Pipe (go to last recv). */
@@ -354,13 +358,21 @@ const FIGURES: Figure[] = [
         name: `pipe_pingpong_us_${what}_${method}${spinUs === undefined ? '' : `[spin=${spinUs}us]`}`,
         unit: 'us',
         better: 'lower',
-        params: (q) => ({ kind: 'pingpong', method, raw: what === '8B', n: sizes(q).roundtrips, reps: sizes(q).reps }),
+        params: (q) => ({ kind: 'pingpong', method, raw: what === '8B', n: sizes(q).roundtrips, reps: sizes(q).reps, warm: PIPE_WARM }),
         cpython: { group: 'pipe', args: pipeArgs, keys: [`cpython_fork_pipe_pingpong_${what}`] },
         goal: { value: 12, text: '<= 12 us' },
         ...(spinUs === undefined ? {} : { spinUs, note: `MULTIPROC_SPIN_US=${spinUs} (default ${DEFAULT_SPIN_US})` }),
       })),
     ),
   ),
+  ...METHODS.map((method): Figure => ({
+    name: `pipe_pingpong_us_int_cold_${method}`,
+    unit: 'us',
+    better: 'lower',
+    params: (q) => ({ kind: 'pingpong', method, raw: false, n: PIPE_COLD, reps: sizes(q).reps, warm: 0 }),
+    cpython: { group: 'pipe', args: pipeArgs, keys: ['cpython_fork_pipe_pingpong_int'] },
+    note: `a fresh child's first ${PIPE_COLD} round trips (the warm rows: after ${PIPE_WARM} untimed ones)`,
+  })),
   ...METHODS.map((method): Figure => ({
     name: `pipe_1MiB_oneway_${method}`,
     unit: 'MB/s',

@@ -116,6 +116,8 @@ async function make(who: Who): Promise<Adapter> {
 
 /* eslint-enable @typescript-eslint/no-require-imports */
 
+const RTT_WARM = 5_000;
+
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 function rssMB(pid: number | 'self'): number {
@@ -224,8 +226,11 @@ async function measure(p: DriverParams): Promise<Measurement> {
           for (let i = 0; i < p.n; i++) await a.run('square', i);
           return ((nowMs() - t0) * 1000) / p.n;
         };
+        // Warm: after RTT_WARM untimed calls. V8 compiles the call path on background threads,
+        // which on 2 cores compete with the parent and the worker for the first ~3 000 calls
+        // (50-300 µs each then); the cold row above has a fresh pool's first 2 000.
         return await repeat(p.reps, rep, async () => {
-          for (let i = 0; i < 200; i++) await a.run('square', i);
+          for (let i = 0; i < RTT_WARM; i++) await a.run('square', i);
         });
       }
       case 'cpu': {
