@@ -1,6 +1,6 @@
 // Small helpers shared by every layer (Python: `multiprocessing.util`): deadlines, the work a
 // process finishes before it exits, and type guards. It imports nothing of the library but errors.
-import { InvalidArgumentError } from './errors.js';
+import { AbortError, InvalidArgumentError } from './errors.js';
 
 /** An authkey: bytes, or a string taken as its UTF-8 bytes. */
 export type Authkey = Uint8Array | ArrayBuffer | string;
@@ -59,6 +59,42 @@ export function checkTimeout(timeout: number | undefined, what: string): Deadlin
 /** Milliseconds left before `deadline` (0 when past), or undefined for no deadline. */
 export function remaining(deadline: Deadline): number | undefined {
   return deadline === Infinity ? undefined : Math.max(0, deadline - performance.now());
+}
+
+/**
+ * @internal Park a caller on an event-loop wait list: `enter(wake)` registers it and returns how
+ * to unregister it (run once, whichever way the wait ends). Resolves true once `wake` runs, false
+ * at the deadline; rejects with AbortError (cause: the reason) when `signal` aborts.
+ */
+export function parked(deadline: Deadline, signal: AbortSignal | undefined, enter: (wake: () => void) => () => void): Promise<boolean> {
+  if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
+  if (deadline <= performance.now()) return Promise.resolve(false);
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      leave();
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      reject(new AbortError(undefined, { cause: signal!.reason }));
+    };
+    const leave = enter(() => {
+      done();
+      resolve(true);
+    });
+    if (deadline !== Infinity) {
+      timer = setTimeout(
+        () => {
+          done();
+          resolve(false);
+        },
+        Math.max(0, deadline - performance.now()),
+      );
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import { HANDSHAKE_LIMIT, MAX_MESSAGE, SocketConnection, socketRefusal, TRUST_OP
 import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, TimeoutError } from '../errors.js';
 import { toModuleUrl, TRUST_ALL, trustModules, type ReceivePolicy } from '../reduction/policy.js';
 import { registerType } from '../reduction/reduction.js';
-import { authkeyBytes, deadlineOf, type Authkey } from '../util.js';
+import { authkeyBytes, deadlineOf, parked, type Authkey } from '../util.js';
 
 // Loaded with the socket code: pipe ends relayed to other processes without the addon.
 import './relay.js';
@@ -409,35 +409,13 @@ export class Listener {
         this.#lastAccepted = r.from;
         return r.conn;
       }
-      if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
-      const woke = await new Promise<boolean>((resolve, reject) => {
-        let timer: NodeJS.Timeout | undefined;
-        const done = (): void => {
-          this.#waiters.delete(wake);
-          if (timer) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-          if (!this.#closed) this.#updateRef();
-        };
-        const wake = (): void => {
-          done();
-          resolve(true);
-        };
-        const onAbort = (): void => {
-          done();
-          reject(new AbortError(undefined, { cause: signal!.reason }));
-        };
+      const woke = await parked(deadline, signal, (wake) => {
         this.#waiters.add(wake);
         if (this.#bound) this.#updateRef();
-        if (deadline !== Infinity) {
-          timer = setTimeout(
-            () => {
-              done();
-              resolve(false);
-            },
-            Math.max(0, deadline - performance.now()),
-          );
-        }
-        signal?.addEventListener('abort', onAbort, { once: true });
+        return () => {
+          this.#waiters.delete(wake);
+          if (!this.#closed) this.#updateRef();
+        };
       });
       if (!woke) throw new TimeoutError(`no connection within ${timeout} ms`);
     }

@@ -7,10 +7,10 @@ import * as net from 'node:net';
 import { inspect } from 'node:util';
 
 import { Connection } from './connection.js';
-import { AbortError, AuthenticationError, EOFError, NotTransferableError, ProcessError } from '../errors.js';
+import { AuthenticationError, EOFError, NotTransferableError, ProcessError } from '../errors.js';
 import { registerType } from '../reduction/reduction.js';
 import { trustModules, type ReceivePolicy } from '../reduction/policy.js';
-import { deadlineOf, registerExitTask } from '../util.js';
+import { deadlineOf, parked, registerExitTask } from '../util.js';
 
 // Messages up to this size go out in one write together with their header.
 const SMALL = 16384;
@@ -318,36 +318,13 @@ export class SocketConnection extends Connection {
 
   // Wait for anything to change; false at the deadline.
   #wait(deadline: number, signal?: AbortSignal): Promise<boolean> {
-    if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
-    if (deadline !== Infinity && deadline <= performance.now()) return Promise.resolve(false);
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = (): void => {
-        this.#waiters.delete(wake);
-        if (timer) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        if (--this.#refs === 0) this.#socket.unref();
-      };
-      const wake = (): void => {
-        done();
-        resolve(true);
-      };
-      const onAbort = (): void => {
-        done();
-        reject(new AbortError(undefined, { cause: signal!.reason }));
-      };
+    return parked(deadline, signal, (wake) => {
       this.#waiters.add(wake);
       if (this.#refs++ === 0) this.#socket.ref();
-      if (deadline !== Infinity) {
-        timer = setTimeout(
-          () => {
-            done();
-            resolve(false);
-          },
-          Math.max(0, deadline - performance.now()),
-        );
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
+      return () => {
+        this.#waiters.delete(wake);
+        if (--this.#refs === 0) this.#socket.unref();
+      };
     });
   }
 

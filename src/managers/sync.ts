@@ -1,48 +1,14 @@
 // The synchronization primitives and queues a SyncManager serves (they live in the server
 // process): Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier, Queue and
 // JoinableQueue. A call that waits returns a Promise; the server answers when it resolves.
-import { AbortError, BrokenBarrierError, Empty, Full, InvalidArgumentError, ProcessError } from '../errors.js';
+import { BrokenBarrierError, Empty, Full, InvalidArgumentError, ProcessError } from '../errors.js';
 import { ValueError } from './containers.js';
 import { localReferent } from './proxy.js';
 import { callContext } from './server.js';
+import { parked } from '../util.js';
 
 // ---------------------------------------------------------------------------------------------
 // Waiting inside the server.
-
-/**
- * Park a caller: `enter(wake)` registers it (and returns how to unregister it). Resolves true
- * once `wake` runs, false at the deadline; rejects with AbortError when `signal` aborts.
- */
-function parked(deadline: number, signal: AbortSignal, enter: (wake: () => void) => () => void): Promise<boolean> {
-  if (signal.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
-  if (deadline <= performance.now()) return Promise.resolve(false);
-  return new Promise((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
-    const done = (): void => {
-      leave();
-      if (timer) clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-    };
-    const onAbort = (): void => {
-      done();
-      reject(new AbortError(undefined, { cause: signal.reason }));
-    };
-    const leave = enter(() => {
-      done();
-      resolve(true);
-    });
-    if (deadline !== Infinity) {
-      timer = setTimeout(
-        () => {
-          done();
-          resolve(false);
-        },
-        Math.max(0, deadline - performance.now()),
-      );
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 export class WaitList {
   readonly #w = new Set<() => void>();
