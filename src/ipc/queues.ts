@@ -24,7 +24,7 @@ import { crossProcessError, emulated } from '../shm/native.js';
 import type { RelayedEnd } from './connection.js';
 import { meOwner, meOwnerStart, ownerAlive } from '../shm/threads.js';
 import { AbortError, Empty, Full, InvalidArgumentError, ProcessError } from '../errors.js';
-import { dumps, loads, loadsSync, registerType } from '../reduction/reduction.js';
+import { bytesTag, dumps, fromBytesTag, isBytesTag, loads, loadsSync, registerType } from '../reduction/reduction.js';
 import type { WaitOptions } from '../sync/synchronize.js';
 import { checkTimeout, deadlineOf, registerExitTask, remaining, type Deadline } from '../util.js';
 
@@ -169,6 +169,11 @@ export class Queue<T = unknown> {
   put(item: T, options?: WaitOptions): Promise<void> {
     this.#check();
     const o = waitOptions(options, 'put');
+    const tag = bytesTag(item);
+    if (tag !== 0 && this.#reserve()) {
+      this.#enqueue(item as Uint8Array, tag);
+      return this.#buffered > BACKLOG_BYTES ? nextTurn() : Promise.resolve();
+    }
     return this._putMessage(this.#dump(item), o.block, o.deadline, o.signal);
   }
 
@@ -192,9 +197,10 @@ export class Queue<T = unknown> {
   /** Put without waiting (Python: `put_nowait`). @throws Full when a bounded queue has no place. */
   putNowait(item: T): void {
     this.#check();
-    const msg = this.#dump(item);
+    const tag = bytesTag(item);
+    const msg = tag === 0 ? this.#dump(item) : (item as Uint8Array);
     if (!this.#reserve()) throw new Full();
-    this.#enqueue(msg);
+    this.#enqueue(msg, tag === 0 ? -1 : tag);
   }
 
   #dump(item: T): Uint8Array {
@@ -245,19 +251,22 @@ export class Queue<T = unknown> {
     }
   }
 
-  #enqueue(msg: Uint8Array): void {
+  // With a `tag` (bytesTag()), `msg` is the item's bytes, not yet serialized.
+  #enqueue(msg: Uint8Array, tag = -1): void {
     this.#used = true;
     this._onPut();
     // Straight into the ring when nothing is queued ahead and the writer lock is free.
     if (this.#buffer.length === 0 && !this.#flushing && mutexTryLock(this.#c, WLOCK)) {
       let done: boolean;
       try {
-        done = this.#ring.tryWrite(msg);
+        done = this.#ring.tryWrite(msg, tag);
       } finally {
         mutexUnlock(this.#c, WLOCK);
       }
       if (done) return;
     }
+    // Kept for the feeder: serialized now (a copy), as the caller may change its bytes after put().
+    if (tag >= 0) msg = dumps(msg, 'item');
     this.#buffer.push(msg);
     this.#buffered += msg.length;
     this.#flushing ??= this.#feed();
@@ -294,8 +303,9 @@ export class Queue<T = unknown> {
       const o = waitOptions(options, 'get');
       // An item there now is taken and decoded without a Promise per step: most of a get()'s
       // cost when the consumer is behind.
-      const now = this.#pushback === undefined && !o.signal?.aborted ? this.#takeNow() : null;
+      const now = this.#pushback === undefined && !o.signal?.aborted ? this.#takeNow(true) : null;
       if (now === null) return this.#getWaiting(o.deadline, o.signal);
+      if (!(now instanceof Uint8Array)) return Promise.resolve(now.value as T);
       const got = loadsSync(now);
       return got ? Promise.resolve(got.value as T) : (loads(now) as Promise<T>);
     } catch (err) {
@@ -400,7 +410,11 @@ export class Queue<T = unknown> {
   }
 
   // The next message if it is whole in the ring and the reader lock is free now; null otherwise.
-  #takeNow(): Uint8Array | null {
+  // With `bytes`, an item that is a byte array comes as its value, read straight into the
+  // array given to the caller (one fresh buffer and one copy instead of two).
+  #takeNow(bytes: true): Uint8Array | { value: unknown } | null;
+  #takeNow(bytes?: false): Uint8Array | null;
+  #takeNow(bytes = false): Uint8Array | { value: unknown } | null {
     if (!mutexTryLock(this.#c, RLOCK)) return null;
     try {
       this.#settleJournal();
@@ -408,7 +422,9 @@ export class Queue<T = unknown> {
       if (this.#ring.hasPartialRead()) return null;
       this.#openJournal();
       try {
-        return this.#ring.tryRead();
+        const tag = bytes ? this.#ring.peek() : -1;
+        const body = tag >= 0 && isBytesTag(tag) ? this.#ring.tryRead(undefined, 1) : null;
+        return body ? { value: fromBytesTag(tag, body) } : this.#ring.tryRead();
       } finally {
         this.#settleJournal();
       }

@@ -166,6 +166,34 @@ function dumpsPrimitive(v: unknown): Buffer | undefined {
   }
 }
 
+/**
+ * @internal The first byte dumps() gives `v` when `v` is a non-empty Uint8Array or Buffer sent
+ * as its bytes (the rest of that message is `v`'s bytes), else 0. A writer can put that byte and
+ * then `v` where dumps(v) would go, without dumps()'s copy (a fresh buffer's pages cost more to
+ * fault in than the copy).
+ */
+export function bytesTag(v: unknown): number {
+  if (typeof v !== 'object' || v === null) return 0;
+  const c = v.constructor;
+  if (c !== Uint8Array && c !== Buffer) return 0;
+  return (v as Uint8Array).byteLength === 0 ? 0 : c === Buffer ? P_BUFFER : P_BYTES;
+}
+
+/** @internal Whether a message's first byte says it is a byte array's (see bytesTag). */
+export function isBytesTag(tag: number): boolean {
+  return tag === P_BYTES || tag === P_BUFFER;
+}
+
+/**
+ * @internal What loads() makes of a message of `tag` (a bytesTag() value: else undefined) whose
+ * other bytes are `body`: `body` itself, which becomes the caller's value.
+ */
+export function fromBytesTag(tag: number, body: Uint8Array): Uint8Array | undefined {
+  if (tag === P_BYTES) return body;
+  if (tag === P_BUFFER) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  return undefined;
+}
+
 const NUMBER_BYTES = new Uint8Array(8);
 const NUMBER_VIEW = new DataView(NUMBER_BYTES.buffer);
 
