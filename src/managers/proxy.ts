@@ -7,7 +7,18 @@ import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, Re
 import { Client, type Address, type SocketConnection } from '../ipc/listener.js';
 import { registerExitTask, type FunctionOrClass } from '../util.js';
 import { registerType } from '../reduction/reduction.js';
-import { Batcher, checkNoInlineFunctions, CLIENT_POLICY, encodeWire, isJsonMessage, readMessages, RefusedMessage } from './wire.js';
+import type { Connection, OfferedPipe } from '../ipc/connection.js';
+import { offerRing } from './rings.js';
+import {
+  Batcher,
+  checkNoInlineFunctions,
+  CLIENT_POLICY,
+  encodeWire,
+  frameHandler,
+  isJsonMessage,
+  readMessages,
+  RefusedMessage,
+} from './wire.js';
 
 export { checkNoInlineFunctions } from './wire.js';
 
@@ -128,6 +139,7 @@ class SocketChannel implements Channel {
   readonly address: Address;
   readonly #authkey: Uint8Array;
   #conn: SocketConnection | undefined;
+  /** From connecting until requests can leave (authenticated, and the ring upgrade answered). */
   #connecting = false;
   #outbox: Uint8Array[] = [];
   #nextId = 1;
@@ -135,6 +147,12 @@ class SocketChannel implements Channel {
   readonly #held = new Map<string, number>();
   #exiting = false;
   readonly #maxMessage: number;
+  /** Requests and replies go here once the server took the client's pipe (rings.ts). */
+  #ring: Connection | undefined;
+  #upgrade: { id: number; offer: OfferedPipe } | undefined;
+  #handleRing: ((frame: Uint8Array) => Promise<void> | undefined) | undefined;
+  #pumping = false;
+  #lastWrite: Promise<void> = Promise.resolve();
 
   constructor(address: Address, authkey: Uint8Array, maxMessage: number) {
     this.address = address;
@@ -145,12 +163,22 @@ class SocketChannel implements Channel {
   readonly #batcher = new Batcher((frame) => {
     const conn = this.#conn;
     // Gone meanwhile: its calls were failed with the connection.
-    if (conn && !conn.closed) conn.sendBytes(frame).catch((err: unknown) => this.#broken(conn, err));
+    if (!conn || conn.closed) return;
+    const ring = this.#ring;
+    if (!ring) {
+      conn.sendBytes(frame).catch((err: unknown) => this.#broken(conn, err));
+      return;
+    }
+    const written = ring.sendBytes(frame);
+    written.catch((err: unknown) => this.#broken(conn, err));
+    this.#lastWrite = written;
+    // Replies are read while some are awaited, and only then: an idle proxy keeps nothing alive.
+    if (this.#pending.size && !this.#pumping) void this.#pump(conn, ring);
   });
 
   #send(bytes: Uint8Array): void {
     const conn = this.#conn;
-    if (conn && !conn.closed) {
+    if (conn && !conn.closed && !this.#connecting) {
       this.#batcher.push(bytes);
       return;
     }
@@ -164,10 +192,7 @@ class SocketChannel implements Channel {
     // A reply's length prefix over the limit breaks the connection before the reply is buffered.
     Client(this.address, { authkey: this.#authkey, maxMessageSize: this.#maxMessage }).then(
       (conn) => {
-        this.#connecting = false;
         this.#conn = conn;
-        const out = this.#outbox;
-        this.#outbox = [];
         readMessages(
           conn,
           CLIENT_POLICY,
@@ -175,8 +200,16 @@ class SocketChannel implements Channel {
           (msg) => (msg instanceof RefusedMessage ? this.#broken(conn, msg) : this.#onReply(msg)),
           (err) => this.#broken(conn, err),
         );
-        if (this.#pending.size) conn._keepAlive(true);
-        for (const b of out) conn.sendBytes(b).catch((err: unknown) => this.#broken(conn, err));
+        // On this machine: the pipe goes first, so that every request takes one path, in order.
+        const offer = offerRing(this.address, this.#maxMessage);
+        if (!offer) {
+          this.#ready(conn);
+          return;
+        }
+        const id = this.#nextId++;
+        this.#upgrade = { id, offer };
+        conn._keepAlive(true);
+        conn.sendBytes(encodeWire([id, 'ring', offer.name], 'args')).catch((err: unknown) => this.#broken(conn, err));
       },
       (err: unknown) => {
         this.#connecting = false;
@@ -193,6 +226,54 @@ class SocketChannel implements Channel {
     );
   }
 
+  // The server answered the upgrade: go on over the ring, or (refused) over the socket.
+  #upgraded(conn: SocketConnection, status: number): void {
+    const { offer } = this.#upgrade!;
+    this.#upgrade = undefined;
+    offer.settle(status === OK);
+    if (status === OK) {
+      const ring = offer.end;
+      this.#ring = ring;
+      this.#handleRing = frameHandler(
+        CLIENT_POLICY,
+        (msg) => (msg instanceof RefusedMessage ? this.#broken(conn, msg) : this.#onReply(msg)),
+        (err) => this.#broken(conn, err),
+        () => this.#ring !== ring,
+      );
+    } else offer.end.close();
+    conn._keepAlive(false);
+    this.#ready(conn);
+  }
+
+  #ready(conn: SocketConnection): void {
+    this.#connecting = false;
+    if (this.#pending.size) conn._keepAlive(true);
+    for (const b of this.#outbox.splice(0)) this.#batcher.push(b);
+    this.#batcher.flush();
+  }
+
+  /** How requests leave now. */
+  get transport(): 'ring' | 'socket' | 'none' {
+    return this.#ring ? 'ring' : this.#conn && !this.#connecting ? 'socket' : 'none';
+  }
+
+  // Read replies from the ring while calls await them.
+  async #pump(conn: SocketConnection, ring: Connection): Promise<void> {
+    this.#pumping = true;
+    try {
+      while (this.#ring === ring && this.#pending.size > 0) {
+        const frame = await ring.recvBytes();
+        if (this.#ring !== ring) return;
+        const rest = this.#handleRing!(frame);
+        if (rest) await rest;
+      }
+    } catch (err) {
+      this.#broken(conn, err);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
   #failAll(err: Error): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
@@ -205,6 +286,7 @@ class SocketChannel implements Channel {
     this.#conn = undefined;
     conn._keepAlive(false);
     conn.close();
+    this.#dropRing();
     const e =
       err instanceof AuthenticationError
         ? err
@@ -215,8 +297,24 @@ class SocketChannel implements Channel {
     this.#failAll(e);
   }
 
+  #dropRing(): void {
+    if (this.#upgrade) {
+      this.#upgrade.offer.settle();
+      this.#upgrade.offer.end.close();
+      this.#upgrade = undefined;
+    }
+    this.#connecting = false;
+    this.#outbox = [];
+    this.#ring?.close();
+    this.#ring = undefined;
+  }
+
   #onReply(msg: unknown): void {
     const reply = msg as [number, number, unknown];
+    if (reply[0] === this.#upgrade?.id) {
+      this.#upgraded(this.#conn!, reply[1]);
+      return;
+    }
     const p = this.#pending.get(reply[0]);
     if (!p) return;
     this.#pending.delete(reply[0]);
@@ -263,7 +361,8 @@ class SocketChannel implements Channel {
 
   send(msg: unknown[]): boolean {
     const conn = this.#conn;
-    if (!conn || conn.closed || !conn._writableNow()) return false;
+    // On a ring, writes are queued in order: it can always leave.
+    if (!conn || conn.closed || this.#connecting || (!this.#ring && !conn._writableNow())) return false;
     msg[0] = 0;
     this.#batcher.push(encodeWire(msg, 'args'));
     return true;
@@ -301,6 +400,7 @@ class SocketChannel implements Channel {
     // Wait until connected and the outbox went out, then until the socket took it.
     for (let i = 0; i < 200 && (this.#connecting || this.#outbox.length); i++) await new Promise((r) => setTimeout(r, 5));
     await this.#conn?._flushed();
+    await this.#lastWrite.catch(() => undefined);
   }
 
   close(): void {
@@ -308,6 +408,7 @@ class SocketChannel implements Channel {
     this.#conn = undefined;
     conn?._keepAlive(false);
     conn?.close();
+    this.#dropRing();
     this.#failAll(new ProcessError(`the manager at ${describeAddress(this.address)} was shut down`, { code: 'ERR_MP_MANAGER_CONNECTION' }));
   }
 }
@@ -473,6 +574,12 @@ export function makeProxy(state: ProxyState): BaseProxy {
 registerType(BaseProxy, { reduce: (p) => p._reduce(), rebuild: (s: ProxyState) => makeProxy(s) }, 'multiproc.ManagerProxy');
 
 // ---------------------------------------------------------------------------------------------
+
+/** @internal How `proxy`'s calls reach its server: a ring, its socket, in this process (`local`), or not connected yet (`none`). */
+export function transportOf(proxy: BaseProxy): 'ring' | 'socket' | 'local' | 'none' {
+  const { channel } = internalsOf.get(proxy)!;
+  return channel instanceof SocketChannel ? channel.transport : 'local';
+}
 
 /** @internal The object behind `proxy` when its server runs in this process, else undefined. */
 export function localReferent(proxy: unknown): unknown {

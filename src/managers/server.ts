@@ -18,11 +18,14 @@ import {
   type ProxyState,
   type Reply,
 } from './proxy.js';
+import type { Connection, PipeEnd } from '../ipc/connection.js';
+import { adoptRing, RingReader, ringsServed, tuneRings } from './rings.js';
 import {
   Batcher,
   CLIENT_POLICY,
   decodeWire,
   encodeWire,
+  frameHandler,
   readMessages,
   RefusedMessage,
   serverPolicy,
@@ -107,6 +110,13 @@ interface ConnState {
   deferred?: Map<string, [status: number, value: unknown]>;
 }
 
+interface ServedConn {
+  conn: SocketConnection;
+  state: ConnState;
+  /** Set once the client moved its requests to a ring (rings.ts). */
+  ring: RingReader | undefined;
+}
+
 /** The context of one call: its AbortController is made on first use (most calls never wait). */
 class RunContext implements CallContext {
   ctl: AbortController | undefined;
@@ -136,7 +146,8 @@ export class Server {
   readonly #registry = new Map<string, ServerEntry>();
   readonly #objects = new Map<string, Held>();
   readonly #policy: ReceivePolicy;
-  readonly #conns = new Set<{ conn: SocketConnection; state: ConnState }>();
+  readonly #conns = new Set<ServedConn>();
+  readonly #rings = new Set<Connection>();
   #listener: Listener | undefined;
   #nextId = 0;
   #nextConn = 0;
@@ -197,10 +208,11 @@ export class Server {
       if (activeServers.get(addressKey(this.#listener.address)) === this) activeServers.delete(addressKey(this.#listener.address));
       this.#listener.close();
     }
-    for (const { conn, state } of this.#conns) {
+    for (const { conn, state, ring } of this.#conns) {
       state.ctx.gone = true;
       for (const c of state.inflight.values()) c.abort();
       conn.close();
+      if (ring) this.#dropRing(ring);
     }
     this.#conns.clear();
     for (const h of this.#objects.values()) this.#dispose(h);
@@ -230,44 +242,98 @@ export class Server {
 
   #serve(conn: SocketConnection): void {
     const state: ConnState = { ctx: { caller: `c${++this.#nextConn}`, gone: false }, inflight: new Map() };
-    const entry = { conn, state };
+    const entry: ServedConn = { conn, state, ring: undefined };
     this.#conns.add(entry);
+    // Replies leave on the ring once the client upgraded (it then reads nothing else).
     const out = new Batcher((frame) => {
-      if (!conn.closed) conn.sendBytes(frame).catch(() => undefined);
+      const ring = entry.ring?.end;
+      if (ring) {
+        if (!ring.closed) ring.sendBytes(frame).catch(() => undefined);
+      } else if (!conn.closed) conn.sendBytes(frame).catch(() => undefined);
     });
+    // EOF, a broken, oversized or malformed frame: drop this connection, keep serving the others.
+    const drop = (): void => {
+      if (state.ctx.gone) return;
+      state.ctx.gone = true;
+      for (const c of state.inflight.values()) c.abort();
+      this.#conns.delete(entry);
+      conn.close();
+      if (entry.ring) this.#dropRing(entry.ring);
+    };
+    const onMessage = (msg: unknown): void => {
+      if (msg instanceof RefusedMessage) {
+        this.#reply(out, msg.reqId!, FAILED, failureInfo(msg));
+        return;
+      }
+      if (!Array.isArray(msg) || !Number.isSafeInteger(msg[0]) || (msg[0] as number) < 0 || typeof msg[1] !== 'string') {
+        // A peer not speaking the protocol: drop it, keep serving the others.
+        drop();
+        return;
+      }
+      const reqId = msg[0] as number;
+      if (reqId > 0) this.#dispatch(msg, state, (status, value) => this.#reply(out, reqId, status, value));
+      else
+        this.#dispatch(msg, state, (status, value) => {
+          // A call nobody awaits (a lock proxy's release): only its failure is kept, for the
+          // next call on the object. Nothing else of an unanswered request is reported.
+          if (msg[1] === 'call' && typeof msg[2] === 'string' && status !== OK && status !== PROXY)
+            (state.deferred ??= new Map()).set(msg[2], [status, value]);
+        });
+    };
     // Messages are handled as they are parsed: those of one read (a batch, or several frames)
     // are dispatched in one synchronous run, so their replies leave as one frame.
     readMessages(
       conn,
       this.#policy,
       (msg) => {
-        if (msg instanceof RefusedMessage) {
-          this.#reply(out, msg.reqId!, FAILED, failureInfo(msg));
-          return;
-        }
-        if (!Array.isArray(msg) || !Number.isSafeInteger(msg[0]) || (msg[0] as number) < 0 || typeof msg[1] !== 'string') {
-          // A peer not speaking the protocol: drop it, keep serving the others.
-          conn.close();
-          return;
-        }
-        const reqId = msg[0] as number;
-        if (reqId > 0) this.#dispatch(msg, state, (status, value) => this.#reply(out, reqId, status, value));
-        else
-          this.#dispatch(msg, state, (status, value) => {
-            // A call nobody awaits (a lock proxy's release): only its failure is kept, for the
-            // next call on the object. Nothing else of an unanswered request is reported.
-            if (msg[1] === 'call' && typeof msg[2] === 'string' && status !== OK && status !== PROXY)
-              (state.deferred ??= new Map()).set(msg[2], [status, value]);
-          });
+        if (Array.isArray(msg) && msg[1] === 'ring') this.#upgrade(entry, msg, out, onMessage, drop);
+        else onMessage(msg);
       },
-      // EOF, a broken, oversized or malformed frame: drop this connection, keep serving the others.
+      // The socket's end is the client's, even when its requests come on a ring.
       () => {
-        state.ctx.gone = true;
-        for (const c of state.inflight.values()) c.abort();
-        this.#conns.delete(entry);
-        conn.close();
+        if (entry.ring) void entry.ring.finish();
+        else drop();
       },
     );
+  }
+
+  // A client on this machine asks to go on over a pipe it made (see rings.ts). A request that
+  // does not name one of its pipes, or comes twice, drops the connection.
+  #upgrade(entry: ServedConn, msg: unknown[], out: Batcher, onMessage: (msg: unknown) => void, drop: () => void): void {
+    const reqId = msg[0];
+    if (entry.ring || typeof reqId !== 'number' || !Number.isSafeInteger(reqId) || reqId <= 0) {
+      drop();
+      return;
+    }
+    if (!ringsServed()) {
+      this.#reply(out, reqId, FAILED, { name: 'ProcessError', message: 'this server keeps its connections on sockets', stack: '' });
+      return;
+    }
+    let end: PipeEnd;
+    try {
+      end = adoptRing(msg[2], this.#spec.maxMessage);
+    } catch {
+      drop();
+      return;
+    }
+    // The answer leaves on the socket, before anything on the ring.
+    this.#reply(out, reqId, OK, true);
+    out.flush();
+    const state = entry.state;
+    entry.ring = new RingReader(
+      end,
+      frameHandler(this.#policy, onMessage, drop, () => state.ctx.gone),
+      drop,
+      out.flush,
+    );
+    this.#rings.add(end);
+    tuneRings(this.#rings);
+  }
+
+  #dropRing(ring: RingReader): void {
+    ring.end.close();
+    this.#rings.delete(ring.end);
+    tuneRings(this.#rings);
   }
 
   #reply(out: Batcher, reqId: number, status: number, value: unknown): void {

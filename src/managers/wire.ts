@@ -248,12 +248,65 @@ export async function decodeWire(buf: Uint8Array, policy: ReceivePolicy): Promis
 }
 
 /**
+ * @internal How readMessages handles a frame, for any transport: each message, decoded under
+ * `policy`, goes to `onMessage` in order; the JSON ones in this task. Returns undefined when the
+ * whole frame was handled now, else a Promise settled once the rest was (a message needing an
+ * asynchronous decode holds the later ones back). A message refused by the policy is handed over
+ * as the RefusedMessage (when its request id was readable); anything else unreadable goes to `end`.
+ */
+export function frameHandler(
+  policy: ReceivePolicy,
+  onMessage: (msg: unknown) => void,
+  end: (err: unknown) => void,
+  ended: () => boolean,
+): (frame: Uint8Array) => Promise<void> | undefined {
+  // Messages from `at` on.
+  const run = (parts: Uint8Array[], at: number): Promise<void> | undefined => {
+    for (let i = at; i < parts.length && !ended(); i++) {
+      const part = parts[i]!;
+      if (isJsonFrame(part)) {
+        let msg: unknown;
+        try {
+          msg = decodeJson(part);
+        } catch (err) {
+          end(err);
+          return undefined;
+        }
+        onMessage(msg);
+        continue;
+      }
+      return decodeWire(part, policy)
+        .then(
+          (msg) => {
+            if (!ended()) onMessage(msg);
+          },
+          (err: unknown) => {
+            if (err instanceof RefusedMessage && err.reqId !== undefined && err.reqId > 0) {
+              if (!ended()) onMessage(err);
+            } else end(err);
+          },
+        )
+        .then(() => (ended() ? undefined : run(parts, i + 1)));
+    }
+    return undefined;
+  };
+  return (frame) => {
+    let parts: Uint8Array[];
+    try {
+      parts = unbatch(frame);
+    } catch (err) {
+      end(err);
+      return undefined;
+    }
+    return run(parts, 0);
+  };
+}
+
+/**
  * Read `conn`'s messages as they arrive and hand each, decoded under `policy`, to `onMessage`, in
  * order and in the task that received it: the common (JSON) ones with no Promise or event-loop
- * turn per message. A message needing an asynchronous decode holds the later ones back until
- * it is done. A message refused by the policy is handed over as the RefusedMessage (when its
- * request id was readable); anything else unreadable ends reading: `onEnd` gets the error, as it
- * gets the connection's own end (EOFError, a frame over the size limit).
+ * turn per message (see frameHandler). Anything unreadable ends reading: `onEnd` gets the error,
+ * as it gets the connection's own end (EOFError, a frame over the size limit).
  */
 export function readMessages(
   conn: SocketConnection,
@@ -268,49 +321,14 @@ export function readMessages(
     conn._pauseDelivery(true);
     onEnd(err);
   };
-  // Messages from `at` on; false when it stopped to wait for a decode (which then goes on).
-  const run = (parts: Uint8Array[], at: number): boolean => {
-    for (let i = at; i < parts.length && !ended; i++) {
-      const part = parts[i]!;
-      if (isJsonFrame(part)) {
-        let msg: unknown;
-        try {
-          msg = decodeJson(part);
-        } catch (err) {
-          end(err);
-          return true;
-        }
-        onMessage(msg);
-        continue;
-      }
-      conn._pauseDelivery(true);
-      decodeWire(part, policy)
-        .then(
-          (msg) => {
-            if (!ended) onMessage(msg);
-          },
-          (err: unknown) => {
-            if (err instanceof RefusedMessage && err.reqId !== undefined && err.reqId > 0) {
-              if (!ended) onMessage(err);
-            } else end(err);
-          },
-        )
-        .finally(() => {
-          if (!ended && run(parts, i + 1)) conn._pauseDelivery(false);
-        });
-      return false;
-    }
-    return true;
-  };
+  const handle = frameHandler(policy, onMessage, end, () => ended);
   conn._deliver((frame) => {
-    let parts: Uint8Array[];
-    try {
-      parts = unbatch(frame);
-    } catch (err) {
-      end(err);
-      return;
-    }
-    run(parts, 0);
+    const rest = handle(frame);
+    if (!rest) return;
+    conn._pauseDelivery(true);
+    void rest.then(() => {
+      if (!ended) conn._pauseDelivery(false);
+    });
   }, end);
 }
 

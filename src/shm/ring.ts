@@ -67,6 +67,10 @@ export class Ring {
   readonly #tracked: boolean;
   // The reader's blocking first part of a wait for data (see idle_wait.ts).
   readonly #idle = new IdleWait();
+  /** Whether a reader's wait may block the thread first (see idle_wait.ts); off for a reader that watches many rings. */
+  idleWaits = true;
+  // The longest message the reader takes, checked against its length before anything is copied.
+  #limit = Infinity;
 
   /**
    * `tracked`: readers see EOF and writers a broken pipe when the other end has no live holder
@@ -85,6 +89,26 @@ export class Ring {
 
   get capacity(): number {
     return this.#cap;
+  }
+
+  /** Whether the header records this ring's capacity (a ring opened from a peer's name is checked with it). */
+  wellFormed(): boolean {
+    return this.#load(CAPACITY) === this.#cap;
+  }
+
+  /**
+   * Refuse messages longer than `bytes` (for a reader whose peer is not this program): read()
+   * and tryRead() throw ProcessError ERR_MP_BAD_MESSAGE, before buffering any of it.
+   */
+  limitMessages(bytes: number): void {
+    this.#limit = bytes;
+  }
+
+  #checkLength(len: number): void {
+    if (len > this.#limit)
+      throw new ProcessError(`message from the peer is too long: ${len} bytes (at most ${this.#limit})`, {
+        code: 'ERR_MP_BAD_MESSAGE',
+      });
   }
 
   #load(i: number): number {
@@ -287,6 +311,7 @@ export class Ring {
     const used = (this.#load(HEAD) - tail) >>> 0;
     if (used < 4) return null;
     const len = this.#getU32(tail);
+    this.#checkLength(len);
     const total = 4 + len + ((4 - (len & 3)) & 3);
     if (total > this.#cap || used < total || len < skip) return null;
     const n = len - skip;
@@ -323,6 +348,7 @@ export class Ring {
       let need = 4;
       if (this.used() >= 4) {
         const len = this.#getU32(this.#load(TAIL));
+        this.#checkLength(len);
         need = 4 + len + ((4 - (len & 3)) & 3);
         if (need > this.#cap) return this.#readStreamed(len);
       }
@@ -426,7 +452,7 @@ export class Ring {
       const head = this.#load(HEAD);
       if ((head - this.#load(TAIL)) >>> 0 >= need) return true;
       const left = remaining(deadline);
-      const idle = idleFirst && left !== 0 && !signal?.aborted && this.hasHolders('write');
+      const idle = this.idleWaits && idleFirst && left !== 0 && !signal?.aborted && this.hasHolders('write');
       idleFirst = false;
       if (!idle && !this.isOpen('write')) {
         // A last message may have landed between the two loads.

@@ -206,6 +206,14 @@ export class Segment {
     return name;
   }
 
+  /**
+   * Remove the name now, for a segment every process that will ever hold it has mapped already:
+   * nothing is then left in /dev/shm should they all be killed. The mappings stay valid.
+   */
+  unlinkName(): void {
+    unlinkQuietly(this.name);
+  }
+
   /** Give this wrapper's count back now (unlinking if it was the last) and unmap. */
   close(): void {
     if (this.#closed) return;
