@@ -5,7 +5,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { getContext, setForkserverPreload, WorkerDiedError } from '../src/index.js';
-import { standingChildren, standingIdle, warmUp } from '../src/popen/forkserver.js';
+import { setRefillDelay, standingChildren, standingIdle, warmUp } from '../src/popen/forkserver.js';
 import { cpuCount } from '../src/platform.js';
 import { assertNoLeftovers, fixture, runNode } from './helpers.js';
 
@@ -47,6 +47,36 @@ describe('forkserver standing children', () => {
     assert.equal(p.exitcode, 0);
     await standingIdle(2);
     assert.equal(standingChildren().length, 2);
+  });
+
+  test('when starts outrun the standing set, replacements boot once the children handed over report that their target runs', async () => {
+    setForkserverPreload([]);
+    await standingIdle(2);
+    // Only the children's reports can start them: the fallback delay is out of reach.
+    const was = setRefillDelay(3_600_000);
+    const go = ctx.Event();
+    // Two take the standing children, the third finds none ready: starts outrun the set.
+    const ps = [0, 1, 2].map(() => new ctx.Process({ target: t.untilSet, args: [go] }));
+    try {
+      for (const p of ps) p.start();
+      let guard: NodeJS.Timeout | undefined;
+      const hang = new Promise((_, reject) => (guard = setTimeout(() => reject(new Error('no replacement booted')), 60_000)));
+      await Promise.race([standingIdle(2), hang]).finally(() => clearTimeout(guard));
+      assert.deepEqual(
+        ps.map((p) => p.exitcode),
+        [null, null, null],
+        'the children handed over still run',
+      );
+      assert.equal(standingChildren().length, 2);
+    } finally {
+      setRefillDelay(was);
+      go.set();
+      for (const p of ps) await p.join();
+    }
+    assert.deepEqual(
+      ps.map((p) => p.exitcode),
+      [0, 0, 0],
+    );
   });
 
   test('a child left standing has also loaded what a manager server and a pipe load first', async () => {

@@ -111,7 +111,10 @@ process.once('message', (msg: StartMessage) => {
       for (const k of Object.keys(process.env)) if (!(k in msg.env)) Reflect.deleteProperty(process.env, k);
       Object.assign(process.env, msg.env);
     }
-    bootstrapChild(msg.config, msg.payload, process.pid).then(
+    // A forkserver child tells its parent when its target starts: the parent then boots its
+    // replacement (not sooner: a Node boot beside this start would slow it down).
+    const running = preload === undefined ? undefined : () => process.send?.({ type: 'running' }, undefined, undefined, () => undefined);
+    bootstrapChild(msg.config, msg.payload, process.pid, running).then(
       (code) => process.exit(code),
       (err: unknown) => {
         process.stderr.write(`multiproc: child bootstrap failed: ${(err as Error | null | undefined)?.stack ?? String(err)}\n`);

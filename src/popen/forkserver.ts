@@ -48,15 +48,19 @@ const standing: Warm[] = [];
 /** Children handed over before they had preloaded: someone waits for each of them. */
 let handedBooting = 0;
 /**
- * Children handed over ready whose start is still under way: until they exit, or for REFILL_MS,
- * replacements wait. Booting one beside them takes the CPU they need and blocks this process
- * while Node forks it: a hand-over to the pool's first result took 45-50 ms with the
- * replacements booting beside it, 17-20 ms without; a start + join of an empty target 15-17 ms
- * against 9-11 ms.
+ * Children handed over ready whose start is still under way: replacements wait until they have
+ * exited, or for refillMs. Booting one beside them takes the CPU they need and blocks this
+ * process while Node forks it (~4 ms of its CPU): a hand-over to the pool's first result took
+ * 26-28 ms with the replacements booting once the workers ran, 13-15 ms without; a start + join
+ * of an empty target 20-22 ms against 11-13 ms. When starts outrun the standing set, though,
+ * the next start needs a replacement more than this one needs the CPU: then replacements boot
+ * as soon as the children handed over report that their target runs.
  */
 const starting = new Set<Warm>();
+/** The last start found no child standing ready (it took one still booting, or booted one). */
+let outrun = false;
 let refillTimer: NodeJS.Timeout | undefined;
-const REFILL_MS = 25;
+let refillMs = 25;
 /** Starts asked for since the event loop last turned (one burst). */
 let burst = 0;
 let preload: string[] = ['__main__'];
@@ -98,6 +102,8 @@ function boot(): Warm {
       w.ready = true;
       settle();
       checkWaiters();
+    } else if (m.type === 'running') {
+      if (outrun) started(w);
     } else if (m.type === 'idle') {
       w.idle = true;
       checkWaiters();
@@ -115,7 +121,7 @@ function boot(): Warm {
     w.gone = true;
     drop(w);
     settle();
-    if (starting.delete(w) && starting.size === 0) refill();
+    started(w);
     // Someone waits for the standing set to be full: replace the one that ended.
     if (waiters.length > 0) afterStarts();
   };
@@ -144,6 +150,18 @@ function drop(w: Warm): void {
 export function warmUp(): void {
   if (handedBooting > 0 || starting.size > 0) return;
   while (standing.length < wanted && preloadFailure === undefined) standing.push(boot());
+}
+
+/** @internal Set how long replacements wait at most for the children handed over (tests); returns the former value. */
+export function setRefillDelay(ms: number): number {
+  const was = refillMs;
+  refillMs = ms;
+  return was;
+}
+
+/** A child handed over has got going (or has ended): once none is starting, boot the replacements. */
+function started(w: Warm): void {
+  if (starting.delete(w) && starting.size === 0) refill();
 }
 
 /** The starts under way are done (or have had their time): boot the replacements. */
@@ -240,6 +258,7 @@ export function startForkserver(payload: Uint8Array, config: ChildConfig): Popen
   if (preloadFailure !== undefined) throw preloadError();
   const fd = trackerFd();
   const w = takeStanding() ?? boot();
+  outrun = !w.ready || w.gone;
   burst++;
   if (!w.ready && !w.gone) {
     handedBooting++;
@@ -249,7 +268,7 @@ export function startForkserver(payload: Uint8Array, config: ChildConfig): Popen
     });
   } else if (!w.gone) {
     starting.add(w);
-    refillTimer ??= setTimeout(refill, REFILL_MS).unref();
+    refillTimer ??= setTimeout(refill, refillMs).unref();
   }
   afterStarts();
   return new SpawnPopen(w.child, {
