@@ -7,7 +7,8 @@ import { pathToFileURL } from 'node:url';
 import { getContext, setForkserverPreload, WorkerDiedError } from '../src/index.js';
 import { setRefillDelay, standingChildren, standingIdle, warmUp } from '../src/popen/forkserver.js';
 import { cpuCount } from '../src/platform.js';
-import { assertNoLeftovers, fixture, runNode } from './helpers.js';
+import { sparePipeCount } from '../src/pool/spare_pipes.js';
+import { assertNoLeftovers, fixture, runNode, runScenario } from './helpers.js';
 
 type Targets = typeof import('./fixtures/forkserver_targets.mjs');
 let t: Targets;
@@ -77,6 +78,29 @@ describe('forkserver standing children', () => {
       ps.map((p) => p.exitcode),
       [0, 0, 0],
     );
+  });
+
+  test("a pool's workers take pipes made ahead, one per standing child, once a pool has run on the forkserver", async () => {
+    setForkserverPreload([]);
+    const first = ctx.Pool(1);
+    try {
+      assert.equal(await first.apply(t.pid, []), first._pool[0]!.pid);
+    } finally {
+      first.terminate();
+      await first.join();
+    }
+    // Made when a standing child reports that it is idle: by the time both are.
+    await standingIdle(2);
+    assert.equal(sparePipeCount(), 2);
+    const pool = ctx.Pool(2);
+    try {
+      assert.equal(sparePipeCount(), 0);
+      const pids = new Set(await Promise.all([0, 1, 2, 3].map(() => pool.apply(t.pid, []))));
+      assert.ok(pids.size >= 1 && [...pids].every((pid) => pool._pool.some((p) => p.pid === pid)));
+    } finally {
+      pool.terminate();
+      await pool.join();
+    }
   });
 
   test('a child left standing has also loaded what a manager server and a pipe load first', async () => {
@@ -164,6 +188,11 @@ test('making the forkserver context boots the standing children in the backgroun
   const r = await runNode([fixture('forkserver_targets.mjs'), 'prestart']);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.trim(), '2');
+});
+
+test('pipes made ahead and never used are unlinked when the program ends', async () => {
+  const r = await runScenario('forkserver_targets.mjs', ['spare-pipes']);
+  assert.equal(r.spares, 2);
 });
 
 test('a CommonJS main module is preloaded with require, once, with its main guard false', async () => {

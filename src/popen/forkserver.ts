@@ -45,6 +45,8 @@ interface Warm {
 }
 
 const standing: Warm[] = [];
+/** Run each time a standing child has become idle (see onStandingIdle). */
+const idleHooks: (() => void)[] = [];
 /** Children handed over before they had preloaded: someone waits for each of them. */
 let handedBooting = 0;
 /**
@@ -107,6 +109,7 @@ function boot(): Warm {
     } else if (m.type === 'idle') {
       w.idle = true;
       checkWaiters();
+      for (const f of idleHooks) f();
     } else if (m.type === 'preload-failed') {
       preloadFailure = m.message ?? 'unknown error';
       // Standing, it would never run anything: end it (one already handed over reports and exits).
@@ -204,6 +207,15 @@ export function prestart(): void {
 /** @internal The children standing ready (booted or booting): their pids, and whether each has preloaded. */
 export function standingChildren(): { pid: number; ready: boolean; idle: boolean }[] {
   return standing.map((w) => ({ pid: w.child.pid ?? -1, ready: w.ready, idle: w.idle }));
+}
+
+/**
+ * @internal Run `f` each time a standing child has loaded all it loads while standing: what a
+ * hand-over needs beside the child (a pool worker's pipe) is made then, while this process has
+ * likely nothing else to do, rather than during the hand-over.
+ */
+export function onStandingIdle(f: () => void): void {
+  idleHooks.push(f);
 }
 
 interface Waiter {
