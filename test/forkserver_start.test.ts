@@ -103,7 +103,10 @@ describe('forkserver standing children', () => {
     }
   });
 
-  test('a child left standing has also loaded what a manager server and a pipe load first', async () => {
+  test('once a manager has run on the forkserver, a child left standing has also loaded what a manager server and a pipe load first', async () => {
+    const m = await ctx.Manager();
+    await m.shutdown();
+    // Children booted from now on (these replace the standing ones) load it.
     setForkserverPreload([]);
     await standingIdle(2);
     const pool = ctx.Pool(1);
@@ -188,6 +191,11 @@ test('making the forkserver context boots the standing children in the backgroun
   const r = await runNode([fixture('forkserver_targets.mjs'), 'prestart']);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.trim(), '2');
+});
+
+test('a pool worker on the forkserver loads no manager code until the program has run a manager there', async () => {
+  const r = await runScenario('forkserver_targets.mjs', ['manager-code']);
+  assert.deepEqual(r, { before: false, after: true });
 });
 
 test('pipes made ahead and never used are unlinked when the program ends', async () => {
