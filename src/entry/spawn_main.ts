@@ -115,8 +115,8 @@ process.once('message', (msg: StartMessage) => {
       for (const k of Object.keys(process.env)) if (!(k in msg.env)) Reflect.deleteProperty(process.env, k);
       Object.assign(process.env, msg.env);
     }
-    // A forkserver child tells its parent when its target starts: the parent then boots its
-    // replacement (not sooner: a Node boot beside this start would slow it down).
+    // A forkserver child tells its parent when its target starts: a parent whose starts outrun
+    // its standing children boots the replacement then (see `starting` in popen/forkserver.ts).
     const running = preload === undefined ? undefined : () => process.send?.({ type: 'running' }, undefined, undefined, () => undefined);
     bootstrapChild(msg.config, msg.payload, process.pid, running).then(
       (code) => process.exit(code),
