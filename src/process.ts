@@ -542,8 +542,10 @@ export function isChild(): boolean {
 /**
  * Rebuild the Process object from `payload`, run it and return its exit code (Python:
  * `BaseProcess._bootstrap`). Errors from run() are printed like Python's traceback report.
+ * `onRunning` is called once the Process is rebuilt, just before its run() (a forkserver child
+ * tells its parent, which then boots its replacement).
  */
-export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, ident: number): Promise<number> {
+export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, ident: number, onRunning?: () => void): Promise<number> {
   parent = new ParentProcess(config.parentName, config.parentPid, config.method === 'thread');
   inheritTracker(config.trackerFd);
   startedAs = config.method;
@@ -573,6 +575,7 @@ export async function bootstrapChild(config: ChildConfig, payload: Uint8Array, i
   current = proc;
   children.clear();
   let code = 0;
+  onRunning?.();
   try {
     await proc.run();
   } catch (err) {

@@ -5,9 +5,10 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { getContext, setForkserverPreload, WorkerDiedError } from '../src/index.js';
-import { standingChildren, standingIdle, warmUp } from '../src/popen/forkserver.js';
+import { setRefillDelay, standingChildren, standingIdle, warmUp } from '../src/popen/forkserver.js';
 import { cpuCount } from '../src/platform.js';
-import { assertNoLeftovers, fixture, runNode } from './helpers.js';
+import { sparePipeCount } from '../src/pool/spare_pipes.js';
+import { assertNoLeftovers, fixture, runNode, runScenario } from './helpers.js';
 
 type Targets = typeof import('./fixtures/forkserver_targets.mjs');
 let t: Targets;
@@ -49,7 +50,63 @@ describe('forkserver standing children', () => {
     assert.equal(standingChildren().length, 2);
   });
 
-  test('a child left standing has also loaded what a manager server and a pipe load first', async () => {
+  test('when starts outrun the standing set, replacements boot once the children handed over report that their target runs', async () => {
+    setForkserverPreload([]);
+    await standingIdle(2);
+    // Only the children's reports can start them: the fallback delay is out of reach.
+    const was = setRefillDelay(3_600_000);
+    const go = ctx.Event();
+    // Two take the standing children, the third finds none ready: starts outrun the set.
+    const ps = [0, 1, 2].map(() => new ctx.Process({ target: t.untilSet, args: [go] }));
+    try {
+      for (const p of ps) p.start();
+      let guard: NodeJS.Timeout | undefined;
+      const hang = new Promise((_, reject) => (guard = setTimeout(() => reject(new Error('no replacement booted')), 60_000)));
+      await Promise.race([standingIdle(2), hang]).finally(() => clearTimeout(guard));
+      assert.deepEqual(
+        ps.map((p) => p.exitcode),
+        [null, null, null],
+        'the children handed over still run',
+      );
+      assert.equal(standingChildren().length, 2);
+    } finally {
+      setRefillDelay(was);
+      go.set();
+      for (const p of ps) await p.join();
+    }
+    assert.deepEqual(
+      ps.map((p) => p.exitcode),
+      [0, 0, 0],
+    );
+  });
+
+  test("a pool's workers take pipes made ahead, one per standing child, once a pool has run on the forkserver", async () => {
+    setForkserverPreload([]);
+    const first = ctx.Pool(1);
+    try {
+      assert.equal(await first.apply(t.pid, []), first._pool[0]!.pid);
+    } finally {
+      first.terminate();
+      await first.join();
+    }
+    // Made when a standing child reports that it is idle: by the time both are.
+    await standingIdle(2);
+    assert.equal(sparePipeCount(), 2);
+    const pool = ctx.Pool(2);
+    try {
+      assert.equal(sparePipeCount(), 0);
+      const pids = new Set(await Promise.all([0, 1, 2, 3].map(() => pool.apply(t.pid, []))));
+      assert.ok(pids.size >= 1 && [...pids].every((pid) => pool._pool.some((p) => p.pid === pid)));
+    } finally {
+      pool.terminate();
+      await pool.join();
+    }
+  });
+
+  test('once a manager has run on the forkserver, a child left standing has also loaded what a manager server and a pipe load first', async () => {
+    const m = await ctx.Manager();
+    await m.shutdown();
+    // Children booted from now on (these replace the standing ones) load it.
     setForkserverPreload([]);
     await standingIdle(2);
     const pool = ctx.Pool(1);
@@ -134,6 +191,16 @@ test('making the forkserver context boots the standing children in the backgroun
   const r = await runNode([fixture('forkserver_targets.mjs'), 'prestart']);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.trim(), '2');
+});
+
+test('a pool worker on the forkserver loads no manager code until the program has run a manager there', async () => {
+  const r = await runScenario('forkserver_targets.mjs', ['manager-code']);
+  assert.deepEqual(r, { before: false, after: true });
+});
+
+test('pipes made ahead and never used are unlinked when the program ends', async () => {
+  const r = await runScenario('forkserver_targets.mjs', ['spare-pipes']);
+  assert.equal(r.spares, 2);
 });
 
 test('a CommonJS main module is preloaded with require, once, with its main guard false', async () => {

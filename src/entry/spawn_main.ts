@@ -25,7 +25,8 @@ const STANDING_MS = 50;
 
 /* eslint-disable @typescript-eslint/no-require-imports -- only in a forkserver child left standing */
 /**
- * What a forkserver child left standing loads: a manager's server, then what the server's first
+ * What a forkserver child left standing loads once the program has run a manager's server on the
+ * forkserver (a pool worker has no use for it): a manager's server, then what the server's first
  * moments would load (~8 ms): node:cluster (net's listen() loads it), and OpenSSL's random
  * source and HMAC (the handshake of the first connection).
  */
@@ -47,27 +48,30 @@ const preload = process.env.MULTIPROC_FORKSERVER_PRELOAD;
 let preloaded: Promise<string | undefined> = Promise.resolve(undefined);
 if (preload !== undefined) {
   delete process.env.MULTIPROC_FORKSERVER_PRELOAD;
+  // Only once the program has run a manager on the forkserver (see standManagerServers).
+  const more = process.env.MULTIPROC_FORKSERVER_MANAGERS === '1' ? MORE : [];
+  delete process.env.MULTIPROC_FORKSERVER_MANAGERS;
   // Until it is handed a process to run, it ends with the parent's channel.
   const idle = (): never => process.exit(0);
   process.once('disconnect', idle);
   // A child left standing a while also loads what a manager's server runs (~15 ms), so that
   // Manager() on the forkserver starts as fast as a pool; a child handed over at once does not.
-  let more: NodeJS.Timeout | undefined;
+  let moreTimer: NodeJS.Timeout | undefined;
   let handed = false;
   // One step a turn: a start message that comes meanwhile waits for one step at most.
   const loadMore = (step: number): void => {
     if (handed) return;
-    if (step >= MORE.length) {
+    if (step >= more.length) {
       process.send?.({ type: 'idle' });
       return;
     }
-    MORE[step]!();
+    more[step]!();
     setImmediate(() => loadMore(step + 1));
   };
   process.once('message', () => {
     handed = true;
     process.off('disconnect', idle);
-    clearTimeout(more);
+    clearTimeout(moreTimer);
   });
   const { preloadModules } = require('../process.js') as typeof import('../process.js'); // eslint-disable-line @typescript-eslint/no-require-imports -- loaded above already
   // What most children run: a pool worker's loop and its pipe. Not the whole library: it cost
@@ -81,7 +85,7 @@ if (preload !== undefined) {
   preloaded = preloadModules(JSON.parse(preload) as string[]).then(
     () => {
       process.send?.({ type: 'ready' });
-      if (!handed) more = setTimeout(() => loadMore(0), STANDING_MS).unref();
+      if (!handed) moreTimer = setTimeout(() => loadMore(0), STANDING_MS).unref();
       return undefined;
     },
     (err: unknown) => {
@@ -111,7 +115,10 @@ process.once('message', (msg: StartMessage) => {
       for (const k of Object.keys(process.env)) if (!(k in msg.env)) Reflect.deleteProperty(process.env, k);
       Object.assign(process.env, msg.env);
     }
-    bootstrapChild(msg.config, msg.payload, process.pid).then(
+    // A forkserver child tells its parent when its target starts: a parent whose starts outrun
+    // its standing children boots the replacement then (see `starting` in popen/forkserver.ts).
+    const running = preload === undefined ? undefined : () => process.send?.({ type: 'running' }, undefined, undefined, () => undefined);
+    bootstrapChild(msg.config, msg.payload, process.pid, running).then(
       (code) => process.exit(code),
       (err: unknown) => {
         process.stderr.write(`multiproc: child bootstrap failed: ${(err as Error | null | undefined)?.stack ?? String(err)}\n`);

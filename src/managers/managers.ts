@@ -53,6 +53,8 @@ import {
   ValueProxy,
 } from './types.js';
 import { currentProcess, parentProcess, Process } from '../process.js';
+import { standManagerServers } from '../popen/forkserver.js';
+import { chosenStartMethod } from '../popen/methods.js';
 import { MAX_MESSAGE } from '../ipc/socket.js';
 import { toModuleUrl } from '../reduction/policy.js';
 import { registeredModule, trustModulesForClients, trustRegisteredForClients } from './wire.js';
@@ -285,6 +287,9 @@ export class BaseManager {
       name: `${this.constructor.name}-${++managerCount}`,
     });
     proc.start();
+    // Its server runs on the forkserver: the next children there stand with a server loaded.
+    const method = (this.#options.ctx as { getStartMethod?: () => string } | null | undefined)?.getStartMethod?.() ?? chosenStartMethod();
+    if (method === 'forkserver') standManagerServers();
     writer.close();
     this.#process = proc;
     this.#state = 'started';

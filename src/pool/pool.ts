@@ -37,6 +37,7 @@ import { methodTitle, processClassFor, type ContextLike, type Process, type Star
 import { unlinkSegment } from '../shm/native.js';
 import { Scratch } from '../shm/scratch.js';
 import { nextReply, replyInRing } from './replies.js';
+import { workerPipe } from './spare_pipes.js';
 import { forAnotherProcess, withReservations } from '../shm/segment.js';
 import { dumps, loads } from '../reduction/reduction.js';
 import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './results.js';
@@ -195,7 +196,7 @@ export class Pool {
 
   #spawn(): void {
     live.add(this.#ref);
-    const [conn, child] = Pipe(true);
+    const [conn, child] = this.#ctx.getStartMethod() === 'forkserver' ? workerPipe() : Pipe(true);
     const tid = ++this.#workerSeq;
     const proc = new this.#ctx.Process({
       target: poolWorker,

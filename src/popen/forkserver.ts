@@ -45,21 +45,29 @@ interface Warm {
 }
 
 const standing: Warm[] = [];
+/** Run each time a standing child has become idle (see onStandingIdle). */
+const idleHooks: (() => void)[] = [];
 /** Children handed over before they had preloaded: someone waits for each of them. */
 let handedBooting = 0;
 /**
- * Children handed over ready whose start is still under way: until they exit, or for REFILL_MS,
- * replacements wait. Booting one beside them takes the CPU they need and blocks this process
- * while Node forks it: a hand-over to the pool's first result took 45-50 ms with the
- * replacements booting beside it, 17-20 ms without; a start + join of an empty target 15-17 ms
- * against 9-11 ms.
+ * Children handed over ready whose start is still under way: replacements wait until they have
+ * exited, or for refillMs. Booting one beside them takes the CPU they need and blocks this
+ * process while Node forks it (~4 ms of its CPU): a hand-over to the pool's first result took
+ * 26-28 ms with the replacements booting once the workers ran, 13-15 ms without; a start + join
+ * of an empty target 20-22 ms against 11-13 ms. When starts outrun the standing set, though,
+ * the next start needs a replacement more than this one needs the CPU: then replacements boot
+ * as soon as the children handed over report that their target runs.
  */
 const starting = new Set<Warm>();
+/** The last start found no child standing ready (it took one still booting, or booted one). */
+let outrun = false;
 let refillTimer: NodeJS.Timeout | undefined;
-const REFILL_MS = 25;
+let refillMs = 25;
 /** Starts asked for since the event loop last turned (one burst). */
 let burst = 0;
 let preload: string[] = ['__main__'];
+/** Whether the children booted from now on also load a manager's server while they stand (see standManagerServers). */
+let managerServers = false;
 let preloadFailure: string | undefined;
 let exitHook = false;
 
@@ -85,7 +93,11 @@ function preloadUrls(): string[] {
 
 function boot(): Warm {
   // Standing, it dies with this process; handed a non-daemon, it stops doing so (spawn_main).
-  const child = bootChild(trackerFd(), { MULTIPROC_FORKSERVER_PRELOAD: JSON.stringify(preloadUrls()), ...parentDeathEnv() });
+  const child = bootChild(trackerFd(), {
+    MULTIPROC_FORKSERVER_PRELOAD: JSON.stringify(preloadUrls()),
+    ...(managerServers ? { MULTIPROC_FORKSERVER_MANAGERS: '1' } : {}),
+    ...parentDeathEnv(),
+  });
   // A standing child never keeps this process alive, and ends when this process does.
   child.unref();
   child.channel?.unref();
@@ -98,9 +110,12 @@ function boot(): Warm {
       w.ready = true;
       settle();
       checkWaiters();
+    } else if (m.type === 'running') {
+      if (outrun) started(w);
     } else if (m.type === 'idle') {
       w.idle = true;
       checkWaiters();
+      for (const f of idleHooks) f();
     } else if (m.type === 'preload-failed') {
       preloadFailure = m.message ?? 'unknown error';
       // Standing, it would never run anything: end it (one already handed over reports and exits).
@@ -115,7 +130,7 @@ function boot(): Warm {
     w.gone = true;
     drop(w);
     settle();
-    if (starting.delete(w) && starting.size === 0) refill();
+    started(w);
     // Someone waits for the standing set to be full: replace the one that ended.
     if (waiters.length > 0) afterStarts();
   };
@@ -144,6 +159,18 @@ function drop(w: Warm): void {
 export function warmUp(): void {
   if (handedBooting > 0 || starting.size > 0) return;
   while (standing.length < wanted && preloadFailure === undefined) standing.push(boot());
+}
+
+/** @internal Set how long replacements wait at most for the children handed over (tests); returns the former value. */
+export function setRefillDelay(ms: number): number {
+  const was = refillMs;
+  refillMs = ms;
+  return was;
+}
+
+/** A child handed over has got going (or has ended): once none is starting, boot the replacements. */
+function started(w: Warm): void {
+  if (starting.delete(w) && starting.size === 0) refill();
 }
 
 /** The starts under way are done (or have had their time): boot the replacements. */
@@ -183,9 +210,28 @@ export function prestart(): void {
   afterStarts();
 }
 
+/**
+ * @internal A manager's server was started on the forkserver: the children booted from now on
+ * also load what a manager's server runs while they stand (~15 ms of their CPU), so that the
+ * next Manager() starts as fast as a pool. Until then they do not: it cost every pool worker
+ * 1-3 MB of memory for a manager it never runs.
+ */
+export function standManagerServers(): void {
+  managerServers = true;
+}
+
 /** @internal The children standing ready (booted or booting): their pids, and whether each has preloaded. */
 export function standingChildren(): { pid: number; ready: boolean; idle: boolean }[] {
   return standing.map((w) => ({ pid: w.child.pid ?? -1, ready: w.ready, idle: w.idle }));
+}
+
+/**
+ * @internal Run `f` each time a standing child has loaded all it loads while standing: what a
+ * hand-over needs beside the child (a pool worker's pipe) is made then, while this process has
+ * likely nothing else to do, rather than during the hand-over.
+ */
+export function onStandingIdle(f: () => void): void {
+  idleHooks.push(f);
 }
 
 interface Waiter {
@@ -240,6 +286,7 @@ export function startForkserver(payload: Uint8Array, config: ChildConfig): Popen
   if (preloadFailure !== undefined) throw preloadError();
   const fd = trackerFd();
   const w = takeStanding() ?? boot();
+  outrun = !w.ready || w.gone;
   burst++;
   if (!w.ready && !w.gone) {
     handedBooting++;
@@ -249,7 +296,7 @@ export function startForkserver(payload: Uint8Array, config: ChildConfig): Popen
     });
   } else if (!w.gone) {
     starting.add(w);
-    refillTimer ??= setTimeout(refill, REFILL_MS).unref();
+    refillTimer ??= setTimeout(refill, refillMs).unref();
   }
   afterStarts();
   return new SpawnPopen(w.child, {
