@@ -149,6 +149,15 @@ describe('upgrade requests that name no pipe of the client', () => {
     assert.equal(await d.get('still'), 1);
   }
 
+  // A raw client whose upgrade to `offer`'s pipe the server took (request id 1).
+  async function upgraded(offer: ReturnType<typeof offerPipe>): Promise<RawPeer> {
+    const peer = await RawPeer.connect(m.address as string, currentProcess().authkey);
+    await peer.sendFrame(json([1, 'ring', offer.name]));
+    assert.deepEqual(JSON.parse((await peer.recvFrame()).toString('utf8', 1)), [1, 0, true]);
+    offer.settle(true);
+    return peer;
+  }
+
   test('a random name, a name that is not a segment name, the wrong type', async () => {
     await dropped([1, 'ring', `/mp-zz-1-${crypto.randomBytes(4).toString('hex')}#1`]);
     await dropped([1, 'ring', '/../../etc/passwd']);
@@ -173,10 +182,7 @@ describe('upgrade requests that name no pipe of the client', () => {
   test('a second upgrade on the same connection', { skip: emulated() }, async () => {
     const offer = offerPipe(1 << 20);
     try {
-      const peer = await RawPeer.connect(m.address as string, currentProcess().authkey);
-      await peer.sendFrame(json([1, 'ring', offer.name]));
-      assert.deepEqual(JSON.parse((await peer.recvFrame()).toString('utf8', 1)), [1, 0, true]);
-      offer.settle(true);
+      const peer = await upgraded(offer);
       await peer.sendFrame(json([2, 'ring', offer.name]));
       await peer.closed;
     } finally {
@@ -188,10 +194,7 @@ describe('upgrade requests that name no pipe of the client', () => {
   test('a message over maxMessage on the ring drops the connection before it is buffered', { skip: emulated() }, async () => {
     const offer = offerPipe(1 << 20);
     try {
-      const peer = await RawPeer.connect(m.address as string, currentProcess().authkey);
-      await peer.sendFrame(json([1, 'ring', offer.name]));
-      assert.deepEqual(JSON.parse((await peer.recvFrame()).toString('utf8', 1)), [1, 0, true]);
-      offer.settle(true);
+      const peer = await upgraded(offer);
       // A ping on the ring is answered on the ring.
       await offer.end.sendBytes(json([2, 'ping']));
       assert.deepEqual(JSON.parse((await offer.end.recvBytes()).toString('utf8', 1)), [2, 0, 'pong']);
