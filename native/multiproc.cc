@@ -441,6 +441,30 @@ napi_value FutexWake(napi_env env, napi_callback_info info) {
 // and no timer due within the wait. Otherwise 'busy' at once, and the caller parks as usual.
 // The bound (maxUs, and the next timer) keeps the loop from being held for longer than that
 // when something does arrive meanwhile.
+// Whether the kernel has futex_waitv (Linux 5.16+); probed when the addon loads.
+bool have_waitv = false;
+
+// Whether this thread may block for a moment: false ('busy') when its event loop has something
+// to run. Else `deadline` is set to at most `max_us` (and the next timer) from now.
+bool IdleDeadline(napi_env env, double max_us, timespec* deadline) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || !(max_us >= 1)) return false;
+  // A loop with nothing alive has nothing that could run meanwhile; otherwise 0 means
+  // something is pending (an immediate, a closing handle, a due timer).
+  if (uv_loop_alive(loop)) {
+    int timeout_ms = uv_backend_timeout(loop);
+    if (timeout_ms == 0) return false;
+    if (timeout_ms > 0 && timeout_ms * 1000.0 < max_us) max_us = timeout_ms * 1000.0;
+  }
+  pollfd pfd = {uv_backend_fd(loop), POLLIN, 0};
+  if (pfd.fd >= 0 && poll(&pfd, 1, 0) != 0) return false;
+  if (max_us > 1e6) max_us = 1e6;
+  clock_gettime(CLOCK_MONOTONIC, deadline);
+  deadline->tv_nsec += static_cast<long>(max_us * 1000);
+  while (deadline->tv_nsec >= 1000000000L) deadline->tv_sec++, deadline->tv_nsec -= 1000000000L;
+  return true;
+}
+
 napi_value FutexWaitIdle(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -452,25 +476,61 @@ napi_value FutexWaitIdle(napi_env env, napi_callback_info info) {
       !GetNumber(env, argv[3], "maxUs", &max_us))
     return nullptr;
   if (__atomic_load_n(cell, __ATOMIC_SEQ_CST) != static_cast<int32_t>(expected)) return Str(env, OutcomeName(kNotEqual));
-  uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr || !(max_us >= 1)) return Str(env, "busy");
-  // A loop with nothing alive has nothing that could run meanwhile; otherwise 0 means
-  // something is pending (an immediate, a closing handle, a due timer).
-  if (uv_loop_alive(loop)) {
-    int timeout_ms = uv_backend_timeout(loop);
-    if (timeout_ms == 0) return Str(env, "busy");
-    if (timeout_ms > 0 && timeout_ms * 1000.0 < max_us) max_us = timeout_ms * 1000.0;
-  }
-  pollfd pfd = {uv_backend_fd(loop), POLLIN, 0};
-  if (pfd.fd >= 0 && poll(&pfd, 1, 0) != 0) return Str(env, "busy");
-  if (max_us > 1e6) max_us = 1e6;
   timespec deadline;
-  clock_gettime(CLOCK_MONOTONIC, &deadline);
-  deadline.tv_nsec += static_cast<long>(max_us * 1000);
-  while (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
+  if (!IdleDeadline(env, max_us, &deadline)) return Str(env, "busy");
   // No restart after a signal: the loop has a handler to run, so give the thread back.
   if (Futex(cell, FUTEX_WAIT_BITSET, static_cast<int32_t>(expected), &deadline, FUTEX_BITSET_MATCH_ANY) == 0)
     return Str(env, OutcomeName(kOk));
+  if (errno == EAGAIN) return Str(env, OutcomeName(kNotEqual));
+  if (errno == ETIMEDOUT || errno == EINTR) return Str(env, OutcomeName(kTimedOut));
+  return Str(env, OutcomeName(kFailed));
+}
+
+// futexWaitIdleAny(cells[], indices[], expected[], maxUs) -> outcome | 'busy'
+//
+// futexWaitIdle over several cells at once (futex_waitv, Linux 5.16+): one reader watching many
+// rings (a manager server's clients) blocks until any of them is written. Which cell woke is
+// not reported (waitv names one even when several were woken): the caller re-reads them all,
+// so no wake is lost as long as each writer changes its cell's value (a ring's head does).
+// 'busy' without futex_waitv, or for more cells than one call takes.
+napi_value FutexWaitIdleAny(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc < 4) return ThrowInvalid(env, "futexWaitIdleAny(cells[], indices[], expected[], maxUs)");
+  uint32_t n = 0, ni = 0, ne = 0;
+  bool arrays = true;
+  for (int k = 0; k < 3; k++) {
+    bool is = false;
+    napi_is_array(env, argv[k], &is);
+    arrays = arrays && is;
+  }
+  if (!arrays) return ThrowInvalid(env, "futexWaitIdleAny takes three arrays (cells, indices, expected) and maxUs");
+  napi_get_array_length(env, argv[0], &n);
+  napi_get_array_length(env, argv[1], &ni);
+  napi_get_array_length(env, argv[2], &ne);
+  if (n != ni || n != ne) return ThrowInvalid(env, "futexWaitIdleAny: cells, indices and expected differ in length", true);
+  double max_us;
+  if (!GetNumber(env, argv[3], "maxUs", &max_us)) return nullptr;
+  constexpr uint32_t kMaxWaitv = 128;  // FUTEX_WAITV_MAX
+  if (!have_waitv || n == 0 || n > kMaxWaitv) return Str(env, "busy");
+  struct futex_waitv v[kMaxWaitv] = {};
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value a, i, e;
+    napi_get_element(env, argv[0], k, &a);
+    napi_get_element(env, argv[1], k, &i);
+    napi_get_element(env, argv[2], k, &e);
+    int32_t* cell;
+    double expected;
+    if (!GetCell(env, a, i, &cell) || !GetNumber(env, e, "expected", &expected)) return nullptr;
+    if (__atomic_load_n(cell, __ATOMIC_SEQ_CST) != static_cast<int32_t>(expected)) return Str(env, OutcomeName(kNotEqual));
+    v[k].uaddr = reinterpret_cast<uintptr_t>(cell);
+    v[k].val = static_cast<uint32_t>(static_cast<int32_t>(expected));
+    v[k].flags = FUTEX_32;
+  }
+  timespec deadline;
+  if (!IdleDeadline(env, max_us, &deadline)) return Str(env, "busy");
+  if (syscall(SYS_futex_waitv, v, n, 0, &deadline, CLOCK_MONOTONIC) >= 0) return Str(env, OutcomeName(kOk));
   if (errno == EAGAIN) return Str(env, OutcomeName(kNotEqual));
   if (errno == ETIMEDOUT || errno == EINTR) return Str(env, OutcomeName(kTimedOut));
   return Str(env, OutcomeName(kFailed));
@@ -506,7 +566,6 @@ napi_value FutexWaitIdle(napi_env env, napi_callback_info info) {
 constexpr int kIdleExitSec = 10;
 constexpr long kSliceMs = 200;
 constexpr size_t kWaiterStack = 256 * 1024;
-bool have_waitv = false;
 
 struct EnvState;
 
@@ -855,6 +914,7 @@ NAPI_MODULE_INIT() {
       {"futexWait", nullptr, FutexWait, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"futexWake", nullptr, FutexWake, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"futexWaitIdle", nullptr, FutexWaitIdle, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"futexWaitIdleAny", nullptr, FutexWaitIdleAny, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"futexWaitAsync", nullptr, FutexWaitAsync, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"futexCancel", nullptr, FutexCancel, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"waiterThreads", nullptr, WaiterThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

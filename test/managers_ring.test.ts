@@ -63,6 +63,22 @@ describeBackends('manager calls over rings', (ctx) => {
     assert.equal(ring.again, false);
   });
 
+  test('three clients at once, with messages longer than a ring among small ones: every call answered, in order', async () => {
+    await using m = await Manager();
+    const d = await m.dict({ count: 0 });
+    const lock = await m.Lock();
+    const n = 100;
+    const files = [0, 1, 2].map(() => out());
+    const ps = files.map((file, i) => new ctx.Process({ target: t.crowd, args: [d, lock, i, n, file] }));
+    for (const p of ps) p.start();
+    for (const p of ps) {
+      await p.join();
+      assert.equal(p.exitcode, 0);
+    }
+    assert.equal(await d.get('count'), 3 * n);
+    for (const file of files) assert.deepEqual(readJson(file), { transport: emulated() ? 'socket' : 'ring', bigOk: n / 25 });
+  });
+
   test('a Condition: wait in a child, notify from here', async () => {
     await using m = await Manager();
     const cond = await m.Condition();

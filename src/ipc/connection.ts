@@ -170,6 +170,11 @@ export abstract class Connection {
     return m.length;
   }
 
+  /** @internal The next message, waiting for it without first polling the ring (the caller just looked). */
+  _recvParked(): Promise<Uint8Array> {
+    return this.#readOne(true);
+  }
+
   #readOne(spun = false): Promise<Uint8Array> {
     this.#check('read');
     this.#readsPending++;
@@ -373,6 +378,20 @@ class PipeConnection extends Connection {
     if (this.#closed || !this.#in) return null;
     return this.#in.tryRead(into);
   }
+  /** @internal Whether a message (or the start of one, or a dead reader's rest) waits in the ring. */
+  _hasData(): boolean {
+    return !this.#closed && !!this.#in && (this.#in.hasMessage() || this.#in.hasPartialRead());
+  }
+  /** @internal See Ring.watch: the cell a reader of many ends waits on, or undefined when there is data (or the end is closed). */
+  _watch(): [cells: Int32Array, index: number, value: number] | undefined {
+    if (this.#closed || !this.#in) return undefined;
+    return this.#in.watch();
+  }
+  /** @internal The wait _watch() began is over. */
+  _unwatch(): void {
+    // Closed meanwhile: the cells may be unmapped (and the count no longer matters).
+    if (!this.#closed) this.#in?.unwatch();
+  }
   /** @internal See offerPipe/adoptOfferedPipe: refuse longer messages; let waits block the thread first or not. */
   _tune(limit: number | undefined, idleWaits: boolean): void {
     if (limit !== undefined) this.#in?.limitMessages(limit);
@@ -443,6 +462,12 @@ const OFFERED_NAME = /^\/mp-[0-9a-z]{1,12}-[0-9a-z]{1,12}-[0-9a-f]{8}(?:-[A-Za-z
 export interface PipeEnd extends Connection {
   /** The next message if one is whole in the ring now, else null; never waits. */
   _tryRecvBytes(): Uint8Array | null;
+  /** Whether a message (or the start of one) waits in the ring. */
+  _hasData(): boolean;
+  /** The cell to wait on for data with its value now, counted as a waiter; undefined when there is data. */
+  _watch(): [cells: Int32Array, index: number, value: number] | undefined;
+  /** The wait _watch() began is over. */
+  _unwatch(): void;
 }
 
 /**

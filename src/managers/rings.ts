@@ -9,7 +9,10 @@
 //
 // MULTIPROC_MANAGER_RINGS=0 keeps every connection on its socket (clients do not offer, servers
 // refuse), for comparing the two or for a /dev/shm too small for a pipe per client.
-import { adoptOfferedPipe, offerPipe, setIdleWaits, type Connection, type OfferedPipe, type PipeEnd } from '../ipc/connection.js';
+import { adoptOfferedPipe, offerPipe, setIdleWaits, type OfferedPipe, type PipeEnd } from '../ipc/connection.js';
+import { IdleWait } from '../shm/idle_wait.js';
+import { futexWaitAsync } from '../shm/native.js';
+import { spin } from '../shm/ring.js';
 import type { Address } from '../ipc/listener.js';
 import { emulated } from '../shm/native.js';
 
@@ -35,54 +38,211 @@ export function adoptRing(name: unknown, limit: number): PipeEnd {
 }
 
 /**
- * @internal Let the rings of one server wait as fits their number: with one client, a wait may
- * block the thread for a moment first (the reply to a request comes in microseconds); with more,
- * one ring's blocking wait would hold up the others, so each waits asynchronously.
+ * The server's reading of every client's ring, in one loop: each pass takes the next whole
+ * message of each ring (so that one busy client does not hold up the others) and hands it to
+ * that client's handler. When no ring has anything, the loop blocks this thread on all their
+ * heads at once for a moment (futexWaitIdleAny: a client's request then wakes it in one thread
+ * switch, as a socket would, where a wait per ring costs two); when that times out (or cannot be
+ * done: the event loop has work, an older kernel), each ring waits asynchronously on its own and
+ * the first message resumes the loop.
  */
-export function tuneRings(rings: ReadonlySet<Connection>): void {
-  for (const r of rings) setIdleWaits(r, rings.size <= 1);
+export class RingHub {
+  readonly #readers = new Set<RingReader>();
+  readonly #idle = new IdleWait();
+  #running = false;
+  #kick: (() => void) | undefined;
+  // Cancels the waits of a parked loop.
+  #stop: AbortController | undefined;
+
+  /** Read `end` from now on (see RingReader for the callbacks). */
+  add(
+    end: PipeEnd,
+    handle: (frame: Uint8Array) => Promise<void> | undefined,
+    onEnd: () => void,
+    flush: () => void,
+  ): RingReader {
+    // The loop does the blocking waits; a ring's own wait only ever parks.
+    setIdleWaits(end, false);
+    const r = new RingReader(this, end, handle, onEnd, flush);
+    this.#readers.add(r);
+    if (this.#running) this.wake();
+    else void this.#loop();
+    return r;
+  }
+
+  /** Stop reading `r` (its end is closed or about to be). */
+  remove(r: RingReader): void {
+    if (!this.#readers.delete(r)) return;
+    // Its end is about to close: no wait may stay on its cells.
+    this.#stop?.abort();
+    this.wake();
+  }
+
+  /** @internal Resume a parked loop: a ring's message came, or its handling ended. */
+  wake(): void {
+    const k = this.#kick;
+    this.#kick = undefined;
+    k?.();
+  }
+
+  async #loop(): Promise<void> {
+    this.#running = true;
+    try {
+      let passes = 0;
+      while (this.#readers.size) {
+        let served = false;
+        for (const r of this.#readers) if (r.step()) served = true;
+        if (served) {
+          // Let replies and calls finish (microtasks) before the next pass, and every 64
+          // passes the event loop turn (sockets, timers).
+          await (++passes % 64 === 0 ? new Promise(setImmediate) : null);
+          continue;
+        }
+        passes = 0;
+        // A client's next request often follows its reply within microseconds: look for it
+        // before blocking.
+        if (spin(() => this.#anyData()) || this.#blockingWait()) continue;
+        await this.#parked();
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  #anyData(): boolean {
+    for (const r of this.#readers) if (r.free && r.end._hasData()) return true;
+    return false;
+  }
+
+  // Wait asynchronously until a ring may have data (each free ring's head on a waiter thread;
+  // the first wake cancels the others), a ring's own read or handling ended, or the rings changed.
+  async #parked(): Promise<void> {
+    const woken = new Promise<void>((resolve) => (this.#kick = resolve));
+    const stop = new AbortController();
+    this.#stop = stop;
+    for (const r of this.#readers) {
+      if (!r.free) continue;
+      const w = r.end._watch();
+      if (!w) {
+        this.wake();
+        break;
+      }
+      futexWaitAsync(w[0], w[1], w[2], undefined, stop.signal)
+        .finally(() => r.end._unwatch())
+        .then(
+          () => this.wake(),
+          () => undefined,
+        );
+    }
+    await woken;
+    this.#stop = undefined;
+    stop.abort();
+  }
+
+  // True when a ring may have data now; false when the rings should park.
+  #blockingWait(): boolean {
+    const cells: Int32Array[] = [];
+    const indices: number[] = [];
+    const values: number[] = [];
+    const watched: PipeEnd[] = [];
+    try {
+      for (const r of this.#readers) {
+        if (!r.free) continue;
+        const w = r.end._watch();
+        if (!w) return true;
+        watched.push(r.end);
+        cells.push(w[0]);
+        indices.push(w[1]);
+        values.push(w[2]);
+      }
+      return watched.length > 0 && this.#idle.waitAny(cells, indices, values);
+    } finally {
+      for (const end of watched) end._unwatch();
+    }
+  }
 }
 
 /**
- * The server's reading of one client's ring: each frame goes to `handle` (wire.ts frameHandler),
- * in order; `onEnd` once reading ends (the client closed its end or died, an oversized or
- * unreadable message).
+ * One client's ring as its server's hub reads it: each frame goes to `handle` (wire.ts
+ * frameHandler), in order; `onEnd` once reading ends (the client closed its end or died, an
+ * oversized or unreadable message); `flush` sends the replies batched so far.
  */
 export class RingReader {
-  #busy: Promise<void> | undefined;
+  // A frame whose handling is asynchronous (the next waits for it, to keep the order).
+  #handling: Promise<void> | undefined;
+  // A read of a message that is not whole yet (longer than the ring, or being written), which
+  // waits for the rest on its own.
+  #reading = false;
   #stopping = false;
   #ended = false;
 
   constructor(
+    readonly hub: RingHub,
     readonly end: PipeEnd,
     readonly handle: (frame: Uint8Array) => Promise<void> | undefined,
     readonly onEnd: () => void,
-    /** Send the replies batched so far: the wait for the next request may hold this thread a moment. */
     readonly flush: () => void,
-  ) {
-    void this.#loop();
+  ) {}
+
+  /** Whether the hub may read this ring now. */
+  get free(): boolean {
+    return !this.#handling && !this.#reading && !this.#stopping && !this.#ended && !this.end.closed;
   }
 
-  async #loop(): Promise<void> {
+  /** @internal Take and handle the next message if it is whole now; true if there was one. */
+  step(): boolean {
+    if (!this.free) return false;
+    let m: Uint8Array | null;
     try {
-      while (!this.#stopping) {
-        const frame = await this.end.recvBytes();
-        const rest = this.handle(frame);
-        if (rest) {
-          this.#busy = rest;
-          await rest;
-          this.#busy = undefined;
-        }
-        this.flush();
-      }
+      m = this.end._tryRecvBytes();
     } catch {
-      if (!this.#stopping) this.#end();
+      // Over the size limit.
+      this.#end();
+      return false;
     }
+    if (m) {
+      this.#take(m);
+      return true;
+    }
+    if (this.end._hasData()) this.#readRest();
+    return false;
+  }
+
+  // Read the next message as it comes; the hub is woken once it is handled.
+  #readRest(): void {
+    this.#reading = true;
+    this.end._recvParked().then(
+      (m) => {
+        this.#reading = false;
+        if (!this.#ended) this.#take(m);
+        this.hub.wake();
+      },
+      () => {
+        this.#reading = false;
+        if (!this.#stopping) this.#end();
+        this.hub.wake();
+      },
+    );
+  }
+
+  #take(m: Uint8Array): void {
+    const rest = this.handle(m);
+    if (!rest) {
+      this.flush();
+      return;
+    }
+    const done = (): void => {
+      this.#handling = undefined;
+      this.flush();
+      this.hub.wake();
+    };
+    this.#handling = rest.then(done, done);
   }
 
   #end(): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.hub.remove(this);
     this.onEnd();
   }
 
@@ -94,7 +254,7 @@ export class RingReader {
     if (this.#stopping) return;
     this.#stopping = true;
     try {
-      if (this.#busy) await this.#busy;
+      if (this.#handling) await this.#handling;
       for (let m = this.end._tryRecvBytes(); m && !this.#ended; m = this.end._tryRecvBytes()) {
         const rest = this.handle(m);
         if (rest) await rest;

@@ -18,8 +18,8 @@ import {
   type ProxyState,
   type Reply,
 } from './proxy.js';
-import type { Connection, PipeEnd } from '../ipc/connection.js';
-import { adoptRing, RingReader, ringsServed, tuneRings } from './rings.js';
+import type { PipeEnd } from '../ipc/connection.js';
+import { adoptRing, RingHub, ringsServed, type RingReader } from './rings.js';
 import {
   Batcher,
   CLIENT_POLICY,
@@ -147,7 +147,7 @@ export class Server {
   readonly #objects = new Map<string, Held>();
   readonly #policy: ReceivePolicy;
   readonly #conns = new Set<ServedConn>();
-  readonly #rings = new Set<Connection>();
+  readonly #rings = new RingHub();
   #listener: Listener | undefined;
   #nextId = 0;
   #nextConn = 0;
@@ -320,20 +320,12 @@ export class Server {
     this.#reply(out, reqId, OK, true);
     out.flush();
     const state = entry.state;
-    entry.ring = new RingReader(
-      end,
-      frameHandler(this.#policy, onMessage, drop, () => state.ctx.gone),
-      drop,
-      out.flush,
-    );
-    this.#rings.add(end);
-    tuneRings(this.#rings);
+    entry.ring = this.#rings.add(end, frameHandler(this.#policy, onMessage, drop, () => state.ctx.gone), drop, out.flush);
   }
 
   #dropRing(ring: RingReader): void {
+    this.#rings.remove(ring);
     ring.end.close();
-    this.#rings.delete(ring.end);
-    tuneRings(this.#rings);
   }
 
   #reply(out: Batcher, reqId: number, status: number, value: unknown): void {

@@ -10,7 +10,7 @@
 // A blocked thread uses no CPU. When the answer did not come within the bound, the next waits
 // at this place skip the blocking part (1, 2, 4 ... up to MAX_SKIP of them), so a wait that is
 // usually long costs the bound only rarely; one answered in time resets that.
-import { futexWaitIdle } from './native.js';
+import { futexWaitIdle, futexWaitIdleAny, type WaitOutcome } from './native.js';
 
 /** µs a wait blocks before parking asynchronously; MULTIPROC_IDLE_WAIT_US tunes it (0: never). */
 export const IDLE_WAIT_US = idleWaitUs(process.env.MULTIPROC_IDLE_WAIT_US);
@@ -32,12 +32,27 @@ export class IdleWait {
    * the caller should park its wait asynchronously. `leftMs` (the caller's deadline) caps it.
    */
   wait(cells: Int32Array, index: number, expected: number, leftMs?: number): boolean {
-    if (IDLE_WAIT_US === 0) return false;
-    if (this.#skip > 0) {
-      this.#skip--;
-      return false;
-    }
-    const outcome = futexWaitIdle(cells, index, expected, leftMs === undefined ? IDLE_WAIT_US : Math.min(IDLE_WAIT_US, leftMs * 1000));
+    return !this.#skipping() && this.#settle(futexWaitIdle(cells, index, expected, leftMs === undefined ? IDLE_WAIT_US : Math.min(IDLE_WAIT_US, leftMs * 1000)));
+  }
+
+  /**
+   * wait() on several cells at once (`cells[k][indices[k]]` holding `expected[k]`): true when
+   * any may have changed (re-check them all), false when the caller should park asynchronously
+   * (also where the kernel cannot wait on several cells: see futexWaitIdleAny).
+   */
+  waitAny(cells: Int32Array[], indices: number[], expected: number[]): boolean {
+    return !this.#skipping() && this.#settle(futexWaitIdleAny(cells, indices, expected, IDLE_WAIT_US));
+  }
+
+  // Whether this wait goes straight to the asynchronous part (off, or backing off after timeouts).
+  #skipping(): boolean {
+    if (IDLE_WAIT_US === 0) return true;
+    if (this.#skip === 0) return false;
+    this.#skip--;
+    return true;
+  }
+
+  #settle(outcome: WaitOutcome | 'busy'): boolean {
     if (outcome === 'ok' || outcome === 'not-equal') {
       this.#backoff = 0;
       return true;

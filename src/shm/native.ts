@@ -27,6 +27,8 @@ interface Binding {
   futexWait(cells: Int32Array, index: number, expected: number, timeoutMs?: number): WaitOutcome | 'failed';
   futexWake(cells: Int32Array, index: number, count?: number): number;
   futexWaitIdle(cells: Int32Array, index: number, expected: number, maxUs: number): WaitOutcome | 'busy' | 'failed';
+  // Absent from an addon built before it (a stale build): then there is no blocking wait on several cells.
+  futexWaitIdleAny?(cells: Int32Array[], indices: number[], expected: number[], maxUs: number): WaitOutcome | 'busy' | 'failed';
   futexWaitAsync(
     cells: Int32Array,
     index: number,
@@ -96,6 +98,8 @@ function emulatedBinding(): Binding {
     futexWait: e.futexWait,
     futexWake: e.futexWake,
     futexWaitIdle: e.futexWaitIdle,
+    // As futexWaitIdle: the engine cannot tell whether the event loop is idle.
+    futexWaitIdleAny: () => 'busy',
     futexWaitAsync: e.futexWaitAsync,
     futexCancel: e.futexCancel,
     waiterThreads: () => ({ total: 0, idle: 0 }),
@@ -351,6 +355,24 @@ export function futexWaitIdle(cells: Int32Array, index: number, expected: number
   let outcome: WaitOutcome | 'busy' | 'failed';
   try {
     outcome = load().futexWaitIdle(cells, index, expected, maxUs);
+  } catch (err) {
+    throw translate(err);
+  }
+  if (outcome === 'failed') throw waitFailed();
+  return outcome;
+}
+
+/**
+ * futexWaitIdle on several cells at once: returns when any of them may have changed ('ok' or
+ * 'not-equal', without saying which: re-read them all), or 'timed-out' after `maxUs`; 'busy' when
+ * the event loop has something to do, or the kernel cannot wait on several cells (before Linux
+ * 5.16), or there are more than 128 of them. `cells[k][indices[k]]` is expected to hold `expected[k]`.
+ */
+export function futexWaitIdleAny(cells: Int32Array[], indices: number[], expected: number[], maxUs: number): WaitOutcome | 'busy' {
+  let outcome: WaitOutcome | 'busy' | 'failed';
+  try {
+    const b = load();
+    outcome = b.futexWaitIdleAny ? b.futexWaitIdleAny(cells, indices, expected, maxUs) : 'busy';
   } catch (err) {
     throw translate(err);
   }

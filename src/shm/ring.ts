@@ -44,7 +44,7 @@ function fresh(n: number): Uint8Array {
 }
 
 /** Poll `ready` for up to SPIN_US microseconds; true as soon as it holds. */
-function spin(ready: () => boolean): boolean {
+export function spin(ready: () => boolean): boolean {
   if (ready()) return true;
   if (SPIN_US <= 0) return false;
   const end = performance.now() + SPIN_US / 1000;
@@ -296,6 +296,26 @@ export class Ring {
   /** Whether a whole message header is there to read. */
   hasMessage(): boolean {
     return this.used() >= 4;
+  }
+
+  /**
+   * For a reader that watches several rings with one blocking wait (futexWaitIdleAny): counts it
+   * as waiting (so that a writer wakes it) and gives the cell to wait on with its value now; or,
+   * not counted, undefined when something is there to read already. unwatch() after the wait.
+   */
+  watch(): [cells: Int32Array, index: number, value: number] | undefined {
+    Atomics.add(this.#c, this.#b + RWAIT, 1);
+    const head = this.#load(HEAD);
+    if ((head - this.#load(TAIL)) >>> 0 >= 4 || this.hasPartialRead()) {
+      Atomics.sub(this.#c, this.#b + RWAIT, 1);
+      return undefined;
+    }
+    return [this.#c, this.#b + HEAD, head];
+  }
+
+  /** The wait that watch() began is over. */
+  unwatch(): void {
+    Atomics.sub(this.#c, this.#b + RWAIT, 1);
   }
 
   /**
