@@ -55,12 +55,7 @@ export class RingHub {
   #stop: AbortController | undefined;
 
   /** Read `end` from now on (see RingReader for the callbacks). */
-  add(
-    end: PipeEnd,
-    handle: (frame: Uint8Array) => Promise<void> | undefined,
-    onEnd: () => void,
-    flush: () => void,
-  ): RingReader {
+  add(end: PipeEnd, handle: (frame: Uint8Array) => Promise<void> | undefined, onEnd: () => void, flush: () => void): RingReader {
     // The loop does the blocking waits; a ring's own wait only ever parks.
     setIdleWaits(end, false);
     const r = new RingReader(this, end, handle, onEnd, flush);

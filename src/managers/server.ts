@@ -320,7 +320,12 @@ export class Server {
     this.#reply(out, reqId, OK, true);
     out.flush();
     const state = entry.state;
-    entry.ring = this.#rings.add(end, frameHandler(this.#policy, onMessage, drop, () => state.ctx.gone), drop, out.flush);
+    entry.ring = this.#rings.add(
+      end,
+      frameHandler(this.#policy, onMessage, drop, () => state.ctx.gone),
+      drop,
+      out.flush,
+    );
   }
 
   #dropRing(ring: RingReader): void {

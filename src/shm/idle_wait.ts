@@ -32,7 +32,10 @@ export class IdleWait {
    * the caller should park its wait asynchronously. `leftMs` (the caller's deadline) caps it.
    */
   wait(cells: Int32Array, index: number, expected: number, leftMs?: number): boolean {
-    return !this.#skipping() && this.#settle(futexWaitIdle(cells, index, expected, leftMs === undefined ? IDLE_WAIT_US : Math.min(IDLE_WAIT_US, leftMs * 1000)));
+    return (
+      !this.#skipping() &&
+      this.#settle(futexWaitIdle(cells, index, expected, leftMs === undefined ? IDLE_WAIT_US : Math.min(IDLE_WAIT_US, leftMs * 1000)))
+    );
   }
 
   /**
