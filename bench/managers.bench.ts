@@ -97,7 +97,9 @@ async function measureLifecycle(p: Extract<DriverParams, { kind: 'lifecycle' }>)
   const { SyncManager } = mp();
   const ctx = ctxOf(p.method);
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- an internal of the library, loaded in the driver only
-  const standingIdle = p.ready ? (require('../src/popen/forkserver.js') as typeof import('../src/popen/forkserver.js')).standingIdle : undefined;
+  const standingIdle = p.ready
+    ? (require('../src/popen/forkserver.js') as typeof import('../src/popen/forkserver.js')).standingIdle
+    : undefined;
   const once = async (): Promise<number> => {
     await standingIdle?.();
     const t0 = nowMs();
