@@ -96,10 +96,9 @@ function ctxOf(method: Method) {
 async function measureLifecycle(p: Extract<DriverParams, { kind: 'lifecycle' }>): Promise<Measurement> {
   const { SyncManager } = mp();
   const ctx = ctxOf(p.method);
+  type Forkserver = typeof import('../src/popen/forkserver.js');
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- an internal of the library, loaded in the driver only
-  const standingIdle = p.ready
-    ? (require('../src/popen/forkserver.js') as typeof import('../src/popen/forkserver.js')).standingIdle
-    : undefined;
+  const standingIdle = p.ready ? (require('../src/popen/forkserver.js') as Forkserver).standingIdle : undefined;
   const once = async (): Promise<number> => {
     await standingIdle?.();
     const t0 = nowMs();
