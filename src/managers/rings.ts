@@ -43,16 +43,14 @@ export function adoptRing(name: unknown, limit: number): PipeEnd {
  * that client's handler. When no ring has anything, the loop blocks this thread on all their
  * heads at once for a moment (futexWaitIdleAny: a client's request then wakes it in one thread
  * switch, as a socket would, where a wait per ring costs two); when that times out (or cannot be
- * done: the event loop has work, an older kernel), each ring waits asynchronously on its own and
- * the first message resumes the loop.
+ * done: the event loop has work, an older kernel), each ring's head is watched on a waiter thread
+ * and the first write resumes the loop.
  */
 export class RingHub {
   readonly #readers = new Set<RingReader>();
   readonly #idle = new IdleWait();
   #running = false;
   #kick: (() => void) | undefined;
-  // Cancels the waits of a parked loop.
-  #stop: AbortController | undefined;
 
   /** Read `end` from now on (see RingReader for the callbacks). */
   add(end: PipeEnd, handle: (frame: Uint8Array) => Promise<void> | undefined, onEnd: () => void, flush: () => void): RingReader {
@@ -69,7 +67,7 @@ export class RingHub {
   remove(r: RingReader): void {
     if (!this.#readers.delete(r)) return;
     // Its end is about to close: no wait may stay on its cells.
-    this.#stop?.abort();
+    r.disarm();
     this.wake();
   }
 
@@ -109,29 +107,12 @@ export class RingHub {
     return false;
   }
 
-  // Wait asynchronously until a ring may have data (each free ring's head on a waiter thread;
-  // the first wake cancels the others), a ring's own read or handling ended, or the rings changed.
+  // Wait asynchronously until a ring may have data (each free ring's head watched on a waiter
+  // thread), a ring's own read or handling ended, or the rings changed.
   async #parked(): Promise<void> {
     const woken = new Promise<void>((resolve) => (this.#kick = resolve));
-    const stop = new AbortController();
-    this.#stop = stop;
-    for (const r of this.#readers) {
-      if (!r.free) continue;
-      const w = r.end._watch();
-      if (!w) {
-        this.wake();
-        break;
-      }
-      futexWaitAsync(w[0], w[1], w[2], undefined, stop.signal)
-        .finally(() => r.end._unwatch())
-        .then(
-          () => this.wake(),
-          () => undefined,
-        );
-    }
+    for (const r of this.#readers) if (!r.arm()) break;
     await woken;
-    this.#stop = undefined;
-    stop.abort();
   }
 
   // True when a ring may have data now; false when the rings should park.
@@ -170,6 +151,8 @@ export class RingReader {
   #reading = false;
   #stopping = false;
   #ended = false;
+  // The asynchronous watch of the ring's head that a parked hub left (see arm()).
+  #armed: AbortController | undefined;
 
   constructor(
     readonly hub: RingHub,
@@ -182,6 +165,39 @@ export class RingReader {
   /** Whether the hub may read this ring now. */
   get free(): boolean {
     return !this.#handling && !this.#reading && !this.#stopping && !this.#ended && !this.end.closed;
+  }
+
+  /**
+   * @internal Watch the ring's head on a waiter thread until a client writes (then wake the hub),
+   * unless it is watched so already: a watch outlives the hub's park, so that a park costs a new
+   * watch only of the rings written since the last. False when there is data already (the hub
+   * was woken).
+   */
+  arm(): boolean {
+    if (!this.free || this.#armed) return true;
+    const w = this.end._watch();
+    if (!w) {
+      this.hub.wake();
+      return false;
+    }
+    const armed = new AbortController();
+    this.#armed = armed;
+    futexWaitAsync(w[0], w[1], w[2], undefined, armed.signal)
+      .finally(() => {
+        if (this.#armed === armed) this.#armed = undefined;
+        this.end._unwatch();
+      })
+      .then(
+        () => this.hub.wake(),
+        () => undefined,
+      );
+    return true;
+  }
+
+  /** @internal End the watch arm() left: the end is about to close. */
+  disarm(): void {
+    this.#armed?.abort();
+    this.#armed = undefined;
   }
 
   /** @internal Take and handle the next message if it is whole now; true if there was one. */
