@@ -16,11 +16,15 @@ const TAIL = 1; // bytes released by readers (wrapping u32)
 const RWAIT = 2; // readers parked on HEAD
 const WWAIT = 3; // writers parked on TAIL
 const CAPACITY = 4;
-// Bytes still to come of a message larger than the ring, on each side. Non-zero when a new
-// reader (writer) starts means the previous one died in the middle of it: the new one skips
-// (pads) the rest, so one message is lost and the ring stays in step.
+// Where a message larger than the ring ends, on each side, while one is read (written) in
+// chunks: the position (a multiple of 4) with its low bit set, 0 when none is. Non-zero when a
+// new reader (writer) starts means the previous one died in the middle of it: the new one skips
+// (pads) up to there, so one message is lost and the ring stays in step. An end position, not a
+// count of bytes left, so that a death between moving TAIL (HEAD) and noting it loses nothing.
 const PARTIAL_R = 5;
 const PARTIAL_W = 6;
+const endMark = (end: number): number => end | 1;
+const bytesTo = (mark: number, pos: number): number => ((mark & ~1) - pos) >>> 0;
 const SLOTS = 8; // holder slots per end: (pid, thread) pairs, pid 0 when free
 const WRITERS = 8; // [WRITERS, WRITERS + 2 * SLOTS): who holds the write end
 const OVERFLOW = 2 * SLOTS; // after each slot table: copies in flight and slot-less holders
@@ -218,7 +222,7 @@ export class Ring {
    * @throws ProcessError ERR_MP_BROKEN_PIPE when every reader has closed or died.
    */
   async write(msg: Uint8Array): Promise<void> {
-    if (Atomics.load(this.#c, this.#b + PARTIAL_W) > 0) await this.#padDeadWriter();
+    if (Atomics.load(this.#c, this.#b + PARTIAL_W) !== 0) await this.#padDeadWriter();
     if (this.tryWrite(msg)) return;
     const need = 4 + msg.length + ((4 - (msg.length & 3)) & 3);
     if (need <= this.#cap) {
@@ -231,12 +235,12 @@ export class Ring {
     let head = this.#load(HEAD);
     const total = msg.length + ((4 - (msg.length & 3)) & 3);
     this.#putU32(head, msg.length);
-    Atomics.store(this.#c, this.#b + PARTIAL_W, total);
+    Atomics.store(this.#c, this.#b + PARTIAL_W, endMark(head + 4 + total));
     this.#commit(HEAD, (head += 4), RWAIT);
     await this.#stream(head, total, (at, off, n) => this.#copyIn(at, msg, off, Math.max(0, Math.min(n, msg.length - off))));
   }
 
-  // Write `total` bytes produced by `fill` as room frees up, keeping PARTIAL_W current.
+  // Write `total` bytes produced by `fill` as room frees up; PARTIAL_W is cleared at the end.
   async #stream(head: number, total: number, fill: (at: number, off: number, n: number) => void): Promise<void> {
     for (let off = 0; off < total;) {
       let room = this.#cap - ((head - this.#load(TAIL)) >>> 0);
@@ -247,17 +251,18 @@ export class Ring {
       const n = Math.min(room, total - off);
       fill(head, off, n);
       off += n;
-      Atomics.store(this.#c, this.#b + PARTIAL_W, total - off);
       this.#commit(HEAD, (head += n), RWAIT);
     }
+    Atomics.store(this.#c, this.#b + PARTIAL_W, 0);
   }
 
   // The previous writer died part-way through a streamed message: finish it with 0xff bytes,
   // which the reader cannot deserialize, so that one message fails and the next ones are whole.
   async #padDeadWriter(): Promise<void> {
-    const rest = Atomics.load(this.#c, this.#b + PARTIAL_W);
+    const head = this.#load(HEAD);
+    const rest = bytesTo(Atomics.load(this.#c, this.#b + PARTIAL_W), head);
     const ones = new Uint8Array(Math.min(rest, this.#cap)).fill(0xff);
-    await this.#stream(this.#load(HEAD), rest, (at, _off, n) => this.#copyIn(at, ones, 0, n));
+    await this.#stream(head, rest, (at, _off, n) => this.#copyIn(at, ones, 0, n));
   }
 
   async #waitRoom(need: number): Promise<void> {
@@ -285,7 +290,7 @@ export class Ring {
 
   /** Whether a reader that died part-way through a streamed message left bytes to skip. */
   hasPartialRead(): boolean {
-    return Atomics.load(this.#c, this.#b + PARTIAL_R) > 0;
+    return Atomics.load(this.#c, this.#b + PARTIAL_R) !== 0;
   }
 
   /** Skip what is left of a streamed message whose reader died (see read()). */
@@ -326,7 +331,7 @@ export class Ring {
   tryRead(into?: (n: number) => Uint8Array, skip = 0): Uint8Array | null {
     // A reader died part-way through a streamed message: TAIL is inside that message, not at a
     // header. Only read() may go on from there (it skips the rest first).
-    if (Atomics.load(this.#c, this.#b + PARTIAL_R) > 0) return null;
+    if (this.hasPartialRead()) return null;
     const tail = this.#load(TAIL);
     const used = (this.#load(HEAD) - tail) >>> 0;
     if (used < 4) return null;
@@ -343,7 +348,7 @@ export class Ring {
 
   /** The first byte of the next message when tryRead() would read it now (and it has one); else -1. */
   peek(): number {
-    if (Atomics.load(this.#c, this.#b + PARTIAL_R) > 0) return -1;
+    if (this.hasPartialRead()) return -1;
     const tail = this.#load(TAIL);
     const used = (this.#load(HEAD) - tail) >>> 0;
     if (used < 4) return -1;
@@ -358,7 +363,7 @@ export class Ring {
    * @throws EOFError when the ring is empty and every writer has closed or died.
    */
   async read(deadline: Deadline = Infinity, signal?: AbortSignal, spun = false): Promise<Uint8Array | null> {
-    if (Atomics.load(this.#c, this.#b + PARTIAL_R) > 0) await this.#skipDeadReader();
+    if (this.hasPartialRead()) await this.#skipDeadReader();
     for (;;) {
       const m = this.tryRead();
       if (m) return m;
@@ -420,13 +425,13 @@ export class Ring {
     const out = fresh(len);
     const total = len + ((4 - (len & 3)) & 3);
     let tail = this.#load(TAIL);
-    Atomics.store(this.#c, this.#b + PARTIAL_R, total);
+    Atomics.store(this.#c, this.#b + PARTIAL_R, endMark(tail + 4 + total));
     this.#commit(TAIL, (tail += 4), WWAIT);
     await this.#drain(tail, total, (at, off, n) => this.#copyOut(at, out, off, Math.max(0, Math.min(n, len - off))));
     return out;
   }
 
-  // Consume `total` bytes as they arrive, keeping PARTIAL_R current.
+  // Consume `total` bytes as they arrive; PARTIAL_R is cleared at the end.
   async #drain(tail: number, total: number, take: (at: number, off: number, n: number) => void): Promise<void> {
     for (let off = 0; off < total;) {
       const avail = (this.#load(HEAD) - tail) >>> 0;
@@ -437,14 +442,15 @@ export class Ring {
       const n = Math.min(avail, total - off);
       take(tail, off, n);
       off += n;
-      Atomics.store(this.#c, this.#b + PARTIAL_R, total - off);
       this.#commit(TAIL, (tail += n), WWAIT);
     }
+    Atomics.store(this.#c, this.#b + PARTIAL_R, 0);
   }
 
   // The previous reader died part-way through a streamed message: drop the rest of it.
   async #skipDeadReader(): Promise<void> {
-    await this.#drain(this.#load(TAIL), Atomics.load(this.#c, this.#b + PARTIAL_R), () => {});
+    const tail = this.#load(TAIL);
+    await this.#drain(tail, bytesTo(Atomics.load(this.#c, this.#b + PARTIAL_R), tail), () => {});
   }
 
   // Wait for HEAD to move past `tail` (mid-message: the writer is alive or EOF is an error).
