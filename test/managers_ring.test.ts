@@ -7,7 +7,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { currentProcess, Process, ProcessError } from '../src/index.js';
-import { offerPipe } from '../src/ipc/connection.js';
+import { offerPipe } from '../src/ipc/offered_pipe.js';
 import { Manager, type SyncManager } from '../src/managers/managers.js';
 import { transportOf } from '../src/managers/proxy.js';
 import { emulated } from '../src/shm/native.js';

@@ -7,7 +7,8 @@ import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, Re
 import { Client, type Address, type SocketConnection } from '../ipc/listener.js';
 import { registerExitTask, type FunctionOrClass } from '../util.js';
 import { registerType } from '../reduction/reduction.js';
-import type { Connection, OfferedPipe } from '../ipc/connection.js';
+import type { Connection } from '../ipc/connection.js';
+import type { OfferedPipe } from '../ipc/offered_pipe.js';
 import { offerRing } from './rings.js';
 import {
   Batcher,

@@ -9,7 +9,7 @@
 //
 // MULTIPROC_MANAGER_RINGS=0 keeps every connection on its socket (clients do not offer, servers
 // refuse), for comparing the two or for a /dev/shm too small for a pipe per client.
-import { adoptOfferedPipe, offerPipe, setIdleWaits, type OfferedPipe, type PipeEnd } from '../ipc/connection.js';
+import { adoptOfferedPipe, offerPipe, setIdleWaits, type OfferedPipe, type PipeEnd } from '../ipc/offered_pipe.js';
 import { IdleWait } from '../shm/idle_wait.js';
 import { futexWaitAsync } from '../shm/native.js';
 import { spin } from '../shm/ring.js';

@@ -18,7 +18,7 @@ import {
   type ProxyState,
   type Reply,
 } from './proxy.js';
-import type { PipeEnd } from '../ipc/connection.js';
+import type { PipeEnd } from '../ipc/offered_pipe.js';
 import { adoptRing, RingHub, ringsServed, type RingReader } from './rings.js';
 import {
   Batcher,
