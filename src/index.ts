@@ -27,6 +27,7 @@ export {
   JoinableQueueProxy,
   KeyError,
   ListProxy,
+  LockProxy,
   ManagedArray,
   ManagedBarrier,
   ManagedBoundedSemaphore,

@@ -122,6 +122,22 @@ describe('clients and servers that go', () => {
     assert.equal(transportOf(d), 'ring');
   });
 
+  test('a client killed holding a Lock: a waiter here takes it over (the lock is in shared memory)', { skip: emulated() }, async () => {
+    await using m = await Manager();
+    const lock = await m.Lock();
+    const started = await m.Event();
+    const p = new Process({ target: t.holdUntilKilled, args: [lock, started] });
+    p.start();
+    assert.equal(await started.wait(60_000), true);
+    assert.equal(await lock.acquire({ block: false }), false);
+    const waiting = lock.acquire({ timeout: 30_000 });
+    p.kill();
+    await p.join();
+    assert.equal(await waiting, true, 'taken over from the dead holder');
+    await lock.release();
+    assert.equal(transportOf(lock), 'ring');
+  });
+
   test('the server killed: a pending call rejects with the connection error', async () => {
     const m = await Manager();
     try {

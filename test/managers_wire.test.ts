@@ -1,12 +1,13 @@
 // Managers on the wire: calls made together keep their order, a lock proxy's release of a lock it
-// holds goes without a round trip (and its failure still reaches the caller), and a released lock
-// passes to the longest waiter.
+// holds goes without a round trip (and its failure still reaches the caller), a released lock
+// passes to a waiter that has waited 1 ms or more, and a Lock on this machine is taken in shared
+// memory.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { getContext, ProcessError } from '../src/index.js';
-import { Manager, ValueError, type AcquirerProxy, type SyncManager } from '../src/managers/managers.js';
+import { Manager, ValueError, type AcquirerProxy, type LockProxy, type SyncManager } from '../src/managers/managers.js';
 import { assertNoLeftovers, fixture } from './helpers.js';
 
 type Targets = typeof import('./fixtures/manager_targets.mjs');
@@ -46,15 +47,28 @@ describe('manager calls on the wire', () => {
     assert.deepEqual(order, [...Array(300).keys()], 'replies resolve in the order the calls were made');
   });
 
-  test('a release and a try sent together: the lock (or permit) goes to the waiter first', async () => {
-    for (const lock of [await m.Lock(), await m.Semaphore(1)]) {
+  test('a release and a try sent together: a waiter of 1 ms or more gets the lock (or permit) first, a newer one after the try', async () => {
+    for (const lock of [await m.Semaphore(1), await m.BoundedSemaphore(1)]) {
       assert.equal(await lock.acquire(), true);
-      // One message: a waiting acquire, the release, a try to take it back.
       const waiter = lock.acquire({ timeout: 60_000 });
+      // Past the bound a waiter may be passed over for (STARVING_MS): the time is the condition tested.
+      await new Promise((r) => setTimeout(r, 5));
+      // One message: the release, a try to take it back.
       const released = lock.release();
       const again = lock.acquire({ block: false });
       await released;
       assert.deepEqual(await Promise.all([waiter, again]), [true, false]);
+      await lock.release();
+
+      // A waiter that has just come: the try sent with the release takes it (as Python's Lock);
+      // the waiter gets it at the next release nobody takes back.
+      assert.equal(await lock.acquire(), true);
+      const fresh = lock.acquire({ timeout: 60_000 });
+      const released2 = lock.release();
+      assert.equal(await lock.acquire({ block: false }), true);
+      await released2;
+      await lock.release();
+      assert.equal(await fresh, true);
       await lock.release();
     }
   });
@@ -70,6 +84,8 @@ describe('manager calls on the wire', () => {
     try {
       // The child's acquire is in the server's queue once it set `started` and then asked again.
       assert.equal(await started.wait(60_000), true);
+      // Past the bound a waiter may be passed over for (STARVING_MS): the time is the condition tested.
+      await new Promise((r) => setTimeout(r, 5));
       await lock.release();
       // The child holds it now (it was the only waiter): a non-blocking try fails.
       assert.equal(await lock.acquire({ block: false }), false);
@@ -83,20 +99,51 @@ describe('manager calls on the wire', () => {
     }
   });
 
-  test('release of a lock the proxy holds: a failure in the server rejects the next call on it, which does not run', async () => {
-    const lock = await m.Lock();
+  test('release of a permit the proxy holds: a failure in the server rejects the next call on it, which does not run', async () => {
+    const lock = await m.BoundedSemaphore(1);
     const q = await m.Queue<AcquirerProxy>();
     await q.put(lock);
     const other = await q.get();
     assert.equal(await lock.acquire(), true);
-    // Any caller may release a Lock: `other` does, so `lock`'s own release finds it unlocked.
+    // Any caller may release a semaphore: `other` does, so `lock`'s own release is one too many.
     await other.release();
     await lock.release();
-    await assert.rejects(lock.acquire({ block: false }), (e: Error) => e instanceof ValueError && /release unlocked lock/.test(e.message));
+    await assert.rejects(
+      lock.acquire({ block: false }),
+      (e: Error) => e instanceof ValueError && /released too many times/.test(e.message),
+    );
     assert.equal(await other.acquire({ block: false }), true, 'the failed call did not run: the lock was free');
     await other.release();
     // Reported once.
     assert.equal(await lock.acquire({ block: false }), true);
+    await lock.release();
+  });
+
+  test('a Lock on this machine: acquire and release in shared memory, seen by the server and by other proxies', async () => {
+    const lock = await m.Lock();
+    const q = await m.Queue<LockProxy>();
+    await q.put(lock);
+    const other = await q.get();
+    assert.equal(await lock.acquire(), true);
+    assert.equal(await other.locked(), true);
+    assert.equal(await other.acquire({ block: false }), false);
+    assert.equal(await other.acquire({ timeout: 10 }), false);
+    // The server's own path (a Condition over it, a remote client) takes the same lock.
+    const cond = await m.Condition(lock);
+    assert.equal(await cond.acquire({ block: false }), false);
+    // Any caller may release a Lock: `other` does, so `lock`'s own release finds it unlocked.
+    await other.release();
+    await assert.rejects(lock.release(), (e: Error) => e instanceof ValueError && /release unlocked lock/.test(e.message));
+    assert.equal(await cond.acquire({ block: false }), true);
+    assert.equal(await lock.locked(), true);
+    await cond.release();
+    assert.equal(await lock.locked(), false);
+    // A wait aborted by its signal.
+    await lock.acquire();
+    const ac = new AbortController();
+    const waiting = other.acquire({ signal: ac.signal });
+    ac.abort();
+    await assert.rejects(waiting, { name: 'AbortError' });
     await lock.release();
   });
 

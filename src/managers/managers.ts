@@ -27,6 +27,7 @@ import {
   type ProxyState,
 } from './proxy.js';
 import { Server, type ServerEntry, type ServerSpec } from './server.js';
+import { LockProxy } from './shared_lock.js';
 import {
   ManagedBarrier,
   ManagedBoundedSemaphore,
@@ -100,6 +101,7 @@ export {
   ValueProxy,
   type Proxied,
 } from './types.js';
+export { LockProxy } from './shared_lock.js';
 export { AsyncResultProxy, ManagedAsyncResult, ManagedPool, PoolProxy, type ManagedPoolOptions } from './pool.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -491,7 +493,7 @@ export class SyncManager extends BaseManager {
   Array<T = number>(typecode: string, sizeOrValues: number | Iterable<T>): Promise<ArrayProxy<T>> {
     return this._create('Array', typecode, typeof sizeOrValues === 'number' ? sizeOrValues : [...sizeOrValues]);
   }
-  Lock(): Promise<AcquirerProxy> {
+  Lock(): Promise<LockProxy> {
     return this._create('Lock');
   }
   RLock(): Promise<AcquirerProxy> {
@@ -535,7 +537,7 @@ for (const [typeid, callable, proxytype] of [
   ['Namespace', ManagedNamespace, NamespaceProxy],
   ['Value', ManagedValue, ValueProxy],
   ['Array', ManagedArray, ArrayProxy],
-  ['Lock', ManagedLock, AcquirerProxy],
+  ['Lock', ManagedLock, LockProxy],
   ['RLock', ManagedRLock, AcquirerProxy],
   ['Semaphore', ManagedSemaphore, SemaphoreProxy],
   ['BoundedSemaphore', ManagedBoundedSemaphore, SemaphoreProxy],

@@ -9,6 +9,7 @@ import { registerExitTask, type FunctionOrClass } from '../util.js';
 import { registerType } from '../reduction/reduction.js';
 import type { Connection } from '../ipc/connection.js';
 import type { OfferedPipe } from '../ipc/offered_pipe.js';
+import { emulated } from '../shm/native.js';
 import { offerRing } from './rings.js';
 import {
   Batcher,
@@ -123,6 +124,35 @@ export function channelFor(address: Address, authkey: Uint8Array, maxMessage = M
   let ch = channels.get(key);
   if (!ch) channels.set(key, (ch = new SocketChannel(address, authkey, maxMessage)));
   return ch;
+}
+
+// What proxies of this process keep open beside their channel (a Lock's shared memory, see
+// shared_lock.ts): told when the connection to the server ends, with the error calls get then.
+const ends = new Map<string, AbortController>();
+
+/** @internal Aborts, with the error calls get, once this process's connection to `address` closes or breaks. */
+export function channelEnd(address: Address): AbortSignal {
+  const key = addressKey(address);
+  let c = ends.get(key);
+  if (!c) ends.set(key, (c = new AbortController()));
+  return c.signal;
+}
+
+function endChannel(address: Address, err: Error): void {
+  const key = addressKey(address);
+  const c = ends.get(key);
+  ends.delete(key);
+  c?.abort(err);
+}
+
+/**
+ * @internal Whether `proxy` talks to a server of this machine over a socket of its own (a Unix
+ * socket, with shared memory that crosses processes): it may then use objects of the server's
+ * shared memory directly.
+ */
+export function sharesMemoryWithServer(proxy: BaseProxy): boolean {
+  const { channel } = internalsOf.get(proxy)!;
+  return channel instanceof SocketChannel && typeof channel.address === 'string' && !emulated();
 }
 
 /** @internal Forget connections to `address` (its server was shut down). */
@@ -296,6 +326,7 @@ class SocketChannel implements Channel {
             { code: 'ERR_MP_MANAGER_CONNECTION', cause: err },
           );
     this.#failAll(e);
+    endChannel(this.address, e);
   }
 
   #dropRing(): void {
@@ -410,7 +441,9 @@ class SocketChannel implements Channel {
     conn?._keepAlive(false);
     conn?.close();
     this.#dropRing();
-    this.#failAll(new ProcessError(`the manager at ${describeAddress(this.address)} was shut down`, { code: 'ERR_MP_MANAGER_CONNECTION' }));
+    const err = new ProcessError(`the manager at ${describeAddress(this.address)} was shut down`, { code: 'ERR_MP_MANAGER_CONNECTION' });
+    this.#failAll(err);
+    endChannel(this.address, err);
   }
 }
 

@@ -6,6 +6,7 @@ import { ValueError } from './containers.js';
 import { localReferent } from './proxy.js';
 import { callContext } from './server.js';
 import { parked } from '../util.js';
+import { Lock } from '../sync/synchronize.js';
 
 // ---------------------------------------------------------------------------------------------
 // Waiting inside the server.
@@ -39,19 +40,29 @@ export async function until(claim: () => boolean, list: WaitList, deadline: numb
 }
 
 /**
- * Callers waiting for a lock or a permit, served first come first served: a release hands the
- * lock (or permit) to the longest waiter at once, so that a caller releasing and acquiring again
- * in one message cannot take it back from under a waiter.
+ * How long a waiter may be passed over: a release gives the lock (or permit) straight to a
+ * waiter that has waited this long, ahead of any caller that asks later.
+ */
+export const STARVING_MS = 1;
+
+/**
+ * Callers waiting for a lock or a permit. A release does not hand the lock to the longest waiter
+ * unless it has waited STARVING_MS or more: the lock is left free for whichever acquire the server
+ * reads first (as Python's `threading.Lock`, and as Go's mutex outside its starvation mode), so a
+ * process taking the lock in a tight loop keeps it without waking a sleeping process for every
+ * turn. Should nobody take it before the server's event loop turns, it goes to the longest waiter
+ * then. A waiter is therefore passed over for about a millisecond at most, and never forgotten.
  */
 export class WaitQueue<T> {
-  readonly #q: { item: T; grant: () => void }[] = [];
+  readonly #q: { item: T; grant: () => void; since: number }[] = [];
+  #scheduled = false;
   get size(): number {
     return this.#q.length;
   }
-  /** true once `grant()` chose this waiter (the caller's state is set by then); false at the deadline; rejects with AbortError on abort. */
+  /** true once a release chose this waiter (the caller's state is set by then); false at the deadline; rejects with AbortError on abort. */
   wait(item: T, deadline: number, signal: AbortSignal): Promise<boolean> {
     return parked(deadline, signal, (grant) => {
-      const entry = { item, grant };
+      const entry = { item, grant, since: performance.now() };
       this.#q.push(entry);
       return () => {
         const i = this.#q.indexOf(entry);
@@ -59,13 +70,25 @@ export class WaitQueue<T> {
       };
     });
   }
-  /** The longest waiter, without taking it. */
-  peek(): T | undefined {
-    return this.#q[0]?.item;
+  /**
+   * After a release left the lock (or a permit) free: while `free()`, `take(item)` gives it to the
+   * longest waiter and wakes it: now for waiters that have starved, else once the loop turns.
+   */
+  released(free: () => boolean, take: (item: T) => void): void {
+    const now = performance.now();
+    this.#give(free, take, (e) => now - e.since >= STARVING_MS);
+    if (this.#q.length === 0 || this.#scheduled || !free()) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#give(free, take, () => true);
+    });
   }
-  /** Wake the longest waiter (its promise resolves true); the caller has given it what it waited for. */
-  grant(): void {
-    this.#q[0]?.grant();
+  #give(free: () => boolean, take: (item: T) => void, due: (e: { since: number }) => boolean): void {
+    for (let e = this.#q[0]; e && free() && due(e); e = this.#q[0]) {
+      take(e.item);
+      e.grant();
+    }
   }
 }
 
@@ -89,41 +112,49 @@ interface Owned {
   _acquireRestore(caller: string, saved: unknown, signal: AbortSignal): Promise<void>;
 }
 
-/** The Lock a SyncManager serves. Any caller may release it, as Python's `threading.Lock`. */
+/**
+ * The Lock a SyncManager serves. Its state is a `multiproc.Lock` (shared memory): proxies on
+ * this machine take it there directly (shared_lock.ts), others through these methods, which
+ * take it on the caller's behalf. Any caller may release it, as Python's `threading.Lock`.
+ */
 export class ManagedLock implements Owned {
-  #holder: string | null = null;
-  readonly #waiters = new WaitQueue<string>();
+  readonly #lock = new Lock();
   acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
-    const { caller, signal } = callContext();
+    const { signal } = callContext();
     const { block, deadline } = blockAndDeadline(options);
-    if (this.#holder === null) {
-      this.#holder = caller;
-      return true;
-    }
+    if (this.#lock._tryAcquireNow()) return true;
     if (!block) return false;
-    return this.#waiters.wait(caller, deadline, signal);
+    return this.#lock.acquire({ timeout: deadline === Infinity ? undefined : Math.max(0, deadline - performance.now()), signal });
   }
   release(): void {
-    if (this.#holder === null) throw new ValueError('release unlocked lock');
-    this.#handOff();
-  }
-  #handOff(): void {
-    this.#holder = this.#waiters.peek() ?? null;
-    this.#waiters.grant();
+    try {
+      this.#lock.release();
+    } catch (err) {
+      if (err instanceof ProcessError && err.code === 'ERR_MP_RELEASED_TOO_MANY') throw new ValueError('release unlocked lock');
+      throw err;
+    }
   }
   locked(): boolean {
-    return this.#holder !== null;
+    return this.#lock.locked();
   }
-  _isOwned(caller: string): boolean {
-    return this.#holder === caller;
+  /** The lock's shared memory, for a proxy on this machine. */
+  _shared(): Lock {
+    return this.#lock;
+  }
+  /** @internal The server dropped this object. */
+  _dispose(): void {
+    this.#lock.close();
+  }
+  // As Python's Condition over a Lock, which cannot tell who holds it: held by anyone counts.
+  _isOwned(_caller: string): boolean {
+    return this.#lock.locked();
   }
   _releaseSave(_caller: string): unknown {
     this.release();
     return null;
   }
-  async _acquireRestore(caller: string, _saved: unknown, signal: AbortSignal): Promise<void> {
-    if (this.#holder === null) this.#holder = caller;
-    else await this.#waiters.wait(caller, Infinity, signal);
+  async _acquireRestore(_caller: string, _saved: unknown, signal: AbortSignal): Promise<void> {
+    await this.#lock.acquire({ signal });
   }
 }
 
@@ -150,20 +181,25 @@ export class ManagedRLock implements Owned {
   release(): void {
     const { caller } = callContext();
     if (this.#owner !== caller) throw new ProcessError('cannot release un-acquired lock', { code: 'ERR_MP_NOT_OWNER' });
-    if (--this.#count === 0) this.#handOff();
+    if (--this.#count === 0) this.#release();
   }
-  #handOff(): void {
-    const next = this.#waiters.peek();
-    this.#owner = next?.caller ?? null;
-    this.#count = next?.count ?? 0;
-    this.#waiters.grant();
+  #release(): void {
+    this.#owner = null;
+    this.#count = 0;
+    this.#waiters.released(
+      () => this.#owner === null,
+      (next) => {
+        this.#owner = next.caller;
+        this.#count = next.count;
+      },
+    );
   }
   _isOwned(caller: string): boolean {
     return this.#owner === caller;
   }
   _releaseSave(_caller: string): unknown {
     const count = this.#count;
-    this.#handOff();
+    this.#release();
     return count;
   }
   async _acquireRestore(caller: string, saved: unknown, signal: AbortSignal): Promise<void> {
@@ -195,11 +231,12 @@ export class ManagedSemaphore {
   release(n = 1): void {
     if (!Number.isInteger(n) || n < 1) throw new ValueError('n must be one or more');
     this.#value += n;
-    // Permits go to the waiters first come first served.
-    while (this.#value > 0 && this.#waiters.size > 0) {
-      this.#value--;
-      this.#waiters.grant();
-    }
+    this.#waiters.released(
+      () => this.#value > 0,
+      () => {
+        this.#value--;
+      },
+    );
   }
   getValue(): number {
     return this.#value;
