@@ -7,7 +7,15 @@ import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
 import { getContext, ProcessError } from '../src/index.js';
-import { Manager, ValueError, type AcquirerProxy, type LockProxy, type SyncManager } from '../src/managers/managers.js';
+import {
+  Manager,
+  ManagedCondition,
+  ManagedLock,
+  ValueError,
+  type AcquirerProxy,
+  type LockProxy,
+  type SyncManager,
+} from '../src/managers/managers.js';
 import { assertNoLeftovers, fixture } from './helpers.js';
 
 type Targets = typeof import('./fixtures/manager_targets.mjs');
@@ -145,6 +153,24 @@ describe('manager calls on the wire', () => {
     ac.abort();
     await assert.rejects(waiting, { name: 'AbortError' });
     await lock.release();
+  });
+
+  test('a Lock dropped by the server while a Condition over it lives keeps its shared memory until the Condition goes', () => {
+    const lock = new ManagedLock();
+    const cond = new ManagedCondition(lock);
+    lock._dispose();
+    assert.equal(lock.locked(), false, 'still open: the Condition uses it');
+    cond._dispose();
+    assert.throws(
+      () => lock.locked(),
+      (e: Error) => e instanceof ProcessError && e.code === 'ERR_MP_CLOSED',
+    );
+    const alone = new ManagedLock();
+    alone._dispose();
+    assert.throws(
+      () => alone.locked(),
+      (e: Error) => e instanceof ProcessError && e.code === 'ERR_MP_CLOSED',
+    );
   });
 
   test('release of what the proxy does not hold is a round trip: its error rejects that call', async () => {

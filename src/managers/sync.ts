@@ -119,6 +119,9 @@ interface Owned {
  */
 export class ManagedLock implements Owned {
   readonly #lock = new Lock();
+  // Conditions over this lock: its memory stays open while any lives, even once it is dropped.
+  #users = 0;
+  #dropped = false;
   acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
     const { signal } = callContext();
     const { block, deadline } = blockAndDeadline(options);
@@ -143,7 +146,15 @@ export class ManagedLock implements Owned {
   }
   /** @internal The server dropped this object. */
   _dispose(): void {
-    this.#lock.close();
+    this.#dropped = true;
+    if (this.#users === 0) this.#lock.close();
+  }
+  /** @internal A Condition uses this lock until the returned function is called. */
+  _use(): () => void {
+    this.#users++;
+    return () => {
+      if (--this.#users === 0 && this.#dropped) this.#lock.close();
+    };
   }
   // As Python's Condition over a Lock, which cannot tell who holds it: held by anyone counts.
   _isOwned(_caller: string): boolean {
@@ -260,11 +271,18 @@ export class ManagedBoundedSemaphore extends ManagedSemaphore {
 export class ManagedCondition {
   readonly #lock: ManagedLock | ManagedRLock;
   readonly #waiters = new Set<{ notified: boolean; wake: () => void }>();
+  #unuse: (() => void) | undefined;
   constructor(lock?: unknown) {
     const ref = lock === undefined || lock === null ? new ManagedRLock() : (localReferent(lock) ?? lock);
     if (!(ref instanceof ManagedLock || ref instanceof ManagedRLock))
       throw new TypeError('Condition(lock): lock must be a Lock or RLock of the same manager');
     this.#lock = ref;
+    if (ref instanceof ManagedLock) this.#unuse = ref._use();
+  }
+  /** @internal The server dropped this object. */
+  _dispose(): void {
+    this.#unuse?.();
+    this.#unuse = undefined;
   }
   acquire(options?: ProxyWaitOptions): boolean | Promise<boolean> {
     return this.#lock.acquire(options);
