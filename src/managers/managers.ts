@@ -58,6 +58,7 @@ import { standManagerServers } from '../popen/forkserver.js';
 import { chosenStartMethod } from '../popen/methods.js';
 import { MAX_MESSAGE } from '../ipc/socket.js';
 import { toModuleUrl } from '../reduction/policy.js';
+import { registerType } from '../reduction/reduction.js';
 import { registeredModule, trustModulesForClients, trustRegisteredForClients } from './wire.js';
 import { authkeyBytes, type FunctionOrClass } from '../util.js';
 
@@ -530,6 +531,11 @@ export class SyncManager extends BaseManager {
     return this._create('Pool', ...(processes === undefined ? [] : [processes]));
   }
 }
+
+// Proxies cross as their state. Registered here rather than in proxy.ts: a process that meets
+// a proxy in a message before it loaded this module loads it then (entry/library_types.ts), and
+// with it every library proxy class (LockProxy, DictProxy...), which a bare proxy.ts would lack.
+registerType(BaseProxy, { reduce: (p) => p._reduce(), rebuild: (s: ProxyState) => makeProxy(s) }, 'multiproc.ManagerProxy');
 
 for (const [typeid, callable, proxytype] of [
   ['dict', ManagedDict, DictProxy],

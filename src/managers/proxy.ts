@@ -6,7 +6,6 @@ import { inspect } from 'node:util';
 import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, RemoteError, RemoteTraceback } from '../errors.js';
 import { Client, type Address, type SocketConnection } from '../ipc/listener.js';
 import { registerExitTask, type FunctionOrClass } from '../util.js';
-import { registerType } from '../reduction/reduction.js';
 import type { Connection } from '../ipc/connection.js';
 import type { OfferedPipe } from '../ipc/offered_pipe.js';
 import { emulated } from '../shm/native.js';
@@ -604,8 +603,6 @@ export function makeProxy(state: ProxyState): BaseProxy {
   finalizer.register(proxy, { channel, id: state.id });
   return proxy;
 }
-
-registerType(BaseProxy, { reduce: (p) => p._reduce(), rebuild: (s: ProxyState) => makeProxy(s) }, 'multiproc.ManagerProxy');
 
 // ---------------------------------------------------------------------------------------------
 
