@@ -59,6 +59,9 @@ describe('manager calls on the wire', () => {
     for (const lock of [await m.Semaphore(1), await m.BoundedSemaphore(1)]) {
       assert.equal(await lock.acquire(), true);
       const waiter = lock.acquire({ timeout: 60_000 });
+      // Answered after the server queued the waiter (calls keep their order), so that the time
+      // below is counted from then on a loaded machine too.
+      assert.equal(await lock.getValue(), 0);
       // Past the bound a waiter may be passed over for (STARVING_MS): the time is the condition tested.
       await new Promise((r) => setTimeout(r, 5));
       // One message: the release, a try to take it back.
@@ -170,6 +173,27 @@ describe('manager calls on the wire', () => {
     assert.throws(
       () => alone.locked(),
       (e: Error) => e instanceof ProcessError && e.code === 'ERR_MP_CLOSED',
+    );
+  });
+
+  test('many Locks in one process: no listener-leak warning, every one still excludes', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const locks = await Promise.all([...Array(15).keys()].map(() => m.Lock()));
+      for (const l of locks) assert.equal(await l.acquire(), true);
+      // Waits too add a listener each while they wait.
+      const waits = locks.map((l) => l.acquire({ timeout: 5 }));
+      assert.deepEqual(await Promise.all(waits), Array(15).fill(false));
+      for (const l of locks) await l.release();
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(
+      warnings.filter((w) => w.includes('MaxListeners')),
+      [],
     );
   });
 

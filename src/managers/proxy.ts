@@ -1,6 +1,7 @@
 // The client half of managers (Python: `BaseProxy` and its connection): the per-process
 // channel to a server, tokens and proxy states, and BaseProxy. The wire format and its checks
 // are in wire.ts; the server in server.ts.
+import { setMaxListeners } from 'node:events';
 import { inspect } from 'node:util';
 
 import { AbortError, AuthenticationError, InvalidArgumentError, ProcessError, RemoteError, RemoteTraceback } from '../errors.js';
@@ -133,7 +134,11 @@ const ends = new Map<string, AbortController>();
 export function channelEnd(address: Address): AbortSignal {
   const key = addressKey(address);
   let c = ends.get(key);
-  if (!c) ends.set(key, (c = new AbortController()));
+  if (!c) {
+    ends.set(key, (c = new AbortController()));
+    // One listener per live Lock proxy (and per wait on one), by design: no leak warning past 10.
+    setMaxListeners(0, c.signal);
+  }
   return c.signal;
 }
 

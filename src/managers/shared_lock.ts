@@ -14,6 +14,7 @@ import { AcquirerProxy } from './types.js';
 const RESOLVED = Promise.resolve();
 const RESOLVED_TRUE = Promise.resolve(true);
 const RESOLVED_FALSE = Promise.resolve(false);
+const dropped = new FinalizationRegistry<() => void>((forget) => forget());
 
 // The lock's shared memory as this process opened it, closed when the connection to the server
 // ends: calls then reject with the error the server's other calls get.
@@ -27,11 +28,15 @@ class OpenedLock {
   readonly #lock: Lock;
   readonly #end: AbortSignal;
   readonly #remote: <T>(method: string, args: unknown[]) => Promise<T>;
-  constructor(lock: Lock, end: AbortSignal, remote: <T>(method: string, args: unknown[]) => Promise<T>) {
+  constructor(owner: LockProxy, lock: Lock, end: AbortSignal, remote: <T>(method: string, args: unknown[]) => Promise<T>) {
     this.#lock = lock;
     this.#end = end;
     this.#remote = remote;
-    end.addEventListener('abort', () => lock.close(), { once: true });
+    const close = (): void => lock.close();
+    end.addEventListener('abort', close, { once: true });
+    // Once the proxy is collected its listener goes too, so that the Lock can be collected and
+    // give its hold on the segment back (the server may have dropped it long before).
+    dropped.register(owner, () => end.removeEventListener('abort', close));
   }
 
   acquire(options: ProxyWaitOptions | undefined): Promise<boolean> {
@@ -142,7 +147,7 @@ export class LockProxy extends AcquirerProxy {
       lock.close();
       return null;
     }
-    return new OpenedLock(lock, end, (method, args) => this._callmethod(method, args));
+    return new OpenedLock(this, lock, end, (method, args) => this._callmethod(method, args));
   }
 }
 
