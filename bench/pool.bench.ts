@@ -43,7 +43,8 @@ export function burn(iters: number): number {
 type Ours = 'spawn' | 'thread' | 'forkserver';
 type Peer = 'piscina' | 'tinypool' | 'poolifier' | 'workerpool';
 type Who = Ours | Peer;
-type Figure = 'map_default' | 'map_chunk1' | 'map_cold' | 'calls_cold' | 'rtt' | 'cpu' | 'startup' | 'startup_warm' | 'memory';
+type Figure =
+  'map_default' | 'map_chunk1' | 'map_cold' | 'calls_cold' | 'rtt' | 'cpu' | 'startup' | 'startup_warm' | 'memory' | 'memory_private';
 
 interface DriverParams {
   who: Who;
@@ -114,15 +115,27 @@ async function make(who: Who): Promise<Adapter> {
   }
 }
 
+/** Loads the library `make(who)` uses, so that a memory figure counts the workers and not it. */
+async function loadLibrary(who: Who): Promise<void> {
+  if (who === 'tinypool') await import('tinypool');
+  else require(who === 'spawn' || who === 'thread' || who === 'forkserver' ? '../src/index.js' : who);
+}
+
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 const RTT_WARM = 5_000;
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
-function rssMB(pid: number | 'self'): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
+/**
+ * A process's resident megabytes and its private ones (pages no other process maps: what one
+ * more such process costs the machine). RSS also counts the pages of the `node` binary and shared
+ * libraries, shared with every other Node process.
+ */
+function memMB(pid: number | 'self'): { rss: number; private: number } {
+  const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kB = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  return { rss: kB('Rss') / 1024, private: (kB('Private_Clean') + kB('Private_Dirty')) / 1024 };
 }
 
 function gc(): void {
@@ -174,14 +187,18 @@ async function measure(p: DriverParams): Promise<Measurement> {
     };
     return repeat(p.reps, once, once);
   }
-  if (p.figure === 'memory') {
+  if (p.figure === 'memory' || p.figure === 'memory_private') {
+    const of = (pid: number | 'self'): number => memMB(pid)[p.figure === 'memory' ? 'rss' : 'private'];
+    await loadLibrary(p.who);
     gc();
-    const before = rssMB('self');
+    const before = of('self');
     const a = await make(p.who);
     await Promise.all(range(2000).map((x) => a.run('square', x)));
     gc();
     await new Promise((r) => setTimeout(r, 200));
-    const value = p.who !== 'thread' ? a.pids().reduce((s, pid) => s + rssMB(pid), 0) / 2 : (rssMB('self') - before) / 2;
+    // Our processes are measured themselves; threads (ours and the peers') by this process's growth.
+    const inProcesses = p.who === 'spawn' || p.who === 'forkserver';
+    const value = inProcesses ? a.pids().reduce((s, pid) => s + of(pid), 0) / 2 : (of('self') - before) / 2;
     await a.close();
     return { samples: [{ value, foreignPct: null }], foreignPct: null };
   }
@@ -293,6 +310,7 @@ function size(quick: boolean, figure: Figure): { n: number; reps: number } {
     case 'startup_warm':
       return { n: 1, reps: s.startReps };
     case 'memory':
+    case 'memory_private':
       return { n: 1, reps: 1 };
   }
 }
@@ -435,8 +453,17 @@ const FIGURES: PoolFigure[] = [
     figure: 'memory',
     unit: 'MB',
     better: 'lower',
-    cpython: ['cpython_fork_pool_worker_rss', 'cpython_spawn_pool_worker_rss'],
+    cpython: ['cpython_fork_pool_worker_rss', 'cpython_spawn_pool_worker_rss', 'cpython_forkserver_pool_worker_rss'],
     absolute: { text: 'goal <= 35 MB', met: (v) => v <= 35 },
+    peers: true,
+  },
+  {
+    // The same workers' private pages: what each added worker costs, RSS less what it shares.
+    name: 'pool_memory_private_per_worker',
+    figure: 'memory_private',
+    unit: 'MB',
+    better: 'lower',
+    cpython: ['cpython_fork_pool_worker_private', 'cpython_spawn_pool_worker_private', 'cpython_forkserver_pool_worker_private'],
     peers: true,
   },
 ];
@@ -444,7 +471,10 @@ const FIGURES: PoolFigure[] = [
 const NOTES: Partial<Record<Figure, string>> = {
   map_cold: 'fresh pool per repetition, workers up, first map of square; the CPython anchor is its warm figure',
   calls_cold: 'fresh pool per repetition, workers up, its first 2000 calls; the CPython anchor is its warm map chunksize 1',
-  memory: 'spawn, forkserver: RSS of a worker process; thread: growth of this process RSS per worker',
+  memory:
+    'spawn, forkserver: RSS of a worker process, ~40 MB of it pages every Node process shares (a bare node is 38-41 MB); thread: growth of this process RSS per worker',
+  memory_private:
+    'private pages (Private_Clean + Private_Dirty of /proc/<pid>/smaps_rollup): spawn, forkserver: of a worker process; thread: growth of this process per worker',
   startup:
     'library loaded; driver env without NODE_EXTRA_CA_CERTS; forkserver (cold): its standing children booted while the previous pool ran, often not yet done (a pool made in the same turn as the forkserver context pays a spawn start; made later, it finds them booted)',
   startup_warm:
@@ -476,7 +506,7 @@ function define(f: PoolFigure, backend: Ours): BenchDef {
       const rows: Row[] = [];
       // Peers run on threads: their memory is compared with our thread figure only.
       const peers: [string, Stats | Error][] = [];
-      if (f.peers && !(f.figure === 'memory' && backend !== 'thread'))
+      if (f.peers && !((f.figure === 'memory' || f.figure === 'memory_private') && backend !== 'thread'))
         for (const peer of PEERS) peers.push([peer, await settled(measureNode(ctx, peer, f.figure))]);
       const abs = f.absolute ? `${f.absolute.text}: ${f.absolute.met(ours.value) ? 'met' : 'MISSED'}` : undefined;
       const note = [abs, peerGoalNote(f, ours, peers), NOTES[f.figure]].filter(Boolean).join('; ') || undefined;
@@ -497,7 +527,7 @@ function define(f: PoolFigure, backend: Ours): BenchDef {
 const backendsOf = (f: PoolFigure): Ours[] =>
   f.figure === 'startup_warm'
     ? ['forkserver']
-    : f.figure === 'startup' || f.figure === 'memory'
+    : f.figure === 'startup' || f.figure === 'memory' || f.figure === 'memory_private'
       ? ['spawn', 'thread', 'forkserver']
       : ['spawn', 'thread'];
 

@@ -646,15 +646,18 @@ def _calibrate_burn(ms):
         iters *= 2
 
 
-def _rss_mb(pid):
+def _mem_mb(pid):
+    """(RSS, private) megabytes of a process: private pages are those no other process maps."""
+    kb = {}
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                parts = line.split()
+                if len(parts) == 3 and parts[2] == "kB":
+                    kb[parts[0].rstrip(":")] = int(parts[1])
     except OSError:
-        pass
-    return float("nan")
+        return float("nan"), float("nan")
+    return kb["Rss"] / 1024, (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024
 
 
 def _pool(cfg):
@@ -662,7 +665,7 @@ def _pool(cfg):
     chunksize and with chunksize=1; us per apply_async(square).get() round trip (--n2 of them);
     the speed-up of --n3 tasks of ~20 ms pure-Python loops (serial in this process / map on a warm
     pool, paired per repetition); Pool(2) creation to the first apply() result, per start method;
-    RSS of a worker process after a few tasks, per start method."""
+    RSS and private memory of a worker process after a few tasks, per start method."""
     import multiprocessing as mp
     n, m, reps = cfg["n"], cfg["n2"] or 2000, cfg["reps"]
     ctx = mp.get_context("fork")
@@ -704,22 +707,24 @@ def _pool(cfg):
 
     for method in cfg["methods"]:
         mctx = mp.get_context(method)
-        rss = []
+        mem = []
 
-        def start(mctx=mctx, rss=rss):
+        def start(mctx=mctx, mem=mem):
             t0 = time.perf_counter()
             pool = mctx.Pool(2)
             pool.apply(pool_square, (3,))
             took = (time.perf_counter() - t0) * 1e3
             pool.map(pool_square, range(100), 1)
-            rss.extend(_rss_mb(w.pid) for w in pool._pool)
+            mem.extend(_mem_mb(w.pid) for w in pool._pool)
             pool.terminate()
             pool.join()
             return took
         start()
-        rss.clear()
+        mem.clear()
         _emit(f"cpython_{method}_pool2_start_first_result", "ms", _repeat(reps, start), method=method)
-        _emit(f"cpython_{method}_pool_worker_rss", "MB", (rss, [None] * len(rss), None), method=method)
+        for i, kind in enumerate(("rss", "private")):
+            vals = [m[i] for m in mem]
+            _emit(f"cpython_{method}_pool_worker_{kind}", "MB", (vals, [None] * len(vals), None), method=method)
 
 
 # ---------------------------------------------------------------------------------------------
