@@ -123,8 +123,11 @@ export {
 } from './pool/pool.js';
 export { JoinableQueue, Queue } from './ipc/queues.js';
 export { SimpleQueue } from './ipc/simple_queue.js';
-// Without the addon, queues sent to other processes are served by this one.
-import './ipc/queue_relay.js';
+// Without the addon, queues sent to other processes are served by this one (with it, every
+// process maps them itself and the relay's code need not load).
+import { emulated } from './shm/native.js';
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only where it serves, see above
+if (emulated()) require('./ipc/queue_relay.js');
 export {
   ShareableList,
   SharedMemory,

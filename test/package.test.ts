@@ -32,6 +32,8 @@ exports.work = async (q, lock) => {
   await lock.withLock(() => q.put('hello from ' + currentProcess().name));
 };
 exports.square = (x) => x * x;
+// Whether a worker loaded the managers' code: this module's top level does not read them.
+exports.managersLoaded = () => Object.keys(require.cache).some((f) => /managers[\\/]managers\\.js$/.test(f));
 if (require.main === module) (async () => {
   const q = new Queue();
   const lock = new Lock();
@@ -42,6 +44,7 @@ if (require.main === module) (async () => {
   console.log('exitcode', p.exitcode);
   const pool = new Pool(2);
   console.log(JSON.stringify(await pool.map(exports.square, [1, 2, 3])));
+  console.log('worker loaded managers', await pool.apply(exports.managersLoaded, []));
   pool.terminate();
   await pool.join();
 })();
@@ -96,10 +99,32 @@ test('npm pack, then install with no compiler and run Process, Pool, Lock and Qu
 
   fs.writeFileSync(path.join(app, 'main.cjs'), APP_CJS);
   const cjs = sh(process.execPath, ['main.cjs'], app, env);
-  assert.deepEqual(cjs.stdout.trim().split('\n'), ['hello from Process-1', 'exitcode 0', '[1,4,9]']);
+  assert.deepEqual(cjs.stdout.trim().split('\n'), ['hello from Process-1', 'exitcode 0', '[1,4,9]', 'worker loaded managers false']);
   fs.writeFileSync(path.join(app, 'main.mjs'), APP_ESM);
   const esm = sh(process.execPath, ['main.mjs'], app, env);
   assert.equal(esm.stdout.trim(), '[1,8,27]');
   const version = sh(process.execPath, [path.join(app, 'node_modules', '.bin', 'multiproc'), '--version'], app, env);
   assert.match(version.stdout, /^multiproc \d+\.\d+\.\d+ /);
+});
+
+test('require(multiproc) loads each part of the library when one of its names is first read', () => {
+  const probe = `
+    const loaded = (re) => Object.keys(require.cache).some((f) => re.test(f));
+    const mp = require(${JSON.stringify(path.join(root, 'build', 'src', 'index.js'))});
+    const parts = { managers: /managers[\\/]managers\\.js$/, pool: /pool[\\/]pool\\.js$/, redis: /redis[\\/]/ };
+    const before = Object.fromEntries(Object.entries(parts).map(([k, re]) => [k, loaded(re)]));
+    const isClass = typeof mp.Pool === 'function' && typeof mp.Manager === 'function';
+    const after = Object.fromEntries(Object.entries(parts).map(([k, re]) => [k, loaded(re)]));
+    console.log(JSON.stringify({ before, after, isClass, names: Object.keys(mp).length }));
+  `;
+  const r = spawnSync(process.execPath, ['-e', probe], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { before: Record<string, boolean>; after: Record<string, boolean>; isClass: boolean; names: number };
+  assert.deepEqual(out.before, { managers: false, pool: false, redis: false });
+  assert.deepEqual(out.after, { managers: true, pool: true, redis: false });
+  assert.ok(out.isClass);
+  // Every public name is there from the start, as the ES module face lists them.
+  const esm = fs.readFileSync(path.join(root, 'build', 'src', 'index.mjs'), 'utf8');
+  const listed = /export const \{ ([^}]+) \}/.exec(esm)![1]!.split(', ');
+  assert.equal(out.names, listed.length);
 });
