@@ -24,7 +24,8 @@ import { crossProcessError, emulated } from '../shm/native.js';
 import type { RelayedEnd } from './connection.js';
 import { meOwner, meOwnerStart, ownerAlive } from '../shm/threads.js';
 import { AbortError, Empty, Full, InvalidArgumentError, ProcessError } from '../errors.js';
-import { bytesTag, dumps, fromBytesTag, isBytesTag, loads, loadsSync, registerType } from '../reduction/reduction.js';
+import { bytesTag, fromBytesTag, isBytesTag } from '../reduction/primitives.js';
+import { dumps, loads, loadsSync, registerType } from '../reduction/reduction.js';
 import type { WaitOptions } from '../sync/synchronize.js';
 import { checkTimeout, deadlineOf, registerExitTask, remaining, type Deadline } from '../util.js';
 
