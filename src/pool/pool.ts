@@ -10,17 +10,15 @@
 // Every call therefore settles, whatever happens to the workers.
 import { inspect } from 'node:util';
 
-import { Pipe, type Connection } from '../ipc/connection.js';
-import { AbortError, InvalidArgumentError, ProcessError, TimeoutError, WorkerDiedError } from '../errors.js';
+import { Pipe } from '../ipc/connection.js';
+import { InvalidArgumentError, ProcessError, WorkerDiedError } from '../errors.js';
 import { channel, channels } from '../diagnostics.js';
-import { cpuCount } from '../platform.js';
 import { isAsyncIterable } from '../util.js';
 import {
   checkCallOptions,
   checkChunksize,
   checkFunction,
   checkIterable,
-  checkPoolObservers,
   chunkBounds,
   mapOptions,
   nowUs,
@@ -32,16 +30,17 @@ import {
   type PoolOptions,
   type TaskTiming,
 } from './progress.js';
-import { defaultStartMethod, isStartMethod } from '../popen/methods.js';
-import { methodTitle, processClassFor, type ContextLike, type Process, type StartMethod } from '../process.js';
+import { methodTitle, type ContextLike, type Process, type StartMethod } from '../process.js';
+import { checkPoolOptions, resolveContext } from './options.js';
 import { unlinkSegment } from '../shm/native.js';
 import { Scratch } from '../shm/scratch.js';
-import { nextReply, replyInRing } from './replies.js';
+import { readReplies, type ReplyHandlers } from './replies.js';
 import { workerPipe } from './spare_pipes.js';
-import { forAnotherProcess, withReservations } from '../shm/segment.js';
-import { dumps, loads } from '../reduction/reduction.js';
-import { AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './results.js';
-import { APPLY, batch, frame, FUNC, HEADER, MAP, poolWorker, setHeader, STARMAP, type ReplyMsg } from './worker.js';
+import { withReservations } from '../shm/segment.js';
+import { dumps } from '../reduction/reduction.js';
+import { armCall, AsyncResult, IMapIterator, MapResult, type Job, type Owner } from './results.js';
+import { DEPTH, depthFor, fill, flush, TaskQueue, type Worker } from './dispatch.js';
+import { APPLY, MAP, poolWorker, STARMAP, type ReplyMsg } from './worker.js';
 
 export { AsyncResult, IMapIterator, MapResult } from './results.js';
 export {
@@ -55,52 +54,9 @@ export {
   type ProgressBarOptions,
   type TaskTiming,
 } from './progress.js';
-import { reduceFunction } from '../reduction/functions.js';
-import { FAST_TAG, pack, unpackViews } from '../reduction/fastcodec.js';
+import { TaskEncoder, type AnyFn } from './tasks.js';
 
-/** Tasks sent to one worker and not yet answered: the running one and one waiting. */
-const DEPTH = 2;
-// Quick tasks are sent further ahead, so that a worker finds its next task in its ring instead
-// of waiting a round trip for it, and one wake-up of the pool's reader takes a batch of replies:
-// as many as run in about QUEUED_US, at most MAX_DEPTH. Long tasks keep DEPTH, so that no worker
-// sits on queued work another could start at the end of a call.
-const MAX_DEPTH = 32;
-/** Messages up to this size go to a worker together (worker.ts batch()); larger ones alone. */
-const BATCH_MAX = 4096;
-const QUEUED_US = 1000;
-function depthFor(runUs: number): number {
-  return Math.max(DEPTH, Math.min(MAX_DEPTH, Math.floor(QUEUED_US / Math.max(1, runUs))));
-}
 const EXIT = new Uint8Array(0);
-const NO_RELEASE = (): void => undefined;
-
-type AnyFn = (...args: never[]) => unknown;
-
-interface Worker {
-  proc: Process;
-  /** Its row in the trace. */
-  tid: number;
-  /** The pool's end. */
-  conn: Connection;
-  /** The pool's copy of the worker's end: it writes the end-of-worker marker. */
-  child: Connection;
-  held: Job[];
-  /** Messages for it that #pump has not written yet. */
-  outbox: Uint8Array[];
-  /** How many tasks it may hold: DEPTH, more while its tasks are quick (depthFor). */
-  depth: number;
-  sent: number;
-  known: Set<number>;
-  exitcode: number | null;
-  stopping: boolean;
-  finalized: Promise<void>;
-  /** Wakes the reader when a task is sent or the worker ended. */
-  wake: (() => void) | undefined;
-  /** The cancelled task the pool killed this worker to stop. */
-  killing: Job | undefined;
-  /** Where its replies are read (replies.ts). */
-  scratch: Scratch;
-}
 
 const enum State {
   RUN,
@@ -130,13 +86,10 @@ export class Pool {
   readonly #maxtasks: number | null;
   #state = State.RUN;
   #workers: Worker[] = [];
-  #pending: Job[] = [];
-  #pendingAt = 0;
+  readonly #pending = new TaskQueue();
   readonly #owners = new Set<Owner>();
-  readonly #fnIds = new Map<unknown, { id: number; bytes: Uint8Array }>();
   readonly #iterators = new Set<IMapIterator>();
   #producers = 0;
-  #jobSeq = 0;
   #workerSeq = 0;
   #broken: ProcessError | undefined;
   readonly #prefix: string;
@@ -145,7 +98,7 @@ export class Pool {
   /** Pool-wide onProgress/onTask, and the trace; undefined when not asked for. */
   readonly #tally: Tally | undefined;
   readonly #trace: PoolTrace | undefined;
-  readonly #fnNames: string[] = [];
+  readonly #tasks: TaskEncoder;
 
   /**
    * @throws InvalidArgumentError for a bad size, initializer, initargs, maxtasksperchild or context.
@@ -153,22 +106,13 @@ export class Pool {
    */
   constructor(processes?: number | null | PoolOptions) {
     const o: PoolOptions = typeof processes === 'object' && processes !== null ? processes : { processes };
-    const size = o.processes ?? cpuCount();
-    if (typeof size !== 'number' || !Number.isInteger(size) || size < 1)
-      throw new InvalidArgumentError(`Pool(processes): the number of processes must be an integer >= 1, got ${String(size)}`);
-    if (o.initializer != null && typeof o.initializer !== 'function')
-      throw new InvalidArgumentError('Pool({ initializer }): initializer must be a function');
-    const initargs = o.initargs ?? [];
-    if (!Array.isArray(initargs)) throw new InvalidArgumentError('Pool({ initargs }): initargs must be an array');
-    const maxtasks = o.maxtasksperchild ?? null;
-    if (maxtasks !== null && (typeof maxtasks !== 'number' || !Number.isInteger(maxtasks) || maxtasks < 1))
-      throw new InvalidArgumentError('Pool({ maxtasksperchild }): maxtasksperchild must be an integer >= 1');
-    checkPoolObservers(o);
-    this.#ctx = this.#resolveContext(o.context);
+    const { size, initializer, initargs, maxtasks } = checkPoolOptions(o);
+    this.#ctx = resolveContext(o.context, this._defaultMethod());
     this.#size = size;
-    this.#initializer = o.initializer ?? null;
+    this.#initializer = initializer;
     this.#initargs = initargs;
     this.#maxtasks = maxtasks;
+    this.#tasks = new TaskEncoder(this.#ctx.getStartMethod() === 'thread');
     this.#prefix = `${methodTitle(this.#ctx.getStartMethod())}PoolWorker`;
     const tally = new Tally(o.onProgress, o.onTask, 0);
     this.#tally = tally.active ? tally : undefined;
@@ -176,15 +120,6 @@ export class Pool {
     // Refuse an initializer that cannot cross before anything starts.
     if (this.#initializer) withReservations(() => dumps([this.#initializer, initargs], 'initializer'))[1]();
     for (let i = 0; i < size; i++) this.#spawn();
-  }
-
-  #resolveContext(c: ContextLike | StartMethod | undefined): ContextLike {
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- runtime check for JavaScript callers
-    if (typeof c === 'object' && c !== null && typeof c.getStartMethod === 'function' && typeof c.Process === 'function') return c;
-    const method = c ?? this._defaultMethod() ?? defaultStartMethod();
-    if (!isStartMethod(method))
-      throw new InvalidArgumentError("Pool({ context }): context must be a context (getContext('spawn')) or a start method name");
-    return { Process: processClassFor(method), getStartMethod: () => method };
   }
 
   /** @internal ThreadPool answers 'thread'. */
@@ -238,51 +173,7 @@ export class Pool {
       void w.child.send(null).catch(() => undefined);
       w.wake?.();
     });
-    w.finalized = this.#read(w);
-  }
-
-  async #read(w: Worker): Promise<void> {
-    for (;;) {
-      // An idle worker is not read: a pending read would keep the event loop alive, and a pool
-      // nobody uses must not keep the program running (its daemonic workers end with it).
-      while (w.held.length === 0 && w.exitcode === null) {
-        await new Promise<void>((r) => (w.wake = r));
-        w.wake = undefined;
-      }
-      let bytes: Uint8Array | null;
-      try {
-        bytes = await nextReply(w.conn, w.scratch);
-      } catch (err) {
-        if ((err as { code?: string }).code === 'ERR_MP_EOF') break;
-        bytes = null;
-        this.#reply(w, [w.held[0]?.id ?? -2, false, err]);
-      }
-      // Every reply already there is taken before the workers are fed again: one wake-up of
-      // this loop answers a batch of tasks.
-      let ended = false;
-      while (bytes) {
-        let msg: ReplyMsg | null;
-        try {
-          // A chunk's numbers stay a typed array over the reply's bytes: the call copies them
-          // straight into its results (MapResult, IMapIterator).
-          msg = (bytes[0] === FAST_TAG ? unpackViews(bytes, 1) : await loads(bytes)) as ReplyMsg | null;
-        } catch (err) {
-          // The reply could not be rebuilt here: that task fails.
-          msg = [w.held[0]?.id ?? -2, false, err];
-        }
-        if (msg === null) {
-          ended = true;
-          break;
-        }
-        this.#reply(w, msg);
-        bytes = replyInRing(w.conn, w.scratch);
-      }
-      if (ended) break;
-      this.#pump();
-      this.#maybeStop();
-      this.#updateHold();
-    }
-    this.#finalize(w);
+    w.finalized = readReplies(w, this.#readers);
   }
 
   #reply(w: Worker, msg: ReplyMsg): void {
@@ -318,7 +209,7 @@ export class Pool {
     };
     job.owner._timing(t);
     this.#tally?.task(t);
-    this.#trace?.task(w.tid, this.#fnNames[job.fnId] ?? 'task', t0, t1, t);
+    this.#trace?.task(w.tid, this.#tasks.fnNames[job.fnId] ?? 'task', t0, t1, t);
     const ended = channel(channels.taskEnd);
     if (ended.hasSubscribers) ended.publish({ pool: this, task: job.id, ...t, error: ok ? undefined : value });
   }
@@ -349,7 +240,7 @@ export class Pool {
       if (j.owner.settled) j.release();
       else rest.push(j);
     }
-    if (rest.length) this.#pending.splice(this.#pendingAt, 0, ...rest);
+    this.#pending.putBack(rest);
     // A worker that was killed never gave back its hold on the pipe's segment: nobody will open
     // it again, so its name goes now (the mappings go with the two ends closed below).
     const name = w.child._segmentName();
@@ -403,8 +294,7 @@ export class Pool {
   // Worker exits never hold the event loop (children do not), and idle readers do not read: while
   // tasks are queued or running, this timer keeps the program alive until they settle.
   #updateHold(): void {
-    const busy =
-      this.#state !== State.TERMINATE && (this.#pendingAt < this.#pending.length || this.#workers.some((w) => w.held.length > 0));
+    const busy = this.#state !== State.TERMINATE && (this.#pending.waiting || this.#workers.some((w) => w.held.length > 0));
     // One timer, ref'd while busy: making and clearing one per call (an applyAsync round trip
     // goes busy and idle each time) costs ~0.5 µs, a ref toggle ~0.03.
     if (busy) {
@@ -421,50 +311,30 @@ export class Pool {
 
   #hasWork(): boolean {
     if (this.#producers > 0) return true;
-    for (let i = this.#pendingAt; i < this.#pending.length; i++) if (!this.#pending[i]!.owner.settled) return true;
+    if (this.#pending.hasLive()) return true;
     return this.#workers.some((w) => w.held.length > 0);
-  }
-
-  #nextJob(): Job | undefined {
-    while (this.#pendingAt < this.#pending.length) {
-      const j = this.#pending[this.#pendingAt++]!;
-      if (this.#pendingAt > 1024 && this.#pendingAt * 2 > this.#pending.length) {
-        this.#pending = this.#pending.slice(this.#pendingAt);
-        this.#pendingAt = 0;
-      }
-      if (!j.owner.settled) return j;
-      j.release();
-    }
-    return undefined;
   }
 
   #pump(): void {
     if (this.#state === State.TERMINATE) return;
-    this.#fill();
-    this.#flush();
+    fill(this.#workers, this.#pending, this.#maxtasks, this.#sendTo);
+    flush(this.#workers);
   }
 
-  #fill(): void {
-    for (let depth = 0; depth < MAX_DEPTH; depth++) {
-      let open = false;
-      for (const w of this.#workers) {
-        if (this.#pendingAt >= this.#pending.length) return;
-        if (depth < w.depth) open = true;
-        if (w.exitcode !== null || w.stopping || w.held.length !== depth || depth >= w.depth) continue;
-        if (this.#maxtasks !== null && w.sent >= this.#maxtasks) continue;
-        const job = this.#nextJob();
-        if (!job) return;
-        this.#send(w, job);
-      }
-      if (!open) return;
-    }
-  }
-
+  readonly #sendTo = (w: Worker, job: Job): void => this.#send(w, job);
+  readonly #readers: ReplyHandlers = {
+    reply: (w, msg) => this.#reply(w, msg),
+    read: () => {
+      this.#pump();
+      this.#maybeStop();
+      this.#updateHold();
+    },
+    ended: (w) => this.#finalize(w),
+  };
   #send(w: Worker, job: Job): void {
     if (!w.known.has(job.fnId)) {
       w.known.add(job.fnId);
-      const fn = [...this.#fnIds.values()].find((f) => f.id === job.fnId)!;
-      w.outbox.push(fn.bytes);
+      w.outbox.push(this.#tasks.fnMessage(job.fnId));
     }
     w.held.push(job);
     w.sent++;
@@ -472,64 +342,6 @@ export class Pool {
     const started = channel(channels.taskStart);
     if (started.hasSubscribers) started.publish({ pool: this, worker: w.proc.name, task: job.id, index: job.first, items: job.items });
     w.outbox.push(job.bytes);
-  }
-
-  // What #pump gave each worker goes as one message when it is small (one write, one wake-up).
-  #flush(): void {
-    for (const w of this.#workers) {
-      const out = w.outbox;
-      if (out.length === 0) continue;
-      w.outbox = [];
-      let small = out.length > 1;
-      for (let i = 0; small && i < out.length; i++) small = out[i]!.length <= BATCH_MAX;
-      if (small) void w.conn.sendBytes(batch(out)).catch(() => undefined);
-      else for (const m of out) void w.conn.sendBytes(m).catch(() => undefined);
-    }
-  }
-
-  #fnId(fn: AnyFn): number {
-    const ref = reduceFunction(fn, 'func');
-    const key = ref.kind === 'source' ? `source:${ref.source}` : fn;
-    let entry = this.#fnIds.get(key);
-    if (!entry) {
-      const id = this.#fnIds.size + 1;
-      entry = { id, bytes: frame(0, FUNC, id, dumps(fn, 'func')) };
-      this.#fnIds.set(key, entry);
-      this.#fnNames[id] = fn.name || 'anonymous';
-    }
-    return entry.id;
-  }
-
-  // A task over `source[from, to)`: the arguments of an apply, or a chunk of a map's input.
-  #job(
-    owner: Owner,
-    kind: number,
-    fnId: number,
-    source: unknown[],
-    from: number,
-    to: number,
-    index: number,
-    where: string,
-    first: number,
-    at: number,
-  ): Job {
-    const id = ++this.#jobSeq;
-    // Library objects in the payload reserve holds for the copy; a task never sent gives them back.
-    // The worker spreads or indexes the payload, so only its elements cross: the arrays it is
-    // made of may be packed (fastcodec.ts) whoever built them, straight from the input.
-    const packed = pack(source, kind === STARMAP ? 2 : 1, from, to, HEADER);
-    let bytes: Uint8Array;
-    let release = NO_RELEASE;
-    if (packed) bytes = setHeader(packed, id, kind, fnId);
-    else {
-      const payload = from === 0 && to === source.length ? source : source.slice(from, to);
-      [bytes, release] = withReservations(() =>
-        this.#ctx.getStartMethod() === 'thread'
-          ? frame(id, kind, fnId, dumps(payload, where))
-          : forAnotherProcess(() => frame(id, kind, fnId, dumps(payload, where))),
-      );
-    }
-    return { id, fnId, bytes, owner, index, first, items: kind === APPLY ? 1 : to - from, at, release };
   }
 
   #submit(jobs: Job[]): void {
@@ -556,28 +368,6 @@ export class Pool {
     }
   }
 
-  #arm<T>(owner: AsyncResult<T> | IMapIterator<T>, o: CallOptions | undefined, total?: number): void {
-    this.#owners.add(owner);
-    if (!o) return;
-    if (o.onProgress || o.onTask) owner._tally = new Tally(o.onProgress, o.onTask, total);
-    const cancel = (err: unknown): void => (owner instanceof IMapIterator ? owner._cancel(err, true) : owner._cancel(err));
-    if (o.signal) {
-      const signal = o.signal;
-      if (signal.aborted) {
-        queueMicrotask(() => cancel(new AbortError('the call was aborted', { cause: signal.reason })));
-      } else {
-        const onAbort = (): void => cancel(new AbortError('the call was aborted', { cause: signal.reason }));
-        signal.addEventListener('abort', onAbort, { once: true });
-        owner._cleanup.push(() => signal.removeEventListener('abort', onAbort));
-      }
-    }
-    if (o.timeout !== undefined) {
-      const ms = Math.max(0, o.timeout);
-      const timer = setTimeout(() => cancel(new TimeoutError(`the call did not finish within ${ms} ms`)), ms);
-      owner._cleanup.push(() => clearTimeout(timer));
-    }
-  }
-
   // ---- the API ------------------------------------------------------------------------------
 
   /**
@@ -599,11 +389,12 @@ export class Pool {
     const a = args ?? [];
     if (!Array.isArray(a)) throw new InvalidArgumentError("applyAsync(func, args): args must be an array (Python's args tuple)");
     checkCallOptions(options, 'applyAsync');
-    const fnId = this.#fnId(fn);
+    const fnId = this.#tasks.fnId(fn);
     const result = new AsyncResult<Awaited<R>>(options?.callback, options?.errorCallback);
     result._pool = this;
-    const job = this.#job(result, APPLY, fnId, a, 0, a.length, 0, 'args', 0, nowUs());
-    this.#arm(result, options, 1);
+    const job = this.#tasks.job(result, APPLY, fnId, a, 0, a.length, 0, 'args', 0, nowUs());
+    this.#owners.add(result);
+    armCall(result, options, 1);
     this.#submit([job]);
     return result;
   }
@@ -648,10 +439,11 @@ export class Pool {
     checkFunction(fn, what);
     checkIterable(iterable, what);
     const chunksize = checkChunksize(o.chunksize, what);
-    const fnId = this.#fnId(fn);
+    const fnId = this.#tasks.fnId(fn);
     const result = new MapResult<unknown>(o.callback, o.errorCallback);
     result._pool = this;
-    this.#arm(result, o);
+    this.#owners.add(result);
+    armCall(result, o);
     const start = (items: unknown[]): void => {
       if (result.settled) return;
       const bounds = chunkBounds(items.length, this.#size, chunksize);
@@ -662,7 +454,7 @@ export class Pool {
       const at = nowUs();
       try {
         for (let c = 0; c < count; c++)
-          this.#submit([this.#job(result, kind, fnId, items, bounds[c]!, bounds[c + 1]!, c, 'iterable', bounds[c]!, at)]);
+          this.#submit([this.#tasks.job(result, kind, fnId, items, bounds[c]!, bounds[c + 1]!, c, 'iterable', bounds[c]!, at)]);
       } catch (err) {
         result._fail(err);
         throw err;
@@ -722,14 +514,15 @@ export class Pool {
     checkFunction(fn, what);
     checkIterable(iterable, what);
     const chunksize = checkChunksize(o.chunksize, what) ?? 1;
-    const fnId = this.#fnId(fn);
+    const fnId = this.#tasks.fnId(fn);
     const it = new IMapIterator<unknown>(this, ordered, Math.max(4, this.#size * DEPTH * 2));
-    this.#arm(it, o);
+    this.#owners.add(it);
+    armCall(it, o);
     this.#iterators.add(it);
     this.#producers++;
     let first = 0;
     const submit = (items: unknown[], index: number): void => {
-      const job = this.#job(it, MAP, fnId, items, 0, items.length, index, 'iterable', first, nowUs());
+      const job = this.#tasks.job(it, MAP, fnId, items, 0, items.length, index, 'iterable', first, nowUs());
       first += items.length;
       this.#submit([job]);
     };
@@ -776,10 +569,8 @@ export class Pool {
   #terminate(err: ProcessError): void {
     if (this.#state === State.TERMINATE) return;
     this.#state = State.TERMINATE;
-    for (let i = this.#pendingAt; i < this.#pending.length; i++) this.#pending[i]!.release();
+    this.#pending.clear();
     for (const w of this.#workers) for (const j of w.held) j.release();
-    this.#pending = [];
-    this.#pendingAt = 0;
     for (const o of [...this.#owners]) o._fail(err);
     this.#owners.clear();
     this.#updateHold();

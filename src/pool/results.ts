@@ -4,7 +4,7 @@ import { inspect } from 'node:util';
 
 import { AbortError, InvalidArgumentError, ProcessError, TimeoutError } from '../errors.js';
 import type { Pool } from './pool.js';
-import type { Tally, TaskTiming } from './progress.js';
+import { Tally, type CallOptions, type TaskTiming } from './progress.js';
 import { isAsyncIterable } from '../util.js';
 
 /** @internal A chunk of work sent to a worker. */
@@ -454,3 +454,28 @@ export class IMapIterator<T = unknown> implements AsyncIterableIterator<T>, Owne
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * What a call's options ask of its result: its own onProgress/onTask, and cancellation by
+ * `signal` or after `timeout` ms (the running tasks are stopped, see Pool#_stopRunning).
+ */
+export function armCall<T>(owner: AsyncResult<T> | IMapIterator<T>, o: CallOptions | undefined, total?: number): void {
+  if (!o) return;
+  if (o.onProgress || o.onTask) owner._tally = new Tally(o.onProgress, o.onTask, total);
+  const cancel = (err: unknown): void => (owner instanceof IMapIterator ? owner._cancel(err, true) : owner._cancel(err));
+  if (o.signal) {
+    const signal = o.signal;
+    if (signal.aborted) {
+      queueMicrotask(() => cancel(new AbortError('the call was aborted', { cause: signal.reason })));
+    } else {
+      const onAbort = (): void => cancel(new AbortError('the call was aborted', { cause: signal.reason }));
+      signal.addEventListener('abort', onAbort, { once: true });
+      owner._cleanup.push(() => signal.removeEventListener('abort', onAbort));
+    }
+  }
+  if (o.timeout !== undefined) {
+    const ms = Math.max(0, o.timeout);
+    const timer = setTimeout(() => cancel(new TimeoutError(`the call did not finish within ${ms} ms`)), ms);
+    owner._cleanup.push(() => clearTimeout(timer));
+  }
+}
