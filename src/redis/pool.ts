@@ -10,7 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 
-import { AbortError, InvalidArgumentError, ProcessError, RedisConnectionError, TimeoutError } from '../errors.js';
+import { InvalidArgumentError, ProcessError, RedisConnectionError } from '../errors.js';
 import { reduceFunction } from '../reduction/functions.js';
 import { trustModules } from '../reduction/policy.js';
 import { dumps, loads } from '../reduction/reduction.js';
@@ -23,7 +23,6 @@ import {
   type AsyncOptions,
   type CallOptions,
   type MapOptions,
-  type Progress,
   type TaskTiming,
 } from '../pool/progress.js';
 import {
@@ -31,7 +30,6 @@ import {
   checkNamespace,
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_DELIVERIES,
-  bundleFields,
   ensureGroup,
   keys,
   loadRedis,
@@ -45,77 +43,14 @@ import {
 } from './protocol.js';
 import { initializer, LocalWorkers } from './local.js';
 import { collect, RedisAsyncResult, windowed } from './results.js';
+import { stopper, type AnyFn, type RedisPoolOptions } from './options.js';
+import { bundle, type Chunk, type Owner, type Sent } from './bundles.js';
 import type { Redis } from 'ioredis';
 
 export { RedisAsyncResult } from './results.js';
+export type { RedisPoolOptions } from './options.js';
 
-/** Options of a Redis pool. */
-export interface RedisPoolOptions {
-  /** redis:// or rediss:// URL; user, password and TLS go in it. Default redis://127.0.0.1:6379. */
-  url?: string;
-  /** Keys live under `mp:{namespace}:`; workers of the same namespace serve this pool. Default 'default'. */
-  namespace?: string;
-  /** Local worker processes to start (0: only remote workers serve the pool). Default 1. */
-  processes?: number;
-  /** Modules the local workers import at start (they also learn each module a call names). */
-  modules?: readonly (string | URL)[];
-  /** A chunk a worker holds longer without renewing goes to another worker. Default 5000 ms. */
-  leaseMs?: number;
-  /** Deliveries of one chunk before it fails with WorkerLostError. Default 3. */
-  maxDeliveries?: number;
-  /** How long the server may stay unreachable before waiting calls fail. Default max(4 leases, 10 s). */
-  giveUpMs?: number;
-  /** Run in each local worker before its first task: an export of a module (JSON `initargs`). */
-  initializer?: AnyFn | null;
-  /** Arguments for `initializer`: JSON data (they cross on a command line). */
-  initargs?: readonly unknown[];
-  /** Progress over every call of the pool: `total` is the number of items handed to it so far. */
-  onProgress?: ((p: Progress) => void) | null;
-  /** Called after every task of every call with its timing. */
-  onTask?: ((t: TaskTiming) => void) | null;
-}
-
-type AnyFn = (...args: never[]) => unknown;
 type XReply = [Buffer, [Buffer, Buffer[]][]][];
-interface Chunk {
-  id: number;
-  done: (ok: boolean, value: unknown) => void;
-  kind: number;
-  /** JSON of [function, module hash]: the bundle's function table is made of these. */
-  fn: string;
-  payload: Buffer;
-  sends: number;
-  /** The entry that carries it (the last one sent). */
-  bundle: Sent | undefined;
-  owner: Owner;
-  /** Input index of its first item, its number of items, and when it was sent (performance.now()). */
-  index: number;
-  items: number;
-  sentAt: number;
-}
-/** The chunks of one call, and its onProgress/onTask tally. */
-interface Owner {
-  ids: Set<number>;
-  tally: Tally | undefined;
-}
-/** One bundle entry as sent. */
-interface Sent {
-  entry: string | undefined;
-  /** Its stream: the task stream, or the retry stream once a worker split it there. */
-  stream: string;
-  chunks: Chunk[];
-  fields: (string | Buffer)[];
-}
-
-/**
- * Chunks of one tick go in bundles of at most this many, and at most BUNDLE_BYTES of arguments:
- * a map's chunks still spread over the workers, each of which reads several entries at a time.
- */
-const BUNDLE_CHUNKS = 64;
-const BUNDLE_BYTES = 256 * 1024;
-/** A tick's chunks are split into at least this many bundles (when there are as many chunks). */
-const BUNDLE_SPREAD = 16;
-
 /**
  * Chunks a local worker holds at once. Sync tasks still run one after another; holding a few
  * saves a round trip to Redis per chunk (one read fetches several) at the cost of more chunks
@@ -269,27 +204,7 @@ export class RedisPool {
   #flush(): void {
     const all = this.#pending.filter((c) => this.#chunks.get(c.id) === c);
     this.#pending = [];
-    const per = Math.min(BUNDLE_CHUNKS, Math.max(1, Math.ceil(all.length / BUNDLE_SPREAD)));
-    for (let i = 0; i < all.length;) {
-      const chunks: Chunk[] = [];
-      let bytes = 0;
-      while (i < all.length && chunks.length < per && (chunks.length === 0 || bytes + all[i]!.payload.length <= BUNDLE_BYTES)) {
-        bytes += all[i]!.payload.length;
-        chunks.push(all[i++]!);
-      }
-      const fns: string[] = [];
-      const wire = chunks.map((c) => {
-        let fi = fns.indexOf(c.fn);
-        if (fi < 0) fi = fns.push(c.fn) - 1;
-        return { id: c.id, kind: c.kind, fn: fi, payload: c.payload };
-      });
-      const sent: Sent = { entry: undefined, stream: this.#k.tasks, chunks, fields: bundleFields(this.#caller, fns, wire) };
-      for (const c of chunks) {
-        c.sends++;
-        c.bundle = sent;
-      }
-      this.#xadd(sent);
-    }
+    for (const sent of bundle(all, this.#k.tasks, this.#caller)) this.#xadd(sent);
   }
 
   /** Whether a bundle still carries a chunk waiting for its answer. */
@@ -657,23 +572,4 @@ export class RedisPool {
   toString(): string {
     return `<RedisPool namespace=${this.#ns} processes=${this.#size} state=${['RUN', 'CLOSE', 'TERMINATE'][this.#state]}>`;
   }
-}
-
-/** A call's timeout and signal as a promise that rejects (TimeoutError, AbortError), and what removes them. */
-function stopper(o: CallOptions | undefined): [Promise<never>, () => void] {
-  let cleanup = (): void => undefined;
-  const guard = new Promise<never>((_, reject) => {
-    const t =
-      o?.timeout !== undefined
-        ? setTimeout(() => reject(new TimeoutError(`the call did not finish within ${o.timeout} ms`)), o.timeout)
-        : undefined;
-    const onAbort = (): void => reject(new AbortError(undefined, { cause: o?.signal?.reason }));
-    if (o?.signal?.aborted) onAbort();
-    o?.signal?.addEventListener('abort', onAbort, { once: true });
-    cleanup = () => {
-      clearTimeout(t);
-      o?.signal?.removeEventListener('abort', onAbort);
-    };
-  });
-  return [guard, cleanup];
 }
